@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Sync benchmark: a full sync of BENCH_CONTACTS (default 100,000) sandbox Keap contacts
+# through the Workers under wrangler dev into local Postgres, against the native ceiling
+# (same pages, parser and SQL, straight into Postgres) measured in the same run. Prints
+# figures; asserts only correctness (zero loss), never timings. BENCH_PAGES_PER_INVOCATION
+# (default 8, the Free-plan default of SYNC_MAX_PAGES_PER_INVOCATION) tunes the Worker side.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+"$ROOT/scripts/bootstrap.sh" >/dev/null
+EDGE_SYNC_SANDBOX_BIN="$ROOT/target/release/provider-sandbox" \
+  cargo run --release -q -p edge-sync-e2e --bin bench_sync

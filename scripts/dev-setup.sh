@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# The local Edge Sync stack: PostgreSQL, the provider sandbox (stands in for Keap and
+# Shopify) and the three Workers under `wrangler dev` (real workerd).
+#
+#   scripts/dev-setup.sh start-all   bootstrap, start everything, wait for green health, exit
+#   scripts/dev-setup.sh stop-all    stop exactly the processes start-all started
+#   scripts/dev-setup.sh status      what runs, and each /health
+#   scripts/dev-setup.sh test-all    every test: native unit tests and end-to-end scenarios
+#
+# Ports (override with env): COORDINATOR_PORT=8787 SYNC_WORKER_PORT=8788
+# WEBHOOK_HANDLER_PORT=8789 SANDBOX_PORT=8790. Logs, pids and persisted Worker state
+# (Durable Objects, KV) live in .edge-sync/ and survive restarts.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+COORDINATOR_PORT="${COORDINATOR_PORT:-8787}"
+SYNC_WORKER_PORT="${SYNC_WORKER_PORT:-8788}"
+WEBHOOK_HANDLER_PORT="${WEBHOOK_HANDLER_PORT:-8789}"
+SANDBOX_PORT="${SANDBOX_PORT:-8790}"
+SANDBOX_SEED="${SANDBOX_SEED:-42}"
+SANDBOX_KEAP_CONTACTS="${SANDBOX_KEAP_CONTACTS:-1000}"
+SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
+HEALTH_TIMEOUT_SECS="${HEALTH_TIMEOUT_SECS:-180}"
+PIDS="$EDGE_SYNC_HOME/pids"
+LOGS="$EDGE_SYNC_HOME/logs"
+
+port_of() {
+  case "$1" in
+    sync-coordinator) echo "$COORDINATOR_PORT" ;;
+    sync-worker) echo "$SYNC_WORKER_PORT" ;;
+    webhook-handler) echo "$WEBHOOK_HANDLER_PORT" ;;
+    provider-sandbox) echo "$SANDBOX_PORT" ;;
+  esac
+}
+
+# Inspector ports are per process too, so wrangler never falls back to 9229 and collides.
+inspector_port_of() { echo $(( $(port_of "$1") + 1000 )); }
+
+# A pid file names a process we started; it is ours only if that pid still runs the
+# command we started (pids get reused).
+our_pid() {
+  local name="$1" pid
+  [ -f "$PIDS/$name.pid" ] || return 1
+  pid="$(cat "$PIDS/$name.pid")"
+  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+  grep -qaF "$(cat "$PIDS/$name.cmd")" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# Starts a command in its own process group (so stop-all can stop its children too).
+start_process() {
+  local name="$1"; shift
+  if pid="$(our_pid "$name")"; then
+    echo "$name already running (pid $pid)"; return
+  fi
+  local port; port="$(port_of "$name")"
+  if port_in_use "$port"; then
+    die "port $port for $name is taken by another process; set the port variable (see --help)"
+  fi
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$PIDS/$name.pid"
+  # What identifies the process in /proc/<pid>/cmdline.
+  printf '%s' "$name" > "$PIDS/$name.cmd"
+}
+
+wait_healthy() {
+  local name="$1" url="$2" deadline=$((SECONDS + HEALTH_TIMEOUT_SECS)) body code
+  while [ $SECONDS -lt $deadline ]; do
+    our_pid "$name" >/dev/null || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited during start-up (log: $LOGS/$name.log)"; }
+    code="$(curl -s -o "$EDGE_SYNC_HOME/health-$name.json" -w '%{http_code}' "$url" 2>/dev/null || true)"
+    if [ "$code" = 200 ]; then
+      body="$(cat "$EDGE_SYNC_HOME/health-$name.json")"
+      printf '  %-17s %s  %s\n' "$name" "$url" "$body"
+      return
+    fi
+    sleep 1
+  done
+  cat "$EDGE_SYNC_HOME/health-$name.json" >&2 2>/dev/null || true
+  die "$name not healthy after ${HEALTH_TIMEOUT_SECS}s (log: $LOGS/$name.log)"
+}
+
+# Waits until a Worker answers HTTP at all (health may still be settling).
+wait_answering() {
+  local name="$1" deadline=$((SECONDS + HEALTH_TIMEOUT_SECS))
+  while [ $SECONDS -lt $deadline ]; do
+    our_pid "$name" >/dev/null || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited during start-up (log: $LOGS/$name.log)"; }
+    curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$(port_of "$name")/health" && return
+    sleep 0.5
+  done
+  die "$name did not answer after ${HEALTH_TIMEOUT_SECS}s (log: $LOGS/$name.log)"
+}
+
+start_worker() {
+  local worker="$1"; shift
+  local port; port="$(port_of "$worker")"
+  # The `--name`-free command line still contains the config path, which our_pid matches.
+  start_process "$worker" env \
+    WRANGLER_REGISTRY_PATH="$EDGE_SYNC_HOME/registry" \
+    CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE="$DATABASE_URL_LOCAL" \
+    node --import "file://$ROOT/scripts/wrangler-dev-guard.mjs" "$ROOT/node_modules/wrangler/bin/wrangler.js" dev \
+      -c "$ROOT/wrangler/$worker.toml" \
+      --ip 127.0.0.1 --port "$port" \
+      --inspector-port "$(inspector_port_of "$worker")" \
+      --persist-to "$EDGE_SYNC_HOME/state" \
+      --show-interactive-dev-session=false \
+      --log-level log \
+      --var "KEAP_AUTHORIZE_URL:$SANDBOX_URL/app/oauth/authorize" \
+      --var "KEAP_TOKEN_URL:$SANDBOX_URL/token" \
+      --var "KEAP_API_BASE_URL:$SANDBOX_URL/crm" \
+      --var "SHOPIFY_ADMIN_BASE_URL:$SANDBOX_URL/shopify/{shop}" \
+      --var "KEAP_REDIRECT_URI:http://127.0.0.1:$COORDINATOR_PORT/oauth/callback" \
+      --var "SHOPIFY_REDIRECT_URI:http://127.0.0.1:$COORDINATOR_PORT/oauth/shopify/callback" \
+      --var "KEAP_REST_V1_BASE_URL:$SANDBOX_URL/crm/rest/v1" \
+      --var "WEBHOOK_BASE_URL:http://127.0.0.1:$WEBHOOK_HANDLER_PORT" \
+      --var "ENABLE_TEST_ROUTES:true" \
+      "$@"
+}
+
+start_all() {
+  "$ROOT/scripts/bootstrap.sh"
+  mkdir -p "$PIDS" "$LOGS" "$EDGE_SYNC_HOME/state" "$EDGE_SYNC_HOME/registry"
+  DATABASE_URL_LOCAL="$(hyperdrive_local_url "$(cat "$EDGE_SYNC_HOME/database_url")")"
+  local sandbox_url="$SANDBOX_URL"
+
+  say "starting the provider sandbox on $sandbox_url"
+  start_process provider-sandbox "$ROOT/target/release/provider-sandbox" \
+    --host 127.0.0.1 --port "$SANDBOX_PORT" --seed "$SANDBOX_SEED" \
+    --keap-contacts "$SANDBOX_KEAP_CONTACTS" --state-file "$EDGE_SYNC_HOME/state/provider-sandbox.json"
+
+  say "starting the Workers under wrangler dev"
+  # One at a time, coordinator first: the others bind to it through the dev registry, and
+  # workerd processes sharing .edge-sync/state fail (SQLITE_BUSY) when they initialise it
+  # at the same moment.
+  start_worker sync-coordinator
+  wait_answering sync-coordinator
+  start_worker sync-worker --test-scheduled
+  wait_answering sync-worker
+  start_worker webhook-handler
+  wait_answering webhook-handler
+
+  say "waiting for health"
+  wait_healthy provider-sandbox "$sandbox_url/__sandbox/health"
+  # Shopify's Standard plan restores 100 cost points a second (providers.md).
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+    -d '{"shopify_restore_rate": 100.0}' "$sandbox_url/__sandbox/config"
+  for worker in "${WORKERS[@]}"; do
+    wait_healthy "$worker" "http://127.0.0.1:$(port_of "$worker")/health"
+  done
+
+  connect_sandbox_accounts
+  sync_everything
+
+  cat <<EOT
+
+Edge Sync is running:
+  sync-coordinator  http://127.0.0.1:$COORDINATOR_PORT   (/oauth/*, /coordinator/*, /health)
+  sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health; cron: /__scheduled?cron=*/30+*+*+*+*)
+  webhook-handler   http://127.0.0.1:$WEBHOOK_HANDLER_PORT   (/webhook*, /health)
+  provider sandbox  $sandbox_url   (Keap and Shopify stand-in; control API under /__sandbox)
+  PostgreSQL        ${DATABASE_URL_LOCAL#*@}
+Logs: $LOGS/<name>.log (one JSON line per request; tail -f them as you would wrangler tail)
+Admin token: ADMIN_TOKEN in wrangler/.dev.vars
+Stop with: scripts/dev-setup.sh stop-all
+EOT
+}
+
+dev_var() { grep -m1 "^$1=" "$ROOT/wrangler/.dev.vars" | cut -d= -f2-; }
+
+# Follows one OAuth flow like a browser: start (admin) -> provider authorize (auto-approve
+# in the sandbox) -> our callback. Prints the callback's page title on success.
+oauth_dance() {
+  local start_url="$1" admin location
+  admin="$(dev_var ADMIN_TOKEN)"
+  location="$(curl -s -o /dev/null -w '%{redirect_url}' -H "Authorization: Bearer $admin" "$start_url")"
+  [ -n "$location" ] || die "no redirect from $start_url"
+  location="$(curl -s -o /dev/null -w '%{redirect_url}' "$location")"
+  [ -n "$location" ] || die "the sandbox did not redirect back"
+  curl -sf "$location" | grep -o '<h1>[^<]*</h1>' | sed 's/<[^>]*>//g' \
+    || die "OAuth callback failed: $(curl -s "$location")"
+}
+
+# Connects the sandbox's Keap account and Shopify shop through the real OAuth flows, unless
+# they are already connected and active (state persists across restarts).
+connect_sandbox_accounts() {
+  local coordinator="http://127.0.0.1:$COORDINATOR_PORT" listing
+  listing="$(curl -s -H "Authorization: Bearer $(dev_var ADMIN_TOKEN)" "$coordinator/coordinator/connections")"
+  say "connecting the sandbox accounts through OAuth"
+  local provider start
+  for provider in keap shopify; do
+    if node -e 'const [list, p] = process.argv.slice(1);
+        process.exit(JSON.parse(list).connections.some(c => c.provider === p && c.status === "active") ? 0 : 1)' \
+        "$listing" "$provider" 2>/dev/null; then
+      echo "  $provider: already connected"
+      continue
+    fi
+    case "$provider" in
+      keap) start="$coordinator/oauth/initiate?user_id=local-dev" ;;
+      shopify) start="$coordinator/oauth/shopify/install?user_id=local-dev&shop=edge-sync-dev.myshopify.com" ;;
+    esac
+    echo "  $provider: $(oauth_dance "$start")"
+  done
+}
+
+# The main job, end to end: a full sync of every connected account into Postgres, then a
+# summary of rows per table and the time it took.
+sync_everything() {
+  local worker="http://127.0.0.1:$SYNC_WORKER_PORT" admin started deadline status
+  admin="$(dev_var ADMIN_TOKEN)"
+  say "running a full sync of the sandbox accounts"
+  started=$SECONDS
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $admin" "$worker/sync/full"
+  deadline=$((SECONDS + ${SYNC_TIMEOUT_SECS:-600}))
+  while :; do
+    status="$(curl -s -H "Authorization: Bearer $admin" "$worker/sync/status")"
+    if node -e 'const s = JSON.parse(process.argv[1]);
+        const rs = s.connections.flatMap(c => c.resources);
+        process.exit(rs.length > 0 && rs.every(r => r.state !== "running") ? 0 : 1)' "$status" 2>/dev/null; then
+      break
+    fi
+    [ $SECONDS -lt $deadline ] || { warn "sync still running after ${SYNC_TIMEOUT_SECS:-600}s; see scripts/dev-setup.sh status"; break; }
+    sleep 1
+  done
+  node -e 'const s = JSON.parse(process.argv[1]);
+    for (const c of s.connections) for (const r of c.resources)
+      console.log(`  ${c.connection.provider}/${r.resource}: ${r.state}, ${r.records ?? 0} records in ${r.pages ?? 0} pages${r.error ? " (" + r.error + ")" : ""}`);' "$status"
+  echo "  rows in Postgres:"
+  psql "$(cat "$EDGE_SYNC_HOME/database_url")" -qtAX -F ' ' -c "
+    SELECT format('    %-26s %s', t, n) FROM (
+      SELECT 'keap_contacts' t, count(*) n FROM keap_contacts UNION ALL
+      SELECT 'keap_opportunities', count(*) FROM keap_opportunities UNION ALL
+      SELECT 'keap_orders', count(*) FROM keap_orders UNION ALL
+      SELECT 'keap_tasks', count(*) FROM keap_tasks UNION ALL
+      SELECT 'shopify_products', count(*) FROM shopify_products UNION ALL
+      SELECT 'shopify_orders', count(*) FROM shopify_orders UNION ALL
+      SELECT 'shopify_customers', count(*) FROM shopify_customers UNION ALL
+      SELECT 'shopify_inventory_levels', count(*) FROM shopify_inventory_levels) x"
+  echo "  full sync took $((SECONDS - started))s"
+}
+
+stop_all() {
+  local any=0
+  for name in webhook-handler sync-worker sync-coordinator provider-sandbox; do
+    if pid="$(our_pid "$name")"; then
+      any=1
+      # The process group holds wrangler's children (workerd, esbuild).
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      echo "stopped $name (pid $pid)"
+    fi
+    rm -f "$PIDS/$name.pid" "$PIDS/$name.cmd"
+  done
+  [ "$any" = 1 ] || echo "nothing was running"
+}
+
+status() {
+  for name in provider-sandbox "${WORKERS[@]}"; do
+    local url="http://127.0.0.1:$(port_of "$name")/health"
+    [ "$name" = provider-sandbox ] && url="http://127.0.0.1:$SANDBOX_PORT/__sandbox/health"
+    if pid="$(our_pid "$name")"; then
+      printf '%-17s running (pid %s)  %s\n' "$name" "$pid" "$(curl -s --max-time 10 "$url" || echo 'no answer')"
+    else
+      printf '%-17s stopped\n' "$name"
+    fi
+  done
+}
+
+test_all() {
+  "$ROOT/scripts/bootstrap.sh"
+  say "running every test (native unit tests, simulations, end-to-end scenarios)"
+  # End-to-end tests start whole stacks (three workerd processes each); two at a time fit
+  # a 2-core machine. Unit tests are instant either way.
+  EDGE_SYNC_SANDBOX_BIN="$ROOT/target/release/provider-sandbox" \
+    cargo test --workspace -- --test-threads="${E2E_TEST_THREADS:-2}"
+}
+
+case "${1:-}" in
+  start-all) start_all ;;
+  stop-all) stop_all ;;
+  status) status ;;
+  test-all) test_all ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

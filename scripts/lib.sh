@@ -1,0 +1,61 @@
+# Shared helpers for the Edge Sync scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+# Everything the scripts create at run time lives here (git-ignored): logs, pids, state.
+EDGE_SYNC_HOME="${EDGE_SYNC_HOME:-$ROOT/.edge-sync}"
+export EDGE_SYNC_HOME
+WORKERS=(sync-coordinator sync-worker webhook-handler)
+# Local database the stack uses; DATABASE_URL (when it answers) takes precedence.
+DEFAULT_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/edge_sync"
+export PATH="$HOME/.cargo/bin:$PATH"
+# Keep wrangler quiet and offline-friendly.
+export WRANGLER_SEND_METRICS=false
+export WRANGLER_SEND_ERROR_REPORTS=false
+export CI="${CI:-}"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root (directly, or through sudo when available).
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    die "need root to run: $*"; fi
+}
+
+# Version of a package as locked in Cargo.lock.
+locked_version() {
+  awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+# The database URL with its database name replaced (to reach the maintenance database).
+with_database() {
+  local url="$1" db="$2"
+  printf '%s\n' "${url%/*}/$db"
+}
+
+# True when psql can run a query against $1.
+pg_answers() { psql "$1" -qtAc 'SELECT 1' >/dev/null 2>&1; }
+
+# Paths of the binaries worker-build must use instead of downloading its own.
+worker_build_env() {
+  export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+  export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
+  export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
+}
+
+# Frees nothing, guesses nothing: a port is free when nothing accepts on it.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wrangler's local Hyperdrive insists on a password in the URL; trust-auth servers ignore it.
+hyperdrive_local_url() {
+  local url="$1" scheme rest userinfo
+  scheme="${url%%://*}"; rest="${url#*://}"
+  case "$rest" in
+    *@*) userinfo="${rest%%@*}"
+         case "$userinfo" in *:*) printf '%s\n' "$url" ;; *) printf '%s://%s:local@%s\n' "$scheme" "$userinfo" "${rest#*@}" ;; esac ;;
+    *) printf '%s://postgres:local@%s\n' "$scheme" "$rest" ;;
+  esac
+}

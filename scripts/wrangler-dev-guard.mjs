@@ -1,0 +1,49 @@
+// Preloaded into `wrangler dev` (node --import) by scripts/dev-setup.sh and the e2e harness.
+//
+// Why: wrangler's local Hyperdrive proxy (miniflare `HyperdriveProxyController`) opens its
+// socket to PostgreSQL without an 'error' listener, so when the database is down
+// (ECONNREFUSED) the whole wrangler process crashes and takes every binding with it. In
+// production Hyperdrive reports the failure to the Worker instead. This guard restores
+// that behaviour locally: errors on sockets to the Hyperdrive target are logged and the
+// Worker-side socket is closed, so the Worker sees a failed connection and can degrade
+// (503 from /health, events kept for retry) while PostgreSQL is away.
+import net from "node:net";
+
+const target = (() => {
+  const url = process.env.CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE;
+  if (!url) return null;
+  try {
+    const parsed = new URL(url);
+    return { host: parsed.hostname, port: Number(parsed.port || 5432) };
+  } catch {
+    return null;
+  }
+})();
+
+function isHyperdriveTarget(args) {
+  if (!target) return false;
+  const options = typeof args[0] === "object" && args[0] !== null ? args[0] : { port: args[0], host: args[1] };
+  return Number(options.port) === target.port && (options.host ?? "localhost") === target.host;
+}
+
+for (const name of ["connect", "createConnection"]) {
+  const original = net[name];
+  net[name] = function (...args) {
+    const socket = original.apply(this, args);
+    if (!isHyperdriveTarget(args)) return socket;
+    let failed = false;
+    const sources = new Set();
+    socket.on("pipe", (source) => {
+      sources.add(source);
+      if (failed) source.destroy();
+    });
+    socket.on("error", (error) => {
+      failed = true;
+      console.error(
+        JSON.stringify({ level: "error", worker: "wrangler-dev", event: "hyperdrive_proxy", reason: `${error.code ?? error.message} ${target.host}:${target.port}` }),
+      );
+      for (const source of sources) source.destroy();
+    });
+    return socket;
+  };
+}

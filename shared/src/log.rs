@@ -1,0 +1,168 @@
+//! Structured log lines for `wrangler tail`: one JSON object per request, cron run and failure.
+//!
+//! Fields are chosen by the caller from known-safe values; there is deliberately no way to
+//! attach a header map or a request body, so a token cannot slip into a line.
+
+use serde::Serialize;
+
+use crate::Timestamp;
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Normal operation.
+    Info,
+    /// A rejected or unusual request that did not fail the Worker.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// One log line. Build it with [`LogLine::request`] or [`LogLine::event`], add context with
+/// the `with_*` methods, then print [`LogLine::to_json`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    /// When the line was written (ISO 8601).
+    pub ts: String,
+    /// Severity.
+    pub level: Level,
+    /// Which Worker wrote it.
+    pub worker: &'static str,
+    /// HTTP method, for request lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// URL path (never the query string, which may carry codes or tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Name of a non-HTTP event (`cron`, `alarm`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// HTTP status answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Wall time spent, in milliseconds.
+    pub duration_ms: i64,
+    /// Request id (from `cf-ray` / `x-request-id`, or generated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Connection the work was for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    /// Why a request was rejected or failed (never a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl LogLine {
+    /// A line for one HTTP request.
+    pub fn request(
+        worker: &'static str,
+        method: &str,
+        path: &str,
+        status: u16,
+        started: Timestamp,
+        finished: Timestamp,
+    ) -> Self {
+        let level = match status {
+            500.. => Level::Error,
+            400..=499 => Level::Warn,
+            _ => Level::Info,
+        };
+        Self {
+            ts: finished.to_iso8601(),
+            level,
+            worker,
+            method: Some(method.to_owned()),
+            route: Some(path.to_owned()),
+            event: None,
+            status: Some(status),
+            duration_ms: finished.millis_since(started),
+            request_id: None,
+            connection_id: None,
+            reason: None,
+        }
+    }
+
+    /// A line for a non-HTTP event such as a cron run or an alarm.
+    pub fn event(
+        worker: &'static str,
+        event: &str,
+        level: Level,
+        started: Timestamp,
+        finished: Timestamp,
+    ) -> Self {
+        Self {
+            ts: finished.to_iso8601(),
+            level,
+            worker,
+            method: None,
+            route: None,
+            event: Some(event.to_owned()),
+            status: None,
+            duration_ms: finished.millis_since(started),
+            request_id: None,
+            connection_id: None,
+            reason: None,
+        }
+    }
+
+    /// Adds the request id.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Adds the connection id.
+    pub fn with_connection_id(mut self, connection_id: impl Into<String>) -> Self {
+        self.connection_id = Some(connection_id.into());
+        self
+    }
+
+    /// Adds a reason; raises the level to at least `warn`.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        if self.level == Level::Info {
+            self.level = Level::Warn;
+        }
+        self
+    }
+
+    /// The line as compact JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"level\":\"error\"}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_line_has_the_fields_tail_readers_filter_on() {
+        let line = LogLine::request(
+            "webhook-handler",
+            "POST",
+            "/webhooks/shopify",
+            401,
+            Timestamp::from_millis(1_000),
+            Timestamp::from_millis(1_012),
+        )
+        .with_request_id("req-1")
+        .with_reason("signature mismatch");
+        let value: serde_json::Value = serde_json::from_str(&line.to_json()).expect("json");
+        assert_eq!(value["level"], "warn");
+        assert_eq!(value["worker"], "webhook-handler");
+        assert_eq!(value["route"], "/webhooks/shopify");
+        assert_eq!(value["status"], 401);
+        assert_eq!(value["duration_ms"], 12);
+        assert_eq!(value["request_id"], "req-1");
+        assert_eq!(value["reason"], "signature mismatch");
+    }
+
+    #[test]
+    fn server_errors_are_error_level() {
+        let line = LogLine::request("x", "GET", "/", 503, Timestamp(0), Timestamp(0));
+        assert_eq!(line.level, Level::Error);
+    }
+}

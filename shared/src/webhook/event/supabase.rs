@@ -1,0 +1,45 @@
+//! Supabase Database Webhooks (providers.md, "Supabase"): `{type, table, schema, record,
+//! old_record}` sent by `pg_net`, unsigned and without a delivery id.
+
+use super::{dedup_key, parse_object, str_at, IncomingEvent, ParseError};
+
+/// Classifies a Supabase delivery.
+///
+/// - `event_type`: `type` `INSERT|UPDATE|DELETE` → `supabase.record.inserted|updated|
+///   deleted` (these need a `table`); the DDL-style `CREATE_TABLE` →
+///   `supabase.table.created` and `ADD_COLUMN` → `supabase.column.added`; any other
+///   type → `None`. Types are matched ignoring ASCII case.
+/// - `dedup_key`: `supabase:sha256:<body digest>` (no delivery id is sent).
+/// - `occurred_at`: `None`: the payload carries no event time (the Worker uses the
+///   receive time).
+///
+/// Fails when the body is not a JSON object, has no string `type`, or a row event has no
+/// `table`.
+pub fn classify_supabase(body: &[u8]) -> Result<IncomingEvent, ParseError> {
+    let payload = parse_object(body)?;
+    let kind = str_at(&payload, &["type"])
+        .ok_or_else(|| ParseError::Malformed("Supabase webhook has no `type`".to_owned()))?
+        .to_ascii_uppercase();
+    let event_type = match kind.as_str() {
+        "INSERT" => Some("supabase.record.inserted"),
+        "UPDATE" => Some("supabase.record.updated"),
+        "DELETE" => Some("supabase.record.deleted"),
+        "CREATE_TABLE" => Some("supabase.table.created"),
+        "ADD_COLUMN" => Some("supabase.column.added"),
+        _ => None,
+    };
+    let row_event = matches!(kind.as_str(), "INSERT" | "UPDATE" | "DELETE");
+    if row_event && str_at(&payload, &["table"]).is_none() {
+        return Err(ParseError::Malformed(format!(
+            "Supabase {kind} webhook has no `table`"
+        )));
+    }
+    Ok(IncomingEvent {
+        source: "supabase".to_owned(),
+        event_type: event_type.map(str::to_owned),
+        dedup_key: dedup_key("supabase", None, body),
+        event_data: payload,
+        occurred_at: None,
+        record_change: None,
+    })
+}

@@ -1,0 +1,259 @@
+//! Multi-step flows tests share, driven over real HTTP like a browser and an operator would.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::Stack;
+
+/// The `Location` of a redirect, asserting the status is 302/303/307.
+pub fn location(response: &reqwest::Response) -> String {
+    assert!(
+        response.status().is_redirection(),
+        "expected a redirect, got {}",
+        response.status()
+    );
+    response.headers()["location"]
+        .to_str()
+        .expect("ASCII Location")
+        .to_owned()
+}
+
+/// Starts the Keap OAuth flow as an operator and returns the authorize URL (at the sandbox).
+pub async fn keap_authorize_url(stack: &Stack, user_id: &str) -> String {
+    let response = stack
+        .http
+        .get(format!(
+            "{}/oauth/initiate?user_id={user_id}",
+            stack.coordinator
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("GET /oauth/initiate");
+    location(&response)
+}
+
+/// Follows the sandbox's authorize page (auto-approve) and returns the callback URL it
+/// redirects the browser to.
+pub async fn approve_at_provider(stack: &Stack, authorize_url: &str) -> String {
+    let response = stack
+        .http
+        .get(authorize_url)
+        .send()
+        .await
+        .expect("GET authorize");
+    location(&response)
+}
+
+/// Completes a whole Keap OAuth flow for `user_id`; returns the connection as listed.
+pub async fn connect_keap(stack: &Stack, user_id: &str) -> Value {
+    let authorize = keap_authorize_url(stack, user_id).await;
+    let callback = approve_at_provider(stack, &authorize).await;
+    let response = stack
+        .http
+        .get(&callback)
+        .send()
+        .await
+        .expect("GET callback");
+    let status = response.status();
+    let body = response.text().await.expect("callback body");
+    assert_eq!(status, StatusCode::OK, "callback failed: {body}");
+    let connections = list_connections(stack).await;
+    connections
+        .into_iter()
+        .find(|c| c["user_id"] == user_id && c["provider"] == "keap")
+        .expect("the new connection is listed")
+}
+
+/// `GET /coordinator/connections` as admin.
+pub async fn list_connections(stack: &Stack) -> Vec<Value> {
+    let body: Value = stack
+        .admin_get(&format!("{}/coordinator/connections", stack.coordinator))
+        .await
+        .json()
+        .await
+        .expect("JSON list");
+    body["connections"].as_array().cloned().unwrap_or_default()
+}
+
+/// `POST /coordinator/connections/{id}/token` with the internal token: (status, body).
+pub async fn request_token(stack: &Stack, connection_id: &str) -> (u16, Value) {
+    let response = stack
+        .http
+        .post(format!(
+            "{}/coordinator/connections/{connection_id}/token",
+            stack.coordinator
+        ))
+        .bearer_auth(&stack.internal_token)
+        .send()
+        .await
+        .expect("POST token");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The sandbox's counters.
+pub async fn sandbox_counters(stack: &Stack) -> Value {
+    stack
+        .http
+        .get(format!("{}/__sandbox/counters", stack.sandbox))
+        .send()
+        .await
+        .expect("counters")
+        .json()
+        .await
+        .expect("JSON counters")
+}
+
+/// POSTs a JSON control command to the sandbox.
+pub async fn sandbox_control(stack: &Stack, path: &str, body: Value) -> Value {
+    let response = stack
+        .http
+        .post(format!("{}/__sandbox/{path}", stack.sandbox))
+        .json(&body)
+        .send()
+        .await
+        .expect("sandbox control");
+    assert!(
+        response.status().is_success(),
+        "sandbox {path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap_or(Value::Null)
+}
+
+/// Polls `query` (first column of the first row, as text) until it equals `expected`.
+pub async fn eventually_db_text(stack: &Stack, query: &str, expected: &str) {
+    let db = stack.db().await;
+    let mut last = None;
+    for _ in 0..100 {
+        let rows = db.query(query, &[]).await.expect("query");
+        last = rows.first().map(|r| r.get::<_, Option<String>>(0));
+        if last.as_ref().and_then(|v| v.as_deref()) == Some(expected) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{query} never returned {expected:?}; last {last:?}");
+}
+
+/// Completes a whole Shopify install flow for `user_id` and `shop`; returns the connection.
+pub async fn connect_shopify(stack: &Stack, user_id: &str, shop: &str) -> Value {
+    let response = stack
+        .http
+        .get(format!(
+            "{}/oauth/shopify/install?user_id={user_id}&shop={shop}",
+            stack.coordinator
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("GET install");
+    let callback = approve_at_provider(stack, &location(&response)).await;
+    let response = stack
+        .http
+        .get(&callback)
+        .send()
+        .await
+        .expect("GET callback");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "callback failed: {}",
+        response.text().await.unwrap_or_default()
+    );
+    list_connections(stack)
+        .await
+        .into_iter()
+        .find(|c| c["user_id"] == user_id && c["provider"] == "shopify")
+        .expect("the new connection is listed")
+}
+
+/// `POST` a sync route on sync-worker as admin: (status, body).
+pub async fn start_sync(stack: &Stack, path_and_query: &str) -> (u16, Value) {
+    let response = stack
+        .http
+        .post(format!("{}{path_and_query}", stack.sync_worker))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("POST sync");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The run ids a start answer lists.
+pub fn run_ids(start_body: &Value) -> Vec<String> {
+    start_body["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["run_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Polls `/sync/status` until every run in `run_ids` is no longer running; returns the
+/// status entries of those runs (resource objects with `connection_id` added).
+pub async fn wait_runs(stack: &Stack, run_ids: &[String]) -> Vec<Value> {
+    let url = format!("{}/sync/status", stack.sync_worker);
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = stack
+            .admin_get(&url)
+            .await
+            .json()
+            .await
+            .expect("status JSON");
+        let entries: Vec<Value> = last["connections"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| {
+                let id = c["connection"]["id"].clone();
+                c["resources"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |mut r| {
+                        r["connection_id"] = id.clone();
+                        r
+                    })
+            })
+            .filter(|r| {
+                r["run_id"]
+                    .as_str()
+                    .is_some_and(|id| run_ids.iter().any(|x| x == id))
+            })
+            .collect();
+        if entries.len() == run_ids.len() && entries.iter().all(|r| r["state"] != "running") {
+            return entries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("runs {run_ids:?} did not finish; last status {last}");
+}
+
+/// `GET /__sandbox/<path>` as JSON.
+pub async fn sandbox_get(stack: &Stack, path: &str) -> Value {
+    stack
+        .http
+        .get(format!("{}/__sandbox/{path}", stack.sandbox))
+        .send()
+        .await
+        .expect("sandbox GET")
+        .json()
+        .await
+        .expect("sandbox JSON")
+}
+
+/// `count(*)` of a query.
+pub async fn db_count(stack: &Stack, sql: &str) -> i64 {
+    stack
+        .db()
+        .await
+        .query_one(sql, &[])
+        .await
+        .expect("count query")
+        .get(0)
+}

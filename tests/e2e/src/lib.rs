@@ -1,0 +1,14 @@
+//! End-to-end harness: starts a whole Edge Sync stack — a fresh PostgreSQL database, the
+//! provider sandbox and the three Workers under `wrangler dev` (real workerd) — on free
+//! ports, and tears it down when dropped, even when the test panicked.
+//!
+//! Every stack is isolated: its own database, its own wrangler dev registry
+//! (`WRANGLER_REGISTRY_PATH`), its own persisted state directory and its own ports, so
+//! tests run in parallel without colliding.
+
+pub mod bench_util;
+pub mod flows;
+pub mod pg_proxy;
+pub mod stack;
+
+pub use stack::{Readiness, Stack, StackOptions, WEBHOOK_SECRETS};

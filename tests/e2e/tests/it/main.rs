@@ -1,0 +1,7 @@
+//! End-to-end scenarios against real workerd (wrangler dev), real PostgreSQL and the
+//! provider sandbox. One binary; one module per area. Each test starts its own stack.
+
+mod e2e_coordinator;
+mod e2e_foundation;
+mod e2e_sync;
+mod e2e_webhooks;

@@ -1,0 +1,187 @@
+//! Endpoint keys: the names under which the sandbox counts requests, logs them and injects
+//! faults. A new provider API adds a variant here and wraps its route in
+//! [`crate::middleware::tagged`].
+
+use std::fmt;
+
+/// One provider endpoint the sandbox imitates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// `GET /app/oauth/authorize` (accounts.infusionsoft.com).
+    KeapOAuthAuthorize,
+    /// `POST /token` (api.infusionsoft.com).
+    KeapOAuthToken,
+    /// `GET /crm/rest/v2/contacts` (api.keap.com / api.infusionsoft.com).
+    KeapContactsList,
+    /// `GET /crm/rest/v2/contacts/{contact_id}`: hooks carry ids only, so a Worker fetches
+    /// the records (providers.md, "REST Hooks").
+    KeapContactsGet,
+    /// `GET /crm/rest/v2/opportunities`.
+    KeapOpportunitiesList,
+    /// `GET /crm/rest/v2/opportunities/{id}`.
+    KeapOpportunitiesGet,
+    /// `GET /crm/rest/v2/orders`.
+    KeapOrdersList,
+    /// `GET /crm/rest/v2/orders/{id}`.
+    KeapOrdersGet,
+    /// `GET /crm/rest/v2/tasks`.
+    KeapTasksList,
+    /// `GET /crm/rest/v2/tasks/{id}`.
+    KeapTasksGet,
+    /// `POST /crm/rest/v1/hooks`: subscribe (REST Hooks, v1).
+    KeapHooksCreate,
+    /// `GET /crm/rest/v1/hooks`.
+    KeapHooksList,
+    /// `GET /crm/rest/v1/hooks/{key}`.
+    KeapHooksGet,
+    /// `PUT /crm/rest/v1/hooks/{key}`.
+    KeapHooksUpdate,
+    /// `DELETE /crm/rest/v1/hooks/{key}`.
+    KeapHooksDelete,
+    /// `POST /crm/rest/v1/hooks/{key}/verify`: the handshake, now.
+    KeapHooksVerify,
+    /// `POST /crm/rest/v1/hooks/{key}/delayedVerify`: the caller sends the secret back.
+    KeapHooksDelayedVerify,
+    /// `GET /crm/rest/v1/hooks/event_keys`.
+    KeapHooksEventKeys,
+    /// `GET /admin/oauth/authorize` on the shop's host (`/shopify/{shop}/...` here).
+    ShopifyOAuthAuthorize,
+    /// `POST /admin/oauth/access_token` on the shop's host (`/shopify/{shop}/...` here).
+    ShopifyOAuthAccessToken,
+    /// `POST /admin/api/{version}/graphql.json` on the shop's host: the GraphQL Admin API.
+    /// Requests are also counted per top-level field (`shopify.graphql.products`, ...).
+    ShopifyGraphql,
+}
+
+impl Endpoint {
+    /// Every endpoint, in the order counters list them.
+    pub const ALL: [Endpoint; 21] = [
+        Endpoint::KeapOAuthAuthorize,
+        Endpoint::KeapOAuthToken,
+        Endpoint::KeapContactsList,
+        Endpoint::KeapContactsGet,
+        Endpoint::KeapOpportunitiesList,
+        Endpoint::KeapOpportunitiesGet,
+        Endpoint::KeapOrdersList,
+        Endpoint::KeapOrdersGet,
+        Endpoint::KeapTasksList,
+        Endpoint::KeapTasksGet,
+        Endpoint::KeapHooksCreate,
+        Endpoint::KeapHooksList,
+        Endpoint::KeapHooksGet,
+        Endpoint::KeapHooksUpdate,
+        Endpoint::KeapHooksDelete,
+        Endpoint::KeapHooksVerify,
+        Endpoint::KeapHooksDelayedVerify,
+        Endpoint::KeapHooksEventKeys,
+        Endpoint::ShopifyOAuthAuthorize,
+        Endpoint::ShopifyOAuthAccessToken,
+        Endpoint::ShopifyGraphql,
+    ];
+
+    /// The stable key used by the control API (`keap.contacts.list`,
+    /// `shopify.oauth.access_token`, ...).
+    pub fn key(self) -> &'static str {
+        match self {
+            Endpoint::KeapOAuthAuthorize => "keap.oauth.authorize",
+            Endpoint::KeapOAuthToken => "keap.oauth.token",
+            Endpoint::KeapContactsList => "keap.contacts.list",
+            Endpoint::KeapContactsGet => "keap.contacts.get",
+            Endpoint::KeapOpportunitiesList => "keap.opportunities.list",
+            Endpoint::KeapOpportunitiesGet => "keap.opportunities.get",
+            Endpoint::KeapOrdersList => "keap.orders.list",
+            Endpoint::KeapOrdersGet => "keap.orders.get",
+            Endpoint::KeapTasksList => "keap.tasks.list",
+            Endpoint::KeapTasksGet => "keap.tasks.get",
+            Endpoint::KeapHooksCreate => "keap.hooks.create",
+            Endpoint::KeapHooksList => "keap.hooks.list",
+            Endpoint::KeapHooksGet => "keap.hooks.get",
+            Endpoint::KeapHooksUpdate => "keap.hooks.update",
+            Endpoint::KeapHooksDelete => "keap.hooks.delete",
+            Endpoint::KeapHooksVerify => "keap.hooks.verify",
+            Endpoint::KeapHooksDelayedVerify => "keap.hooks.delayed_verify",
+            Endpoint::KeapHooksEventKeys => "keap.hooks.event_keys",
+            Endpoint::ShopifyOAuthAuthorize => "shopify.oauth.authorize",
+            Endpoint::ShopifyOAuthAccessToken => "shopify.oauth.access_token",
+            Endpoint::ShopifyGraphql => "shopify.graphql",
+        }
+    }
+
+    /// Looks an endpoint up by its key.
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.key() == key)
+    }
+
+    /// Whether this is a Keap REST endpoint: those carry the `x-keap-*` quota headers and are
+    /// subject to the per-minute throttle (the OAuth hosts are not metered that way).
+    pub fn is_keap_rest(self) -> bool {
+        matches!(
+            self,
+            Endpoint::KeapContactsList
+                | Endpoint::KeapContactsGet
+                | Endpoint::KeapOpportunitiesList
+                | Endpoint::KeapOpportunitiesGet
+                | Endpoint::KeapOrdersList
+                | Endpoint::KeapOrdersGet
+                | Endpoint::KeapTasksList
+                | Endpoint::KeapTasksGet
+                | Endpoint::KeapHooksCreate
+                | Endpoint::KeapHooksList
+                | Endpoint::KeapHooksGet
+                | Endpoint::KeapHooksUpdate
+                | Endpoint::KeapHooksDelete
+                | Endpoint::KeapHooksVerify
+                | Endpoint::KeapHooksDelayedVerify
+                | Endpoint::KeapHooksEventKeys
+        )
+    }
+
+    /// Whether this is one of Keap's OAuth endpoints (their errors use the OAuth body shape).
+    pub fn is_keap_oauth(self) -> bool {
+        matches!(
+            self,
+            Endpoint::KeapOAuthAuthorize | Endpoint::KeapOAuthToken
+        )
+    }
+
+    /// Whether this is a browser-facing authorize page (its errors are HTML pages).
+    pub fn is_authorize_page(self) -> bool {
+        matches!(
+            self,
+            Endpoint::KeapOAuthAuthorize | Endpoint::ShopifyOAuthAuthorize
+        )
+    }
+
+    /// Whether this is one of Shopify's endpoints (their errors use Shopify's body shapes).
+    pub fn is_shopify(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ShopifyOAuthAuthorize
+                | Endpoint::ShopifyOAuthAccessToken
+                | Endpoint::ShopifyGraphql
+        )
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_key(e.key()), Some(e));
+        }
+        assert_eq!(Endpoint::from_key("keap.nope"), None);
+        assert_eq!(
+            Endpoint::from_key("shopify.oauth.access_token"),
+            Some(Endpoint::ShopifyOAuthAccessToken)
+        );
+    }
+}

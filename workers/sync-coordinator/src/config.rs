@@ -1,0 +1,142 @@
+//! The coordinator's configuration, read once per request from Worker vars and secrets into a
+//! typed struct. Missing or malformed values are reported by name, never by value.
+
+use edge_sync_shared::{
+    oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
+    token_cipher::{CipherError, TokenCipher},
+    token_lifecycle::TokenPolicy,
+    Secret,
+};
+use edge_sync_worker_kit::env_vars::{self, text as var};
+use worker::Env;
+
+/// Production endpoints (providers.md); locally the sandbox's URLs replace them.
+const KEAP_AUTHORIZE_URL: &str = "https://accounts.infusionsoft.com/app/oauth/authorize";
+const KEAP_TOKEN_URL: &str = "https://api.infusionsoft.com/token";
+/// Keap's default client-side budget from the seed README.
+const KEAP_DEFAULT_RATE_PER_MINUTE: u32 = 150;
+/// Shopify GraphQL restores 100 points/s on Standard plans; pace calls, not points.
+const SHOPIFY_DEFAULT_RATE_PER_MINUTE: u32 = 120;
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable or secret is not set.
+    #[error("{0} is not configured")]
+    Missing(&'static str),
+    /// A variable is set but unusable.
+    #[error("{name} is invalid: {why}")]
+    Invalid {
+        /// Variable name.
+        name: &'static str,
+        /// What is wrong with it (never the value).
+        why: String,
+    },
+    /// The token encryption key is missing or malformed.
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+}
+
+/// Everything the coordinator reads from its environment.
+#[derive(Debug)]
+pub struct CoordinatorConfig {
+    env: Env,
+}
+
+fn required(env: &Env, name: &'static str) -> Result<String, ConfigError> {
+    var(env, name).ok_or(ConfigError::Missing(name))
+}
+
+fn number<T: std::str::FromStr>(
+    env: &Env,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    env_vars::number(env, name, default).map_err(|why| ConfigError::Invalid { name, why })
+}
+
+impl CoordinatorConfig {
+    /// Wraps the environment; each accessor validates what it reads.
+    pub fn new(env: &Env) -> Self {
+        Self { env: env.clone() }
+    }
+
+    /// The AES-256-GCM cipher for tokens at rest (`TOKEN_ENCRYPTION_KEY`).
+    pub fn token_cipher(&self) -> Result<TokenCipher, ConfigError> {
+        let key = Secret::new(var(&self.env, "TOKEN_ENCRYPTION_KEY").unwrap_or_default());
+        Ok(TokenCipher::from_base64_key(&key)?)
+    }
+
+    /// Keap OAuth client settings.
+    pub fn keap_oauth(&self) -> Result<KeapOAuthConfig, ConfigError> {
+        Ok(KeapOAuthConfig {
+            authorize_url: var(&self.env, "KEAP_AUTHORIZE_URL")
+                .unwrap_or_else(|| KEAP_AUTHORIZE_URL.into()),
+            token_url: var(&self.env, "KEAP_TOKEN_URL").unwrap_or_else(|| KEAP_TOKEN_URL.into()),
+            client_id: required(&self.env, "KEAP_CLIENT_ID")?,
+            client_secret: Secret::new(required(&self.env, "KEAP_CLIENT_SECRET")?),
+            redirect_uri: required(&self.env, "KEAP_REDIRECT_URI")?,
+        })
+    }
+
+    /// Shopify app settings.
+    pub fn shopify_oauth(&self) -> Result<ShopifyOAuthConfig, ConfigError> {
+        Ok(ShopifyOAuthConfig {
+            client_id: required(&self.env, "SHOPIFY_CLIENT_ID")?,
+            client_secret: Secret::new(required(&self.env, "SHOPIFY_CLIENT_SECRET")?),
+            scopes: var(&self.env, "SHOPIFY_SCOPES").unwrap_or_else(|| {
+                "read_products,read_orders,read_customers,read_inventory".into()
+            }),
+            redirect_uri: required(&self.env, "SHOPIFY_REDIRECT_URI")?,
+            admin_base_url: var(&self.env, "SHOPIFY_ADMIN_BASE_URL"),
+        })
+    }
+
+    /// When to refresh tokens and how to back off.
+    pub fn token_policy(&self) -> Result<TokenPolicy, ConfigError> {
+        let mut policy = TokenPolicy::default();
+        if let Some(secs) = var(&self.env, "TOKEN_REFRESH_MARGIN_SECS") {
+            let secs: i64 = secs.parse().map_err(|_| ConfigError::Invalid {
+                name: "TOKEN_REFRESH_MARGIN_SECS",
+                why: "not a number of seconds".into(),
+            })?;
+            policy.refresh_margin_ms = secs.saturating_mul(1000);
+        }
+        Ok(policy)
+    }
+
+    /// How long an OAuth `state` stays valid (10 minutes unless overridden for tests).
+    pub fn oauth_state_ttl_ms(&self) -> Result<i64, ConfigError> {
+        let secs: i64 = number(
+            &self.env,
+            "OAUTH_STATE_TTL_SECS",
+            edge_sync_shared::oauth::STATE_TTL_MS / 1000,
+        )?;
+        Ok(secs.saturating_mul(1000))
+    }
+
+    /// Requests per minute each connection of `provider` may make (shared by every Worker).
+    pub fn rate_per_minute(
+        &self,
+        provider: edge_sync_shared::connection::Provider,
+    ) -> Result<u32, ConfigError> {
+        use edge_sync_shared::connection::Provider;
+        match provider {
+            Provider::Keap => number(
+                &self.env,
+                "KEAP_RATE_LIMIT_PER_MINUTE",
+                KEAP_DEFAULT_RATE_PER_MINUTE,
+            ),
+            Provider::Shopify => number(
+                &self.env,
+                "SHOPIFY_RATE_LIMIT_PER_MINUTE",
+                SHOPIFY_DEFAULT_RATE_PER_MINUTE,
+            ),
+        }
+    }
+
+    /// The single browser origin allowed to call management endpoints (no wildcard).
+    pub fn allowed_origin(&self) -> Option<String> {
+        var(&self.env, "ALLOWED_ORIGIN").filter(|o| o != "*")
+    }
+}

@@ -1,0 +1,547 @@
+//! A connection's credentials: encrypted tokens, the token lifecycle, single-flight refresh
+//! and the proactive refresh alarm.
+//!
+//! Keap refresh tokens rotate and are single use (providers.md, infusionsoft-php #99): two
+//! concurrent refreshes lose the connection. Here every caller that needs a fresh token while
+//! a refresh is in flight awaits that same refresh (one shared future per Durable Object, and
+//! one Durable Object per connection), and the new pair is written to storage before anyone
+//! receives the new access token.
+
+use std::time::Duration;
+
+use edge_sync_shared::{
+    connection::{ConnectionView, Provider},
+    oauth::{keap::parse_token_response, TokenEndpointError},
+    token_cipher::{associated_data, TokenCipher},
+    token_lifecycle::{ConnectionStatus, TokenDecision, TokenLifecycle},
+    Secret, Timestamp,
+};
+use edge_sync_worker_kit::{clock, outbound};
+use futures::{
+    future::{LocalBoxFuture, Shared},
+    FutureExt,
+};
+use serde::{Deserialize, Serialize};
+use worker::{console_log, Env, Response};
+
+use super::{json, SyncCoordinator};
+use crate::{config::CoordinatorConfig, mirror, store::Store};
+
+/// Storage key of the connection record.
+const CONNECTION_KEY: &str = "connection";
+/// Token endpoint attempts per refresh before backing off to the alarm.
+const REFRESH_ATTEMPTS: u32 = 3;
+/// Longest wait for the token endpoint.
+const TOKEN_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A refresh in flight, awaited by every concurrent caller.
+pub type RefreshFuture = Shared<LocalBoxFuture<'static, Result<IssuedToken, TokenFailure>>>;
+
+/// A connection as stored in its Durable Object. Tokens are sealed (AES-256-GCM).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredConnection {
+    /// Connection id (this Durable Object's name).
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Provider.
+    pub provider: Provider,
+    /// Provider account (Keap app name or shop domain).
+    pub account: String,
+    /// Scopes granted.
+    pub scopes: Option<String>,
+    /// When first connected.
+    pub created_at: Timestamp,
+    /// Sealed access token.
+    pub access_token: String,
+    /// Sealed refresh token (Keap); `None` for Shopify offline tokens.
+    pub refresh_token: Option<String>,
+    /// Status, expiry and refresh bookkeeping (no token values).
+    pub lifecycle: TokenLifecycle,
+}
+
+impl StoredConnection {
+    /// What callers may see.
+    pub fn view(&self) -> ConnectionView {
+        let mut view = ConnectionView::new(
+            &self.user_id,
+            self.provider,
+            &self.account,
+            &self.lifecycle,
+            self.scopes.clone(),
+            self.created_at,
+        );
+        view.id.clone_from(&self.id);
+        view
+    }
+}
+
+/// Tokens handed over by the Worker after an OAuth code exchange or a token registration.
+/// Travels only inside Cloudflare (Worker → its own Durable Object); never stored as is.
+/// No `Debug`: it holds plain tokens.
+#[derive(Serialize, Deserialize)]
+#[allow(missing_debug_implementations)]
+pub struct ConnectRequest {
+    /// Connection id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Provider.
+    pub provider: Provider,
+    /// Provider account.
+    pub account: String,
+    /// Scopes granted.
+    pub scopes: Option<String>,
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when the provider issues one.
+    pub refresh_token: Option<String>,
+    /// Access token lifetime; 0 = never expires.
+    pub expires_in_secs: i64,
+}
+
+/// Body of a token request (all optional).
+#[derive(Default, Deserialize)]
+#[allow(missing_debug_implementations)] // Holds a token.
+pub struct TokenRequest {
+    /// The access token the provider just refused with 401.
+    #[serde(default)]
+    pub rejected_access_token: Option<String>,
+}
+
+/// A usable access token.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The token.
+    pub access_token: Secret,
+    /// When it expires; `None` = never.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Why no token could be issued.
+#[derive(Debug, Clone)]
+pub enum TokenFailure {
+    /// The user must reauthorise (refresh token dead).
+    ReauthRequired(String),
+    /// The token endpoint is failing; try again at `retry_at`.
+    Unavailable {
+        reason: String,
+        retry_at: Option<Timestamp>,
+    },
+    /// The connection does not exist or was deleted.
+    Gone,
+    /// Storage, configuration or decryption failed.
+    Internal(String),
+}
+
+fn internal(e: impl std::fmt::Display) -> TokenFailure {
+    TokenFailure::Internal(e.to_string())
+}
+
+fn load(store: &Store, now: Timestamp) -> worker::Result<Option<StoredConnection>> {
+    store.get(CONNECTION_KEY, now)
+}
+
+fn random_nonce() -> Result<[u8; 12], TokenFailure> {
+    let mut nonce = [0u8; 12];
+    getrandom::getrandom(&mut nonce).map_err(|e| internal(format!("random nonce: {e}")))?;
+    Ok(nonce)
+}
+
+fn seal(
+    cipher: &TokenCipher,
+    id: &str,
+    field: &str,
+    token: &Secret,
+) -> Result<String, TokenFailure> {
+    Ok(cipher.seal(token, &associated_data(id, field), random_nonce()?))
+}
+
+fn issued(
+    cipher: &TokenCipher,
+    connection: &StoredConnection,
+) -> Result<IssuedToken, TokenFailure> {
+    let access_token = cipher
+        .open(
+            &connection.access_token,
+            &associated_data(&connection.id, "access"),
+        )
+        .map_err(internal)?;
+    Ok(IssuedToken {
+        access_token,
+        expires_at: connection.lifecycle.access_expires_at,
+    })
+}
+
+fn log_event(connection_id: &str, event: &str, level: &str, reason: Option<&str>) {
+    let line = serde_json::json!({
+        "ts": clock::now().to_iso8601(), "level": level, "worker": "sync-coordinator",
+        "event": event, "connection_id": connection_id, "reason": reason,
+    });
+    console_log!("{line}");
+}
+
+/// One refresh against the token endpoint, with in-line retries for transient failures.
+/// Persists the rotated pair before returning it.
+async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
+    let config = CoordinatorConfig::new(&env);
+    let cipher = config.token_cipher().map_err(internal)?;
+    let policy = config.token_policy().map_err(internal)?;
+    let mut connection = load(&store, clock::now())
+        .map_err(internal)?
+        .ok_or(TokenFailure::Gone)?;
+    let sealed_refresh = match (&connection.provider, &connection.refresh_token) {
+        (Provider::Keap, Some(sealed)) => sealed.clone(),
+        // Nothing to refresh with: the current token is all there is.
+        _ => return issued(&cipher, &connection),
+    };
+    let refresh_token = cipher
+        .open(&sealed_refresh, &associated_data(&connection.id, "refresh"))
+        .map_err(internal)?;
+    let keap = config.keap_oauth().map_err(internal)?;
+    let spec = keap.refresh_request(&refresh_token);
+
+    let mut last_error = TokenEndpointError::Transient { status: 0 };
+    for attempt in 0..REFRESH_ATTEMPTS {
+        if attempt > 0 {
+            worker::Delay::from(Duration::from_millis(500 << attempt)).await;
+        }
+        let outcome = match outbound::send(&spec, TOKEN_ENDPOINT_TIMEOUT).await {
+            Ok(answer) => parse_token_response(answer.status, &answer.body),
+            // No answer: the old refresh token is still the one we hold; retry with it.
+            Err(_) => Err(TokenEndpointError::Transient { status: 0 }),
+        };
+        let now = clock::now();
+        match outcome {
+            Ok(grant) => {
+                // Keap always rotates; if a response ever lacks one, keep the current token.
+                let new_refresh = match &grant.refresh_token {
+                    Some(token) => seal(&cipher, &connection.id, "refresh", token)?,
+                    None => sealed_refresh.clone(),
+                };
+                connection.access_token =
+                    seal(&cipher, &connection.id, "access", &grant.access_token)?;
+                connection.refresh_token = Some(new_refresh);
+                connection
+                    .lifecycle
+                    .on_refresh_succeeded(grant.expires_in_secs, true, now);
+                // Persisted before anyone is handed the new access token.
+                store
+                    .put(CONNECTION_KEY, &connection, None)
+                    .map_err(internal)?;
+                log_event(&connection.id, "token_refreshed", "info", None);
+                mirror::publish(&env, connection.view());
+                return issued(&cipher, &connection);
+            }
+            Err(error)
+                if matches!(
+                    error,
+                    TokenEndpointError::Transient { .. } | TokenEndpointError::Malformed
+                ) =>
+            {
+                last_error = error;
+            }
+            Err(error) => {
+                connection.lifecycle.on_refresh_failed(&error, now, &policy);
+                store
+                    .put(CONNECTION_KEY, &connection, None)
+                    .map_err(internal)?;
+                log_event(
+                    &connection.id,
+                    "token_refresh_failed",
+                    "error",
+                    Some(&error.to_string()),
+                );
+                mirror::publish(&env, connection.view());
+                return Err(match error {
+                    TokenEndpointError::InvalidGrant { .. } => {
+                        TokenFailure::ReauthRequired(error.to_string())
+                    }
+                    _ => TokenFailure::Unavailable {
+                        reason: error.to_string(),
+                        retry_at: connection.lifecycle.next_retry_at,
+                    },
+                });
+            }
+        }
+    }
+    let now = clock::now();
+    connection
+        .lifecycle
+        .on_refresh_failed(&last_error, now, &policy);
+    store
+        .put(CONNECTION_KEY, &connection, None)
+        .map_err(internal)?;
+    log_event(
+        &connection.id,
+        "token_refresh_failed",
+        "warn",
+        Some(&last_error.to_string()),
+    );
+    mirror::publish(&env, connection.view());
+    Err(TokenFailure::Unavailable {
+        reason: last_error.to_string(),
+        retry_at: connection.lifecycle.next_retry_at,
+    })
+}
+
+impl SyncCoordinator {
+    /// Stores a new connection, or new tokens for an existing one (a new OAuth flow restores
+    /// a `reauth_required` connection).
+    pub(super) async fn store_tokens(
+        &self,
+        request: ConnectRequest,
+        now: Timestamp,
+    ) -> worker::Result<Response> {
+        let config = CoordinatorConfig::new(&self.env);
+        let cipher = match config.token_cipher() {
+            Ok(cipher) => cipher,
+            Err(e) => return json(500, &serde_json::json!({ "error": e.to_string() })),
+        };
+        let has_refresh = request.refresh_token.is_some();
+        let seal_field = |field: &str, value: &str| {
+            seal(&cipher, &request.id, field, &Secret::new(value))
+                .map_err(|e| worker::Error::RustError(format!("{e:?}")))
+        };
+        let access_token = seal_field("access", &request.access_token)?;
+        let refresh_token = request
+            .refresh_token
+            .as_deref()
+            .map(|t| seal_field("refresh", t))
+            .transpose()?;
+        let existing = load(&self.store, now)?;
+        let connection = match existing {
+            Some(mut connection) => {
+                connection
+                    .lifecycle
+                    .on_reauthorized(request.expires_in_secs, has_refresh, now);
+                connection.access_token = access_token;
+                connection.refresh_token = refresh_token;
+                connection.scopes = request.scopes;
+                connection
+            }
+            None => StoredConnection {
+                id: request.id,
+                user_id: request.user_id,
+                provider: request.provider,
+                account: request.account,
+                scopes: request.scopes,
+                created_at: now,
+                access_token,
+                refresh_token,
+                lifecycle: TokenLifecycle::new_from_grant(
+                    request.expires_in_secs,
+                    has_refresh,
+                    now,
+                ),
+            },
+        };
+        self.store.put(CONNECTION_KEY, &connection, None)?;
+        self.reschedule(now).await?;
+        let view = connection.view();
+        mirror::publish(&self.env, view.clone());
+        log_event(&view.id, "connection_stored", "info", None);
+        json(200, &view)
+    }
+
+    /// The connection's status (never tokens).
+    pub(super) fn view(&self, now: Timestamp) -> worker::Result<Response> {
+        match load(&self.store, now)? {
+            Some(connection) => json(200, &connection.view()),
+            None => json(404, &serde_json::json!({ "error": "connection not found" })),
+        }
+    }
+
+    /// Deletes the connection: tokens, sync state and alarm are gone.
+    pub(super) async fn revoke(&self, now: Timestamp) -> worker::Result<Response> {
+        let Some(mut connection) = load(&self.store, now)? else {
+            return json(404, &serde_json::json!({ "error": "connection not found" }));
+        };
+        self.store.clear()?;
+        self.state.storage().delete_alarm().await?;
+        connection.lifecycle.revoke();
+        let view = connection.view();
+        mirror::publish(&self.env, view.clone());
+        log_event(&view.id, "connection_deleted", "info", None);
+        json(200, &view)
+    }
+
+    /// Starts a refresh, or joins the one in flight.
+    fn refresh_single_flight(&self) -> RefreshFuture {
+        if let Some(inflight) = self.inflight_refresh.borrow().as_ref() {
+            return inflight.clone();
+        }
+        let future = refresh(self.store.clone(), self.env.clone())
+            .boxed_local()
+            .shared();
+        *self.inflight_refresh.borrow_mut() = Some(future.clone());
+        future
+    }
+
+    /// Awaits a refresh and clears it once done, so the next expiry starts a new one.
+    async fn await_refresh(&self) -> Result<IssuedToken, TokenFailure> {
+        let future = self.refresh_single_flight();
+        let outcome = future.clone().await;
+        let mut slot = self.inflight_refresh.borrow_mut();
+        if slot.as_ref().is_some_and(|f| f.ptr_eq(&future)) {
+            *slot = None;
+        }
+        outcome
+    }
+
+    /// A valid access token, refreshing first when it expires within the margin. A caller
+    /// whose token the provider refused (401) names it in `rejected_access_token`: if it is
+    /// still the current one it is treated as expired (one refresh, however many callers).
+    pub(super) async fn token(
+        &self,
+        request: TokenRequest,
+        now: Timestamp,
+    ) -> worker::Result<Response> {
+        let config = CoordinatorConfig::new(&self.env);
+        if let (Some(rejected), Some(mut connection)) =
+            (request.rejected_access_token, load(&self.store, now)?)
+        {
+            let current = config.token_cipher().ok().and_then(|cipher| {
+                cipher
+                    .open(
+                        &connection.access_token,
+                        &associated_data(&connection.id, "access"),
+                    )
+                    .ok()
+            });
+            if current.is_some_and(|c| {
+                edge_sync_shared::auth::secrets_match(c.expose().as_bytes(), rejected.as_bytes())
+            }) {
+                connection.lifecycle.on_access_token_rejected(now);
+                self.store.put(CONNECTION_KEY, &connection, None)?;
+                log_event(&connection.id, "access_token_rejected", "warn", None);
+            }
+        }
+        token_response(self.valid_token(now).await?, now)
+    }
+
+    /// The connection's own valid access token (refreshing first when due), for work the
+    /// Durable Object does itself (fetching records a Keap hook names).
+    pub(super) async fn current_access_token(&self, now: Timestamp) -> Result<Secret, String> {
+        match self.valid_token(now).await {
+            Ok(Ok(token)) => Ok(token.access_token),
+            Ok(Err(failure)) => Err(format!("{failure:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Decides, refreshes when needed (single flight) and returns the token or why not.
+    async fn valid_token(
+        &self,
+        now: Timestamp,
+    ) -> worker::Result<Result<IssuedToken, TokenFailure>> {
+        let config = CoordinatorConfig::new(&self.env);
+        let Some(connection) = load(&self.store, now)? else {
+            return Ok(Err(TokenFailure::Gone));
+        };
+        let policy = config.token_policy().unwrap_or_default();
+        let outcome = match connection.lifecycle.decide(now, &policy) {
+            TokenDecision::UseCurrent => match config.token_cipher() {
+                Ok(cipher) => issued(&cipher, &connection),
+                Err(e) => Err(internal(e)),
+            },
+            TokenDecision::Refresh => {
+                let outcome = self.await_refresh().await;
+                self.reschedule(clock::now()).await?;
+                outcome
+            }
+            TokenDecision::RetryLater { at } => Err(TokenFailure::Unavailable {
+                reason: connection.lifecycle.last_error.clone().unwrap_or_default(),
+                retry_at: Some(at),
+            }),
+            TokenDecision::ReauthRequired => Err(TokenFailure::ReauthRequired(
+                connection
+                    .lifecycle
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "reauthorization required".into()),
+            )),
+            TokenDecision::Revoked => Err(TokenFailure::Gone),
+        };
+        Ok(outcome)
+    }
+
+    /// Draws `cost` requests from the connection's shared rate budget.
+    pub(super) fn take_budget(
+        &self,
+        request: super::sync_state::TakeBudget,
+        now: Timestamp,
+    ) -> worker::Result<Response> {
+        let Some(connection) = load(&self.store, now)? else {
+            return json(404, &serde_json::json!({ "error": "connection not found" }));
+        };
+        let per_minute = CoordinatorConfig::new(&self.env)
+            .rate_per_minute(connection.provider)
+            .unwrap_or(150);
+        super::sync_state::take_budget(&self.store, per_minute, request, now)
+    }
+
+    /// When the token lifecycle next needs the alarm.
+    pub(super) fn token_alarm(&self, now: Timestamp) -> worker::Result<Option<Timestamp>> {
+        let policy = CoordinatorConfig::new(&self.env)
+            .token_policy()
+            .unwrap_or_default();
+        Ok(load(&self.store, now)?.and_then(|c| c.lifecycle.next_alarm(now, &policy)))
+    }
+
+    /// Proactive refresh: before expiry, and at least every few days so the 45-day Keap
+    /// refresh token never idles out; also retries after transient failures.
+    pub(super) async fn refresh_if_due(&self, now: Timestamp) -> worker::Result<()> {
+        let Some(connection) = load(&self.store, now)? else {
+            return Ok(());
+        };
+        if self.token_alarm(now)?.is_some_and(|at| at <= now) {
+            if let Err(failure) = self.await_refresh().await {
+                log_event(
+                    &connection.id,
+                    "alarm_refresh_failed",
+                    "warn",
+                    Some(&format!("{failure:?}")),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn token_response(
+    outcome: Result<IssuedToken, TokenFailure>,
+    now: Timestamp,
+) -> worker::Result<Response> {
+    match outcome {
+        Ok(token) => json(
+            200,
+            &serde_json::json!({
+                "access_token": token.access_token.expose(),
+                "expires_at": token.expires_at.map(Timestamp::to_iso8601),
+            }),
+        ),
+        Err(TokenFailure::ReauthRequired(reason)) => json(
+            409,
+            &serde_json::json!({ "error": "reauth_required", "status": ConnectionStatus::ReauthRequired, "reason": reason }),
+        ),
+        Err(TokenFailure::Unavailable { reason, retry_at }) => {
+            let retry_after_secs = retry_at.map_or(30, |at| (at.millis_since(now) / 1000).max(1));
+            let mut response = json(
+                503,
+                &serde_json::json!({ "error": "token endpoint unavailable", "reason": reason, "retry_after_secs": retry_after_secs }),
+            )?;
+            response
+                .headers_mut()
+                .set("Retry-After", &retry_after_secs.to_string())?;
+            Ok(response)
+        }
+        Err(TokenFailure::Gone) => {
+            json(404, &serde_json::json!({ "error": "connection not found" }))
+        }
+        Err(TokenFailure::Internal(reason)) => {
+            log_event("", "token_internal_error", "error", Some(&reason));
+            json(500, &serde_json::json!({ "error": "internal error" }))
+        }
+    }
+}

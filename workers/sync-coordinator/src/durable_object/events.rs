@@ -1,0 +1,675 @@
+//! The durable event store: webhook events accepted by webhook-handler are stored here
+//! (deduplicated on the provider's delivery id for at least 7 days, rate limited per
+//! connection) before the sender answers 2xx, then delivered to Postgres
+//! (`background_events`, plus the record change they carry) from the alarm, with backoff on
+//! failure. After `EVENT_MAX_ATTEMPTS` failures an event is dead-lettered: visible, and
+//! replayable. Nothing acknowledged is ever dropped.
+
+use edge_sync_shared::{
+    sync::{
+        keap_get_request, parse_keap_record, records_json, soft_delete_sql, upsert_sql, Record,
+        Resource, SourceConfig, SyncMode,
+    },
+    webhook::{RecordChange, WindowCounter, DEDUP_RETENTION_DAYS},
+    Timestamp,
+};
+use edge_sync_worker_kit::{clock, env_vars, outbound, postgres};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::{console_log, Response};
+
+use super::{json, SyncCoordinator};
+use crate::store::Store;
+
+/// The event queue and the dedup window live in their own indexed tables, so accepting an
+/// event and finding the next due one cost the same however many are pending.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS events (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS events_due ON events (state, next_attempt_at)",
+    "CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, event_id TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS dedup_expiry ON dedup (expires_at)",
+];
+
+/// Typed access to the `events` and `dedup` tables.
+struct Queue<'a> {
+    sql: &'a worker::SqlStorage,
+}
+
+#[derive(Deserialize)]
+struct BodyRow {
+    body: String,
+}
+
+impl<'a> Queue<'a> {
+    fn open(store: &'a Store) -> worker::Result<Self> {
+        let sql = store.sql();
+        for statement in SCHEMA {
+            sql.exec(statement, None)?;
+        }
+        Ok(Self { sql })
+    }
+
+    fn rows(
+        &self,
+        query: &str,
+        bindings: Vec<worker::SqlStorageValue>,
+    ) -> worker::Result<Vec<StoredEvent>> {
+        let rows: Vec<BodyRow> = self.sql.exec(query, bindings)?.to_array()?;
+        rows.iter()
+            .map(|r| {
+                serde_json::from_str(&r.body)
+                    .map_err(|e| worker::Error::RustError(format!("stored event: {e}")))
+            })
+            .collect()
+    }
+
+    fn save(&self, event: &StoredEvent) -> worker::Result<()> {
+        let body =
+            serde_json::to_string(event).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        self.sql.exec(
+            "INSERT INTO events (id, state, next_attempt_at, received_at, body) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, next_attempt_at = excluded.next_attempt_at, body = excluded.body",
+            vec![
+                event.id.as_str().into(),
+                event.state.as_str().into(),
+                event.next_attempt_at.as_millis().into(),
+                event.received_at.as_millis().into(),
+                body.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete(&self, id: &str) -> worker::Result<()> {
+        self.sql
+            .exec("DELETE FROM events WHERE id = ?", vec![id.into()])?;
+        Ok(())
+    }
+
+    fn due(&self, now: Timestamp, limit: usize) -> worker::Result<Vec<StoredEvent>> {
+        self.rows(
+            "SELECT body FROM events WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            vec![now.as_millis().into(), i64::try_from(limit).unwrap_or(100).into()],
+        )
+    }
+
+    fn all(&self, state: Option<&str>) -> worker::Result<Vec<StoredEvent>> {
+        match state {
+            Some(state) => self.rows(
+                "SELECT body FROM events WHERE state = ? ORDER BY received_at",
+                vec![state.into()],
+            ),
+            None => self.rows("SELECT body FROM events ORDER BY received_at", vec![]),
+        }
+    }
+
+    fn next_due(&self) -> worker::Result<Option<Timestamp>> {
+        #[derive(Deserialize)]
+        struct Row {
+            next: Option<i64>,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT min(next_attempt_at) AS next FROM events WHERE state = 'pending'",
+                None,
+            )?
+            .to_array()?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.next)
+            .map(Timestamp::from_millis))
+    }
+
+    fn dedup_get(&self, key: &str, now: Timestamp) -> worker::Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct Row {
+            event_id: String,
+        }
+        let rows: Vec<Row> = self
+            .sql
+            .exec(
+                "SELECT event_id FROM dedup WHERE key = ? AND expires_at > ?",
+                vec![key.into(), now.as_millis().into()],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().next().map(|r| r.event_id))
+    }
+
+    fn dedup_put(&self, key: &str, event_id: &str, expires_at: Timestamp) -> worker::Result<()> {
+        self.sql.exec(
+            "INSERT INTO dedup (key, event_id, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, expires_at = excluded.expires_at",
+            vec![key.into(), event_id.into(), expires_at.as_millis().into()],
+        )?;
+        Ok(())
+    }
+
+    fn purge_dedup(&self, now: Timestamp) -> worker::Result<()> {
+        self.sql.exec(
+            "DELETE FROM dedup WHERE expires_at <= ?",
+            vec![now.as_millis().into()],
+        )?;
+        Ok(())
+    }
+}
+
+/// Events delivered per alarm (one Postgres transaction each).
+const DELIVERY_BATCH: usize = 100;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What webhook-handler hands over for one verified delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// `keap`, `shopify`, `github`, ...
+    pub source: String,
+    /// The seed's event type, e.g. `shopify.product.updated`; `None` for a delivery that only
+    /// changes a record (e.g. Shopify `orders/updated`): applied, not stored as an event.
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Provider delivery id (or body digest), prefixed by source.
+    pub dedup_key: String,
+    /// The parsed body.
+    pub event_data: Value,
+    /// When the provider says it happened.
+    #[serde(default)]
+    pub occurred_at: Option<Timestamp>,
+    /// The record change to apply with it.
+    #[serde(default)]
+    pub record_change: Option<RecordChange>,
+    /// Owner for `background_events.user_id` when the instance is not a connection.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Deliveries per minute this connection/source may send (0 = unlimited).
+    #[serde(default)]
+    pub rate_limit_per_minute: u32,
+}
+
+/// An event as stored until it reaches Postgres.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// `background_events.id` (fixed here, so a retried delivery never duplicates).
+    pub id: String,
+    /// What was received.
+    pub envelope: EventEnvelope,
+    /// Owner.
+    pub user_id: String,
+    /// Connection, when the events belong to one.
+    pub connection_id: Option<String>,
+    /// When accepted.
+    pub received_at: Timestamp,
+    /// Failed delivery attempts.
+    pub attempts: u32,
+    /// Next delivery attempt.
+    pub next_attempt_at: Timestamp,
+    /// `pending` or `dead`.
+    pub state: String,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+fn new_event_id() -> worker::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| worker::Error::RustError(format!("random id: {e}")))?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+fn log(level: &str, event: &str, instance: &str, fields: Value) {
+    let mut line = json!({
+        "ts": clock::now().to_iso8601(), "level": level, "worker": "sync-coordinator", "event": event,
+        "connection_id": instance,
+    });
+    if let (Some(line), Value::Object(extra)) = (line.as_object_mut(), fields) {
+        line.extend(extra);
+    }
+    console_log!("{line}");
+}
+
+/// The earliest pending delivery.
+pub fn next_delivery(store: &Store) -> worker::Result<Option<Timestamp>> {
+    Queue::open(store)?.next_due()
+}
+
+impl SyncCoordinator {
+    /// Accepts an event: 429 over the rate limit, 200 for a redelivery, 201 when stored.
+    pub(super) async fn ingest(
+        &self,
+        instance: &str,
+        envelope: EventEnvelope,
+        now: Timestamp,
+    ) -> worker::Result<Response> {
+        if envelope.rate_limit_per_minute > 0 {
+            let mut window: WindowCounter = self
+                .store
+                .get("ratelimit:webhooks", now)?
+                .unwrap_or_default();
+            let verdict = window.hit(now, envelope.rate_limit_per_minute);
+            self.store.put("ratelimit:webhooks", &window, None)?;
+            if let Err(retry_after_secs) = verdict {
+                let mut response = json(
+                    429,
+                    &json!({ "error": "rate limited", "retry_after_secs": retry_after_secs }),
+                )?;
+                response
+                    .headers_mut()
+                    .set("Retry-After", &retry_after_secs.to_string())?;
+                return Ok(response);
+            }
+        }
+        let queue = Queue::open(&self.store)?;
+        if let Some(existing) = queue.dedup_get(&envelope.dedup_key, now)? {
+            return json(200, &json!({ "duplicate": true, "id": existing }));
+        }
+        let connection: Option<Value> = self.store.get("connection", now)?;
+        let (user_id, connection_id) = match &connection {
+            Some(c) => (
+                c["user_id"].as_str().unwrap_or_default().to_owned(),
+                c["id"].as_str().map(str::to_owned),
+            ),
+            // A connection instance without a connection: deleted (or never made).
+            None if instance.starts_with("keap_") || instance.starts_with("shopify_") => {
+                return json(404, &json!({ "error": "unknown connection" }));
+            }
+            None => (
+                envelope.user_id.clone().unwrap_or_else(|| "system".into()),
+                None,
+            ),
+        };
+        let dedup_key = envelope.dedup_key.clone();
+        let event = StoredEvent {
+            id: new_event_id()?,
+            envelope,
+            user_id,
+            connection_id,
+            received_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            state: "pending".into(),
+            last_error: None,
+        };
+        // Both writes happen without an await in between: atomic, and durable before the
+        // response leaves the Durable Object (output gate).
+        queue.save(&event)?;
+        queue.dedup_put(
+            &dedup_key,
+            &event.id,
+            now.plus_millis(DEDUP_RETENTION_DAYS * DAY_MS),
+        )?;
+        self.alarm_no_later_than(now).await?;
+        log(
+            "info",
+            "event_stored",
+            instance,
+            json!({ "event_id": event.id, "event_type": event.envelope.event_type, "source": event.envelope.source }),
+        );
+        json(201, &json!({ "stored": true, "id": event.id }))
+    }
+
+    /// Dead-lettered (and pending) events, for status.
+    pub(super) fn list_events(&self, state: Option<&str>) -> worker::Result<Response> {
+        let events: Vec<Value> = Queue::open(&self.store)?
+            .all(state)?
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "id": e.id, "state": e.state, "event_type": e.envelope.event_type, "source": e.envelope.source,
+                    "attempts": e.attempts, "last_error": e.last_error, "received_at": e.received_at.to_iso8601(),
+                    "next_attempt_at": e.next_attempt_at.to_iso8601(),
+                })
+            })
+            .collect();
+        json(200, &json!({ "events": events }))
+    }
+
+    /// Puts dead-lettered events back in the queue: one by id, or all received since a time.
+    pub(super) async fn replay(
+        &self,
+        id: Option<&str>,
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> worker::Result<Response> {
+        let mut replayed = Vec::new();
+        let queue = Queue::open(&self.store)?;
+        for mut event in queue.all(None)? {
+            let selected = match (id, since) {
+                (Some(id), _) => event.id == id,
+                (None, Some(since)) => event.state == "dead" && event.received_at >= since,
+                (None, None) => event.state == "dead",
+            };
+            if selected {
+                event.state = "pending".into();
+                event.attempts = 0;
+                event.next_attempt_at = now;
+                queue.save(&event)?;
+                replayed.push(event.id);
+            }
+        }
+        if id.is_some() && replayed.is_empty() {
+            return json(404, &json!({ "error": "no such event" }));
+        }
+        self.reschedule(now).await?;
+        json(200, &json!({ "replayed": replayed }))
+    }
+
+    /// Delivers due events to Postgres (from the alarm).
+    pub(super) async fn deliver_due_events(&self, now: Timestamp) -> worker::Result<()> {
+        let queue = Queue::open(&self.store)?;
+        queue.purge_dedup(now)?;
+        let due = queue.due(now, DELIVERY_BATCH)?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let max_attempts =
+            u32::try_from(env_vars::number(&self.env, "EVENT_MAX_ATTEMPTS", 10_i64).unwrap_or(10))
+                .unwrap_or(10);
+        let max_backoff_ms =
+            env_vars::number(&self.env, "EVENT_RETRY_MAX_MS", 60_000_i64).unwrap_or(60_000);
+        let instance = due[0]
+            .connection_id
+            .clone()
+            .unwrap_or_else(|| "events".into());
+        let outcome = match postgres::connect(&self.env).await {
+            Ok(client) => match self.deliver_batch(&client, &due).await {
+                // The common case: the whole batch in one transaction.
+                Ok(()) => due.iter().map(|_| Ok(())).collect(),
+                // Otherwise one by one, so one bad event cannot hold the others back.
+                Err(_) => {
+                    let mut results = Vec::with_capacity(due.len());
+                    for event in &due {
+                        results.push(self.deliver_one(&client, event).await);
+                    }
+                    results
+                }
+            },
+            Err(e) => due
+                .iter()
+                .map(|_| Err(format!("postgres unreachable: {e}")))
+                .collect(),
+        };
+        let now = clock::now();
+        let queue = Queue::open(&self.store)?;
+        for (mut event, result) in due.into_iter().zip(outcome) {
+            match result {
+                Ok(()) => {
+                    queue.delete(&event.id)?;
+                    log(
+                        "info",
+                        "event_delivered",
+                        &instance,
+                        json!({ "event_id": event.id, "event_type": event.envelope.event_type }),
+                    );
+                }
+                Err(reason) => {
+                    event.attempts += 1;
+                    event.last_error = Some(reason.clone());
+                    if event.attempts >= max_attempts {
+                        event.state = "dead".into();
+                        log(
+                            "error",
+                            "event_dead_lettered",
+                            &instance,
+                            json!({ "event_id": event.id, "attempts": event.attempts, "reason": reason }),
+                        );
+                    } else {
+                        let backoff = (1000_i64 << event.attempts.min(16)).min(max_backoff_ms);
+                        event.next_attempt_at = now.plus_millis(backoff);
+                        log(
+                            "warn",
+                            "event_delivery_failed",
+                            &instance,
+                            json!({ "event_id": event.id, "attempts": event.attempts, "retry_in_ms": backoff, "reason": reason }),
+                        );
+                    }
+                    queue.save(&event)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a batch of events (one statement) and applies their record changes (one
+    /// statement per resource and kind), in one transaction.
+    async fn deliver_batch(
+        &self,
+        client: &tokio_postgres::Client,
+        events: &[StoredEvent],
+    ) -> Result<(), String> {
+        let mut changes: Vec<(String, RecordChange)> = Vec::new();
+        for event in events {
+            let change = match &event.envelope.record_change {
+                Some(RecordChange::FetchKeap { resource, ids }) => {
+                    Some(self.fetch_keap(*resource, ids).await?)
+                }
+                other => other.clone(),
+            };
+            if let (Some(change), Some(connection_id)) = (change, &event.connection_id) {
+                merge_change(&mut changes, connection_id, change);
+            }
+        }
+        let rows: Vec<Value> = events
+            .iter()
+            .filter_map(|e| {
+                e.envelope.event_type.as_ref().map(|event_type| {
+                    json!({
+                        "id": e.id, "user_id": e.user_id, "event_type": event_type, "source": e.envelope.source,
+                        "event_data": e.envelope.event_data,
+                        "event_timestamp": e.envelope.occurred_at.unwrap_or(e.received_at).to_iso8601(),
+                        "connection_id": e.connection_id, "dedup_key": e.envelope.dedup_key,
+                        "received_at": e.received_at.to_iso8601(), "delivery_attempts": e.attempts + 1,
+                    })
+                })
+            })
+            .collect();
+        let text = |e: tokio_postgres::Error| e.to_string();
+        client.batch_execute("BEGIN").await.map_err(text)?;
+        let result = async {
+            if !rows.is_empty() {
+                client
+                    .execute(
+                        "INSERT INTO public.background_events
+                           (id, user_id, event_type, source, event_data, event_timestamp, connection_id, dedup_key, received_at, delivery_attempts)
+                         SELECT r.id, r.user_id, r.event_type, r.source, r.event_data, r.event_timestamp, r.connection_id,
+                                r.dedup_key, r.received_at, r.delivery_attempts
+                         FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, user_id text, event_type text, source text, event_data jsonb,
+                              event_timestamp timestamptz, connection_id text, dedup_key text, received_at timestamptz, delivery_attempts integer)
+                         ON CONFLICT (dedup_key) DO NOTHING",
+                        &[&Value::Array(rows)],
+                    )
+                    .await
+                    .map_err(text)?;
+            }
+            for (connection_id, change) in &changes {
+                apply_change(client, connection_id, change).await?;
+            }
+            Ok::<_, String>(())
+        }
+        .await;
+        match result {
+            Ok(()) => client.batch_execute("COMMIT").await.map_err(text),
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores one event and applies its record change, in one transaction.
+    async fn deliver_one(
+        &self,
+        client: &tokio_postgres::Client,
+        event: &StoredEvent,
+    ) -> Result<(), String> {
+        // Keap hooks carry ids only: fetch the records first (outside the transaction).
+        let change = match &event.envelope.record_change {
+            Some(RecordChange::FetchKeap { resource, ids }) => {
+                Some(self.fetch_keap(*resource, ids).await?)
+            }
+            other => other.clone(),
+        };
+        let text = |e: tokio_postgres::Error| e.to_string();
+        client.batch_execute("BEGIN").await.map_err(text)?;
+        let result = async {
+            let Some(event_type) = &event.envelope.event_type else {
+                if let (Some(change), Some(connection_id)) = (&change, &event.connection_id) {
+                    apply_change(client, connection_id, change).await?;
+                }
+                return Ok::<_, String>(());
+            };
+            client
+                .execute(
+                    "INSERT INTO public.background_events
+                       (id, user_id, event_type, source, event_data, event_timestamp, connection_id, dedup_key, received_at, delivery_attempts)
+                     VALUES ($1::text::uuid, $2, $3, $4, $5, coalesce($6::text::timestamptz, $7::text::timestamptz), $8, $9, $7::text::timestamptz, $10)
+                     ON CONFLICT (dedup_key) DO NOTHING",
+                    &[
+                        &event.id,
+                        &event.user_id,
+                        event_type,
+                        &event.envelope.source,
+                        &event.envelope.event_data,
+                        &event.envelope.occurred_at.map(Timestamp::to_iso8601),
+                        &event.received_at.to_iso8601(),
+                        &event.connection_id,
+                        &event.envelope.dedup_key,
+                        &i32::try_from(event.attempts + 1).unwrap_or(i32::MAX),
+                    ],
+                )
+                .await
+                .map_err(text)?;
+            if let (Some(change), Some(connection_id)) = (&change, &event.connection_id) {
+                apply_change(client, connection_id, change).await?;
+            }
+            Ok::<_, String>(())
+        }
+        .await;
+        match result {
+            Ok(()) => client.batch_execute("COMMIT").await.map_err(text),
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Fetches Keap records by id with this connection's own token; deleted ones become
+    /// soft-deletes.
+    async fn fetch_keap(&self, resource: Resource, ids: &[String]) -> Result<RecordChange, String> {
+        let token = match self.current_access_token(clock::now()).await {
+            Ok(token) => token,
+            Err(reason) => return Err(format!("no access token: {reason}")),
+        };
+        let base = self
+            .env
+            .var("KEAP_API_BASE_URL")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| SourceConfig::default().keap_api_base);
+        let config = SourceConfig {
+            keap_api_base: base,
+            ..SourceConfig::default()
+        };
+        let mut records: Vec<Record> = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for id in ids {
+            let request = keap_get_request(&config, resource, id, &token);
+            let answer = outbound::send(&request, std::time::Duration::from_secs(20))
+                .await
+                .map_err(|e| e.0)?;
+            match parse_keap_record(resource, answer.status, &answer.headers, &answer.body)
+                .map_err(|e| e.to_string())?
+            {
+                Some(record) => records.push(record),
+                None => gone.push(id.clone()),
+            }
+        }
+        if records.is_empty() && !gone.is_empty() {
+            return Ok(RecordChange::SoftDelete {
+                resource,
+                ids: gone,
+            });
+        }
+        Ok(RecordChange::Upsert { resource, records })
+    }
+}
+
+/// Adds `change` to the batch, merged into the previous change when it is of the same kind,
+/// resource and connection (one statement instead of many; the upsert keeps the newest
+/// version when a record repeats).
+fn merge_change(
+    changes: &mut Vec<(String, RecordChange)>,
+    connection_id: &str,
+    change: RecordChange,
+) {
+    if let Some((last_connection, last)) = changes.last_mut() {
+        if last_connection == connection_id {
+            match (last, &change) {
+                (
+                    RecordChange::Upsert { resource, records },
+                    RecordChange::Upsert {
+                        resource: r,
+                        records: more,
+                    },
+                ) if resource == r => {
+                    records.extend(more.iter().cloned());
+                    return;
+                }
+                (
+                    RecordChange::SoftDelete { resource, ids },
+                    RecordChange::SoftDelete {
+                        resource: r,
+                        ids: more,
+                    },
+                ) if resource == r => {
+                    ids.extend(more.iter().cloned());
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+    changes.push((connection_id.to_owned(), change));
+}
+
+async fn apply_change(
+    client: &tokio_postgres::Client,
+    connection_id: &str,
+    change: &RecordChange,
+) -> Result<(), String> {
+    let text = |e: tokio_postgres::Error| e.to_string();
+    match change {
+        RecordChange::Upsert { resource, records } if !records.is_empty() => {
+            let sql = upsert_sql(*resource, SyncMode::Incremental);
+            client
+                .execute(
+                    sql.as_str(),
+                    &[&connection_id, &records_json(records), &"webhook"],
+                )
+                .await
+                .map_err(text)?;
+        }
+        RecordChange::SoftDelete { resource, ids } if !ids.is_empty() => {
+            client
+                .execute(soft_delete_sql(*resource).as_str(), &[&connection_id, ids])
+                .await
+                .map_err(text)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

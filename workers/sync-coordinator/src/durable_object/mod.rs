@@ -1,0 +1,258 @@
+//! The `SyncCoordinator` Durable Object (SQLite-backed). One instance per connection owns
+//! that connection's encrypted tokens, token lifecycle, sync cursors, leases and rate budget;
+//! the `system` instance holds deployment-wide state (pending OAuth states, the connection
+//! index). This shell loads state, asks `edge-sync-shared` what to do, carries it out and
+//! saves; it is reached only through the coordinator Worker, which authenticates callers.
+
+mod connection;
+mod events;
+mod sync_state;
+mod system;
+
+use std::{cell::RefCell, rc::Rc};
+
+use edge_sync_shared::{bindings, Timestamp};
+use edge_sync_worker_kit::clock;
+use serde::Serialize;
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State, Stub,
+};
+
+use crate::store::Store;
+
+pub use connection::ConnectRequest;
+pub use events::EventEnvelope;
+
+/// Name of the instance that holds deployment-wide state.
+pub const SYSTEM_INSTANCE: &str = "system";
+
+/// One Durable Object per connection (plus the `system` instance).
+#[durable_object]
+#[allow(missing_debug_implementations)] // JS handles without `Debug`.
+pub struct SyncCoordinator {
+    state: State,
+    env: Env,
+    store: Store,
+    /// The refresh in flight, shared by every caller that needs a new token meanwhile.
+    inflight_refresh: Rc<RefCell<Option<connection::RefreshFuture>>>,
+}
+
+impl DurableObject for SyncCoordinator {
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        // Table creation is idempotent; if it fails, every request reports the error.
+        let store = Store::open(sql.clone()).unwrap_or_else(|_| Store::unopened(sql));
+        Self {
+            state,
+            env,
+            store,
+            inflight_refresh: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let path = req.path();
+        let method = req.method();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let now = clock::now();
+        match (method, segments.as_slice()) {
+            (Method::Get, ["internal", "health"]) => self.health(),
+            (Method::Get, ["internal", "ping"]) => system::ping(&self.store, now),
+            // System instance.
+            (Method::Post, ["internal", "oauth-states"]) => {
+                system::put_state(&self.store, req.json().await?, now)
+            }
+            (Method::Post, ["internal", "oauth-states", "consume"]) => {
+                system::consume_state(&self.store, req.json().await?, now)
+            }
+            (Method::Put, ["internal", "index"]) => {
+                system::index_put(&self.store, req.json().await?)
+            }
+            (Method::Delete, ["internal", "index", id]) => system::index_delete(&self.store, id),
+            (Method::Get, ["internal", "index"]) => system::index_list(&self.store, now),
+            // Connection instances.
+            (Method::Put, ["internal", "connection"]) => {
+                self.store_tokens(req.json().await?, now).await
+            }
+            (Method::Get, ["internal", "connection"]) => self.view(now),
+            (Method::Delete, ["internal", "connection"]) => self.revoke(now).await,
+            (Method::Post, ["internal", "connection", "token"]) => {
+                let body = req.text().await?;
+                let request = if body.trim().is_empty() {
+                    connection::TokenRequest::default()
+                } else {
+                    serde_json::from_str(&body)
+                        .map_err(|e| worker::Error::RustError(format!("token request: {e}")))?
+                };
+                self.token(request, now).await
+            }
+            (Method::Get, ["internal", "sync"]) => sync_state::all(&self.store, now),
+            (Method::Get, ["internal", "sync", resource]) => {
+                sync_state::get(&self.store, resource, now)
+            }
+            (Method::Post, ["internal", "sync", resource, "lease"]) => {
+                sync_state::acquire_lease(&self.store, resource, req.json().await?, now)
+            }
+            (Method::Delete, ["internal", "sync", resource, "lease"]) => {
+                sync_state::release_lease(&self.store, resource, req.json().await?, now)
+            }
+            (Method::Put, ["internal", "sync", resource, "cursor"]) => {
+                sync_state::put_cursor(&self.store, resource, req.json().await?, now)
+            }
+            (Method::Put, ["internal", "sync", resource, "run"]) => {
+                let response = sync_state::put_run(&self.store, resource, req.json().await?, now)?;
+                self.reschedule(now).await?;
+                Ok(response)
+            }
+            (Method::Post, ["internal", "events"]) => {
+                let url = req.url()?;
+                let instance = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "instance")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                self.ingest(&instance, req.json().await?, now).await
+            }
+            (Method::Get, ["internal", "events"]) => {
+                let url = req.url()?;
+                let state = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned());
+                self.list_events(state.as_deref())
+            }
+            (Method::Post, ["internal", "events", "replay"]) => {
+                let body: serde_json::Value = req.json().await.unwrap_or_default();
+                let since = body["since_ms"].as_i64().map(Timestamp::from_millis);
+                self.replay(None, since, now).await
+            }
+            (Method::Post, ["internal", "events", id, "replay"]) => {
+                self.replay(Some(id), None, now).await
+            }
+            (Method::Put, ["internal", "hooks", token]) => {
+                system::hook_put(&self.store, token, req.json().await?)
+            }
+            (Method::Get, ["internal", "hooks", token]) => {
+                system::hook_get(&self.store, token, now)
+            }
+            (Method::Post, ["internal", "hooks", token, "verified"]) => {
+                system::hook_verified(&self.store, token, now)
+            }
+            (Method::Delete, ["internal", "hooks", token]) => {
+                system::hook_delete(&self.store, token)
+            }
+            (Method::Get, ["internal", "webhooks"]) => {
+                let registered: serde_json::Value = self
+                    .store
+                    .get("webhooks", now)?
+                    .unwrap_or_else(|| serde_json::json!({}));
+                json(200, &registered)
+            }
+            (Method::Put, ["internal", "webhooks"]) => {
+                let registered: serde_json::Value = req.json().await?;
+                self.store.put("webhooks", &registered, None)?;
+                json(200, &registered)
+            }
+            (Method::Post, ["internal", "budget", "take"]) => {
+                self.take_budget(req.json().await?, now)
+            }
+            (Method::Post, ["internal", "budget", "penalize"]) => {
+                sync_state::penalize_budget(&self.store, req.json().await?, now)
+            }
+            _ => json(404, &serde_json::json!({ "error": "not found" })),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.on_alarm(clock::now()).await
+    }
+}
+
+impl SyncCoordinator {
+    /// Proves the SQLite storage answers.
+    fn health(&self) -> worker::Result<Response> {
+        self.store
+            .get::<serde_json::Value>("health", clock::now())?;
+        json(200, &serde_json::json!({ "storage": "ok" }))
+    }
+
+    /// Sets the alarm to the earliest thing due: a token refresh or a sync continuation.
+    async fn reschedule(&self, now: Timestamp) -> worker::Result<()> {
+        let due = [
+            self.token_alarm(now)?,
+            sync_state::next_continuation(&self.store, now)?,
+            events::next_delivery(&self.store)?,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let storage = self.state.storage();
+        match due {
+            Some(at) => storage.set_alarm(at.millis_since(now).max(0)).await,
+            None => storage.delete_alarm().await,
+        }
+    }
+
+    /// Makes sure the alarm fires no later than `at` (cheap: no scan of what is pending).
+    async fn alarm_no_later_than(&self, at: Timestamp) -> worker::Result<()> {
+        let storage = self.state.storage();
+        let current = storage.get_alarm().await?;
+        if current.is_none_or(|t| t > at.as_millis()) {
+            storage
+                .set_alarm(at.millis_since(clock::now()).max(0))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs what is due: the token refresh, then sync continuations; then re-arms.
+    async fn on_alarm(&self, now: Timestamp) -> worker::Result<Response> {
+        self.refresh_if_due(now).await?;
+        self.deliver_due_events(now).await?;
+        sync_state::run_due_continuations(&self.store, &self.env, now).await?;
+        self.reschedule(clock::now()).await?;
+        Response::ok("alarm done")
+    }
+}
+
+/// Now (re-exported for the submodules' background work).
+pub fn clock_now() -> Timestamp {
+    clock::now()
+}
+
+/// A JSON answer with `status`.
+pub fn json(status: u16, body: &impl Serialize) -> worker::Result<Response> {
+    Ok(Response::from_json(body)?.with_status(status))
+}
+
+/// The stub of the instance named `name`.
+pub fn stub(env: &Env, name: &str) -> worker::Result<Stub> {
+    env.durable_object(bindings::SYNC_COORDINATOR_DO)?
+        .id_from_name(name)?
+        .get_stub()
+}
+
+/// Sends `method path` with an optional JSON body to the instance named `name`.
+pub async fn call(
+    env: &Env,
+    name: &str,
+    method: Method,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> worker::Result<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(method);
+    if let Some(body) = body {
+        let headers = worker::Headers::new();
+        headers.set("Content-Type", "application/json")?;
+        init.with_headers(headers)
+            .with_body(Some(body.to_string().into()));
+    }
+    let request = Request::new_with_init(&format!("https://{name}.do{path}"), &init)?;
+    stub(env, name)?.fetch_with_request(request).await
+}
+
+/// Sends a request to the `system` instance.
+pub async fn call_system(env: &Env, path: &str) -> worker::Result<Response> {
+    call(env, SYSTEM_INSTANCE, Method::Get, path, None).await
+}

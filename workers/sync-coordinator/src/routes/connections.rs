@@ -1,0 +1,94 @@
+//! `/coordinator/connections/*` (admin or internal token): list, inspect, delete, hand out
+//! access tokens, and the sync-state API sync-worker uses (cursor, lease, run, budget).
+
+use edge_sync_worker_kit::{auth::require_caller, HttpError, HttpResult};
+use worker::{Env, Method, Request, Response};
+
+use crate::durable_object::{self, SYSTEM_INSTANCE};
+
+/// `GET /coordinator/connections`: every connection with its status.
+pub async fn list(req: &Request, env: &Env) -> HttpResult {
+    require_caller(req, env)?;
+    let mut index = durable_object::call_system(env, "/internal/index").await?;
+    let entries: Vec<serde_json::Value> = index.json().await?;
+    let mut connections = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Some(id) = entry["id"].as_str() else {
+            continue;
+        };
+        let mut response =
+            durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
+        if response.status_code() == 200 {
+            connections.push(response.json::<serde_json::Value>().await?);
+        }
+    }
+    Ok(Response::from_json(
+        &serde_json::json!({ "connections": connections }),
+    )?)
+}
+
+/// Everything under `/coordinator/connections/{id}/...`: authenticated here, then served by
+/// the connection's own Durable Object.
+pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> HttpResult {
+    require_caller(&req, env)?;
+    if !edge_sync_shared::connection::is_connection_id(id) {
+        return Err(HttpError::not_found());
+    }
+    let method = req.method();
+    let path = match (&method, rest) {
+        (Method::Get | Method::Delete, []) => "/internal/connection".to_owned(),
+        (Method::Post, ["token"]) => "/internal/connection/token".to_owned(),
+        (Method::Get, ["sync"]) => "/internal/sync".to_owned(),
+        (Method::Get, ["sync", resource]) => format!("/internal/sync/{resource}"),
+        (Method::Post | Method::Delete, ["sync", resource, "lease"])
+        | (Method::Put, ["sync", resource, "cursor" | "run"]) => {
+            format!("/internal/sync/{resource}/{}", rest[2])
+        }
+        (Method::Post, ["budget", "take" | "penalize"]) => format!("/internal/budget/{}", rest[1]),
+        _ => return Err(HttpError::not_found()),
+    };
+    let body: Option<serde_json::Value> =
+        if matches!(method, Method::Post | Method::Put | Method::Delete) && !rest.is_empty() {
+            let text = req
+                .text()
+                .await
+                .map_err(|_| HttpError::bad_request("unreadable body"))?;
+            if text.trim().is_empty() && rest == ["token"] {
+                None
+            } else {
+                Some(
+                    serde_json::from_str(&text)
+                        .map_err(|_| HttpError::bad_request("body must be JSON"))?,
+                )
+            }
+        } else {
+            None
+        };
+    if method == Method::Delete && rest.is_empty() {
+        // Remove the provider's webhooks while the tokens still work.
+        let mut current =
+            durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
+        if current.status_code() == 200 {
+            let view: serde_json::Value = current.json().await?;
+            if let (Some(provider), Some(account)) =
+                (view["provider"].as_str(), view["account"].as_str())
+            {
+                if let Ok(provider) = provider.parse() {
+                    crate::webhook_registration::unregister(env, id, provider, account).await;
+                }
+            }
+        }
+    }
+    let response = durable_object::call(env, id, method.clone(), &path, body.as_ref()).await?;
+    if method == Method::Delete && rest.is_empty() && response.status_code() == 200 {
+        durable_object::call(
+            env,
+            SYSTEM_INSTANCE,
+            Method::Delete,
+            &format!("/internal/index/{id}"),
+            None,
+        )
+        .await?;
+    }
+    Ok(response)
+}

@@ -1,0 +1,161 @@
+//! `/coordinator/events*` and `/coordinator/hooks/*` (admin or internal token): the durable
+//! handoff from webhook-handler, dead letters and replay, and Keap hook tokens.
+
+use edge_sync_shared::Timestamp;
+use edge_sync_worker_kit::{auth::require_caller, HttpError, HttpResult};
+use serde_json::{json, Value};
+use worker::{Env, Method, Request, Response};
+
+use crate::durable_object::{self, EventEnvelope, SYSTEM_INSTANCE};
+
+/// Instances that hold events of sources without a connection.
+const SOURCE_INSTANCES: [&str; 5] = [
+    "events-github",
+    "events-gitlab",
+    "events-bitbucket",
+    "events-supabase",
+    "events-standard",
+];
+
+fn source_instance(source: &str) -> Result<&'static str, HttpError> {
+    let family = match source {
+        "github" => "events-github",
+        "gitlab" => "events-gitlab",
+        "bitbucket" => "events-bitbucket",
+        "supabase" => "events-supabase",
+        _ => "events-standard",
+    };
+    Ok(family)
+}
+
+/// `POST /coordinator/events` `{connection_id?, ...envelope}`: stores the event durably in the
+/// connection's (or the source's) Durable Object. 201 stored, 200 duplicate, 429 limited.
+pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
+    require_caller(&req, env)?;
+    let body: Value = req
+        .json()
+        .await
+        .map_err(|_| HttpError::bad_request("body must be JSON"))?;
+    let envelope: EventEnvelope = serde_json::from_value(body.clone())
+        .map_err(|e| HttpError::bad_request(format!("not an event envelope: {e}")))?;
+    let instance = match body["connection_id"].as_str() {
+        Some(id) if edge_sync_shared::connection::is_connection_id(id) => id.to_owned(),
+        Some(_) => return Err(HttpError::not_found()),
+        None => source_instance(&envelope.source)?.to_owned(),
+    };
+    let envelope =
+        serde_json::to_value(&envelope).map_err(|e| HttpError::internal(e.to_string()))?;
+    Ok(durable_object::call(
+        env,
+        &instance,
+        Method::Post,
+        &format!("/internal/events?instance={instance}"),
+        Some(&envelope),
+    )
+    .await?)
+}
+
+/// Every instance that may hold events.
+async fn instances(env: &Env) -> Result<Vec<String>, HttpError> {
+    let mut index = durable_object::call_system(env, "/internal/index").await?;
+    let entries: Vec<Value> = index.json().await?;
+    let mut out: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .collect();
+    out.extend(SOURCE_INSTANCES.iter().map(|s| (*s).to_owned()));
+    Ok(out)
+}
+
+/// `GET /coordinator/events?state=dead|pending`: events not yet delivered.
+pub async fn list(req: &Request, env: &Env) -> HttpResult {
+    require_caller(req, env)?;
+    let url = req.url()?;
+    let state = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned());
+    let path = match &state {
+        Some(state) if state == "dead" || state == "pending" => {
+            format!("/internal/events?state={state}")
+        }
+        Some(_) => return Err(HttpError::bad_request("state must be dead or pending")),
+        None => "/internal/events".to_owned(),
+    };
+    let mut all = Vec::new();
+    for instance in instances(env).await? {
+        let mut response = durable_object::call(env, &instance, Method::Get, &path, None).await?;
+        let body: Value = response.json().await?;
+        for mut event in body["events"].as_array().cloned().unwrap_or_default() {
+            event["instance"] = json!(instance);
+            all.push(event);
+        }
+    }
+    Ok(Response::from_json(&json!({ "events": all }))?)
+}
+
+/// `POST /coordinator/events/{id}/replay`: re-queues one event.
+pub async fn replay_one(req: &Request, env: &Env, id: &str) -> HttpResult {
+    require_caller(req, env)?;
+    for instance in instances(env).await? {
+        let response = durable_object::call(
+            env,
+            &instance,
+            Method::Post,
+            &format!("/internal/events/{id}/replay"),
+            None,
+        )
+        .await?;
+        if response.status_code() == 200 {
+            return Ok(response);
+        }
+    }
+    Err(HttpError::new(404, "no such event"))
+}
+
+/// `POST /coordinator/events/replay?since=<ISO>`: re-queues every dead-lettered event
+/// received since a time (all of them without `since`).
+pub async fn replay_since(req: &Request, env: &Env) -> HttpResult {
+    require_caller(req, env)?;
+    let url = req.url()?;
+    let since = match url.query_pairs().find(|(k, _)| k == "since") {
+        Some((_, value)) => Some(
+            Timestamp::parse_iso8601(&value)
+                .ok_or_else(|| HttpError::bad_request("since must be an ISO 8601 time"))?,
+        ),
+        None => None,
+    };
+    let body = json!({ "since_ms": since.map(Timestamp::as_millis) });
+    let mut replayed = Vec::new();
+    for instance in instances(env).await? {
+        let mut response = durable_object::call(
+            env,
+            &instance,
+            Method::Post,
+            "/internal/events/replay",
+            Some(&body),
+        )
+        .await?;
+        let answer: Value = response.json().await?;
+        replayed.extend(answer["replayed"].as_array().cloned().unwrap_or_default());
+    }
+    Ok(Response::from_json(&json!({ "replayed": replayed }))?)
+}
+
+/// `GET /coordinator/hooks/{token}` and `POST /coordinator/hooks/{token}/verified`.
+pub async fn hook(req: &Request, env: &Env, token: &str, verified: bool) -> HttpResult {
+    require_caller(req, env)?;
+    if token.len() > 128
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(HttpError::not_found());
+    }
+    let (method, path) = if verified {
+        (Method::Post, format!("/internal/hooks/{token}/verified"))
+    } else {
+        (Method::Get, format!("/internal/hooks/{token}"))
+    };
+    Ok(durable_object::call(env, SYSTEM_INSTANCE, method, &path, None).await?)
+}

@@ -1,0 +1,72 @@
+//! Routing of the coordinator's HTTP API.
+
+mod connections;
+mod coordinator;
+mod cors;
+mod events;
+mod health;
+mod oauth;
+
+use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
+use worker::{Env, Method, Request};
+
+/// Sends each request to the handler of its route.
+pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult {
+    let path = req.path();
+    let method = req.method();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if method == Method::Options
+        && matches!(segments.first(), Some(&"coordinator") | Some(&"oauth"))
+    {
+        return cors::preflight(&req, &env);
+    }
+    let origin_req = req.clone()?;
+    let response = match (method, segments.as_slice()) {
+        (Method::Get, ["health"]) => health::get(&env).await,
+        (_, ["health"]) => Err(HttpError::method_not_allowed("GET")),
+        (Method::Get, ["oauth", "initiate"]) => oauth::keap_initiate(&req, &env).await,
+        (Method::Get, ["oauth", "callback"]) => oauth::keap_callback(&req, &env).await,
+        (Method::Get, ["oauth", "shopify", "install"]) => oauth::shopify_install(&req, &env).await,
+        (Method::Get, ["oauth", "shopify", "callback"]) => {
+            oauth::shopify_callback(&req, &env).await
+        }
+        (_, ["oauth", ..]) => Err(HttpError::method_not_allowed("GET")),
+        (Method::Get, ["coordinator", "ping"]) => coordinator::ping(&req, &env, &ctx).await,
+        (Method::Get, ["coordinator", "connections"]) => connections::list(&req, &env).await,
+        (Method::Post, ["coordinator", "events"]) => events::ingest(req, &env).await,
+        (Method::Get, ["coordinator", "events"]) => events::list(&req, &env).await,
+        (Method::Post, ["coordinator", "events", "replay"]) => {
+            events::replay_since(&req, &env).await
+        }
+        (Method::Post, ["coordinator", "events", id, "replay"]) => {
+            let id = id.to_string();
+            events::replay_one(&req, &env, &id).await
+        }
+        (Method::Get, ["coordinator", "hooks", token]) => {
+            let token = token.to_string();
+            events::hook(&req, &env, &token, false).await
+        }
+        (Method::Post, ["coordinator", "hooks", token, "verified"]) => {
+            let token = token.to_string();
+            events::hook(&req, &env, &token, true).await
+        }
+        (Method::Post, ["coordinator", "connections"]) => {
+            edge_sync_worker_kit::auth::require_caller(&req, &env)?;
+            oauth::register_token(req, &env).await
+        }
+        (_, ["coordinator", "connections", id, rest @ ..]) => {
+            let (id, rest) = (
+                id.to_string(),
+                rest.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            );
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            connections::forward(req, &env, &id, &rest).await
+        }
+        (_, ["coordinator", ..]) => {
+            edge_sync_worker_kit::auth::require_caller(&req, &env)?;
+            Err(HttpError::not_found())
+        }
+        _ => Err(HttpError::not_found()),
+    }?;
+    Ok(cors::decorate(&origin_req, &env, response))
+}

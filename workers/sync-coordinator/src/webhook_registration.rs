@@ -1,0 +1,346 @@
+//! Automatic webhook registration when a connection is created (and removal when it is
+//! deleted): Keap REST hooks (v1) for the configured event keys, each URL carrying an
+//! unguessable per-connection hook token; Shopify `webhookSubscriptionCreate` for the
+//! topics the system consumes. Registration is best effort: a failure is logged and shown
+//! on the connection, and the cron sync still keeps the data current.
+
+use std::time::Duration;
+
+use edge_sync_shared::{connection::Provider, oauth::HttpRequestSpec, Secret};
+use edge_sync_worker_kit::{clock, env_vars::text as var, outbound, serve::random_id};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::{console_log, Env, Method};
+
+use crate::durable_object::{self, SYSTEM_INSTANCE};
+
+/// Keap v1 REST base in production (hooks exist only in v1; providers.md).
+const KEAP_REST_V1_BASE: &str = "https://api.infusionsoft.com/crm/rest/v1";
+const DEFAULT_KEAP_EVENT_KEYS: &str = "contact.add,contact.edit,contact.delete,opportunity.add,opportunity.edit,opportunity.delete,order.add,order.edit,order.delete,task.add,task.edit,task.delete";
+/// Shopify topics the seed consumes.
+const SHOPIFY_TOPICS: [&str; 6] = [
+    "PRODUCTS_CREATE",
+    "PRODUCTS_UPDATE",
+    "PRODUCTS_DELETE",
+    "COLLECTIONS_CREATE",
+    "ORDERS_CREATE",
+    "INVENTORY_LEVELS_UPDATE",
+];
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What was registered for a connection (stored in its Durable Object).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Registered {
+    /// Keap: the hook token in the URLs.
+    pub keap_hook_token: Option<String>,
+    /// Keap hook keys.
+    #[serde(default)]
+    pub keap_hook_keys: Vec<String>,
+    /// Shopify subscription ids (GIDs).
+    #[serde(default)]
+    pub shopify_subscription_ids: Vec<String>,
+    /// Problems met, for status.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+fn log(level: &str, event: &str, connection_id: &str, fields: Value) {
+    let mut line = json!({ "ts": clock::now().to_iso8601(), "level": level, "worker": "sync-coordinator", "event": event, "connection_id": connection_id });
+    if let (Some(line), Value::Object(extra)) = (line.as_object_mut(), fields) {
+        line.extend(extra);
+    }
+    console_log!("{line}");
+}
+
+async fn access_token(env: &Env, connection_id: &str) -> Result<Secret, String> {
+    let mut response = durable_object::call(
+        env,
+        connection_id,
+        Method::Post,
+        "/internal/connection/token",
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    body["access_token"]
+        .as_str()
+        .map(Secret::new)
+        .ok_or_else(|| format!("no token ({})", body["error"]))
+}
+
+fn spec(
+    method: &'static str,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<Value>,
+) -> HttpRequestSpec {
+    let mut headers = headers;
+    if body.is_some() {
+        headers.push(("Content-Type".into(), "application/json".into()));
+    }
+    headers.push(("Accept".into(), "application/json".into()));
+    HttpRequestSpec {
+        method,
+        url,
+        headers,
+        body: body.map(|b| b.to_string()).unwrap_or_default(),
+    }
+}
+
+fn shopify_graphql_url(env: &Env, shop: &str) -> String {
+    let base = var(env, "SHOPIFY_ADMIN_BASE_URL").unwrap_or_else(|| "https://{shop}".into());
+    let version = var(env, "SHOPIFY_API_VERSION").unwrap_or_else(|| "2025-01".into());
+    format!(
+        "{}/admin/api/{version}/graphql.json",
+        base.replace("{shop}", shop)
+    )
+}
+
+/// Registers the provider's webhooks for a new connection, unless already registered.
+pub async fn register(env: &Env, connection_id: &str, provider: Provider, account: &str) {
+    let Some(base) = var(env, "WEBHOOK_BASE_URL") else {
+        log(
+            "warn",
+            "webhook_registration_skipped",
+            connection_id,
+            json!({ "reason": "WEBHOOK_BASE_URL is not configured" }),
+        );
+        return;
+    };
+    let base = base.trim_end_matches('/').to_owned();
+    let existing =
+        durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None).await;
+    if let Ok(mut response) = existing {
+        if let Ok(current) = response.json::<Registered>().await {
+            if current.keap_hook_token.is_some() || !current.shopify_subscription_ids.is_empty() {
+                return;
+            }
+        }
+    }
+    let token = match access_token(env, connection_id).await {
+        Ok(token) => token,
+        Err(e) => {
+            log(
+                "error",
+                "webhook_registration_failed",
+                connection_id,
+                json!({ "reason": e }),
+            );
+            return;
+        }
+    };
+    let registered = match provider {
+        Provider::Keap => register_keap(env, connection_id, &base, &token).await,
+        Provider::Shopify => register_shopify(env, connection_id, account, &base, &token).await,
+    };
+    log(
+        if registered.errors.is_empty() {
+            "info"
+        } else {
+            "warn"
+        },
+        "webhooks_registered",
+        connection_id,
+        json!({ "keap_hooks": registered.keap_hook_keys.len(), "shopify_subscriptions": registered.shopify_subscription_ids.len(), "errors": registered.errors }),
+    );
+    let body = serde_json::to_value(&registered).unwrap_or_default();
+    let _ = durable_object::call(
+        env,
+        connection_id,
+        Method::Put,
+        "/internal/webhooks",
+        Some(&body),
+    )
+    .await;
+}
+
+async fn register_keap(env: &Env, connection_id: &str, base: &str, token: &Secret) -> Registered {
+    let hook_token = random_id() + &random_id();
+    let mut registered = Registered {
+        keap_hook_token: Some(hook_token.clone()),
+        ..Registered::default()
+    };
+    // The token must resolve before Keap's verification handshake arrives.
+    let entry = json!({ "connection_id": connection_id, "hook_keys": [] });
+    if let Err(e) = durable_object::call(
+        env,
+        SYSTEM_INSTANCE,
+        Method::Put,
+        &format!("/internal/hooks/{hook_token}"),
+        Some(&entry),
+    )
+    .await
+    {
+        registered.errors.push(format!("hook token: {e}"));
+        return registered;
+    }
+    let v1 = var(env, "KEAP_REST_V1_BASE_URL").unwrap_or_else(|| KEAP_REST_V1_BASE.into());
+    let keys = var(env, "KEAP_HOOK_EVENT_KEYS").unwrap_or_else(|| DEFAULT_KEAP_EVENT_KEYS.into());
+    let auth = vec![(
+        "Authorization".to_owned(),
+        format!("Bearer {}", token.expose()),
+    )];
+    for event_key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        let request = spec(
+            "POST",
+            format!("{}/hooks", v1.trim_end_matches('/')),
+            auth.clone(),
+            Some(
+                json!({ "eventKey": event_key, "hookUrl": format!("{base}/webhook/keap/{hook_token}") }),
+            ),
+        );
+        match outbound::send(&request, TIMEOUT).await {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                let hook: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+                if let Some(key) = hook["key"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or_else(|| hook["key"].as_i64().map(|k| k.to_string()))
+                {
+                    registered.keap_hook_keys.push(key);
+                }
+            }
+            Ok(answer) => registered
+                .errors
+                .push(format!("{event_key}: HTTP {}", answer.status)),
+            Err(e) => registered.errors.push(format!("{event_key}: {}", e.0)),
+        }
+    }
+    let entry = json!({ "connection_id": connection_id, "hook_keys": registered.keap_hook_keys });
+    let _ = durable_object::call(
+        env,
+        SYSTEM_INSTANCE,
+        Method::Put,
+        &format!("/internal/hooks/{hook_token}"),
+        Some(&entry),
+    )
+    .await;
+    registered
+}
+
+async fn register_shopify(
+    env: &Env,
+    connection_id: &str,
+    shop: &str,
+    base: &str,
+    token: &Secret,
+) -> Registered {
+    let mut registered = Registered::default();
+    let url = shopify_graphql_url(env, shop);
+    let auth = vec![(
+        "X-Shopify-Access-Token".to_owned(),
+        token.expose().to_owned(),
+    )];
+    let mutation = "mutation Create($topic: WebhookSubscriptionTopic!, $url: URL!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: {callbackUrl: $url, format: JSON}) { webhookSubscription { id } userErrors { field message } } }";
+    for topic in SHOPIFY_TOPICS {
+        let body = json!({ "query": mutation, "variables": { "topic": topic, "url": format!("{base}/webhook/shopify/{connection_id}") } });
+        match outbound::send(
+            &spec("POST", url.clone(), auth.clone(), Some(body)),
+            TIMEOUT,
+        )
+        .await
+        {
+            Ok(answer) if answer.status == 200 => {
+                let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+                let created = &value["data"]["webhookSubscriptionCreate"];
+                match created["webhookSubscription"]["id"].as_str() {
+                    Some(id) => registered.shopify_subscription_ids.push(id.to_owned()),
+                    None => registered.errors.push(format!(
+                        "{topic}: {}",
+                        created["userErrors"]
+                            .to_string()
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )),
+                }
+            }
+            Ok(answer) => registered
+                .errors
+                .push(format!("{topic}: HTTP {}", answer.status)),
+            Err(e) => registered.errors.push(format!("{topic}: {}", e.0)),
+        }
+    }
+    registered
+}
+
+/// Removes what [`register`] registered (call before the tokens are revoked).
+pub async fn unregister(env: &Env, connection_id: &str, provider: Provider, account: &str) {
+    let Ok(mut response) =
+        durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None).await
+    else {
+        return;
+    };
+    let Ok(registered) = response.json::<Registered>().await else {
+        return;
+    };
+    if registered.keap_hook_token.is_none() && registered.shopify_subscription_ids.is_empty() {
+        return;
+    }
+    let token = match access_token(env, connection_id).await {
+        Ok(token) => token,
+        Err(e) => {
+            log(
+                "warn",
+                "webhook_removal_failed",
+                connection_id,
+                json!({ "reason": e }),
+            );
+            return;
+        }
+    };
+    let mut removed = 0;
+    match provider {
+        Provider::Keap => {
+            let v1 = var(env, "KEAP_REST_V1_BASE_URL").unwrap_or_else(|| KEAP_REST_V1_BASE.into());
+            let auth = vec![(
+                "Authorization".to_owned(),
+                format!("Bearer {}", token.expose()),
+            )];
+            for key in &registered.keap_hook_keys {
+                let request = spec(
+                    "DELETE",
+                    format!("{}/hooks/{key}", v1.trim_end_matches('/')),
+                    auth.clone(),
+                    None,
+                );
+                if matches!(outbound::send(&request, TIMEOUT).await, Ok(a) if (200..300).contains(&a.status) || a.status == 404)
+                {
+                    removed += 1;
+                }
+            }
+            if let Some(hook_token) = &registered.keap_hook_token {
+                let _ = durable_object::call(
+                    env,
+                    SYSTEM_INSTANCE,
+                    Method::Delete,
+                    &format!("/internal/hooks/{hook_token}"),
+                    None,
+                )
+                .await;
+            }
+        }
+        Provider::Shopify => {
+            let url = shopify_graphql_url(env, account);
+            let auth = vec![(
+                "X-Shopify-Access-Token".to_owned(),
+                token.expose().to_owned(),
+            )];
+            let mutation = "mutation Delete($id: ID!) { webhookSubscriptionDelete(id: $id) { deletedWebhookSubscriptionId userErrors { field message } } }";
+            for id in &registered.shopify_subscription_ids {
+                let body = json!({ "query": mutation, "variables": { "id": id } });
+                if matches!(outbound::send(&spec("POST", url.clone(), auth.clone(), Some(body)), TIMEOUT).await, Ok(a) if a.status == 200)
+                {
+                    removed += 1;
+                }
+            }
+        }
+    }
+    log(
+        "info",
+        "webhooks_removed",
+        connection_id,
+        json!({ "removed": removed }),
+    );
+}

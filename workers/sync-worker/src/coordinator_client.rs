@@ -1,0 +1,302 @@
+//! The coordinator's API as sync-worker uses it (service binding, internal token): the
+//! connections, access tokens, leases, checkpoints and the shared rate budget.
+
+use edge_sync_shared::{connection::ConnectionView, sync_state::Cursor, Secret};
+use edge_sync_worker_kit::coordinator;
+use serde_json::{json, Value};
+use worker::Method;
+
+/// A failed coordinator call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The call itself failed.
+    #[error("coordinator unreachable: {0}")]
+    Unreachable(String),
+    /// The coordinator answered an unexpected status.
+    #[error("coordinator answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Body (no secrets: these routes never return tokens on error).
+        body: String,
+    },
+}
+
+/// Calls the coordinator and returns (status, JSON body).
+async fn call(
+    env: &worker::Env,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    request_id: &str,
+) -> Result<(u16, Value), CoordinatorError> {
+    let mut response = coordinator::call(env, method, path, body, request_id)
+        .await
+        .map_err(|e| CoordinatorError::Unreachable(e.to_string()))?;
+    let status = response.status_code();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| CoordinatorError::Unreachable(e.to_string()))?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
+fn unexpected(status: u16, body: &Value) -> CoordinatorError {
+    let mut body = body.to_string();
+    body.truncate(300);
+    CoordinatorError::Status { status, body }
+}
+
+/// Every connection the coordinator knows.
+pub async fn connections(
+    env: &worker::Env,
+    request_id: &str,
+) -> Result<Vec<ConnectionView>, CoordinatorError> {
+    let (status, body) = call(
+        env,
+        Method::Get,
+        "/coordinator/connections",
+        None,
+        request_id,
+    )
+    .await?;
+    if status != 200 {
+        return Err(unexpected(status, &body));
+    }
+    serde_json::from_value(body["connections"].clone())
+        .map_err(|e| CoordinatorError::Unreachable(e.to_string()))
+}
+
+/// Why no token was handed out.
+#[derive(Debug, Clone)]
+pub enum TokenError {
+    /// The connection needs the user to reauthorise: skip it.
+    ReauthRequired,
+    /// Anything else (token endpoint down, connection gone).
+    Other(CoordinatorError),
+}
+
+/// A valid access token; `rejected` names one the provider just refused (forces a refresh).
+pub async fn access_token(
+    env: &worker::Env,
+    connection_id: &str,
+    rejected: Option<&Secret>,
+    request_id: &str,
+) -> Result<Secret, TokenError> {
+    let body = rejected.map(|t| json!({ "rejected_access_token": t.expose() }));
+    let (status, body) = call(
+        env,
+        Method::Post,
+        &format!("/coordinator/connections/{connection_id}/token"),
+        body.as_ref(),
+        request_id,
+    )
+    .await
+    .map_err(TokenError::Other)?;
+    match status {
+        200 => body["access_token"]
+            .as_str()
+            .map(Secret::new)
+            .ok_or_else(|| TokenError::Other(unexpected(status, &Value::Null))),
+        409 => Err(TokenError::ReauthRequired),
+        // Never echo the body: a 200 would hold the token, other bodies are safe but terse.
+        _ => Err(TokenError::Other(unexpected(status, &body["error"]))),
+    }
+}
+
+/// Outcome of asking for a lease.
+#[derive(Debug, Clone)]
+pub enum LeaseOutcome {
+    /// Ours until it expires.
+    Acquired,
+    /// Another run holds it.
+    Held {
+        /// That run.
+        run_id: String,
+    },
+}
+
+/// Takes (or renews, for the same run) the lease of a connection's resource.
+pub async fn acquire_lease(
+    env: &worker::Env,
+    connection_id: &str,
+    resource: &str,
+    run_id: &str,
+    ttl_ms: i64,
+    request_id: &str,
+) -> Result<LeaseOutcome, CoordinatorError> {
+    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}/lease");
+    let (status, body) = call(
+        env,
+        Method::Post,
+        &path,
+        Some(&json!({ "run_id": run_id, "ttl_ms": ttl_ms })),
+        request_id,
+    )
+    .await?;
+    match status {
+        200 => Ok(LeaseOutcome::Acquired),
+        409 => Ok(LeaseOutcome::Held {
+            run_id: body["run_id"].as_str().unwrap_or_default().to_owned(),
+        }),
+        _ => Err(unexpected(status, &body)),
+    }
+}
+
+/// Releases a lease this run holds.
+pub async fn release_lease(
+    env: &worker::Env,
+    connection_id: &str,
+    resource: &str,
+    run_id: &str,
+    request_id: &str,
+) -> Result<(), CoordinatorError> {
+    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}/lease");
+    call(
+        env,
+        Method::Delete,
+        &path,
+        Some(&json!({ "run_id": run_id })),
+        request_id,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The resource's stored state: `{cursor, last_run, lease, ...}`.
+pub async fn resource_state(
+    env: &worker::Env,
+    connection_id: &str,
+    resource: &str,
+    request_id: &str,
+) -> Result<Value, CoordinatorError> {
+    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}");
+    let (status, body) = call(env, Method::Get, &path, None, request_id).await?;
+    if status != 200 {
+        return Err(unexpected(status, &body));
+    }
+    Ok(body)
+}
+
+/// Every resource's stored state of a connection.
+pub async fn all_resource_states(
+    env: &worker::Env,
+    connection_id: &str,
+    request_id: &str,
+) -> Result<Value, CoordinatorError> {
+    let (status, body) = call(
+        env,
+        Method::Get,
+        &format!("/coordinator/connections/{connection_id}/sync"),
+        None,
+        request_id,
+    )
+    .await?;
+    if status != 200 {
+        return Err(unexpected(status, &body));
+    }
+    Ok(body)
+}
+
+/// What a checkpoint write carries.
+#[derive(Debug, Clone)]
+pub struct Checkpoint<'a> {
+    /// The run (lease holder).
+    pub run_id: &'a str,
+    /// Progress or result, shown by `/sync/status` and read back to resume.
+    pub result: Value,
+    /// Cursor to store now (the page's rows are committed).
+    pub cursor: Option<&'a Cursor>,
+    /// The run is over: release the lease, drop the continuation.
+    pub finished: bool,
+    /// When to continue the run in a fresh invocation.
+    pub continue_at_ms: Option<i64>,
+}
+
+/// Writes a checkpoint; `Ok(false)` when the lease is no longer ours.
+pub async fn checkpoint(
+    env: &worker::Env,
+    connection_id: &str,
+    resource: &str,
+    checkpoint: Checkpoint<'_>,
+    request_id: &str,
+) -> Result<bool, CoordinatorError> {
+    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}/run");
+    let body = json!({
+        "run_id": checkpoint.run_id, "result": checkpoint.result, "cursor": checkpoint.cursor,
+        "finished": checkpoint.finished, "continue_at_ms": checkpoint.continue_at_ms,
+    });
+    let (status, body) = call(env, Method::Put, &path, Some(&body), request_id).await?;
+    match status {
+        200 => Ok(true),
+        409 => Ok(false),
+        _ => Err(unexpected(status, &body)),
+    }
+}
+
+/// Draws one request from the connection's budget: `Ok(None)` granted, `Ok(Some(ms))` wait.
+pub async fn take_budget(
+    env: &worker::Env,
+    connection_id: &str,
+    request_id: &str,
+) -> Result<Option<u64>, CoordinatorError> {
+    let path = format!("/coordinator/connections/{connection_id}/budget/take");
+    let (status, body) = call(
+        env,
+        Method::Post,
+        &path,
+        Some(&json!({ "cost": 1 })),
+        request_id,
+    )
+    .await?;
+    match status {
+        200 => Ok(None),
+        429 => Ok(Some(body["retry_after_ms"].as_u64().unwrap_or(1000))),
+        _ => Err(unexpected(status, &body)),
+    }
+}
+
+/// Tells every Worker to hold off the provider until `until_ms` (a 429 with Retry-After).
+pub async fn penalize(
+    env: &worker::Env,
+    connection_id: &str,
+    until_ms: i64,
+    request_id: &str,
+) -> Result<(), CoordinatorError> {
+    let path = format!("/coordinator/connections/{connection_id}/budget/penalize");
+    call(
+        env,
+        Method::Post,
+        &path,
+        Some(&json!({ "until_ms": until_ms })),
+        request_id,
+    )
+    .await?;
+    Ok(())
+}
+
+/// One connection's status.
+pub async fn connection(
+    env: &worker::Env,
+    connection_id: &str,
+    request_id: &str,
+) -> Result<Option<ConnectionView>, CoordinatorError> {
+    let (status, body) = call(
+        env,
+        Method::Get,
+        &format!("/coordinator/connections/{connection_id}"),
+        None,
+        request_id,
+    )
+    .await?;
+    match status {
+        200 => serde_json::from_value(body)
+            .map(Some)
+            .map_err(|e| CoordinatorError::Unreachable(e.to_string())),
+        404 => Ok(None),
+        _ => Err(unexpected(status, &body)),
+    }
+}

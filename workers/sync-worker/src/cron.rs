@@ -1,0 +1,80 @@
+//! The scheduled handler (`*/30 * * * *`): an incremental run of every resource of every
+//! active connection. Runs already in flight are left alone (their lease says so).
+
+use edge_sync_shared::{
+    bindings::{self, workers::SYNC_WORKER},
+    log::{Level, LogLine},
+    sync::SyncMode,
+    token_lifecycle::ConnectionStatus,
+    Timestamp,
+};
+use edge_sync_worker_kit::{clock, serve::random_id};
+use worker::{console_log, Env};
+
+use crate::{coordinator_client as coordinator, routes::start_runs};
+
+/// KV key of the last cron run's summary.
+pub const LAST_CRON_KEY: &str = "sync:cron:last";
+
+/// Runs one cron tick and writes one log line for it.
+pub async fn run(cron: &str, env: &Env) {
+    let started = clock::now();
+    let request_id = format!("cron-{}", random_id());
+    let outcome = tick(cron, started, env, &request_id).await;
+    let finished = clock::now();
+    let line = match outcome {
+        Ok(summary) => LogLine::event(SYNC_WORKER, "cron", Level::Info, started, finished)
+            .with_request_id(request_id)
+            .with_reason(summary),
+        Err(reason) => LogLine::event(SYNC_WORKER, "cron", Level::Error, started, finished)
+            .with_request_id(request_id)
+            .with_reason(reason),
+    };
+    let mut line = line;
+    if line.level == Level::Warn {
+        // `with_reason` raises info to warn; a summary is not a warning.
+        line.level = Level::Info;
+    }
+    console_log!("{}", line.to_json());
+}
+
+async fn tick(
+    cron: &str,
+    started: Timestamp,
+    env: &Env,
+    request_id: &str,
+) -> Result<String, String> {
+    let connections = coordinator::connections(env, request_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let active: Vec<_> = connections
+        .into_iter()
+        .filter(|c| c.status == ConnectionStatus::Active)
+        .collect();
+    let (_, body) = start_runs(
+        env,
+        &active,
+        None,
+        SyncMode::Incremental,
+        "cron",
+        request_id,
+    )
+    .await
+    .map_err(|e| e.reason)?;
+    let runs = body["runs"].as_array().cloned().unwrap_or_default();
+    let started_runs = runs.iter().filter(|r| r["status"] == "started").count();
+    let summary = serde_json::json!({
+        "cron": cron, "started_at": started.to_iso8601(), "connections": active.len(),
+        "runs_started": started_runs, "runs": runs,
+    });
+    let kv = env.kv(bindings::SYNC_CACHE_KV).map_err(|e| e.to_string())?;
+    kv.put(LAST_CRON_KEY, summary.to_string())
+        .map_err(|e| e.to_string())?
+        .execute()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} connections, {started_runs} runs started",
+        active.len()
+    ))
+}

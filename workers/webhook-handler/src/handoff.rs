@@ -1,0 +1,134 @@
+//! The durable handoff: a verified, classified event goes to the coordinator, which stores
+//! it in a Durable Object before we answer 2xx. Anything but "stored" or "duplicate" is not
+//! acknowledged, so the provider retries.
+
+use std::cell::RefCell;
+
+use edge_sync_shared::{webhook::IncomingEvent, Timestamp};
+use edge_sync_worker_kit::{
+    clock, coordinator, http::json_response, HttpError, HttpResult, RequestContext,
+};
+use serde_json::{json, Value};
+use worker::{console_log, Env, Method};
+
+use crate::config::WebhookConfig;
+
+/// Stores `event` (for `connection_id`, or for its source) and answers the provider.
+pub async fn store(
+    env: &Env,
+    ctx: &RequestContext,
+    event: IncomingEvent,
+    connection_id: Option<&str>,
+) -> HttpResult {
+    let config = WebhookConfig::new(env);
+    let event_type = event.event_type.clone();
+    if event_type.is_none() && event.record_change.is_none() {
+        // A topic the seed does not know: acknowledged, logged, not stored.
+        let line = json!({
+            "level": "info", "worker": "webhook-handler", "event": "webhook_ignored",
+            "source": event.source, "request_id": ctx.request_id, "connection_id": connection_id,
+            "reason": "unknown topic",
+        });
+        console_log!("{line}");
+        return Ok(json_response(
+            200,
+            &json!({ "status": "ignored", "reason": "unknown topic" }),
+        )?);
+    }
+    let mut envelope = json!({
+        "source": event.source,
+        "event_type": event_type,
+        "dedup_key": event.dedup_key,
+        "event_data": event.event_data,
+        "occurred_at": event.occurred_at,
+        "record_change": event.record_change,
+        "user_id": config.default_user_id(),
+        "rate_limit_per_minute": config.rate_limit_per_minute(),
+    });
+    if let Some(id) = connection_id {
+        envelope["connection_id"] = Value::String(id.to_owned());
+    }
+    let mut response = coordinator::call(
+        env,
+        Method::Post,
+        "/coordinator/events",
+        Some(&envelope),
+        &ctx.request_id,
+    )
+    .await
+    .map_err(|e| {
+        HttpError::new(503, "event store unavailable; retry").with_reason(e.to_string())
+    })?;
+    let status = response.status_code();
+    let body: Value = response.json().await.unwrap_or_default();
+    match status {
+        201 => Ok(json_response(
+            200,
+            &json!({ "status": "stored", "event_id": body["id"], "event_type": event_type }),
+        )?),
+        200 => Ok(json_response(
+            200,
+            &json!({ "status": "duplicate", "event_id": body["id"] }),
+        )?),
+        429 => {
+            let retry = body["retry_after_secs"].as_u64().unwrap_or(60).to_string();
+            Err(HttpError::new(429, "too many deliveries")
+                .with_header("Retry-After", retry)
+                .with_reason("rate limit"))
+        }
+        404 => Err(HttpError::new(404, "unknown connection")),
+        _ => Err(HttpError::new(503, "event store unavailable; retry")
+            .with_reason(format!("coordinator answered {status}"))),
+    }
+}
+
+thread_local! {
+    /// The connection list, cached per isolate so a burst of deliveries costs one
+    /// coordinator call per delivery, not two. A stale entry is harmless: the coordinator
+    /// refuses events for a deleted connection.
+    static CONNECTIONS: RefCell<Option<(Timestamp, Vec<Value>)>> = const { RefCell::new(None) };
+}
+
+/// How long the cached connection list is trusted.
+const CONNECTIONS_TTL_MS: i64 = 30_000;
+
+/// The connection matching `wanted`, from the cache when fresh, else from the coordinator.
+pub async fn find_connection(
+    env: &Env,
+    ctx: &RequestContext,
+    wanted: impl Fn(&Value) -> bool,
+) -> Result<Option<Value>, HttpError> {
+    let now = clock::now();
+    let cached = CONNECTIONS.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(at, _)| now.millis_since(*at) < CONNECTIONS_TTL_MS)
+            .and_then(|(_, list)| list.iter().find(|c| wanted(c)).cloned())
+    });
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    let list = connections(env, ctx).await?;
+    let found = list.iter().find(|c| wanted(c)).cloned();
+    CONNECTIONS.with(|c| *c.borrow_mut() = Some((now, list)));
+    Ok(found)
+}
+
+/// Every connection known to the coordinator.
+pub async fn connections(env: &Env, ctx: &RequestContext) -> Result<Vec<Value>, HttpError> {
+    let mut response = coordinator::call(
+        env,
+        Method::Get,
+        "/coordinator/connections",
+        None,
+        &ctx.request_id,
+    )
+    .await
+    .map_err(|e| HttpError::new(503, "coordinator unavailable").with_reason(e.to_string()))?;
+    if response.status_code() != 200 {
+        return Err(HttpError::new(503, "coordinator unavailable")
+            .with_reason(format!("connections: {}", response.status_code())));
+    }
+    let body: Value = response.json().await?;
+    Ok(body["connections"].as_array().cloned().unwrap_or_default())
+}

@@ -1,0 +1,119 @@
+//! Keap REST hooks. Keap signs nothing (providers.md): each hook URL carries an unguessable
+//! per-hook token (`POST /webhook/keap/{hook_token}`), and the seed's `X-Hook-Signature`
+//! HMAC is checked when `KEAP_WEBHOOK_SECRET` is configured. Keap's verification handshake
+//! (`X-Hook-Secret`) is answered 200 echoing the header, and the hook is marked verified.
+
+use edge_sync_shared::webhook::{classify_keap, verify_keap_signature, VerifyError};
+use edge_sync_worker_kit::{coordinator, HttpError, HttpResult, RequestContext};
+use serde_json::Value;
+use worker::{Env, Method, Request, Response};
+
+use super::{header, malformed, unauthorized};
+use crate::{body::read_limited, config::WebhookConfig, handoff};
+
+/// Answers the handshake: 200 with the same `X-Hook-Secret`.
+fn handshake(secret: &str) -> HttpResult {
+    let mut response = Response::ok("")?;
+    response.headers_mut().set("X-Hook-Secret", secret)?;
+    Ok(response)
+}
+
+fn check_signature(config: &WebhookConfig, req: &Request, body: &[u8]) -> Result<(), HttpError> {
+    match config.secret("KEAP_WEBHOOK_SECRET") {
+        Some(secret) => {
+            verify_keap_signature(body, header(req, "X-Hook-Signature").as_deref(), &secret)
+                .map_err(unauthorized)
+        }
+        None => Ok(()),
+    }
+}
+
+/// `POST /webhook/keap/{hook_token}`.
+pub async fn hook_route(
+    mut req: Request,
+    env: &Env,
+    ctx: &RequestContext,
+    token: &str,
+) -> HttpResult {
+    let config = WebhookConfig::new(env);
+    let valid = !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(HttpError::new(404, "unknown hook").with_reason("malformed hook token"));
+    }
+    let mut lookup = coordinator::call(
+        env,
+        Method::Get,
+        &format!("/coordinator/hooks/{token}"),
+        None,
+        &ctx.request_id,
+    )
+    .await
+    .map_err(|e| HttpError::new(503, "coordinator unavailable").with_reason(e.to_string()))?;
+    match lookup.status_code() {
+        200 => {}
+        404 => return Err(HttpError::new(404, "unknown hook").with_reason("unknown hook token")),
+        status => {
+            return Err(HttpError::new(503, "coordinator unavailable")
+                .with_reason(format!("hook lookup {status}")))
+        }
+    }
+    let hook: Value = lookup.json().await?;
+    let body = read_limited(&mut req, config.max_body_bytes()).await?;
+    if let Some(secret) = header(&req, "X-Hook-Secret") {
+        coordinator::call(
+            env,
+            Method::Post,
+            &format!("/coordinator/hooks/{token}/verified"),
+            None,
+            &ctx.request_id,
+        )
+        .await
+        .map_err(|e| HttpError::new(503, "coordinator unavailable").with_reason(e.to_string()))?;
+        return handshake(&secret);
+    }
+    check_signature(&config, &req, &body)?;
+    let event = classify_keap(&body).map_err(malformed)?;
+    handoff::store(env, ctx, event, hook["connection_id"].as_str()).await
+}
+
+/// `POST /webhook` (the seed's route): requires the seed's `X-Hook-Signature` HMAC (with
+/// no per-hook token there is nothing else to authenticate by); the connection is
+/// `?connection=` or the only Keap connection.
+pub async fn seed_route(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
+    let config = WebhookConfig::new(env);
+    let body = read_limited(&mut req, config.max_body_bytes()).await?;
+    let Some(secret) = config.secret("KEAP_WEBHOOK_SECRET") else {
+        return Err(unauthorized(VerifyError::Missing)
+            .with_reason("POST /webhook needs KEAP_WEBHOOK_SECRET; use the per-hook URL"));
+    };
+    if let Some(handshake_secret) = header(&req, "X-Hook-Secret") {
+        return handshake(&handshake_secret);
+    }
+    verify_keap_signature(&body, header(&req, "X-Hook-Signature").as_deref(), &secret)
+        .map_err(unauthorized)?;
+    let event = classify_keap(&body).map_err(malformed)?;
+    let wanted = req
+        .url()?
+        .query_pairs()
+        .find(|(k, _)| k == "connection")
+        .map(|(_, v)| v.into_owned());
+    let keap: Vec<Value> = handoff::connections(env, ctx)
+        .await?
+        .into_iter()
+        .filter(|c| c["provider"] == "keap")
+        .collect();
+    let connection = match &wanted {
+        Some(id) => keap.iter().find(|c| c["id"] == id.as_str()),
+        None if keap.len() == 1 => keap.first(),
+        None => None,
+    };
+    let Some(connection) = connection else {
+        return Err(HttpError::new(404, "unknown connection")
+            .with_reason("no single Keap connection; pass ?connection="));
+    };
+    handoff::store(env, ctx, event, connection["id"].as_str()).await
+}

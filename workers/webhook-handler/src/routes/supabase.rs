@@ -1,0 +1,23 @@
+//! Supabase Database Webhooks: not signed (providers.md), so authenticated by a shared secret
+//! header configured on the trigger (`Authorization: Bearer <SUPABASE_WEBHOOK_SECRET>` or
+//! `X-Webhook-Secret`), compared in constant time.
+
+use edge_sync_shared::webhook::{classify_supabase, verify_shared_secret, VerifyError};
+use edge_sync_worker_kit::{HttpResult, RequestContext};
+use worker::{Env, Request};
+
+use super::{header, malformed, unauthorized};
+use crate::{body::read_limited, config::WebhookConfig, handoff};
+
+/// `POST /webhooks/supabase`.
+pub async fn receive(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
+    let config = WebhookConfig::new(env);
+    let body = read_limited(&mut req, config.max_body_bytes()).await?;
+    let secret = config.secret("SUPABASE_WEBHOOK_SECRET").ok_or_else(|| {
+        unauthorized(VerifyError::Mismatch).with_reason("SUPABASE_WEBHOOK_SECRET is not configured")
+    })?;
+    let presented = header(&req, "X-Webhook-Secret").or_else(|| header(&req, "Authorization"));
+    verify_shared_secret(presented.as_deref(), &secret).map_err(unauthorized)?;
+    let event = classify_supabase(&body).map_err(malformed)?;
+    handoff::store(env, ctx, event, None).await
+}

@@ -1,0 +1,35 @@
+//! Calls from sync-worker and webhook-handler to sync-coordinator over the service binding,
+//! authenticated with the internal token.
+
+use edge_sync_shared::bindings;
+use worker::{Env, Headers, Method, RequestInit, Response};
+
+use crate::auth::secret;
+
+/// Sends `method path` with an optional JSON body to the coordinator. The host part of the
+/// URL is ignored by service bindings; the path selects the route.
+pub async fn call(
+    env: &Env,
+    method: Method,
+    path: &str,
+    json_body: Option<&serde_json::Value>,
+    request_id: &str,
+) -> worker::Result<Response> {
+    let service = env.service(bindings::COORDINATOR_SERVICE)?;
+    let headers = Headers::new();
+    let token = secret(env, bindings::INTERNAL_API_TOKEN);
+    headers.set("Authorization", &format!("Bearer {}", token.expose()))?;
+    headers.set("x-request-id", request_id)?;
+    let mut init = RequestInit::new();
+    init.with_method(method).with_headers(headers);
+    if let Some(body) = json_body {
+        init.headers.set("Content-Type", "application/json")?;
+        init.with_body(Some(body.to_string().into()));
+    }
+    service
+        .fetch(
+            format!("https://{}{path}", bindings::workers::SYNC_COORDINATOR),
+            Some(init),
+        )
+        .await
+}
