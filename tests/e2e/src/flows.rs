@@ -198,12 +198,12 @@ pub async fn wait_runs(stack: &Stack, run_ids: &[String]) -> Vec<Value> {
     let url = format!("{}/sync/status", stack.sync_worker);
     let mut last = Value::Null;
     for _ in 0..600 {
-        last = stack
-            .admin_get(&url)
-            .await
-            .json()
-            .await
-            .expect("status JSON");
+        let response = stack.admin_get(&url).await;
+        let status = response.status();
+        let text = response.text().await.expect("status body");
+        last = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("/sync/status answered {status} with no JSON ({e}): {text}")
+        });
         let entries: Vec<Value> = last["connections"]
             .as_array()
             .into_iter()

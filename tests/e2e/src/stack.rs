@@ -229,6 +229,7 @@ impl Stack {
 
     /// Starts a stack with `options`.
     pub async fn start_with(options: StackOptions) -> Stack {
+        capture_panic_messages();
         let root = repo_root();
         for worker in ["sync-coordinator", "sync-worker", "webhook-handler"] {
             let shim = root.join(format!("workers/{worker}/build/worker/shim.mjs"));
@@ -724,6 +725,10 @@ impl Drop for Stack {
             for (name, _) in &self.processes {
                 eprintln!("{}", self.log_tail(name));
             }
+            // Repeated below the logs, where a reader of the tail of the output finds it.
+            if let Some(message) = take_panic_message() {
+                eprintln!("--- the test failed: {message}");
+            }
         }
         stop_all(std::mem::take(&mut self.processes));
         let _ = psql(
@@ -734,6 +739,44 @@ impl Drop for Stack {
             ),
         );
     }
+}
+
+/// The last panic message of each thread, kept so [`Stack`]'s `Drop` can repeat it after
+/// the (long) process logs.
+static PANIC_MESSAGES: std::sync::Mutex<Vec<(std::thread::ThreadId, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Installs (once) a panic hook that records the message and then runs the default hook.
+fn capture_panic_messages() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            if let Ok(mut messages) = PANIC_MESSAGES.lock() {
+                let id = std::thread::current().id();
+                messages.retain(|(thread, _)| *thread != id);
+                messages.push((id, format!("{payload}{location}")));
+            }
+            default_hook(info);
+        }));
+    });
+}
+
+fn take_panic_message() -> Option<String> {
+    let id = std::thread::current().id();
+    let mut messages = PANIC_MESSAGES.lock().ok()?;
+    let index = messages.iter().position(|(thread, _)| *thread == id)?;
+    Some(messages.swap_remove(index).1)
 }
 
 /// Stops processes and their process groups (wrangler's workerd children): TERM, then KILL

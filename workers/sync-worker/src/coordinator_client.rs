@@ -22,8 +22,43 @@ pub enum CoordinatorError {
     },
 }
 
+/// Attempts per coordinator call: a dropped connection or a 500/502/504 (a Durable Object
+/// being reset, a broken hop) is retried briefly before the caller sees it. Every route used here is safe
+/// to repeat (leases and checkpoints are keyed by run id, a repeated budget draw only
+/// slows the run down).
+const CALL_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; doubled before the third.
+const CALL_RETRY_MS: u64 = 150;
+
 /// Calls the coordinator and returns (status, JSON body).
 async fn call(
+    env: &worker::Env,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    request_id: &str,
+) -> Result<(u16, Value), CoordinatorError> {
+    let mut attempt = 1;
+    loop {
+        let outcome = call_once(env, method.clone(), path, body, request_id).await;
+        let transient = match &outcome {
+            Err(_) => true,
+            // 503 is the coordinator's own considered answer (token endpoint down, with
+            // Retry-After); other 5xx mean the call itself broke.
+            Ok((status, _)) => *status >= 500 && *status != 503,
+        };
+        if !transient || attempt >= CALL_ATTEMPTS {
+            return outcome;
+        }
+        worker::Delay::from(std::time::Duration::from_millis(
+            CALL_RETRY_MS << (attempt - 1),
+        ))
+        .await;
+        attempt += 1;
+    }
+}
+
+async fn call_once(
     env: &worker::Env,
     method: Method,
     path: &str,

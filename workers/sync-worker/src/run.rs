@@ -325,6 +325,8 @@ pub async fn continue_run(
     let mut refreshed_after_401 = false;
     let (mut pages, mut records, mut requests) = (0u32, 0u64, 0u64);
     let mut attempt = 0u32;
+    // Failed attempts in a row to reach the coordinator or commit to Postgres.
+    let mut infra_attempts = 0u32;
 
     // While page N is written and checkpointed, page N+1 is already being fetched: the
     // next request depends only on page N's token, and the cursor still moves only after
@@ -348,7 +350,15 @@ pub async fn continue_run(
                     break LoopEnd::Failed("connection needs reauthorization".into())
                 }
                 Err(TokenError::Other(e)) => {
-                    break LoopEnd::Failed(format!("no access token: {e}"))
+                    let reason = format!("no access token: {e}");
+                    match infra_backoff(config, &mut infra_attempts) {
+                        Some(wait) => {
+                            log_infra_retry(connection_id, resource_name, &reason, wait);
+                            worker::Delay::from(Duration::from_millis(wait)).await;
+                            continue;
+                        }
+                        None => break LoopEnd::Failed(reason),
+                    }
                 }
             },
         };
@@ -374,6 +384,14 @@ pub async fn continue_run(
                 continue;
             }
             Fetched::BudgetWait(wait) => break LoopEnd::Wait(wait),
+            Fetched::Unavailable(reason) => match infra_backoff(config, &mut infra_attempts) {
+                Some(wait) => {
+                    log_infra_retry(connection_id, resource_name, &reason, wait);
+                    worker::Delay::from(Duration::from_millis(wait)).await;
+                    continue;
+                }
+                None => break LoopEnd::Failed(reason),
+            },
             Fetched::Failed(reason) => break LoopEnd::Failed(reason),
             Fetched::Page(outcome) => {
                 requests += 1;
@@ -432,9 +450,19 @@ pub async fn continue_run(
                     commit.await
                 };
                 match committed {
-                    Ok(true) => {}
+                    Ok(true) => infra_attempts = 0,
                     Ok(false) => break LoopEnd::LeaseLost,
-                    Err(reason) => break LoopEnd::Failed(reason),
+                    Err(reason) => match infra_backoff(config, &mut infra_attempts) {
+                        // The page is fetched and written again: upserts are idempotent
+                        // and the cursor has not moved.
+                        Some(wait) => {
+                            log_infra_retry(connection_id, resource_name, &reason, wait);
+                            prefetched = None;
+                            worker::Delay::from(Duration::from_millis(wait)).await;
+                            continue;
+                        }
+                        None => break LoopEnd::Failed(reason),
+                    },
                 }
                 records += page.records.len() as u64;
                 pages += 1;
@@ -605,7 +633,9 @@ enum Fetched {
     Page(Result<edge_sync_shared::sync::Page, PageError>),
     /// The budget is empty for this long.
     BudgetWait(u64),
-    /// The budget or the request could not be used at all.
+    /// The coordinator could not be asked for the budget (worth retrying).
+    Unavailable(String),
+    /// The request could not be built at all.
     Failed(String),
 }
 
@@ -625,7 +655,7 @@ async fn fetch_page(
     match coordinator::take_budget(env, connection_id, request_id).await {
         Ok(None) => {}
         Ok(Some(wait)) => return Fetched::BudgetWait(wait),
-        Err(e) => return Fetched::Failed(e.to_string()),
+        Err(e) => return Fetched::Unavailable(e.to_string()),
     }
     let request = match try_page_request(checkpoint, &config.source, shop, access) {
         Ok(request) => request,
@@ -646,6 +676,27 @@ async fn fetch_page(
             }
         },
     )
+}
+
+/// After a failed attempt to reach the coordinator or to commit a page: the wait before
+/// trying again, or `None` once the retry budget (`SYNC_RETRY_ATTEMPTS`) is spent and the
+/// run should fail (to be resumed from its last committed page by the next run).
+fn infra_backoff(config: &SyncConfig, attempts: &mut u32) -> Option<u64> {
+    if *attempts + 1 >= config.retry.max_attempts {
+        return None;
+    }
+    *attempts += 1;
+    Some(config.retry.delay_ms(*attempts, jitter()))
+}
+
+fn log_infra_retry(connection_id: &str, resource_name: &str, reason: &str, wait_ms: u64) {
+    log(
+        "warn",
+        "sync_infrastructure_retry",
+        connection_id,
+        resource_name,
+        json!({ "reason": reason, "wait_ms": wait_ms }),
+    );
 }
 
 /// A number in [0, 1) for backoff jitter.
