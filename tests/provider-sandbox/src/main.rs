@@ -117,6 +117,7 @@ impl Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Cli::parse().into_config();
+    let seeding = std::time::Instant::now();
     let sandbox = match serve(config).await {
         Ok(sandbox) => sandbox,
         Err(e) => {
@@ -124,6 +125,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Start-up cost (data generation): a figure for benchmarks to read, not an assertion.
+    eprintln!(
+        "provider-sandbox: generated its data and bound in {} ms",
+        seeding.elapsed().as_millis()
+    );
     // Tests wait for exactly this line, so print it once and flush at once.
     let mut stdout = std::io::stdout().lock();
     let announced = writeln!(

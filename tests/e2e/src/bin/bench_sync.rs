@@ -178,6 +178,16 @@ async fn main() {
         "no-change incremental run: {incremental_secs:.2} s ({} request(s), state {})",
         incremental["requests"], incremental["state"]
     );
+    if let Some(line) = stack
+        .log("provider-sandbox")
+        .lines()
+        .find(|l| l.contains("generated its data"))
+    {
+        println!(
+            "sandbox start-up    : {}",
+            line.trim_start_matches("provider-sandbox: ")
+        );
+    }
     println!("rows stored: {rows} (expected {contacts}; zero loss)");
     println!("targets: 100,000 contacts in under 10 s; at least 40 % of the native ceiling");
 }
