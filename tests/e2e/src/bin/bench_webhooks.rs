@@ -14,7 +14,10 @@ use edge_sync_e2e::{
     stack::repo_root,
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
-use edge_sync_shared::{webhook::sign_shopify, Secret};
+use edge_sync_shared::{
+    webhook::{classify_shopify, sign_shopify},
+    Secret,
+};
 use serde_json::json;
 
 struct Run {
@@ -26,11 +29,15 @@ struct Run {
     cpu_secs: f64,
 }
 
+/// One delivery to send: the request for client `worker`'s `n`th request.
+type Delivery = dyn Fn(&reqwest::Client, usize, u64) -> reqwest::RequestBuilder + Send + Sync;
+
+/// Runs `concurrency` clients in a loop for `duration`; `stored_marker` is the text a
+/// response body holds when the event was durably stored.
 async fn load(
     http: &reqwest::Client,
-    url: &str,
-    body: &str,
-    hmac: &str,
+    delivery: Arc<Delivery>,
+    stored_marker: &'static str,
     concurrency: usize,
     duration: Duration,
     groups: &[u32],
@@ -41,34 +48,19 @@ async fn load(
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (http, url, body, hmac) = (
-                http.clone(),
-                url.to_owned(),
-                body.to_owned(),
-                hmac.to_owned(),
-            );
+            let (http, delivery) = (http.clone(), delivery.clone());
             let (latencies, counts) = (latencies.clone(), counts.clone());
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while started.elapsed() < duration {
                     n += 1;
-                    let id = format!("bench-{worker}-{n}");
                     let sent = Instant::now();
-                    let response = http
-                        .post(&url)
-                        .header("X-Shopify-Topic", "products/update")
-                        .header("X-Shopify-Shop-Domain", "bench.myshopify.com")
-                        .header("X-Shopify-Webhook-Id", &id)
-                        .header("X-Shopify-Event-Id", &id)
-                        .header("X-Shopify-Hmac-Sha256", &hmac)
-                        .body(body.clone())
-                        .send()
-                        .await;
+                    let response = delivery(&http, worker, n).send().await;
                     let elapsed = sent.elapsed().as_secs_f64() * 1000.0;
                     let (ok, stored) = match response {
-                        Ok(r) if r.status() == 200 => (
+                        Ok(r) if r.status().is_success() => (
                             true,
-                            r.text().await.unwrap_or_default().contains("\"stored\""),
+                            r.text().await.unwrap_or_default().contains(stored_marker),
                         ),
                         _ => (false, false),
                     };
@@ -97,6 +89,20 @@ async fn load(
         latencies_ms,
         cpu_secs: cpu,
     }
+}
+
+/// A genuinely signed Shopify `products/update` delivery with a unique webhook id.
+fn shopify_delivery(url: String, body: String, hmac: String) -> Arc<Delivery> {
+    Arc::new(move |http: &reqwest::Client, worker: usize, n: u64| {
+        let id = format!("bench-{worker}-{n}");
+        http.post(&url)
+            .header("X-Shopify-Topic", "products/update")
+            .header("X-Shopify-Shop-Domain", "bench.myshopify.com")
+            .header("X-Shopify-Webhook-Id", &id)
+            .header("X-Shopify-Event-Id", &id)
+            .header("X-Shopify-Hmac-Sha256", &hmac)
+            .body(body.clone())
+    })
 }
 
 fn report(name: &str, run: &Run) -> f64 {
@@ -130,7 +136,8 @@ async fn main() {
         ..StackOptions::default()
     })
     .await;
-    connect_shopify(&stack, "bench", "bench.myshopify.com").await;
+    let connection = connect_shopify(&stack, "bench", "bench.myshopify.com").await;
+    let connection_id = connection["id"].as_str().expect("connection id").to_owned();
     let noop = stack
         .start_extra_worker(
             "noop-worker",
@@ -152,9 +159,12 @@ async fn main() {
     let noop_groups: Vec<u32> = stack.process_group("noop-worker").into_iter().collect();
     let baseline = load(
         &http,
-        &format!("{noop}/webhooks/shopify"),
-        &body,
-        &hmac,
+        shopify_delivery(
+            format!("{noop}/webhooks/shopify"),
+            body.clone(),
+            hmac.clone(),
+        ),
+        "",
         concurrency,
         duration,
         &noop_groups,
@@ -164,9 +174,23 @@ async fn main() {
     let rss_before = rss_kib(&worker_groups);
     let real = load(
         &http,
-        &format!("{}/webhooks/shopify", stack.webhook_handler),
-        &body,
-        &hmac,
+        shopify_delivery(
+            format!("{}/webhooks/shopify", stack.webhook_handler),
+            body.clone(),
+            hmac.clone(),
+        ),
+        "\"stored\"",
+        concurrency,
+        duration,
+        &worker_groups,
+    )
+    .await;
+    // Where the time goes: the coordinator's durable store on its own (what the handler
+    // calls over the service binding), same payload, internal token.
+    let direct = load(
+        &http,
+        coordinator_delivery(&stack, &connection_id, &body),
+        "\"stored\"",
         concurrency,
         duration,
         &worker_groups,
@@ -175,6 +199,7 @@ async fn main() {
 
     let base_rps = report("no-op Rust Worker", &baseline);
     let real_rps = report("webhook-handler", &real);
+    report("  coordinator store", &direct);
     println!(
         "ratio to no-op          {:>8.2}  (target at least 0.5)",
         real_rps / base_rps
@@ -187,7 +212,7 @@ async fn main() {
 
     // Zero loss: everything acknowledged as stored reaches Postgres, once.
     let deadline = Instant::now() + Duration::from_secs(300);
-    let expected = i64::try_from(real.stored).unwrap_or(i64::MAX);
+    let expected = i64::try_from(real.stored + direct.stored).unwrap_or(i64::MAX);
     let mut stored = 0;
     while Instant::now() < deadline {
         stored = db_count(
@@ -206,9 +231,10 @@ async fn main() {
     )
     .await;
     println!(
-        "accepted {} (stored {}), in Postgres {stored} ({distinct} distinct): {}",
+        "accepted {} (stored {}, plus {} stored directly), in Postgres {stored} ({distinct} distinct): {}",
         real.ok,
         real.stored,
+        direct.stored,
         if stored == expected && distinct == stored {
             "zero loss"
         } else {
@@ -216,4 +242,36 @@ async fn main() {
         }
     );
     assert_eq!(stored, expected, "accepted != stored");
+}
+
+/// The envelope webhook-handler sends for the Shopify delivery (same classifier, so the
+/// same record change), posted straight to the coordinator's `/coordinator/events` with the
+/// internal token.
+fn coordinator_delivery(stack: &Stack, connection_id: &str, body: &str) -> Arc<Delivery> {
+    let url = format!("{}/coordinator/events", stack.coordinator);
+    let token = stack.internal_token.clone();
+    let connection_id = connection_id.to_owned();
+    let body = body.to_owned();
+    Arc::new(move |http: &reqwest::Client, worker: usize, n: u64| {
+        let id = format!("direct-{worker}-{n}");
+        let event = classify_shopify(
+            "products/update",
+            Some(&id),
+            Some(&id),
+            None,
+            body.as_bytes(),
+            10,
+        )
+        .expect("the bench delivery classifies");
+        http.post(&url).bearer_auth(&token).json(&json!({
+            "source": event.source,
+            "event_type": event.event_type,
+            "dedup_key": event.dedup_key,
+            "event_data": event.event_data,
+            "occurred_at": event.occurred_at,
+            "record_change": event.record_change,
+            "rate_limit_per_minute": 100_000_000,
+            "connection_id": connection_id,
+        }))
+    })
 }
