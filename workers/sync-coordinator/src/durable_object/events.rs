@@ -46,13 +46,19 @@ struct BodyRow {
     body: String,
 }
 
+/// Creates the `events` and `dedup` tables (idempotent; run once per instance).
+pub fn create_schema(store: &Store) -> worker::Result<()> {
+    for statement in SCHEMA {
+        store.sql().exec(statement, None)?;
+    }
+    Ok(())
+}
+
 impl<'a> Queue<'a> {
+    /// The queue over tables [`create_schema`] made when the instance started (a failure
+    /// there surfaces here as "no such table" on every use).
     fn open(store: &'a Store) -> worker::Result<Self> {
-        let sql = store.sql();
-        for statement in SCHEMA {
-            sql.exec(statement, None)?;
-        }
-        Ok(Self { sql })
+        Ok(Self { sql: store.sql() })
     }
 
     fn rows(
@@ -312,7 +318,12 @@ impl SyncCoordinator {
             &event.id,
             now.plus_millis(DEDUP_RETENTION_DAYS * DAY_MS),
         )?;
-        self.alarm_no_later_than(now).await?;
+        // Delivery waits a moment so a burst reaches Postgres in a few batches, not one
+        // transaction (and connection) per event.
+        let delay_ms = env_vars::number(&self.env, "EVENT_DELIVERY_DELAY_MS", 200_i64)
+            .unwrap_or(200)
+            .max(0);
+        self.alarm_no_later_than(now.plus_millis(delay_ms)).await?;
         log(
             "info",
             "event_stored",
@@ -405,16 +416,12 @@ impl SyncCoordinator {
         };
         let now = clock::now();
         let queue = Queue::open(&self.store)?;
+        let mut delivered = Vec::new();
         for (mut event, result) in due.into_iter().zip(outcome) {
             match result {
                 Ok(()) => {
                     queue.delete(&event.id)?;
-                    log(
-                        "info",
-                        "event_delivered",
-                        &instance,
-                        json!({ "event_id": event.id, "event_type": event.envelope.event_type }),
-                    );
+                    delivered.push(event.id);
                 }
                 Err(reason) => {
                     event.attempts += 1;
@@ -440,6 +447,15 @@ impl SyncCoordinator {
                     queue.save(&event)?;
                 }
             }
+        }
+        if !delivered.is_empty() {
+            // One line per batch: a burst of webhooks does not flood `wrangler tail`.
+            log(
+                "info",
+                "events_delivered",
+                &instance,
+                json!({ "count": delivered.len(), "event_ids": delivered }),
+            );
         }
         Ok(())
     }

@@ -42,6 +42,7 @@ impl DurableObject for SyncCoordinator {
         let sql = state.storage().sql();
         // Table creation is idempotent; if it fails, every request reports the error.
         let store = Store::open(sql.clone()).unwrap_or_else(|_| Store::unopened(sql));
+        let _ = events::create_schema(&store);
         Self {
             state,
             env,
