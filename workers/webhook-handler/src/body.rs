@@ -1,5 +1,6 @@
 //! Reading a delivery's raw body with a size limit: a declared `Content-Length` over the
-//! limit is refused before reading anything; a streamed body stops at the limit.
+//! limit is refused before reading anything, one within it is read whole; a body without a
+//! declared length (chunked) is streamed and stops at the limit.
 
 use edge_sync_worker_kit::HttpError;
 use futures::StreamExt;
@@ -15,6 +16,12 @@ pub async fn read_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, Ht
         if length.trim().parse::<usize>().map_or(true, |n| n > limit) {
             return Err(too_large());
         }
+        // A declared length within the limit: HTTP framing guarantees the body is no
+        // longer, so it is read in one go (streaming it chunk by chunk costs far more).
+        return req
+            .bytes()
+            .await
+            .map_err(|_| HttpError::bad_request("unreadable body"));
     }
     let mut stream = req
         .stream()
