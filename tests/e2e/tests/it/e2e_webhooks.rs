@@ -37,6 +37,44 @@ async fn deliver(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends a delivery with `Transfer-Encoding: chunked` (no declared length, so the handler
+/// must stream it and stop at the limit) over a raw HTTP/1.1 connection; returns the status.
+async fn deliver_chunked(stack: &Stack, path: &str, headers: &[(&str, String)], body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = stack
+        .webhook_handler
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority)
+        .await
+        .expect("connect to webhook-handler");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut wire = head.into_bytes();
+    for chunk in body.as_bytes().chunks(1000) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    // The server may answer (413) and close before reading everything: a failed write is
+    // expected then, the answer is what counts.
+    let _ = stream.write_all(&wire).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"))
+}
+
 fn github(body: &str, delivery: &str, event: &str) -> Vec<(&'static str, String)> {
     vec![
         ("X-GitHub-Event", event.to_owned()),
@@ -387,7 +425,8 @@ async fn genuine_deliveries_are_stored_once_and_forgeries_rejected() {
     assert_eq!(title.as_deref(), Some("Webhook product"));
 }
 
-/// Proves: bad input gets the right status and stores nothing: oversize 413, malformed 400,
+/// Proves: bad input gets the right status and stores nothing: oversize 413 (declared or
+/// streamed), malformed 400,
 /// unknown hook token 404, wrong method 405, over the per-connection rate 429 with
 /// Retry-After; an unknown topic is acknowledged (200) but not stored.
 #[tokio::test]
@@ -412,7 +451,29 @@ async fn bad_input_gets_clear_errors_and_stores_nothing() {
         .0,
         413
     );
+    // Without a declared length the body is streamed, and refused once past the limit...
+    assert_eq!(
+        deliver_chunked(
+            &stack,
+            "/webhooks/code-repo",
+            &github(&big, "big-chunked", "push"),
+            &big
+        )
+        .await,
+        413
+    );
     let garbage = "{not json";
+    // ...and one within it is read whole and judged like any other (here: malformed).
+    assert_eq!(
+        deliver_chunked(
+            &stack,
+            "/webhooks/code-repo",
+            &github(garbage, "bad-chunked", "push"),
+            garbage
+        )
+        .await,
+        400
+    );
     assert_eq!(
         deliver(
             &stack,
