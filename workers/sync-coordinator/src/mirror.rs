@@ -82,5 +82,17 @@ async fn write_postgres(env: &Env, view: &ConnectionView) -> Result<(), String> 
         )
         .await
         .map_err(|e| e.to_string())?;
+    if deleted {
+        // Runs cut short by the deletion will never finish: say so in their history.
+        client
+            .execute(
+                "UPDATE public.sync_runs SET status = 'abandoned', finished_at = now(),
+                        error = coalesce(error, 'connection deleted')
+                 WHERE connection_id = $1 AND status = 'running'",
+                &[&view.id],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(())
 }

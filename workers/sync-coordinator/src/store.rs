@@ -84,15 +84,23 @@ impl Store {
         Ok(())
     }
 
-    /// Removes `key` and returns what it held (unexpired): a single-use read.
-    pub fn take<T: DeserializeOwned>(
+    /// Removes `key` and returns what it held, expired or not (so a caller can tell
+    /// "expired" from "unknown").
+    pub fn take_even_if_expired<T: DeserializeOwned>(
         &self,
         key: &str,
-        now: Timestamp,
     ) -> worker::Result<Option<T>> {
-        let value = self.get(key, now)?;
+        let rows: Vec<ValueRow> = self
+            .sql
+            .exec("SELECT value FROM records WHERE key = ?", vec![key.into()])?
+            .to_array()?;
         self.delete(key)?;
-        Ok(value)
+        rows.first()
+            .map(|row| {
+                serde_json::from_str(&row.value)
+                    .map_err(|e| worker::Error::RustError(format!("stored {key}: {e}")))
+            })
+            .transpose()
     }
 
     /// Removes `key`.

@@ -82,7 +82,9 @@ impl Writer {
             .map_err(text)
     }
 
-    /// Records the start of a run.
+    /// Records the start of a run. The caller holds the resource's lease, so a row of the
+    /// same connection and resource still marked `running` belongs to a run that was cut
+    /// off and whose lease lapsed: it is marked `abandoned`, naming the run that took over.
     pub async fn run_started(
         &self,
         run_id: &str,
@@ -92,6 +94,16 @@ impl Writer {
         mode: SyncMode,
         cursor_start: &Value,
     ) -> Result<(), String> {
+        self.client
+            .execute(
+                "UPDATE public.sync_runs SET status = 'abandoned', finished_at = now(),
+                        error = coalesce(error, 'cut off; superseded by run ' || $3)
+                 WHERE connection_id = $1 AND resource = $2 AND status = 'running'
+                   AND id <> $3::text::uuid",
+                &[&connection_id, &resource.name(), &run_id],
+            )
+            .await
+            .map_err(text)?;
         self.client
             .execute(
                 "INSERT INTO public.sync_runs (id, connection_id, provider, resource, trigger, mode, status, cursor_start)

@@ -65,8 +65,7 @@ pub fn consume_state(
     now: Timestamp,
 ) -> worker::Result<Response> {
     let key = format!("oauth_state:{}", request.value);
-    // Read without the expiry filter to tell "expired" from "unknown".
-    let pending: Option<PendingState> = store.take(&key, Timestamp::from_millis(i64::MIN))?;
+    let pending: Option<PendingState> = store.take_even_if_expired(&key)?;
     match pending {
         None => json(404, &serde_json::json!({ "error": "unknown" })),
         Some(p) if p.expires_at <= now => json(410, &serde_json::json!({ "error": "expired" })),
