@@ -116,7 +116,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Records progress, and the end when `progress.status` is not `running`.
+    /// Records progress, and the end when `progress.status` is not `running`. A run already
+    /// marked `abandoned` stays so: a late invocation does not bring it back.
     pub async fn run_progress(
         &self,
         run_id: &str,
@@ -127,7 +128,7 @@ impl Writer {
                 "UPDATE public.sync_runs SET status = $2, pages = $3, records = $4, requests = requests + $5,
                         cursor_end = $6, error = $7,
                         finished_at = CASE WHEN $2 = 'running' THEN NULL ELSE now() END
-                 WHERE id = $1::text::uuid",
+                 WHERE id = $1::text::uuid AND status <> 'abandoned'",
                 &[
                     &run_id,
                     &progress.status,

@@ -651,3 +651,66 @@ async fn shopify_throttled_queries_are_retried_after_the_bucket_refills() {
         30
     );
 }
+
+/// Proves: deleting a connection while its sync is in flight ends that run's history as
+/// `abandoned` ("connection deleted"), and the run's invocation, still waiting on the
+/// provider when the connection went, does not bring it back once it wakes.
+#[tokio::test]
+async fn deleting_a_connection_abandons_its_running_sync() {
+    let stack = Stack::start_with(options(1500, &[("SYNC_PAGE_SIZE", "500")])).await;
+    let connection = connect_keap(&stack, "abandon-user").await;
+    let id = connection["id"].as_str().expect("id").to_owned();
+    // The second page answers slowly: the run is in flight when the connection goes.
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "keap.contacts.list", "latency_ms": 4000, "times": 1, "after": 1 }),
+    )
+    .await;
+    let (status, body) = start_sync(&stack, "/sync/contacts?mode=full").await;
+    assert_eq!(status, 202, "{body}");
+    let run_id = run_ids(&body).remove(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(&stack, "SELECT count(*) FROM keap_contacts").await < 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first page never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let response = stack
+        .http
+        .delete(format!(
+            "{}/coordinator/connections/{id}",
+            stack.coordinator
+        ))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), 200);
+
+    let query =
+        format!("SELECT status || ':' || coalesce(error, '') FROM sync_runs WHERE id = '{run_id}'");
+    let row_state = || async {
+        stack
+            .db()
+            .await
+            .query_one(query.as_str(), &[])
+            .await
+            .expect("sync_runs row")
+            .get::<_, String>(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while row_state().await != "abandoned:connection deleted" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run not abandoned: {}",
+            row_state().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The slow page has long answered by now; the run stays abandoned.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(row_state().await, "abandoned:connection deleted");
+}
