@@ -44,6 +44,11 @@ impl Writer {
         })
     }
 
+    /// The session is gone (Postgres restarted, the connection dropped): reconnect.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
     /// Upserts one page in one statement; returns rows inserted or changed.
     pub async fn write_page(
         &self,

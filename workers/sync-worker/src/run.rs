@@ -319,7 +319,7 @@ pub async fn continue_run(
         return Ok(not_running());
     }
 
-    let writer = Writer::connect(env).await.map_err(infra)?;
+    let mut writer = Writer::connect(env).await.map_err(infra)?;
     let shop = (connection.provider == Provider::Shopify).then(|| connection.account.clone());
     let mut token: Option<Secret> = None;
     let mut refreshed_after_401 = false;
@@ -459,6 +459,13 @@ pub async fn continue_run(
                             log_infra_retry(connection_id, resource_name, &reason, wait);
                             prefetched = None;
                             worker::Delay::from(Duration::from_millis(wait)).await;
+                            if writer.is_closed() {
+                                // A dropped session never recovers; a failed reconnect
+                                // shows up as the next attempt's error.
+                                if let Ok(fresh) = Writer::connect(env).await {
+                                    writer = fresh;
+                                }
+                            }
                             continue;
                         }
                         None => break LoopEnd::Failed(reason),
@@ -525,6 +532,12 @@ pub async fn continue_run(
         }
     };
 
+    if writer.is_closed() {
+        // So the run's end still reaches `sync_runs` after a dropped session.
+        if let Ok(fresh) = Writer::connect(env).await {
+            writer = fresh;
+        }
+    }
     let now = clock::now();
     record.updated_at = now.to_iso8601();
     let (state, finished, continue_at, cursor) = match end {

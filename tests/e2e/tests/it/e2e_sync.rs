@@ -714,3 +714,67 @@ async fn deleting_a_connection_abandons_its_running_sync() {
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     assert_eq!(row_state().await, "abandoned:connection deleted");
 }
+
+/// Proves: PostgreSQL going away mid-run (the Worker's session is cut) and coming back
+/// within the retry budget does not fail the run: the page whose commit failed is fetched
+/// and written again on a fresh session, and the run completes with every record, once.
+#[tokio::test]
+async fn a_brief_postgres_outage_mid_run_is_ridden_out() {
+    let stack = Stack::start_with(StackOptions {
+        postgres_proxy: true,
+        ..options(
+            1500,
+            &[
+                ("SYNC_PAGE_SIZE", "500"),
+                ("SYNC_RETRY_ATTEMPTS", "6"),
+                ("SYNC_RETRY_BASE_MS", "500"),
+            ],
+        )
+    })
+    .await;
+    connect_keap(&stack, "outage-user").await;
+    // The second page answers slowly, so the database can go away while it is in flight.
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "keap.contacts.list", "latency_ms": 3000, "times": 1, "after": 1 }),
+    )
+    .await;
+    let (status, body) = start_sync(&stack, "/sync/contacts?mode=full").await;
+    assert_eq!(status, 202, "{body}");
+    let ids = run_ids(&body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(&stack, "SELECT count(*) FROM keap_contacts").await < 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first page never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stack.set_postgres_down(true);
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    stack.set_postgres_down(false);
+
+    let run = wait_runs(&stack, &ids).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(&stack, "SELECT count(*) FROM keap_contacts").await,
+        1500
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(DISTINCT provider_id) FROM keap_contacts"
+        )
+        .await,
+        1500
+    );
+    // It did meet the outage: a commit failed and was retried.
+    assert!(
+        stack
+            .json_log_lines("sync-worker")
+            .iter()
+            .any(|line| line["event"] == "sync_infrastructure_retry"),
+        "no retry was logged"
+    );
+}
