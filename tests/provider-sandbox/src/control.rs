@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -514,6 +514,11 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/keap/hooks", get(hooks::control_list))
         .route("/keap/hooks/deliver", post(hooks::control_deliver))
+        .route("/keap/hooks/{key}", delete(hooks::control_delete))
+        .route(
+            "/keap/hooks/{key}/deactivate",
+            post(hooks::control_deactivate),
+        )
         .route("/shopify/webhooks", get(shopify::webhooks::control_list))
         .route(
             "/shopify/webhooks/deliver",

@@ -344,3 +344,284 @@ pub async fn unregister(env: &Env, connection_id: &str, provider: Provider, acco
         json!({ "removed": removed }),
     );
 }
+
+/// What [`ensure`] found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ensured {
+    /// Hooks or subscriptions that were gone at the provider and were created again.
+    pub recreated: Vec<String>,
+    /// Keap hooks found but not `Verified`, asked to verify again.
+    pub reverified: Vec<String>,
+    /// Problems met.
+    pub errors: Vec<String>,
+}
+
+/// Checks that the provider still has every hook or subscription this connection needs and
+/// repairs what is missing: Keap drops a hook's verification (and eventually the hook) after
+/// failed deliveries, users delete them by hand, Shopify removes subscriptions that keep
+/// failing. Run by the sync-worker's cron for every active connection; registers from
+/// scratch when nothing was ever registered.
+pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account: &str) -> Ensured {
+    let Some(base) = var(env, "WEBHOOK_BASE_URL") else {
+        return Ensured::default();
+    };
+    let base = base.trim_end_matches('/').to_owned();
+    let current =
+        match durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None)
+            .await
+        {
+            Ok(mut response) => response.json::<Registered>().await.unwrap_or_default(),
+            Err(e) => {
+                return Ensured {
+                    errors: vec![format!("stored registration: {e}")],
+                    ..Ensured::default()
+                }
+            }
+        };
+    if current.keap_hook_token.is_none() && current.shopify_subscription_ids.is_empty() {
+        register(env, connection_id, provider, account).await;
+        return Ensured {
+            recreated: vec!["all".into()],
+            ..Ensured::default()
+        };
+    }
+    let token = match access_token(env, connection_id).await {
+        Ok(token) => token,
+        Err(e) => {
+            return Ensured {
+                errors: vec![e],
+                ..Ensured::default()
+            }
+        }
+    };
+    let mut registered = current;
+    let ensured = match provider {
+        Provider::Keap => ensure_keap(env, &base, &token, &mut registered).await,
+        Provider::Shopify => {
+            ensure_shopify(env, connection_id, account, &base, &token, &mut registered).await
+        }
+    };
+    if !ensured.recreated.is_empty() {
+        let body = serde_json::to_value(&registered).unwrap_or_default();
+        let _ = durable_object::call(
+            env,
+            connection_id,
+            Method::Put,
+            "/internal/webhooks",
+            Some(&body),
+        )
+        .await;
+        if let Some(hook_token) = &registered.keap_hook_token {
+            let entry =
+                json!({ "connection_id": connection_id, "hook_keys": registered.keap_hook_keys });
+            let _ = durable_object::call(
+                env,
+                SYSTEM_INSTANCE,
+                Method::Put,
+                &format!("/internal/hooks/{hook_token}"),
+                Some(&entry),
+            )
+            .await;
+        }
+    }
+    if !ensured.recreated.is_empty() || !ensured.reverified.is_empty() || !ensured.errors.is_empty()
+    {
+        log(
+            if ensured.errors.is_empty() {
+                "info"
+            } else {
+                "warn"
+            },
+            "webhooks_repaired",
+            connection_id,
+            json!({ "recreated": ensured.recreated, "reverified": ensured.reverified, "errors": ensured.errors }),
+        );
+    }
+    ensured
+}
+
+async fn ensure_keap(
+    env: &Env,
+    base: &str,
+    token: &Secret,
+    registered: &mut Registered,
+) -> Ensured {
+    let mut ensured = Ensured::default();
+    let Some(hook_token) = registered.keap_hook_token.clone() else {
+        return ensured;
+    };
+    let v1 = var(env, "KEAP_REST_V1_BASE_URL").unwrap_or_else(|| KEAP_REST_V1_BASE.into());
+    let v1 = v1.trim_end_matches('/');
+    let auth = vec![(
+        "Authorization".to_owned(),
+        format!("Bearer {}", token.expose()),
+    )];
+    let hook_url = format!("{base}/webhook/keap/{hook_token}");
+    let listed = match outbound::send(
+        &spec("GET", format!("{v1}/hooks"), auth.clone(), None),
+        TIMEOUT,
+    )
+    .await
+    {
+        Ok(answer) if answer.status == 200 => {
+            serde_json::from_str::<Vec<Value>>(&answer.body).unwrap_or_default()
+        }
+        Ok(answer) => {
+            ensured
+                .errors
+                .push(format!("list hooks: HTTP {}", answer.status));
+            return ensured;
+        }
+        Err(e) => {
+            ensured.errors.push(format!("list hooks: {}", e.0));
+            return ensured;
+        }
+    };
+    let keys = var(env, "KEAP_HOOK_EVENT_KEYS").unwrap_or_else(|| DEFAULT_KEAP_EVENT_KEYS.into());
+    let key_of = |hook: &Value| {
+        hook["key"]
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| hook["key"].as_i64().map(|k| k.to_string()))
+    };
+    let mut present = Vec::new();
+    for event_key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        let ours = listed
+            .iter()
+            .find(|h| h["eventKey"] == event_key && h["hookUrl"] == hook_url.as_str());
+        match ours {
+            Some(hook) => {
+                let Some(key) = key_of(hook) else { continue };
+                if hook["status"] != "Verified" {
+                    let request = spec(
+                        "POST",
+                        format!("{v1}/hooks/{key}/verify"),
+                        auth.clone(),
+                        None,
+                    );
+                    match outbound::send(&request, TIMEOUT).await {
+                        Ok(answer) if (200..300).contains(&answer.status) => {
+                            ensured.reverified.push(event_key.to_owned());
+                        }
+                        Ok(answer) => ensured
+                            .errors
+                            .push(format!("{event_key}: verify HTTP {}", answer.status)),
+                        Err(e) => ensured.errors.push(format!("{event_key}: verify {}", e.0)),
+                    }
+                }
+                present.push(key);
+            }
+            None => {
+                let body = json!({ "eventKey": event_key, "hookUrl": hook_url });
+                match outbound::send(
+                    &spec("POST", format!("{v1}/hooks"), auth.clone(), Some(body)),
+                    TIMEOUT,
+                )
+                .await
+                {
+                    Ok(answer) if (200..300).contains(&answer.status) => {
+                        let hook: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+                        if let Some(key) = key_of(&hook) {
+                            present.push(key);
+                        }
+                        ensured.recreated.push(event_key.to_owned());
+                    }
+                    Ok(answer) => ensured
+                        .errors
+                        .push(format!("{event_key}: HTTP {}", answer.status)),
+                    Err(e) => ensured.errors.push(format!("{event_key}: {}", e.0)),
+                }
+            }
+        }
+    }
+    if !ensured.recreated.is_empty() {
+        registered.keap_hook_keys = present;
+    }
+    ensured
+}
+
+async fn ensure_shopify(
+    env: &Env,
+    connection_id: &str,
+    shop: &str,
+    base: &str,
+    token: &Secret,
+    registered: &mut Registered,
+) -> Ensured {
+    let mut ensured = Ensured::default();
+    let url = shopify_graphql_url(env, shop);
+    let auth = vec![(
+        "X-Shopify-Access-Token".to_owned(),
+        token.expose().to_owned(),
+    )];
+    let callback = format!("{base}/webhook/shopify/{connection_id}");
+    let query = "query Ours($url: URL!) { webhookSubscriptions(first: 100, callbackUrl: $url) { nodes { id topic } } }";
+    let body = json!({ "query": query, "variables": { "url": callback } });
+    let nodes = match outbound::send(
+        &spec("POST", url.clone(), auth.clone(), Some(body)),
+        TIMEOUT,
+    )
+    .await
+    {
+        Ok(answer) if answer.status == 200 => {
+            let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+            match value["data"]["webhookSubscriptions"]["nodes"].as_array() {
+                Some(nodes) => nodes.clone(),
+                None => {
+                    ensured
+                        .errors
+                        .push("list subscriptions: unexpected answer".into());
+                    return ensured;
+                }
+            }
+        }
+        Ok(answer) => {
+            ensured
+                .errors
+                .push(format!("list subscriptions: HTTP {}", answer.status));
+            return ensured;
+        }
+        Err(e) => {
+            ensured.errors.push(format!("list subscriptions: {}", e.0));
+            return ensured;
+        }
+    };
+    let mutation = "mutation Create($topic: WebhookSubscriptionTopic!, $url: URL!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: {callbackUrl: $url, format: JSON}) { webhookSubscription { id } userErrors { field message } } }";
+    let mut ids: Vec<String> = Vec::new();
+    for topic in SHOPIFY_TOPICS {
+        if let Some(node) = nodes.iter().find(|n| n["topic"] == topic) {
+            if let Some(id) = node["id"].as_str() {
+                ids.push(id.to_owned());
+            }
+            continue;
+        }
+        let body = json!({ "query": mutation, "variables": { "topic": topic, "url": callback } });
+        match outbound::send(
+            &spec("POST", url.clone(), auth.clone(), Some(body)),
+            TIMEOUT,
+        )
+        .await
+        {
+            Ok(answer) if answer.status == 200 => {
+                let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+                match value["data"]["webhookSubscriptionCreate"]["webhookSubscription"]["id"]
+                    .as_str()
+                {
+                    Some(id) => {
+                        ids.push(id.to_owned());
+                        ensured.recreated.push(topic.to_owned());
+                    }
+                    None => ensured.errors.push(format!("{topic}: not created")),
+                }
+            }
+            Ok(answer) => ensured
+                .errors
+                .push(format!("{topic}: HTTP {}", answer.status)),
+            Err(e) => ensured.errors.push(format!("{topic}: {}", e.0)),
+        }
+    }
+    if !ensured.recreated.is_empty() {
+        registered.shopify_subscription_ids = ids;
+    }
+    ensured
+}

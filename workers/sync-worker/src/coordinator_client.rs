@@ -335,3 +335,24 @@ pub async fn connection(
         _ => Err(unexpected(status, &body)),
     }
 }
+
+/// Asks the coordinator to check (and repair) a connection's provider webhooks; answers
+/// what it recreated or re-verified.
+pub async fn ensure_webhooks(
+    env: &worker::Env,
+    connection_id: &str,
+    request_id: &str,
+) -> Result<Value, CoordinatorError> {
+    let (status, body) = call(
+        env,
+        Method::Post,
+        &format!("/coordinator/connections/{connection_id}/webhooks/ensure"),
+        None,
+        request_id,
+    )
+    .await?;
+    if status != 200 {
+        return Err(unexpected(status, &body));
+    }
+    Ok(body)
+}

@@ -1,5 +1,6 @@
 //! The scheduled handler (`*/30 * * * *`): an incremental run of every resource of every
-//! active connection. Runs already in flight are left alone (their lease says so).
+//! active connection (runs already in flight are left alone: their lease says so), and a
+//! check that each connection's provider webhooks are still registered.
 
 use edge_sync_shared::{
     bindings::{self, workers::SYNC_WORKER},
@@ -63,9 +64,19 @@ async fn tick(
     .map_err(|e| e.reason)?;
     let runs = body["runs"].as_array().cloned().unwrap_or_default();
     let started_runs = runs.iter().filter(|r| r["status"] == "started").count();
+    // Providers drop hooks that kept failing (and users delete them): put back what is
+    // missing, so webhooks keep arriving between syncs.
+    let mut webhooks = Vec::with_capacity(active.len());
+    for connection in &active {
+        let outcome = match coordinator::ensure_webhooks(env, &connection.id, request_id).await {
+            Ok(ensured) => ensured,
+            Err(e) => serde_json::json!({ "errors": [e.to_string()] }),
+        };
+        webhooks.push(serde_json::json!({ "connection_id": connection.id, "webhooks": outcome }));
+    }
     let summary = serde_json::json!({
         "cron": cron, "started_at": started.to_iso8601(), "connections": active.len(),
-        "runs_started": started_runs, "runs": runs,
+        "runs_started": started_runs, "runs": runs, "webhooks": webhooks,
     });
     let kv = env.kv(bindings::SYNC_CACHE_KV).map_err(|e| e.to_string())?;
     kv.put(LAST_CRON_KEY, summary.to_string())

@@ -919,3 +919,111 @@ async fn dead_letters_are_visible_and_replayable() {
         .expect("events JSON");
     assert_eq!(body["events"].as_array().map(Vec::len), Some(0));
 }
+
+/// Proves: the cron repairs webhooks the provider lost. A Keap hook deleted at Keap is
+/// registered again at the same URL and an `Inactive` one is verified again, so all twelve
+/// are `Verified` once more and deliveries reach the handler; the cron summary names what
+/// was recreated and re-verified.
+#[tokio::test]
+async fn cron_repairs_webhooks_the_provider_lost() {
+    let stack = Stack::start().await;
+    let connection = connect_keap(&stack, "repairer").await;
+    let hooks = keap_hooks_verified(&stack).await;
+    assert_eq!(hooks.len(), 12, "{hooks:?}");
+    let hook_url = hooks[0]["hookUrl"].clone();
+    let key_of = |event_key: &str| {
+        hooks
+            .iter()
+            .find(|h| h["eventKey"] == event_key)
+            .and_then(|h| h["key"].as_str())
+            .unwrap_or_else(|| panic!("no {event_key} hook"))
+            .to_owned()
+    };
+    let response = stack
+        .http
+        .delete(format!(
+            "{}/__sandbox/keap/hooks/{}",
+            stack.sandbox,
+            key_of("contact.add")
+        ))
+        .send()
+        .await
+        .expect("delete hook");
+    assert_eq!(response.status(), 204);
+    let stale = sandbox_json(
+        &stack,
+        reqwest::Method::POST,
+        &format!("keap/hooks/{}/deactivate", key_of("contact.edit")),
+        None,
+    )
+    .await;
+    assert_eq!(stale["status"], "Inactive");
+
+    let response = stack
+        .http
+        .get(format!(
+            "{}/__scheduled?cron=*/30+*+*+*+*",
+            stack.sync_worker
+        ))
+        .send()
+        .await
+        .expect("GET /__scheduled");
+    assert_eq!(response.status(), 200);
+
+    let mut repaired = Vec::new();
+    for _ in 0..100 {
+        let listed = sandbox_json(&stack, reqwest::Method::GET, "keap/hooks", None).await;
+        repaired = listed["hooks"].as_array().cloned().unwrap_or_default();
+        if repaired.len() == 12 && repaired.iter().all(|h| h["status"] == "Verified") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(repaired.len(), 12, "{repaired:?}");
+    assert!(
+        repaired
+            .iter()
+            .all(|h| h["status"] == "Verified" && h["hookUrl"] == hook_url),
+        "{repaired:?}"
+    );
+    let mut event_keys: Vec<&str> = repaired
+        .iter()
+        .filter_map(|h| h["eventKey"].as_str())
+        .collect();
+    event_keys.sort_unstable();
+    event_keys.dedup();
+    assert_eq!(
+        event_keys.len(),
+        12,
+        "one hook per event key: {event_keys:?}"
+    );
+
+    let status: Value = stack
+        .admin_get(&format!("{}/sync/status", stack.sync_worker))
+        .await
+        .json()
+        .await
+        .expect("status JSON");
+    let repairs = &status["last_cron"]["webhooks"][0];
+    assert_eq!(repairs["connection_id"], connection["id"], "{status}");
+    assert_eq!(
+        repairs["webhooks"]["recreated"],
+        json!(["contact.add"]),
+        "{status}"
+    );
+    assert_eq!(
+        repairs["webhooks"]["reverified"],
+        json!(["contact.edit"]),
+        "{status}"
+    );
+
+    // The repaired hook delivers again.
+    let delivered = sandbox_json(
+        &stack,
+        reqwest::Method::POST,
+        "keap/hooks/deliver",
+        Some(json!({ "event_key": "contact.add", "ids": ["7"], "signature_secret": WEBHOOK_SECRETS.keap })),
+    )
+    .await;
+    assert_eq!(delivered["deliveries"][0]["status"], 200, "{delivered}");
+}

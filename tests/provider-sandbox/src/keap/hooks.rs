@@ -22,7 +22,9 @@
 //! and delivery counts; `POST /keap/hooks/deliver` sends an event to every verified hook of
 //! that event key, batched by 1,000 objects as Keap does, optionally signed with
 //! `X-Hook-Signature` (hex HMAC-SHA256 of the body: the seed's scheme; real Keap signs
-//! nothing). Keap's retries and the `Inactive` state they lead to are not modelled.
+//! nothing). `DELETE /keap/hooks/{key}` removes a hook as a user in Keap would, and
+//! `POST /keap/hooks/{key}/deactivate` makes it `Inactive` as Keap's failed retries do
+//! (the retries themselves are not modelled).
 
 use std::collections::BTreeMap;
 
@@ -238,6 +240,13 @@ impl HookStore {
     /// Removes a hook; whether it existed.
     pub fn delete(&mut self, key: u64) -> bool {
         self.hooks.remove(&key).is_some()
+    }
+
+    /// Marks a hook `Inactive` (no deliveries until a new handshake); its REST JSON.
+    pub fn deactivate(&mut self, key: u64) -> Option<Value> {
+        let hook = self.hooks.get_mut(&key)?;
+        hook.status = HookStatus::Inactive;
+        Some(hook.to_json())
     }
 
     /// Starts a handshake: a fresh secret, remembered for `delayedVerify`. Returns
@@ -546,6 +555,43 @@ pub async fn control_list(State(state): State<SharedState>) -> Json<Value> {
         .map(Hook::control_json)
         .collect();
     Json(json!({ "hooks": hooks }))
+}
+
+/// `DELETE /__sandbox/keap/hooks/{key}`: the hook disappears as if someone removed it in
+/// Keap. 204, or 404 for an unknown key.
+pub async fn control_delete(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    let key = key
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| ControlError::bad_request(format!("hook key must be a number: {key}")))?;
+    if !lock(&state.keap.hooks).delete(key) {
+        return Err(ControlError::not_found(format!("no hook {key}")));
+    }
+    state.persist();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /__sandbox/keap/hooks/{key}/deactivate`: the hook becomes `Inactive`, as Keap
+/// leaves a hook whose deliveries kept failing; it gets no events until verified again.
+pub async fn control_deactivate(
+    State(state): State<SharedState>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ControlError> {
+    let key = key
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| ControlError::bad_request(format!("hook key must be a number: {key}")))?;
+    let hook = lock(&state.keap.hooks).deactivate(key);
+    match hook {
+        Some(hook) => {
+            state.persist();
+            Ok(Json(hook))
+        }
+        None => Err(ControlError::not_found(format!("no hook {key}"))),
+    }
 }
 
 /// Body of `POST /__sandbox/keap/hooks/deliver`.

@@ -35,6 +35,9 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
         return Err(HttpError::not_found());
     }
     let method = req.method();
+    if method == Method::Post && rest == ["webhooks", "ensure"] {
+        return ensure_webhooks(env, id).await;
+    }
     let path = match (&method, rest) {
         (Method::Get | Method::Delete, []) => "/internal/connection".to_owned(),
         (Method::Post, ["token"]) => "/internal/connection/token".to_owned(),
@@ -91,4 +94,28 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
         .await?;
     }
     Ok(response)
+}
+
+/// `POST /coordinator/connections/{id}/webhooks/ensure`: checks the provider still has the
+/// connection's hooks or subscriptions and repairs what is missing (the sync-worker's cron
+/// calls it for every active connection). Answers what was recreated or re-verified.
+async fn ensure_webhooks(env: &Env, id: &str) -> HttpResult {
+    let mut current =
+        durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
+    if current.status_code() != 200 {
+        return Err(HttpError::not_found());
+    }
+    let view: serde_json::Value = current.json().await?;
+    if view["status"] != "active" {
+        return Ok(Response::from_json(
+            &serde_json::json!({ "skipped": format!("connection is {}", view["status"]) }),
+        )?);
+    }
+    let provider = view["provider"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| HttpError::internal("stored connection without a provider"))?;
+    let account = view["account"].as_str().unwrap_or_default();
+    let ensured = crate::webhook_registration::ensure(env, id, provider, account).await;
+    Ok(Response::from_json(&ensured)?)
 }
