@@ -923,11 +923,13 @@ async fn dead_letters_are_visible_and_replayable() {
 /// Proves: the cron repairs webhooks the provider lost. A Keap hook deleted at Keap is
 /// registered again at the same URL and an `Inactive` one is verified again, so all twelve
 /// are `Verified` once more and deliveries reach the handler; the cron summary names what
-/// was recreated and re-verified.
+/// was recreated and re-verified; a Shopify shop that lost nothing keeps its six
+/// subscriptions, none duplicated.
 #[tokio::test]
 async fn cron_repairs_webhooks_the_provider_lost() {
     let stack = Stack::start().await;
     let connection = connect_keap(&stack, "repairer").await;
+    let shop = connect_shopify(&stack, "repairer", "repaired-shop.myshopify.com").await;
     let hooks = keap_hooks_verified(&stack).await;
     assert_eq!(hooks.len(), 12, "{hooks:?}");
     let hook_url = hooks[0]["hookUrl"].clone();
@@ -1004,17 +1006,36 @@ async fn cron_repairs_webhooks_the_provider_lost() {
         .json()
         .await
         .expect("status JSON");
-    let repairs = &status["last_cron"]["webhooks"][0];
-    assert_eq!(repairs["connection_id"], connection["id"], "{status}");
+    let repairs_of = |id: &Value| {
+        status["last_cron"]["webhooks"]
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["connection_id"] == *id))
+            .map(|r| r["webhooks"].clone())
+            .unwrap_or_else(|| panic!("no cron webhook check for {id}: {status}"))
+    };
+    let keap_repairs = repairs_of(&connection["id"]);
     assert_eq!(
-        repairs["webhooks"]["recreated"],
+        keap_repairs["recreated"],
         json!(["contact.add"]),
         "{status}"
     );
     assert_eq!(
-        repairs["webhooks"]["reverified"],
+        keap_repairs["reverified"],
         json!(["contact.edit"]),
         "{status}"
+    );
+    assert_eq!(keap_repairs["errors"], json!([]), "{status}");
+    // The Shopify shop lost nothing: its subscriptions were listed and left alone.
+    let shop_repairs = repairs_of(&shop["id"]);
+    assert_eq!(shop_repairs["recreated"], json!([]), "{status}");
+    assert_eq!(shop_repairs["errors"], json!([]), "{status}");
+    let subscriptions = sandbox_json(&stack, reqwest::Method::GET, "shopify/webhooks", None).await;
+    assert_eq!(
+        subscriptions["shops"]["repaired-shop.myshopify.com"]
+            .as_array()
+            .map(Vec::len),
+        Some(6),
+        "{subscriptions}"
     );
 
     // The repaired hook delivers again.
