@@ -257,3 +257,18 @@ pub async fn db_count(stack: &Stack, sql: &str) -> i64 {
         .expect("count query")
         .get(0)
 }
+
+/// Runs sync-worker's cron handler now (`/__scheduled`, wrangler's local stand-in for the
+/// `*/30 * * * *` trigger) and waits for it to finish.
+pub async fn trigger_cron(stack: &Stack) {
+    let response = stack
+        .http
+        .get(format!(
+            "{}/__scheduled?cron=*/30+*+*+*+*",
+            stack.sync_worker
+        ))
+        .send()
+        .await
+        .expect("GET /__scheduled");
+    assert_eq!(response.status(), 200, "the cron handler did not run");
+}

@@ -181,30 +181,12 @@ async fn register_keap(env: &Env, connection_id: &str, base: &str, token: &Secre
         "Authorization".to_owned(),
         format!("Bearer {}", token.expose()),
     )];
+    let hook_url = format!("{base}/webhook/keap/{hook_token}");
     for event_key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-        let request = spec(
-            "POST",
-            format!("{}/hooks", v1.trim_end_matches('/')),
-            auth.clone(),
-            Some(
-                json!({ "eventKey": event_key, "hookUrl": format!("{base}/webhook/keap/{hook_token}") }),
-            ),
-        );
-        match outbound::send(&request, TIMEOUT).await {
-            Ok(answer) if (200..300).contains(&answer.status) => {
-                let hook: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-                if let Some(key) = hook["key"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .or_else(|| hook["key"].as_i64().map(|k| k.to_string()))
-                {
-                    registered.keap_hook_keys.push(key);
-                }
-            }
-            Ok(answer) => registered
-                .errors
-                .push(format!("{event_key}: HTTP {}", answer.status)),
-            Err(e) => registered.errors.push(format!("{event_key}: {}", e.0)),
+        match create_keap_hook(&v1, &auth, event_key, &hook_url).await {
+            Ok(Some(key)) => registered.keap_hook_keys.push(key),
+            Ok(None) => {}
+            Err(e) => registered.errors.push(e),
         }
     }
     let entry = json!({ "connection_id": connection_id, "hook_keys": registered.keap_hook_keys });
@@ -232,34 +214,11 @@ async fn register_shopify(
         "X-Shopify-Access-Token".to_owned(),
         token.expose().to_owned(),
     )];
-    let mutation = "mutation Create($topic: WebhookSubscriptionTopic!, $url: URL!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: {callbackUrl: $url, format: JSON}) { webhookSubscription { id } userErrors { field message } } }";
+    let callback = format!("{base}/webhook/shopify/{connection_id}");
     for topic in SHOPIFY_TOPICS {
-        let body = json!({ "query": mutation, "variables": { "topic": topic, "url": format!("{base}/webhook/shopify/{connection_id}") } });
-        match outbound::send(
-            &spec("POST", url.clone(), auth.clone(), Some(body)),
-            TIMEOUT,
-        )
-        .await
-        {
-            Ok(answer) if answer.status == 200 => {
-                let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-                let created = &value["data"]["webhookSubscriptionCreate"];
-                match created["webhookSubscription"]["id"].as_str() {
-                    Some(id) => registered.shopify_subscription_ids.push(id.to_owned()),
-                    None => registered.errors.push(format!(
-                        "{topic}: {}",
-                        created["userErrors"]
-                            .to_string()
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                    )),
-                }
-            }
-            Ok(answer) => registered
-                .errors
-                .push(format!("{topic}: HTTP {}", answer.status)),
-            Err(e) => registered.errors.push(format!("{topic}: {}", e.0)),
+        match create_shopify_subscription(&url, &auth, topic, &callback).await {
+            Ok(id) => registered.shopify_subscription_ids.push(id),
+            Err(e) => registered.errors.push(e),
         }
     }
     registered
@@ -478,12 +437,6 @@ async fn ensure_keap(
         }
     };
     let keys = var(env, "KEAP_HOOK_EVENT_KEYS").unwrap_or_else(|| DEFAULT_KEAP_EVENT_KEYS.into());
-    let key_of = |hook: &Value| {
-        hook["key"]
-            .as_str()
-            .map(str::to_owned)
-            .or_else(|| hook["key"].as_i64().map(|k| k.to_string()))
-    };
     let mut present = Vec::new();
     for event_key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
         let ours = listed
@@ -491,7 +444,9 @@ async fn ensure_keap(
             .find(|h| h["eventKey"] == event_key && h["hookUrl"] == hook_url.as_str());
         match ours {
             Some(hook) => {
-                let Some(key) = key_of(hook) else { continue };
+                let Some(key) = keap_hook_key(hook) else {
+                    continue;
+                };
                 if hook["status"] != "Verified" {
                     let request = spec(
                         "POST",
@@ -511,27 +466,13 @@ async fn ensure_keap(
                 }
                 present.push(key);
             }
-            None => {
-                let body = json!({ "eventKey": event_key, "hookUrl": hook_url });
-                match outbound::send(
-                    &spec("POST", format!("{v1}/hooks"), auth.clone(), Some(body)),
-                    TIMEOUT,
-                )
-                .await
-                {
-                    Ok(answer) if (200..300).contains(&answer.status) => {
-                        let hook: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-                        if let Some(key) = key_of(&hook) {
-                            present.push(key);
-                        }
-                        ensured.recreated.push(event_key.to_owned());
-                    }
-                    Ok(answer) => ensured
-                        .errors
-                        .push(format!("{event_key}: HTTP {}", answer.status)),
-                    Err(e) => ensured.errors.push(format!("{event_key}: {}", e.0)),
+            None => match create_keap_hook(v1, &auth, event_key, &hook_url).await {
+                Ok(key) => {
+                    present.extend(key);
+                    ensured.recreated.push(event_key.to_owned());
                 }
-            }
+                Err(e) => ensured.errors.push(e),
+            },
         }
     }
     if !ensured.recreated.is_empty() {
@@ -586,7 +527,6 @@ async fn ensure_shopify(
             return ensured;
         }
     };
-    let mutation = "mutation Create($topic: WebhookSubscriptionTopic!, $url: URL!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: {callbackUrl: $url, format: JSON}) { webhookSubscription { id } userErrors { field message } } }";
     let mut ids: Vec<String> = Vec::new();
     for topic in SHOPIFY_TOPICS {
         if let Some(node) = nodes.iter().find(|n| n["topic"] == topic) {
@@ -595,33 +535,81 @@ async fn ensure_shopify(
             }
             continue;
         }
-        let body = json!({ "query": mutation, "variables": { "topic": topic, "url": callback } });
-        match outbound::send(
-            &spec("POST", url.clone(), auth.clone(), Some(body)),
-            TIMEOUT,
-        )
-        .await
-        {
-            Ok(answer) if answer.status == 200 => {
-                let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-                match value["data"]["webhookSubscriptionCreate"]["webhookSubscription"]["id"]
-                    .as_str()
-                {
-                    Some(id) => {
-                        ids.push(id.to_owned());
-                        ensured.recreated.push(topic.to_owned());
-                    }
-                    None => ensured.errors.push(format!("{topic}: not created")),
-                }
+        match create_shopify_subscription(&url, &auth, topic, &callback).await {
+            Ok(id) => {
+                ids.push(id);
+                ensured.recreated.push(topic.to_owned());
             }
-            Ok(answer) => ensured
-                .errors
-                .push(format!("{topic}: HTTP {}", answer.status)),
-            Err(e) => ensured.errors.push(format!("{topic}: {}", e.0)),
+            Err(e) => ensured.errors.push(e),
         }
     }
     if !ensured.recreated.is_empty() {
         registered.shopify_subscription_ids = ids;
     }
     ensured
+}
+
+/// A Keap hook's key (Keap answers it as a number; the sandbox too, but be lenient).
+fn keap_hook_key(hook: &Value) -> Option<String> {
+    hook["key"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| hook["key"].as_i64().map(|k| k.to_string()))
+}
+
+/// Creates one Keap REST hook; its key (when Keap names it), or why not.
+async fn create_keap_hook(
+    v1: &str,
+    auth: &[(String, String)],
+    event_key: &str,
+    hook_url: &str,
+) -> Result<Option<String>, String> {
+    let body = json!({ "eventKey": event_key, "hookUrl": hook_url });
+    let request = spec(
+        "POST",
+        format!("{}/hooks", v1.trim_end_matches('/')),
+        auth.to_vec(),
+        Some(body),
+    );
+    match outbound::send(&request, TIMEOUT).await {
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            let hook: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+            Ok(keap_hook_key(&hook))
+        }
+        Ok(answer) => Err(format!("{event_key}: HTTP {}", answer.status)),
+        Err(e) => Err(format!("{event_key}: {}", e.0)),
+    }
+}
+
+/// Creates one Shopify webhook subscription; its id (GID), or why not.
+async fn create_shopify_subscription(
+    graphql_url: &str,
+    auth: &[(String, String)],
+    topic: &str,
+    callback: &str,
+) -> Result<String, String> {
+    let mutation = "mutation Create($topic: WebhookSubscriptionTopic!, $url: URL!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: {callbackUrl: $url, format: JSON}) { webhookSubscription { id } userErrors { field message } } }";
+    let body = json!({ "query": mutation, "variables": { "topic": topic, "url": callback } });
+    let request = spec("POST", graphql_url.to_owned(), auth.to_vec(), Some(body));
+    match outbound::send(&request, TIMEOUT).await {
+        Ok(answer) if answer.status == 200 => {
+            let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+            let created = &value["data"]["webhookSubscriptionCreate"];
+            created["webhookSubscription"]["id"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    format!(
+                        "{topic}: {}",
+                        created["userErrors"]
+                            .to_string()
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )
+                })
+        }
+        Ok(answer) => Err(format!("{topic}: HTTP {}", answer.status)),
+        Err(e) => Err(format!("{topic}: {}", e.0)),
+    }
 }

@@ -1,7 +1,7 @@
 //! The foundation: every Worker up with real health checks, the service binding into the
 //! Durable Object, the cron path, authentication and the log lines `wrangler tail` shows.
 
-use edge_sync_e2e::{Readiness, Stack, StackOptions};
+use edge_sync_e2e::{flows::trigger_cron, Readiness, Stack, StackOptions};
 use edge_sync_shared::Timestamp;
 use serde_json::{json, Value};
 
@@ -192,16 +192,7 @@ async fn cron_handler_runs_via_scheduled() {
         .expect("JSON");
     assert_eq!(before["last_cron"], Value::Null);
 
-    let response = stack
-        .http
-        .get(format!(
-            "{}/__scheduled?cron=*/30+*+*+*+*",
-            stack.sync_worker
-        ))
-        .send()
-        .await
-        .expect("GET /__scheduled");
-    assert_eq!(response.status(), 200);
+    trigger_cron(&stack).await;
 
     let after: Value = stack
         .admin_get(&status_url)

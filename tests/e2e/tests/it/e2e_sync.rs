@@ -5,7 +5,7 @@
 use edge_sync_e2e::{
     flows::{
         connect_keap, db_count, run_ids, sandbox_control, sandbox_counters, sandbox_get,
-        start_sync, wait_runs,
+        start_sync, trigger_cron, wait_runs,
     },
     Stack, StackOptions,
 };
@@ -19,6 +19,18 @@ fn options(contacts: u32, vars: &[(&str, &str)]) -> StackOptions {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         ..StackOptions::default()
+    }
+}
+
+/// Waits until the first page of 500 contacts is committed (the run is then in flight).
+async fn first_page_landed(stack: &Stack) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(stack, "SELECT count(*) FROM keap_contacts").await < 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first page never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -322,16 +334,7 @@ async fn cron_syncs_all_connections_and_concurrent_full_syncs_conflict() {
     connect_keap(&stack, "cron-user-1").await;
     connect_keap(&stack, "cron-user-2").await;
 
-    let response = stack
-        .http
-        .get(format!(
-            "{}/__scheduled?cron=*/30+*+*+*+*",
-            stack.sync_worker
-        ))
-        .send()
-        .await
-        .expect("scheduled");
-    assert_eq!(response.status(), 200);
+    trigger_cron(&stack).await;
     let status: Value = stack
         .admin_get(&format!("{}/sync/status", stack.sync_worker))
         .await
@@ -670,14 +673,7 @@ async fn deleting_a_connection_abandons_its_running_sync() {
     let (status, body) = start_sync(&stack, "/sync/contacts?mode=full").await;
     assert_eq!(status, 202, "{body}");
     let run_id = run_ids(&body).remove(0);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while db_count(&stack, "SELECT count(*) FROM keap_contacts").await < 500 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "first page never landed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    first_page_landed(&stack).await;
     let response = stack
         .http
         .delete(format!(
@@ -743,14 +739,7 @@ async fn a_brief_postgres_outage_mid_run_is_ridden_out() {
     let (status, body) = start_sync(&stack, "/sync/contacts?mode=full").await;
     assert_eq!(status, 202, "{body}");
     let ids = run_ids(&body);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while db_count(&stack, "SELECT count(*) FROM keap_contacts").await < 500 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "first page never landed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    first_page_landed(&stack).await;
     stack.set_postgres_down(true);
     tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
     stack.set_postgres_down(false);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use edge_sync_e2e::{
-    flows::{connect_keap, connect_shopify, db_count},
+    flows::{connect_keap, connect_shopify, db_count, trigger_cron},
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
 use edge_sync_shared::{
@@ -961,16 +961,7 @@ async fn cron_repairs_webhooks_the_provider_lost() {
     .await;
     assert_eq!(stale["status"], "Inactive");
 
-    let response = stack
-        .http
-        .get(format!(
-            "{}/__scheduled?cron=*/30+*+*+*+*",
-            stack.sync_worker
-        ))
-        .send()
-        .await
-        .expect("GET /__scheduled");
-    assert_eq!(response.status(), 200);
+    trigger_cron(&stack).await;
 
     let mut repaired = Vec::new();
     for _ in 0..100 {
