@@ -123,4 +123,4 @@ for worker in "${WORKERS[@]}"; do
 done
 say "building the provider sandbox"
 cargo build --release -q -p provider-sandbox
-say "bootstrap done (database: ${database_url#*@})"
+say "bootstrap done (database: $(url_host "$database_url"))"

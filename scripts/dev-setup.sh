@@ -58,10 +58,19 @@ start_process() {
   if port_in_use "$port"; then
     die "port $port for $name is taken by another process; set the port variable (see --help)"
   fi
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
-  echo $! > "$PIDS/$name.pid"
   # What identifies the process in /proc/<pid>/cmdline.
   printf '%s' "$name" > "$PIDS/$name.cmd"
+  rm -f "$PIDS/$name.pid"
+  # `setsid` forks when its caller leads a process group (as a background job does in a shell
+  # with job control), so `$!` may name a process that exits at once. The process records
+  # its own pid instead, after setsid and before exec: that pid is the one that runs the
+  # command, leads its own process group (stop-all stops the group), and its command line
+  # names "$name" from the first instant (the bash -c arguments carry it too).
+  setsid --fork bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
+    >>"$LOGS/$name.log" 2>&1 < /dev/null
+  local _
+  for _ in $(seq 1 100); do [ -s "$PIDS/$name.pid" ] && return; sleep 0.05; done
+  die "$name did not start (log: $LOGS/$name.log)"
 }
 
 wait_healthy() {
@@ -158,7 +167,7 @@ Edge Sync is running:
   sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health; cron: /__scheduled?cron=*/30+*+*+*+*)
   webhook-handler   http://127.0.0.1:$WEBHOOK_HANDLER_PORT   (/webhook*, /health)
   provider sandbox  $sandbox_url   (Keap and Shopify stand-in; control API under /__sandbox)
-  PostgreSQL        ${DATABASE_URL_LOCAL#*@}
+  PostgreSQL        $(url_host "$DATABASE_URL_LOCAL")
 Logs: $LOGS/<name>.log (one JSON line per request; tail -f them as you would wrangler tail)
 Admin token: ADMIN_TOKEN in wrangler/.dev.vars
 Stop with: scripts/dev-setup.sh stop-all

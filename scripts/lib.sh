@@ -36,6 +36,13 @@ with_database() {
   printf '%s\n' "${url%/*}/$db"
 }
 
+# Host, port and database of a connection URL, for messages: never its user or password.
+url_host() {
+  local rest="${1#*://}"
+  rest="${rest##*@}"
+  printf '%s\n' "${rest%%\?*}"
+}
+
 # True when psql can run a query against $1.
 pg_answers() { psql "$1" -qtAc 'SELECT 1' >/dev/null 2>&1; }
 

@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 
 url="${1:-${DATABASE_URL:-$DEFAULT_DATABASE_URL}}"
 command -v psql >/dev/null || die "psql not found (scripts/bootstrap.sh installs PostgreSQL)"
-pg_answers "$url" || die "database does not answer: ${url%%@*}@… (check DATABASE_URL)"
+pg_answers "$url" || die "database does not answer: $(url_host "$url") (check DATABASE_URL)"
 
 psql "$url" -qX -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
