@@ -79,6 +79,22 @@ fi
 printf '%s\n' "$database_url" > "$EDGE_SYNC_HOME/database_url"
 "$ROOT/scripts/migrate.sh" "$database_url"
 
+# The Workers connect as `edge_sync_worker`, a login role in the group role `edge_sync_app`
+# (row access to Edge Sync's tables only; see the lock-down migration). Its password lives in
+# $EDGE_SYNC_HOME/worker_db_password; `worker_database_url` builds the Workers' URL from it.
+password_file="$EDGE_SYNC_HOME/worker_db_password"
+[ -s "$password_file" ] || (umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$password_file")
+if ! psql "$database_url" -qX -v ON_ERROR_STOP=1 -v pw="$(cat "$password_file")" >/dev/null 2>&1 <<'SQL'
+SELECT 'CREATE ROLE edge_sync_worker LOGIN'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'edge_sync_worker') \gexec
+ALTER ROLE edge_sync_worker WITH LOGIN PASSWORD :'pw';
+GRANT edge_sync_app TO edge_sync_worker;
+SQL
+then
+  warn "cannot create the role edge_sync_worker; the Workers connect as the DATABASE_URL user"
+  rm -f "$password_file"
+fi
+
 # --- 4. Local secrets ----------------------------------------------------------------------
 # Every `change-me` value becomes a fresh random one; other values are local defaults.
 render_var() {

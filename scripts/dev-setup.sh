@@ -108,7 +108,7 @@ start_worker() {
     WRANGLER_REGISTRY_PATH="$EDGE_SYNC_HOME/registry" \
     CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE="$DATABASE_URL_LOCAL" \
     node --import "file://$ROOT/scripts/wrangler-dev-guard.mjs" "$ROOT/node_modules/wrangler/bin/wrangler.js" dev \
-      -c "$ROOT/wrangler/$worker.toml" \
+      -c "$(local_worker_config "$worker" "$EDGE_SYNC_HOME/wrangler/$worker")" \
       --ip 127.0.0.1 --port "$port" \
       --inspector-port "$(inspector_port_of "$worker")" \
       --persist-to "$EDGE_SYNC_HOME/state" \
@@ -129,7 +129,7 @@ start_worker() {
 start_all() {
   "$ROOT/scripts/bootstrap.sh"
   mkdir -p "$PIDS" "$LOGS" "$EDGE_SYNC_HOME/state" "$EDGE_SYNC_HOME/registry"
-  DATABASE_URL_LOCAL="$(hyperdrive_local_url "$(cat "$EDGE_SYNC_HOME/database_url")")"
+  DATABASE_URL_LOCAL="$(hyperdrive_local_url "$(worker_database_url "$(cat "$EDGE_SYNC_HOME/database_url")")")"
   local sandbox_url="$SANDBOX_URL"
 
   say "starting the provider sandbox on $sandbox_url"

@@ -53,8 +53,46 @@ worker_build_env() {
   export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
 }
 
+# The Workers that hold secret $1 according to wrangler/secrets.txt (empty: not a secret).
+secret_holders() {
+  awk -v n="$1" '!/^#/ && NF > 1 {
+      p = $1; prefix = substr(p, 1, length(p) - 1)
+      if (p == n || (p ~ /\*$/ && index(n, prefix) == 1)) { $1 = ""; print; exit }
+    }' "$ROOT/wrangler/secrets.txt"
+}
+
+# Copies the NAME=value lines of stdin that Worker $1 may hold (settings, and the secrets
+# wrangler/secrets.txt gives it).
+worker_vars() {
+  local worker="$1" line holders
+  while IFS= read -r line; do
+    case "$line" in [A-Za-z_]*=*) ;; *) continue ;; esac
+    holders="$(secret_holders "${line%%=*}")"
+    if [ -z "$holders" ] || [[ " $holders " == *" $worker "* ]]; then printf '%s\n' "$line"; fi
+  done
+}
+
+# Writes Worker $1's wrangler config into directory $2 beside a .dev.vars holding only its
+# own secrets (wrangler reads .dev.vars from the config's directory); prints the config path.
+local_worker_config() {
+  local worker="$1" dir="$2"
+  mkdir -p "$dir"
+  sed "s#\"\.\./workers/#\"$ROOT/workers/#" "$ROOT/wrangler/$worker.toml" > "$dir/$worker.toml"
+  (umask 077; worker_vars "$worker" < "$ROOT/wrangler/.dev.vars" > "$dir/.dev.vars")
+  printf '%s\n' "$dir/$worker.toml"
+}
+
 # Frees nothing, guesses nothing: a port is free when nothing accepts on it.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The URL the Workers use for database $1: the same database as the least-privileged login
+# role edge_sync_worker (created by bootstrap), or $1 itself when that role is not set up.
+worker_database_url() {
+  local url="$1" password_file="$EDGE_SYNC_HOME/worker_db_password" rest
+  [ -s "$password_file" ] || { printf '%s\n' "$url"; return; }
+  rest="${url#*://}"; rest="${rest##*@}"
+  printf '%s://edge_sync_worker:%s@%s\n' "${url%%://*}" "$(cat "$password_file")" "$rest"
+}
 
 # wrangler's local Hyperdrive insists on a password in the URL; trust-auth servers ignore it.
 hyperdrive_local_url() {

@@ -39,7 +39,7 @@ SQL
   # (primary key on version) makes a racing second run fail and roll back instead of
   # applying twice.
   psql "$url" -qX -1 -v ON_ERROR_STOP=1 -v v="$version" -v n="$name" -v s="$sum" \
-    -c 'SELECT pg_advisory_xact_lock(727274)' \
+    -c 'SET client_min_messages = warning' -c 'SELECT pg_advisory_xact_lock(727274)' \
     -f "$file" \
     -f - <<'SQL' >/dev/null
 INSERT INTO public.edge_sync_schema_migrations (version, name, sha256) VALUES (:'v', :'n', :'s');

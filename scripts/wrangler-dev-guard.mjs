@@ -1,4 +1,6 @@
 // Preloaded into `wrangler dev` (node --import) by scripts/dev-setup.sh and the e2e harness.
+// It keeps the local Hyperdrive proxy alive when PostgreSQL is down, and redacts secret path
+// segments from wrangler's own request log lines (both below).
 //
 // Why: wrangler's local Hyperdrive proxy (miniflare `HyperdriveProxyController`) opens its
 // socket to PostgreSQL without an 'error' listener, so when the database is down
@@ -45,5 +47,23 @@ for (const name of ["connect", "createConnection"]) {
       for (const source of sources) source.destroy();
     });
     return socket;
+  };
+}
+
+// wrangler dev prints its own line per request ("POST /webhook/keap/<token> 200 OK") with the
+// full path. Keap hook URLs carry an unguessable per-hook token (Keap signs nothing), so the
+// same segments the Workers redact in their own log lines (shared/src/log.rs,
+// SECRET_PATH_SEGMENTS) are redacted here before anything reaches the log files.
+const SECRET_PATH = /(\/webhook\/keap\/|\/coordinator\/hooks\/)[^/\s?"']+/g;
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream);
+  stream.write = (chunk, ...rest) => {
+    if (typeof chunk === "string") return write(chunk.replace(SECRET_PATH, "$1[redacted]"), ...rest);
+    if (Buffer.isBuffer(chunk)) {
+      const text = chunk.toString("utf8");
+      const redacted = text.replace(SECRET_PATH, "$1[redacted]");
+      if (redacted !== text) return write(Buffer.from(redacted, "utf8"), ...rest);
+    }
+    return write(chunk, ...rest);
   };
 }

@@ -14,8 +14,15 @@ pub const SYNC_WORKER_SERVICE: &str = "SYNC_WORKER";
 
 /// Secret: bearer token for operators (`/coordinator/*`, `/sync/*`, admin actions).
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
-/// Secret: bearer token the Workers present to each other over service bindings.
-pub const INTERNAL_API_TOKEN: &str = "INTERNAL_API_TOKEN";
+/// Secret: the credential webhook-handler presents to sync-coordinator (store events, look
+/// up a delivery's connection). Held by webhook-handler and, to check it, the coordinator.
+pub const WEBHOOK_HANDLER_TOKEN: &str = "WEBHOOK_HANDLER_TOKEN";
+/// Secret: the credential sync-worker presents to sync-coordinator (tokens, leases, cursors,
+/// runs, rate budget). Held by sync-worker and, to check it, the coordinator.
+pub const SYNC_WORKER_TOKEN: &str = "SYNC_WORKER_TOKEN";
+/// Secret: the credential sync-coordinator presents to sync-worker (continuing runs from its
+/// alarms). Held by the coordinator and, to check it, sync-worker.
+pub const COORDINATOR_TOKEN: &str = "COORDINATOR_TOKEN";
 /// Variable: deployment environment name (`development` or `production`).
 pub const ENVIRONMENT: &str = "ENVIRONMENT";
 

@@ -32,7 +32,8 @@ pub struct LogLine {
     /// HTTP method, for request lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// URL path (never the query string, which may carry codes or tokens).
+    /// URL path with its secret segments redacted ([`redact_path`]); never the query string,
+    /// which may carry codes or tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     /// Name of a non-HTTP event (`cron`, `alarm`, ...).
@@ -52,6 +53,30 @@ pub struct LogLine {
     /// Why a request was rejected or failed (never a secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Routes whose path carries a secret, as (prefix, number of segments after it that are
+/// secret). Keap hook URLs hold an unguessable per-hook token because Keap signs nothing.
+const SECRET_PATH_SEGMENTS: &[(&str, usize)] = &[("/webhook/keap/", 1), ("/coordinator/hooks/", 1)];
+
+/// What stands in for a secret path segment in logs.
+pub const REDACTED: &str = "[redacted]";
+
+/// `path` with the secret segments of [`SECRET_PATH_SEGMENTS`] replaced by [`REDACTED`], so
+/// `wrangler tail` and Workers Logs never keep a hook token.
+pub fn redact_path(path: &str) -> String {
+    for (prefix, secret_segments) in SECRET_PATH_SEGMENTS {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let mut segments: Vec<&str> = rest.split('/').collect();
+            for segment in segments.iter_mut().take(*secret_segments) {
+                if !segment.is_empty() {
+                    *segment = REDACTED;
+                }
+            }
+            return format!("{prefix}{}", segments.join("/"));
+        }
+    }
+    path.to_owned()
 }
 
 impl LogLine {
@@ -74,7 +99,7 @@ impl LogLine {
             level,
             worker,
             method: Some(method.to_owned()),
-            route: Some(path.to_owned()),
+            route: Some(redact_path(path)),
             event: None,
             status: Some(status),
             duration_ms: finished.millis_since(started),
@@ -158,6 +183,27 @@ mod tests {
         assert_eq!(value["duration_ms"], 12);
         assert_eq!(value["request_id"], "req-1");
         assert_eq!(value["reason"], "signature mismatch");
+    }
+
+    #[test]
+    fn hook_tokens_in_paths_are_redacted() {
+        let token = "hk_3f9a0c2d8e7b6a5f4e3d2c1b0a998877";
+        let line = LogLine::request(
+            "webhook-handler",
+            "POST",
+            &format!("/webhook/keap/{token}"),
+            200,
+            Timestamp(0),
+            Timestamp(0),
+        );
+        assert_eq!(line.route.as_deref(), Some("/webhook/keap/[redacted]"));
+        assert!(!line.to_json().contains(token));
+        assert_eq!(
+            redact_path(&format!("/coordinator/hooks/{token}/verified")),
+            "/coordinator/hooks/[redacted]/verified"
+        );
+        assert_eq!(redact_path("/webhooks/shopify"), "/webhooks/shopify");
+        assert_eq!(redact_path("/webhook/keap/"), "/webhook/keap/");
     }
 
     #[test]

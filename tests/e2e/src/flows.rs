@@ -76,7 +76,7 @@ pub async fn list_connections(stack: &Stack) -> Vec<Value> {
     body["connections"].as_array().cloned().unwrap_or_default()
 }
 
-/// `POST /coordinator/connections/{id}/token` with the internal token: (status, body).
+/// `POST /coordinator/connections/{id}/token` with sync-worker's credential: (status, body).
 pub async fn request_token(stack: &Stack, connection_id: &str) -> (u16, Value) {
     let response = stack
         .http
@@ -84,7 +84,7 @@ pub async fn request_token(stack: &Stack, connection_id: &str) -> (u16, Value) {
             "{}/coordinator/connections/{connection_id}/token",
             stack.coordinator
         ))
-        .bearer_auth(&stack.internal_token)
+        .bearer_auth(&stack.sync_worker_token)
         .send()
         .await
         .expect("POST token");

@@ -66,8 +66,12 @@ pub struct Stack {
     pub database_url: String,
     /// `ADMIN_TOKEN` given to the Workers.
     pub admin_token: String,
-    /// `INTERNAL_API_TOKEN` given to the Workers.
-    pub internal_token: String,
+    /// `WEBHOOK_HANDLER_TOKEN`: webhook-handler's credential at the coordinator.
+    pub webhook_handler_token: String,
+    /// `SYNC_WORKER_TOKEN`: sync-worker's credential at the coordinator.
+    pub sync_worker_token: String,
+    /// `COORDINATOR_TOKEN`: the coordinator's credential at sync-worker.
+    pub coordinator_token: String,
     /// HTTP client for the test.
     pub http: reqwest::Client,
     /// 32-byte key (base64) the coordinator encrypts tokens with.
@@ -168,6 +172,97 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free local port")
+}
+
+/// A database of its own for a test that needs PostgreSQL but no Workers; dropped with it.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    /// URL of the database (as the maintenance database's user, a superuser locally).
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates an empty database named after `label` and the process.
+    pub fn create(label: &str) -> ScratchDatabase {
+        let admin_url = admin_database_url();
+        let n = STACK_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("edge_sync_e2e_{label}_{}_{n}", std::process::id());
+        psql(
+            &admin_url,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .and_then(|()| psql(&admin_url, &format!("CREATE DATABASE {name}")))
+        .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
+        let (prefix, _) = admin_url.rsplit_once('/').expect("URL with path");
+        ScratchDatabase {
+            url: format!("{prefix}/{name}"),
+            name,
+            admin_url,
+        }
+    }
+
+    /// Runs SQL (several statements allowed) against the database; `Err` with psql's message.
+    pub fn psql(&self, sql: &str) -> Result<(), String> {
+        psql(&self.url, sql)
+    }
+
+    /// Applies the project's migrations with scripts/migrate.sh.
+    pub fn migrate(&self) {
+        let output = Command::new(repo_root().join("scripts/migrate.sh"))
+            .arg(&self.url)
+            .output()
+            .expect("run scripts/migrate.sh");
+        assert!(
+            output.status.success(),
+            "migrations failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// `database_url` as the login role `edge_sync_worker` (row access only) that
+/// scripts/bootstrap.sh creates, or `database_url` itself when bootstrap could not create it.
+pub fn worker_database_url(database_url: &str) -> String {
+    let password = fs::read_to_string(repo_root().join(".edge-sync/worker_db_password"))
+        .ok()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty());
+    let Some(password) = password else {
+        return database_url.to_owned();
+    };
+    let (scheme, rest) = database_url.split_once("://").expect("URL with a scheme");
+    let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://edge_sync_worker:{password}@{host_and_db}")
+}
+
+/// The Workers that hold secret `name` according to `wrangler/secrets.txt` (`None`: not a
+/// secret, every Worker may read it).
+pub fn secret_holders(name: &str) -> Option<Vec<String>> {
+    let manifest =
+        fs::read_to_string(repo_root().join("wrangler/secrets.txt")).expect("wrangler/secrets.txt");
+    manifest
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|fields| {
+            fields.len() > 1
+                && match fields[0].strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => fields[0] == name,
+                }
+        })
+        .map(|fields| fields[1..].iter().map(|s| s.to_string()).collect())
 }
 
 fn random_token(label: &str) -> String {
@@ -273,7 +368,9 @@ impl Stack {
             sandbox: String::new(),
             database_url: database_url.clone(),
             admin_token: random_token("admin"),
-            internal_token: random_token("internal"),
+            webhook_handler_token: random_token("webhook-handler"),
+            sync_worker_token: random_token("sync-worker"),
+            coordinator_token: random_token("coordinator"),
             token_encryption_key: random_key_hex(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -299,16 +396,21 @@ impl Stack {
             String::from_utf8_lossy(&migrate.stderr)
         );
 
+        // The Workers connect as the least-privileged role bootstrap set up, as in production.
+        let workers_url = worker_database_url(&database_url);
         if options.postgres_proxy {
-            let (_, rest) = database_url
+            let (_, rest) = workers_url
                 .split_once('@')
                 .expect("user@host in the database URL");
             let (host_port, db) = rest.split_once('/').expect("database in the URL");
             let proxy = crate::pg_proxy::PgProxy::start(host_port.to_owned()).await;
-            let (userinfo, _) = database_url.split_once('@').expect("userinfo");
+            let (userinfo, _) = workers_url.split_once('@').expect("userinfo");
             stack.options.hyperdrive_url =
                 Some(format!("{userinfo}@127.0.0.1:{}/{db}", proxy.port));
             stack.pg_proxy = Some(proxy);
+        }
+        if stack.options.hyperdrive_url.is_none() {
+            stack.options.hyperdrive_url = Some(workers_url);
         }
         stack.start_sandbox(&options);
         stack.start_workers().await;
@@ -458,7 +560,9 @@ impl Stack {
     /// never read.
     fn stack_config(&self, worker: &str) -> PathBuf {
         let root = repo_root();
-        let config_dir = self.dir.path().join("wrangler");
+        // One directory per Worker: wrangler reads `.dev.vars` beside the config, so each
+        // Worker gets only the secrets wrangler/secrets.txt gives it.
+        let config_dir = self.dir.path().join("wrangler").join(worker);
         fs::create_dir_all(&config_dir).expect("config dir");
         let original = fs::read_to_string(root.join(format!("wrangler/{worker}.toml")))
             .expect("wrangler file");
@@ -474,7 +578,8 @@ impl Stack {
         let sandbox = &self.sandbox;
         let webhook_handler = &self.webhook_handler;
         let mut dev_vars = format!(
-            "ADMIN_TOKEN={admin}\nINTERNAL_API_TOKEN={internal}\nTOKEN_ENCRYPTION_KEY={key}\n\
+            "ADMIN_TOKEN={admin}\nWEBHOOK_HANDLER_TOKEN={handler}\nSYNC_WORKER_TOKEN={sync}\n\
+             COORDINATOR_TOKEN={coordinator_token}\nTOKEN_ENCRYPTION_KEY={key}\n\
              KEAP_CLIENT_ID=sandbox-keap-client-id\nKEAP_CLIENT_SECRET=sandbox-keap-client-secret\n\
              SHOPIFY_CLIENT_ID=sandbox-shopify-client-id\nSHOPIFY_CLIENT_SECRET=sandbox-shopify-client-secret\n\
              KEAP_AUTHORIZE_URL={sandbox}/app/oauth/authorize\nKEAP_TOKEN_URL={sandbox}/token\n\
@@ -493,13 +598,23 @@ impl Stack {
             keap = WEBHOOK_SECRETS.keap,
             standard = WEBHOOK_SECRETS.standard,
             admin = self.admin_token,
-            internal = self.internal_token,
+            handler = self.webhook_handler_token,
+            sync = self.sync_worker_token,
+            coordinator_token = self.coordinator_token,
             key = self.token_encryption_key,
         );
         for (name, value) in &self.options.vars {
             dev_vars.push_str(&format!("{name}={value}\n"));
         }
-        fs::write(config_dir.join(".dev.vars"), dev_vars).expect("write .dev.vars");
+        let own: String = dev_vars
+            .lines()
+            .filter(|line| {
+                let name = line.split('=').next().unwrap_or_default();
+                secret_holders(name).is_none_or(|holders| holders.iter().any(|h| h == worker))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        fs::write(config_dir.join(".dev.vars"), own).expect("write .dev.vars");
         path
     }
 

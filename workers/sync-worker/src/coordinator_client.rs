@@ -1,7 +1,7 @@
 //! The coordinator's API as sync-worker uses it (service binding, internal token): the
 //! connections, access tokens, leases, checkpoints and the shared rate budget.
 
-use edge_sync_shared::{connection::ConnectionView, sync_state::Cursor, Secret};
+use edge_sync_shared::{auth::Caller, connection::ConnectionView, sync_state::Cursor, Secret};
 use edge_sync_worker_kit::coordinator;
 use serde_json::{json, Value};
 use worker::Method;
@@ -65,7 +65,7 @@ async fn call_once(
     body: Option<&Value>,
     request_id: &str,
 ) -> Result<(u16, Value), CoordinatorError> {
-    let mut response = coordinator::call(env, method, path, body, request_id)
+    let mut response = coordinator::call(env, Caller::SyncWorker, method, path, body, request_id)
         .await
         .map_err(|e| CoordinatorError::Unreachable(e.to_string()))?;
     let status = response.status_code();
@@ -93,7 +93,7 @@ pub async fn connections(
     let (status, body) = call(
         env,
         Method::Get,
-        "/coordinator/connections",
+        "/coordinator/sync-targets",
         None,
         request_id,
     )

@@ -2,9 +2,9 @@
 //! it in a Durable Object before we answer 2xx. Anything but "stored" or "duplicate" is not
 //! acknowledged, so the provider retries.
 
-use std::cell::RefCell;
+use std::{cell::RefCell, collections::HashMap};
 
-use edge_sync_shared::{webhook::IncomingEvent, Timestamp};
+use edge_sync_shared::{auth::Caller, webhook::IncomingEvent, Provider, Timestamp};
 use edge_sync_worker_kit::{
     clock, coordinator, http::json_response, HttpError, HttpResult, RequestContext,
 };
@@ -50,6 +50,7 @@ pub async fn store(
     }
     let mut response = coordinator::call(
         env,
+        Caller::WebhookHandler,
         Method::Post,
         "/coordinator/events",
         Some(&envelope),
@@ -83,43 +84,61 @@ pub async fn store(
 }
 
 thread_local! {
-    /// The connection list, cached per isolate so a burst of deliveries costs one
-    /// coordinator call per delivery, not two. A stale entry is harmless: the coordinator
-    /// refuses events for a deleted connection.
-    static CONNECTIONS: RefCell<Option<(Timestamp, Vec<Value>)>> = const { RefCell::new(None) };
+    /// Lookups, cached per isolate so a burst of deliveries costs one coordinator call per
+    /// delivery, not two. A stale entry is harmless: the coordinator refuses events for a
+    /// deleted connection.
+    static LOOKUPS: RefCell<HashMap<String, (Timestamp, Vec<Value>)>> = RefCell::new(HashMap::new());
 }
 
-/// How long the cached connection list is trusted.
-const CONNECTIONS_TTL_MS: i64 = 30_000;
+/// How long a cached lookup is trusted.
+const LOOKUP_TTL_MS: i64 = 30_000;
 
-/// The connection matching `wanted`, from the cache when fresh, else from the coordinator.
+/// The connection of `provider` (and `account`, a Shopify shop) matching `wanted`, from the
+/// cache when fresh, else from the coordinator.
 pub async fn find_connection(
     env: &Env,
     ctx: &RequestContext,
+    provider: Provider,
+    account: Option<&str>,
     wanted: impl Fn(&Value) -> bool,
 ) -> Result<Option<Value>, HttpError> {
     let now = clock::now();
-    let cached = CONNECTIONS.with(|c| {
+    let key = format!("{provider}:{}", account.unwrap_or_default());
+    let cached = LOOKUPS.with(|c| {
         c.borrow()
-            .as_ref()
-            .filter(|(at, _)| now.millis_since(*at) < CONNECTIONS_TTL_MS)
+            .get(&key)
+            .filter(|(at, _)| now.millis_since(*at) < LOOKUP_TTL_MS)
             .and_then(|(_, list)| list.iter().find(|c| wanted(c)).cloned())
     });
     if cached.is_some() {
         return Ok(cached);
     }
-    let list = connections(env, ctx).await?;
+    let list = connections(env, ctx, provider, account).await?;
     let found = list.iter().find(|c| wanted(c)).cloned();
-    CONNECTIONS.with(|c| *c.borrow_mut() = Some((now, list)));
+    LOOKUPS.with(|c| c.borrow_mut().insert(key, (now, list)));
     Ok(found)
 }
 
-/// Every connection known to the coordinator.
-pub async fn connections(env: &Env, ctx: &RequestContext) -> Result<Vec<Value>, HttpError> {
+/// The connections of `provider` (for Shopify, of the shop `account`), as status views.
+pub async fn connections(
+    env: &Env,
+    ctx: &RequestContext,
+    provider: Provider,
+    account: Option<&str>,
+) -> Result<Vec<Value>, HttpError> {
+    let mut url = worker::Url::parse("https://coordinator/coordinator/lookup")
+        .map_err(|e| HttpError::internal(e.to_string()))?;
+    url.query_pairs_mut()
+        .append_pair("provider", provider.as_str());
+    if let Some(account) = account {
+        url.query_pairs_mut().append_pair("account", account);
+    }
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
     let mut response = coordinator::call(
         env,
+        Caller::WebhookHandler,
         Method::Get,
-        "/coordinator/connections",
+        &path,
         None,
         &ctx.request_id,
     )
@@ -127,7 +146,7 @@ pub async fn connections(env: &Env, ctx: &RequestContext) -> Result<Vec<Value>, 
     .map_err(|e| HttpError::new(503, "coordinator unavailable").with_reason(e.to_string()))?;
     if response.status_code() != 200 {
         return Err(HttpError::new(503, "coordinator unavailable")
-            .with_reason(format!("connections: {}", response.status_code())));
+            .with_reason(format!("lookup: {}", response.status_code())));
     }
     let body: Value = response.json().await?;
     Ok(body["connections"].as_array().cloned().unwrap_or_default())

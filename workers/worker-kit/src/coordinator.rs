@@ -1,15 +1,17 @@
 //! Calls from sync-worker and webhook-handler to sync-coordinator over the service binding,
-//! authenticated with the internal token.
+//! each with the calling Worker's own credential.
 
-use edge_sync_shared::bindings;
+use edge_sync_shared::{auth::Caller, bindings};
 use worker::{Env, Headers, Method, RequestInit, Response};
 
-use crate::auth::secret;
+use crate::auth::own_credential;
 
-/// Sends `method path` with an optional JSON body to the coordinator. The host part of the
-/// URL is ignored by service bindings; the path selects the route.
+/// Sends `method path` with an optional JSON body to the coordinator, authenticated as
+/// `caller` (the Worker making the call). The host part of the URL is ignored by service
+/// bindings; the path selects the route.
 pub async fn call(
     env: &Env,
+    caller: Caller,
     method: Method,
     path: &str,
     json_body: Option<&serde_json::Value>,
@@ -17,7 +19,7 @@ pub async fn call(
 ) -> worker::Result<Response> {
     let service = env.service(bindings::COORDINATOR_SERVICE)?;
     let headers = Headers::new();
-    let token = secret(env, bindings::INTERNAL_API_TOKEN);
+    let token = own_credential(env, caller);
     headers.set("Authorization", &format!("Bearer {}", token.expose()))?;
     headers.set("x-request-id", request_id)?;
     let mut init = RequestInit::new();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_sync_shared::bindings;
+use edge_sync_shared::{auth::Caller, bindings};
 use worker::{console_log, Env, Method};
 
 use crate::{coordinator, postgres, timeout::with_timeout};
@@ -34,9 +34,21 @@ pub async fn hyperdrive(worker: &'static str, env: &Env) -> bool {
 /// The coordinator answers `/coordinator/ping` over the service binding, which includes a
 /// round trip into its Durable Object.
 pub async fn coordinator(worker: &'static str, env: &Env, request_id: &str) -> bool {
+    let Some(caller) = Caller::of_worker(worker) else {
+        return logged(worker, "coordinator", false, || {
+            format!("{worker} has no credential")
+        });
+    };
     let outcome = with_timeout(
         CHECK_TIMEOUT,
-        coordinator::call(env, Method::Get, "/coordinator/ping", None, request_id),
+        coordinator::call(
+            env,
+            caller,
+            Method::Get,
+            "/coordinator/ping",
+            None,
+            request_id,
+        ),
     )
     .await;
     let ok = matches!(outcome, Some(Ok(ref r)) if r.status_code() == 200);

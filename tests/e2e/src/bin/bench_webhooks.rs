@@ -249,7 +249,7 @@ async fn main() {
 /// internal token.
 fn coordinator_delivery(stack: &Stack, connection_id: &str, body: &str) -> Arc<Delivery> {
     let url = format!("{}/coordinator/events", stack.coordinator);
-    let token = stack.internal_token.clone();
+    let token = stack.webhook_handler_token.clone();
     let connection_id = connection_id.to_owned();
     let body = body.to_owned();
     Arc::new(move |http: &reqwest::Client, worker: usize, n: u64| {

@@ -22,6 +22,7 @@ use crate::store::Store;
 
 pub use connection::ConnectRequest;
 pub use events::EventEnvelope;
+pub use system::IndexEntry;
 
 /// Name of the instance that holds deployment-wide state.
 pub const SYSTEM_INSTANCE: &str = "system";

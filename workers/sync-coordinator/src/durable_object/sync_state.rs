@@ -359,8 +359,10 @@ async fn call_sync_worker(env: &worker::Env, body: &serde_json::Value) -> Result
         .service(edge_sync_shared::bindings::SYNC_WORKER_SERVICE)
         .map_err(|e| e.to_string())?;
     let headers = worker::Headers::new();
-    let token =
-        edge_sync_worker_kit::auth::secret(env, edge_sync_shared::bindings::INTERNAL_API_TOKEN);
+    let token = edge_sync_worker_kit::auth::own_credential(
+        env,
+        edge_sync_shared::auth::Caller::Coordinator,
+    );
     headers
         .set("Authorization", &format!("Bearer {}", token.expose()))
         .map_err(|e| e.to_string())?;

@@ -1,55 +1,123 @@
-//! `/coordinator/connections/*` (admin or internal token): list, inspect, delete, hand out
-//! access tokens, and the sync-state API sync-worker uses (cursor, lease, run, budget).
+//! `/coordinator/connections/*`: list, inspect and delete connections (operator), hand out
+//! access tokens and serve the sync-state API (sync-worker), find a delivery's connection
+//! (webhook-handler). Each route names the capability it needs (`edge_sync_shared::auth`).
 
-use edge_sync_worker_kit::{auth::require_caller, HttpError, HttpResult};
+use edge_sync_shared::{auth::Capability, Provider};
+use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use worker::{Env, Method, Request, Response};
 
-use crate::durable_object::{self, SYSTEM_INSTANCE};
+use crate::durable_object::{self, IndexEntry, SYSTEM_INSTANCE};
 
-/// `GET /coordinator/connections`: every connection with its status.
-pub async fn list(req: &Request, env: &Env) -> HttpResult {
-    require_caller(req, env)?;
+/// Every indexed connection.
+async fn index(env: &Env) -> Result<Vec<IndexEntry>, HttpError> {
     let mut index = durable_object::call_system(env, "/internal/index").await?;
-    let entries: Vec<serde_json::Value> = index.json().await?;
+    Ok(index.json().await?)
+}
+
+/// The status views (never tokens) of `entries`, skipping any deleted meanwhile.
+async fn views(env: &Env, entries: &[IndexEntry]) -> Result<Vec<serde_json::Value>, HttpError> {
     let mut connections = Vec::with_capacity(entries.len());
     for entry in entries {
-        let Some(id) = entry["id"].as_str() else {
-            continue;
-        };
         let mut response =
-            durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
+            durable_object::call(env, &entry.id, Method::Get, "/internal/connection", None).await?;
         if response.status_code() == 200 {
             connections.push(response.json::<serde_json::Value>().await?);
         }
     }
+    Ok(connections)
+}
+
+async fn every_connection(env: &Env) -> HttpResult {
+    let entries = index(env).await?;
     Ok(Response::from_json(
-        &serde_json::json!({ "connections": connections }),
+        &serde_json::json!({ "connections": views(env, &entries).await? }),
+    )?)
+}
+
+/// `GET /coordinator/connections` (operator): every connection with its status.
+pub async fn list(req: &Request, env: &Env) -> HttpResult {
+    require(req, env, Capability::Operate)?;
+    every_connection(env).await
+}
+
+/// `GET /coordinator/sync-targets` (sync-worker): the connections its cron syncs, as status
+/// views (the same shape as the operator's list; no tokens).
+pub async fn sync_targets(req: &Request, env: &Env) -> HttpResult {
+    require(req, env, Capability::ListSyncTargets)?;
+    every_connection(env).await
+}
+
+/// `GET /coordinator/lookup?provider=P[&account=A]` (webhook-handler): the connections of
+/// provider P (for Shopify, the one whose shop is A), found in the index without visiting
+/// every connection. Answers `{"connections":[...]}` status views.
+pub async fn lookup(req: &Request, env: &Env) -> HttpResult {
+    require(req, env, Capability::LookupConnection)?;
+    let url = req.url()?;
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let provider: Provider = param("provider")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| HttpError::bad_request("provider must be keap or shopify"))?;
+    let account = param("account").map(|a| a.to_ascii_lowercase());
+    let entries: Vec<IndexEntry> = index(env)
+        .await?
+        .into_iter()
+        .filter(|e| e.provider == provider)
+        .filter(|e| {
+            account
+                .as_deref()
+                .is_none_or(|a| e.account.eq_ignore_ascii_case(a))
+        })
+        .collect();
+    Ok(Response::from_json(
+        &serde_json::json!({ "connections": views(env, &entries).await? }),
     )?)
 }
 
 /// Everything under `/coordinator/connections/{id}/...`: authenticated here, then served by
 /// the connection's own Durable Object.
 pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> HttpResult {
-    require_caller(&req, env)?;
+    let method = req.method();
+    let (capability, path) = match (&method, rest) {
+        (Method::Get, []) => (
+            Capability::ReadConnection,
+            "/internal/connection".to_owned(),
+        ),
+        (Method::Delete, []) => (Capability::Operate, "/internal/connection".to_owned()),
+        (Method::Post, ["token"]) => (
+            Capability::TakeAccessToken,
+            "/internal/connection/token".to_owned(),
+        ),
+        (Method::Post, ["webhooks", "ensure"]) => (Capability::RepairWebhooks, String::new()),
+        (Method::Get, ["sync"]) => (Capability::ReadSyncState, "/internal/sync".to_owned()),
+        (Method::Get, ["sync", resource]) => (
+            Capability::ReadSyncState,
+            format!("/internal/sync/{resource}"),
+        ),
+        (Method::Post | Method::Delete, ["sync", resource, "lease"])
+        | (Method::Put, ["sync", resource, "cursor" | "run"]) => (
+            Capability::DriveSync,
+            format!("/internal/sync/{resource}/{}", rest[2]),
+        ),
+        (Method::Post, ["budget", "take" | "penalize"]) => (
+            Capability::DriveSync,
+            format!("/internal/budget/{}", rest[1]),
+        ),
+        _ => {
+            require(&req, env, Capability::Ping)?;
+            return Err(HttpError::not_found());
+        }
+    };
+    require(&req, env, capability)?;
     if !edge_sync_shared::connection::is_connection_id(id) {
         return Err(HttpError::not_found());
     }
-    let method = req.method();
-    if method == Method::Post && rest == ["webhooks", "ensure"] {
+    if capability == Capability::RepairWebhooks {
         return ensure_webhooks(env, id).await;
     }
-    let path = match (&method, rest) {
-        (Method::Get | Method::Delete, []) => "/internal/connection".to_owned(),
-        (Method::Post, ["token"]) => "/internal/connection/token".to_owned(),
-        (Method::Get, ["sync"]) => "/internal/sync".to_owned(),
-        (Method::Get, ["sync", resource]) => format!("/internal/sync/{resource}"),
-        (Method::Post | Method::Delete, ["sync", resource, "lease"])
-        | (Method::Put, ["sync", resource, "cursor" | "run"]) => {
-            format!("/internal/sync/{resource}/{}", rest[2])
-        }
-        (Method::Post, ["budget", "take" | "penalize"]) => format!("/internal/budget/{}", rest[1]),
-        _ => return Err(HttpError::not_found()),
-    };
     let body: Option<serde_json::Value> =
         if matches!(method, Method::Post | Method::Put | Method::Delete) && !rest.is_empty() {
             let text = req

@@ -1,8 +1,9 @@
-//! `/coordinator/events*` and `/coordinator/hooks/*` (admin or internal token): the durable
-//! handoff from webhook-handler, dead letters and replay, and Keap hook tokens.
+//! `/coordinator/events*` and `/coordinator/hooks/*`: the durable handoff from
+//! webhook-handler, dead letters and replay (operator), and Keap hook tokens.
 
+use edge_sync_shared::auth::Capability;
 use edge_sync_shared::Timestamp;
-use edge_sync_worker_kit::{auth::require_caller, HttpError, HttpResult};
+use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response};
 
@@ -31,7 +32,7 @@ fn source_instance(source: &str) -> Result<&'static str, HttpError> {
 /// `POST /coordinator/events` `{connection_id?, ...envelope}`: stores the event durably in the
 /// connection's (or the source's) Durable Object. 201 stored, 200 duplicate, 429 limited.
 pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
-    require_caller(&req, env)?;
+    require(&req, env, Capability::StoreEvents)?;
     let body: Value = req
         .json()
         .await
@@ -69,7 +70,7 @@ async fn instances(env: &Env) -> Result<Vec<String>, HttpError> {
 
 /// `GET /coordinator/events?state=dead|pending`: events not yet delivered.
 pub async fn list(req: &Request, env: &Env) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::Operate)?;
     let url = req.url()?;
     let state = url
         .query_pairs()
@@ -96,7 +97,7 @@ pub async fn list(req: &Request, env: &Env) -> HttpResult {
 
 /// `POST /coordinator/events/{id}/replay`: re-queues one event.
 pub async fn replay_one(req: &Request, env: &Env, id: &str) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::Operate)?;
     for instance in instances(env).await? {
         let response = durable_object::call(
             env,
@@ -116,7 +117,7 @@ pub async fn replay_one(req: &Request, env: &Env, id: &str) -> HttpResult {
 /// `POST /coordinator/events/replay?since=<ISO>`: re-queues every dead-lettered event
 /// received since a time (all of them without `since`).
 pub async fn replay_since(req: &Request, env: &Env) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::Operate)?;
     let url = req.url()?;
     let since = match url.query_pairs().find(|(k, _)| k == "since") {
         Some((_, value)) => Some(
@@ -144,7 +145,7 @@ pub async fn replay_since(req: &Request, env: &Env) -> HttpResult {
 
 /// `GET /coordinator/hooks/{token}` and `POST /coordinator/hooks/{token}/verified`.
 pub async fn hook(req: &Request, env: &Env, token: &str, verified: bool) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::LookupConnection)?;
     if token.len() > 128
         || !token
             .bytes()

@@ -7,7 +7,8 @@ mod events;
 mod health;
 mod oauth;
 
-use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
+use edge_sync_shared::auth::Capability;
+use edge_sync_worker_kit::{auth::require, HttpError, HttpResult, RequestContext};
 use worker::{Env, Method, Request};
 
 /// Sends each request to the handler of its route.
@@ -51,9 +52,13 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
             events::hook(&req, &env, &token, true).await
         }
         (Method::Post, ["coordinator", "connections"]) => {
-            edge_sync_worker_kit::auth::require_caller(&req, &env)?;
+            require(&req, &env, Capability::Operate)?;
             oauth::register_token(req, &env).await
         }
+        (Method::Get, ["coordinator", "sync-targets"]) => {
+            connections::sync_targets(&req, &env).await
+        }
+        (Method::Get, ["coordinator", "lookup"]) => connections::lookup(&req, &env).await,
         (_, ["coordinator", "connections", id, rest @ ..]) => {
             let (id, rest) = (
                 id.to_string(),
@@ -63,7 +68,8 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
             connections::forward(req, &env, &id, &rest).await
         }
         (_, ["coordinator", ..]) => {
-            edge_sync_worker_kit::auth::require_caller(&req, &env)?;
+            // Unknown routes are 404 only to an authenticated caller.
+            require(&req, &env, Capability::Ping)?;
             Err(HttpError::not_found())
         }
         _ => Err(HttpError::not_found()),

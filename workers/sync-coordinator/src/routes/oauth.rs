@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use edge_sync_shared::auth::Capability;
 use edge_sync_shared::{
     connection::{connection_id, Provider},
     oauth::{
@@ -14,7 +15,7 @@ use edge_sync_shared::{
     },
     Timestamp,
 };
-use edge_sync_worker_kit::{auth::require_caller, clock, outbound, HttpError, HttpResult};
+use edge_sync_worker_kit::{auth::require, clock, outbound, HttpError, HttpResult};
 use serde_json::json;
 use worker::{Env, Method, Request, Response, Url};
 
@@ -147,7 +148,7 @@ fn redirect_or_json(req: &Request, location: &str) -> HttpResult {
 
 /// `GET /oauth/initiate?user_id=` (admin): redirects to Keap's authorize page.
 pub async fn keap_initiate(req: &Request, env: &Env) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::Operate)?;
     let pairs = query(req)?;
     let user = user_id(&pairs)?;
     let config = CoordinatorConfig::new(env);
@@ -275,7 +276,7 @@ pub async fn keap_callback(req: &Request, env: &Env) -> HttpResult {
 
 /// `GET /oauth/shopify/install?shop=&user_id=` (admin): redirects to the shop's grant page.
 pub async fn shopify_install(req: &Request, env: &Env) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::Operate)?;
     let pairs = query(req)?;
     let user = user_id(&pairs)?;
     let shop = param(&pairs, "shop")

@@ -1,11 +1,12 @@
-//! `/sync/*` (admin or internal token): start runs, continue them, report status.
+//! `/sync/*`: start runs and report status (operator), continue them (the coordinator).
 
 use edge_sync_shared::{
+    auth::Capability,
     connection::ConnectionView,
     sync::{Resource, SyncMode},
 };
 use edge_sync_worker_kit::{
-    auth::require_caller, http::json_response, HttpError, HttpResult, RequestContext,
+    auth::require, http::json_response, HttpError, HttpResult, RequestContext,
 };
 use serde_json::{json, Value};
 use worker::{Env, Request};
@@ -195,7 +196,7 @@ pub async fn start(
     ctx: &RequestContext,
     resource: Option<&str>,
 ) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::Operate)?;
     if let Some(name) = resource {
         let known = Resource::ALL.iter().any(|r| r.name() == name);
         if !known {
@@ -226,7 +227,7 @@ pub async fn start(
 
 /// `POST /sync/continue` (internal; the coordinator's alarm): one invocation's worth of pages.
 pub async fn continue_run(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
-    require_caller(&req, env)?;
+    require(&req, env, Capability::ContinueSync)?;
     #[derive(serde::Deserialize)]
     struct Continue {
         connection_id: String,
@@ -259,7 +260,7 @@ pub async fn continue_run(mut req: Request, env: &Env, ctx: &RequestContext) -> 
 /// `GET /sync/status` (`?connection=`): per connection and resource: state, cursor, last
 /// run (pages, records, errors; progress while in flight), and the last cron run.
 pub async fn status(req: &Request, env: &Env, ctx: &RequestContext) -> HttpResult {
-    require_caller(req, env)?;
+    require(req, env, Capability::Operate)?;
     let connections = target_connections(req, env, &ctx.request_id).await?;
     let mut out = Vec::with_capacity(connections.len());
     for connection in connections {

@@ -3,7 +3,11 @@
 //! HMAC is checked when `KEAP_WEBHOOK_SECRET` is configured. Keap's verification handshake
 //! (`X-Hook-Secret`) is answered 200 echoing the header, and the hook is marked verified.
 
-use edge_sync_shared::webhook::{classify_keap, verify_keap_signature, VerifyError};
+use edge_sync_shared::{
+    auth::Caller,
+    webhook::{classify_keap, verify_keap_signature, VerifyError},
+    Provider,
+};
 use edge_sync_worker_kit::{coordinator, HttpError, HttpResult, RequestContext};
 use serde_json::Value;
 use worker::{Env, Method, Request, Response};
@@ -46,6 +50,7 @@ pub async fn hook_route(
     }
     let mut lookup = coordinator::call(
         env,
+        Caller::WebhookHandler,
         Method::Get,
         &format!("/coordinator/hooks/{token}"),
         None,
@@ -66,6 +71,7 @@ pub async fn hook_route(
     if let Some(secret) = header(&req, "X-Hook-Secret") {
         coordinator::call(
             env,
+            Caller::WebhookHandler,
             Method::Post,
             &format!("/coordinator/hooks/{token}/verified"),
             None,
@@ -101,11 +107,7 @@ pub async fn seed_route(mut req: Request, env: &Env, ctx: &RequestContext) -> Ht
         .query_pairs()
         .find(|(k, _)| k == "connection")
         .map(|(_, v)| v.into_owned());
-    let keap: Vec<Value> = handoff::connections(env, ctx)
-        .await?
-        .into_iter()
-        .filter(|c| c["provider"] == "keap")
-        .collect();
+    let keap: Vec<Value> = handoff::connections(env, ctx, Provider::Keap, None).await?;
     let connection = match &wanted {
         Some(id) => keap.iter().find(|c| c["id"] == id.as_str()),
         None if keap.len() == 1 => keap.first(),

@@ -2,7 +2,10 @@
 //! `POST /webhook/shopify/{connection_id}`. HMAC-SHA256 of the raw body with the app secret
 //! (either of two during rotation), checked before anything else.
 
-use edge_sync_shared::webhook::{classify_shopify, verify_shopify};
+use edge_sync_shared::{
+    webhook::{classify_shopify, verify_shopify},
+    Provider,
+};
 use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
 use worker::{Env, Request};
 
@@ -36,9 +39,8 @@ pub async fn receive(
         config.low_stock_threshold(),
     )
     .map_err(malformed)?;
-    let connection = handoff::find_connection(env, ctx, |c| {
-        c["provider"] == "shopify"
-            && c["status"] == "active"
+    let connection = handoff::find_connection(env, ctx, Provider::Shopify, shop.as_deref(), |c| {
+        c["status"] == "active"
             && match connection_id {
                 Some(id) => c["id"] == id && shop.as_deref().is_none_or(|s| c["account"] == s),
                 None => shop.as_deref().is_some_and(|s| c["account"] == s),
