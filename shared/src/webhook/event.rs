@@ -79,9 +79,13 @@ pub struct IncomingEvent {
     /// The seed's event type, e.g. `shopify.product.created`; `None` for a topic the seed
     /// does not know (answer 200, log, do not store).
     pub event_type: Option<String>,
-    /// `"<source>:<delivery id>"`, or `"<source>:sha256:<hex of the body's SHA-256>"` when
-    /// the provider sends no usable id ([`dedup_key`]). Stable across redeliveries.
-    pub dedup_key: String,
+    /// What identifies a redelivery of this delivery: `"<source>:<delivery id>"`, or
+    /// `"<source>:sha256:<hex of the body's SHA-256>"` when the sender has no usable id but
+    /// repeats the same body only when it retries ([`dedup_key`]). `None` when the sender
+    /// has no redelivery identity at all (Supabase: a repeated body is a new change), so the
+    /// delivery is never dropped as a duplicate. The store scopes keys by connection (or by
+    /// source, for events without a connection).
+    pub dedup_key: Option<String>,
     /// The parsed body (`background_events.event_data`).
     pub event_data: Value,
     /// When the provider says the event happened (a header or a payload time); `None`
@@ -210,7 +214,7 @@ pub fn classify_standard(
     Ok(IncomingEvent {
         source: source.to_owned(),
         event_type: str_at(&payload, &["type"]).map(|kind| format!("{source}.{kind}")),
-        dedup_key: dedup_key(source, Some(webhook_id), body),
+        dedup_key: Some(dedup_key(source, Some(webhook_id), body)),
         occurred_at: time_at(&payload, &[&["timestamp"]]),
         event_data: payload,
         record_change: None,
@@ -282,7 +286,10 @@ mod tests {
             .expect("classified");
         assert_eq!(event.source, "billing");
         assert_eq!(event.event_type.as_deref(), Some("billing.invoice.paid"));
-        assert_eq!(event.dedup_key, "billing:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+        assert_eq!(
+            event.dedup_key.as_deref(),
+            Some("billing:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
+        );
         assert_eq!(
             event.occurred_at,
             Timestamp::parse_iso8601("2022-11-03T20:26:10.344Z")

@@ -13,6 +13,7 @@
 
 pub mod event;
 pub mod rate_limit;
+pub mod shop;
 pub mod verify;
 
 use crate::Timestamp;
@@ -21,7 +22,8 @@ pub use event::{
     classify_git, classify_keap, classify_shopify, classify_standard, classify_supabase, dedup_key,
     GitHeaders, IncomingEvent, ParseError, RecordChange, Source,
 };
-pub use rate_limit::WindowCounter;
+pub use rate_limit::{admit, rate_limit_key, Admission, WindowCounter};
+pub use shop::{delivery_belongs_to, delivery_shop, ShopError};
 pub use verify::{
     is_valid_standard_webhook_secret, sign_bitbucket, sign_github, sign_keap, sign_shopify,
     sign_standard_webhook, verify_bitbucket, verify_github, verify_gitlab, verify_keap_signature,

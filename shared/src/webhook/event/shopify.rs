@@ -338,7 +338,7 @@ pub fn classify_shopify(
     Ok(IncomingEvent {
         source: "shopify".to_owned(),
         event_type: event_type(&topic, &payload, low_stock_threshold).map(str::to_owned),
-        dedup_key: dedup_key(&format!("shopify:{topic}"), delivery, body),
+        dedup_key: Some(dedup_key(&format!("shopify:{topic}"), delivery, body)),
         event_data: payload,
         occurred_at,
         record_change,
