@@ -24,7 +24,10 @@ use crate::Timestamp;
 
 pub use git::{classify_git, GitHeaders};
 pub use keap::classify_keap;
-pub use shopify::classify_shopify;
+pub use shopify::{
+    accepted_after_uninstall, classify_shopify, event_accepted_after_uninstall,
+    APP_UNINSTALLED_EVENT,
+};
 pub use supabase::classify_supabase;
 
 /// Who sent a delivery.
@@ -123,15 +126,41 @@ pub enum RecordChange {
         /// Provider ids as text, without duplicates, in delivery order.
         ids: Vec<String>,
     },
+    /// Shopify `customers/data_request`: record what is held about the customer (record
+    /// rows, raw payloads, stored events) for the operator to hand to the merchant.
+    ReportCustomer(PrivacySubject),
+    /// Shopify `customers/redact`: remove the customer's record and strip their personal
+    /// data from orders, raw payloads and stored events.
+    RedactCustomer(PrivacySubject),
+    /// Shopify `shop/redact`: remove every record and stored event of the shop.
+    PurgeShop,
+}
+
+/// Whom a Shopify privacy request is about (`customer{id,email,phone}` and the orders the
+/// request names; shopify.dev/docs/apps/build/compliance/privacy-law-compliance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PrivacySubject {
+    /// The customer's id as decimal text.
+    pub customer_id: Option<String>,
+    /// The customer's email, lowercase.
+    pub email: Option<String>,
+    /// The customer's phone, as sent.
+    pub phone: Option<String>,
+    /// Order ids (`orders_requested` / `orders_to_redact`), as decimal text.
+    pub orders: Vec<String>,
 }
 
 impl RecordChange {
-    /// The resource whose table changes.
-    pub fn resource(&self) -> Resource {
+    /// The resource whose table changes; `None` for the privacy requests, which span
+    /// every table of the connection.
+    pub fn resource(&self) -> Option<Resource> {
         match self {
             RecordChange::Upsert { resource, .. }
             | RecordChange::FetchKeap { resource, .. }
-            | RecordChange::SoftDelete { resource, .. } => *resource,
+            | RecordChange::SoftDelete { resource, .. } => Some(*resource),
+            RecordChange::ReportCustomer(_)
+            | RecordChange::RedactCustomer(_)
+            | RecordChange::PurgeShop => None,
         }
     }
 }
@@ -321,7 +350,7 @@ mod tests {
             resource: Resource::ShopifyProducts,
             ids: vec!["788032119674292922".to_owned()],
         };
-        assert_eq!(change.resource(), Resource::ShopifyProducts);
+        assert_eq!(change.resource(), Some(Resource::ShopifyProducts));
         assert_eq!(
             serde_json::to_value(&change).expect("serialisable"),
             json!({"kind": "soft_delete", "resource": "shopify_products", "ids": ["788032119674292922"]})

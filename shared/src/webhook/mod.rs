@@ -19,8 +19,9 @@ pub mod verify;
 use crate::Timestamp;
 
 pub use event::{
-    classify_git, classify_keap, classify_shopify, classify_standard, classify_supabase, dedup_key,
-    GitHeaders, IncomingEvent, ParseError, RecordChange, Source,
+    accepted_after_uninstall, classify_git, classify_keap, classify_shopify, classify_standard,
+    classify_supabase, dedup_key, event_accepted_after_uninstall, GitHeaders, IncomingEvent,
+    ParseError, PrivacySubject, RecordChange, Source, APP_UNINSTALLED_EVENT,
 };
 pub use rate_limit::{admit, rate_limit_key, Admission, WindowCounter};
 pub use shop::{delivery_belongs_to, delivery_shop, ShopError};

@@ -324,16 +324,79 @@ fn shopify_customers_and_unknown_topics() {
                "created_at_source": "2025-01-05T00:00:00.000Z"})
     );
 
-    let unknown = shopify(
-        "app/uninstalled",
-        r#"{"id": 548380009, "name": "Super Toys"}"#,
-    );
+    let unknown = shopify("carts/create", r#"{"id": 548380009, "token": "c1"}"#);
     assert_eq!(unknown.event_type, None);
     assert_eq!(unknown.record_change, None);
     assert_eq!(
         unknown.dedup_key,
-        Some(format!("shopify:app/uninstalled:{EVENT_ID}"))
+        Some(format!("shopify:carts/create:{EVENT_ID}"))
     );
+}
+
+#[test]
+fn shopify_privacy_and_lifecycle_topics() {
+    // Payloads as shopify.dev/docs/apps/build/compliance/privacy-law-compliance shows them.
+    let request = shopify(
+        "customers/data_request",
+        r#"{"shop_id": 954889, "shop_domain": "acme.myshopify.com", "orders_requested": [299938, 280263],
+            "customer": {"id": 191167, "email": "John@Example.com", "phone": "555-625-1199"},
+            "data_request": {"id": 9999}}"#,
+    );
+    assert_eq!(
+        request.event_type.as_deref(),
+        Some("shopify.customers.data_request")
+    );
+    let subject = PrivacySubject {
+        customer_id: Some("191167".into()),
+        email: Some("john@example.com".into()),
+        phone: Some("555-625-1199".into()),
+        orders: vec!["299938".into(), "280263".into()],
+    };
+    assert_eq!(
+        request.record_change,
+        Some(RecordChange::ReportCustomer(subject.clone()))
+    );
+    let redact = shopify(
+        "customers/redact",
+        r#"{"shop_id": 954889, "shop_domain": "acme.myshopify.com",
+            "customer": {"id": 191167, "email": "john@example.com", "phone": "555-625-1199"},
+            "orders_to_redact": [299938, 280263]}"#,
+    );
+    assert_eq!(
+        redact.event_type.as_deref(),
+        Some("shopify.customers.redact")
+    );
+    assert_eq!(
+        redact.record_change,
+        Some(RecordChange::RedactCustomer(subject))
+    );
+    let shop = shopify(
+        "shop/redact",
+        r#"{"shop_id": 954889, "shop_domain": "acme.myshopify.com"}"#,
+    );
+    assert_eq!(shop.event_type.as_deref(), Some("shopify.shop.redact"));
+    assert_eq!(shop.record_change, Some(RecordChange::PurgeShop));
+    let gone = shopify(
+        "app/uninstalled",
+        r#"{"id": 548380009, "name": "Super Toys"}"#,
+    );
+    assert_eq!(gone.event_type.as_deref(), Some(APP_UNINSTALLED_EVENT));
+    assert_eq!(gone.record_change, None);
+    for topic in [
+        "shop/redact",
+        "Customers/Redact",
+        "customers/data_request",
+        "app/uninstalled",
+    ] {
+        assert!(accepted_after_uninstall(topic), "{topic}");
+    }
+    assert!(!accepted_after_uninstall("products/update"));
+    for event in [&request, &redact, &shop, &gone] {
+        assert!(event_accepted_after_uninstall(event.event_type.as_deref()));
+    }
+    assert!(!event_accepted_after_uninstall(Some(
+        "shopify.product.updated"
+    )));
 }
 
 #[test]

@@ -11,7 +11,8 @@ use edge_sync_shared::{
         Resource, SourceConfig, SyncMode,
     },
     webhook::{
-        admit, rate_limit_key, Admission, RecordChange, WindowCounter, DEDUP_RETENTION_DAYS,
+        admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
+        WindowCounter, DEDUP_RETENTION_DAYS,
     },
     Timestamp,
 };
@@ -305,6 +306,13 @@ impl SyncCoordinator {
         }
         let connection: Option<Value> = self.store.get("connection", now)?;
         let (user_id, connection_id) = match &connection {
+            // An uninstalled shop: only the privacy and lifecycle topics still count.
+            Some(c)
+                if c["lifecycle"]["status"] == "revoked"
+                    && !event_accepted_after_uninstall(envelope.event_type.as_deref()) =>
+            {
+                return json(404, &json!({ "error": "connection revoked" }));
+            }
             Some(c) => (
                 c["user_id"].as_str().unwrap_or_default().to_owned(),
                 c["id"].as_str().map(str::to_owned),
@@ -539,6 +547,9 @@ impl SyncCoordinator {
             for (connection_id, change) in &changes {
                 apply_change(client, connection_id, change).await?;
             }
+            for event in events {
+                super::privacy::apply(client, event).await?;
+            }
             Ok::<_, String>(())
         }
         .await;
@@ -597,6 +608,7 @@ impl SyncCoordinator {
             if let (Some(change), Some(connection_id)) = (&change, &event.connection_id) {
                 apply_change(client, connection_id, change).await?;
             }
+            super::privacy::apply(client, event).await?;
             Ok::<_, String>(())
         }
         .await;

@@ -6,6 +6,7 @@
 
 mod connection;
 mod events;
+mod privacy;
 mod sync_state;
 mod system;
 
@@ -77,6 +78,9 @@ impl DurableObject for SyncCoordinator {
             }
             (Method::Get, ["internal", "connection"]) => self.view(now),
             (Method::Delete, ["internal", "connection"]) => self.revoke(now).await,
+            (Method::Post, ["internal", "connection", "uninstalled"]) => {
+                self.uninstalled(now).await
+            }
             (Method::Post, ["internal", "connection", "token"]) => {
                 let body = req.text().await?;
                 let request = if body.trim().is_empty() {

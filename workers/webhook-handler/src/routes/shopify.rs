@@ -5,7 +5,7 @@
 //! of the app signs with the same secret, so a signature alone says nothing about the shop.
 
 use edge_sync_shared::webhook::{
-    classify_shopify, delivery_belongs_to, delivery_shop, verify_shopify,
+    accepted_after_uninstall, classify_shopify, delivery_belongs_to, delivery_shop, verify_shopify,
 };
 use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
 use worker::{Env, Request};
@@ -46,7 +46,7 @@ pub async fn receive(
     .map_err(malformed)?;
     let connection = handoff::find_connection(env, ctx, |c| {
         c["provider"] == "shopify"
-            && c["status"] == "active"
+            && (c["status"] == "active" || accepted_after_uninstall(&topic))
             && delivery_belongs_to(
                 &shop,
                 connection_id,
