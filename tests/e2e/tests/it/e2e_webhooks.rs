@@ -831,7 +831,7 @@ async fn registered_webhooks_deliver_and_are_removed_with_the_connection() {
     let hooks = sandbox_json(&stack, reqwest::Method::GET, "keap/hooks", None).await;
     assert_eq!(hooks["hooks"].as_array().map(Vec::len), Some(0), "{hooks}");
     // The sandbox drops a shop from its list with its last subscription; the same lookup
-    // found all six above, so an empty answer here is the removal, not a bad lookup.
+    // found all seven above, so an empty answer here is the removal, not a bad lookup.
     let subscriptions = sandbox_json(&stack, reqwest::Method::GET, "shopify/webhooks", None).await;
     assert!(subscriptions["shops"].is_object(), "{subscriptions}");
     let left = subscriptions["shops"]["registered-shop.myshopify.com"]
@@ -955,7 +955,7 @@ async fn dead_letters_are_visible_and_replayable() {
 /// Proves: the cron repairs webhooks the provider lost. A Keap hook deleted at Keap is
 /// registered again at the same URL and an `Inactive` one is verified again, so all twelve
 /// are `Verified` once more and deliveries reach the handler; the cron summary names what
-/// was recreated and re-verified; a Shopify shop that lost nothing keeps its six
+/// was recreated and re-verified; a Shopify shop that lost nothing keeps its seven
 /// subscriptions, none duplicated.
 #[tokio::test]
 async fn cron_repairs_webhooks_the_provider_lost() {
