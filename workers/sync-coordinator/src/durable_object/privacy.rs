@@ -12,10 +12,11 @@ use super::{connection::StoredConnection, events::StoredEvent, json, SyncCoordin
 use crate::mirror;
 
 /// Rows of the connection that concern the subject. `$1` connection, `$2` customer id,
-/// `$3` email (lowercase), `$4` phone, `$5` order ids.
+/// `$3` email (lowercase), then for events `$4` phone and `$5` order ids; for orders `$4`
+/// order ids (every parameter must be used, or Postgres cannot type it).
 const CUSTOMER_ROWS: &str = "connection_id = $1 AND (provider_id = $2 OR lower(email) = $3)";
 const ORDER_ROWS: &str = "connection_id = $1 AND (customer_id = $2 OR lower(email) = $3
-    OR provider_id = ANY($5) OR raw->'customer'->>'id' = 'gid://shopify/Customer/' || $2)";
+    OR provider_id = ANY($4) OR raw->'customer'->>'id' = 'gid://shopify/Customer/' || $2)";
 const EVENT_ROWS: &str = "connection_id = $1 AND (event_data->'customer'->>'id' = $2
     OR lower(event_data->>'email') = $3 OR lower(event_data->'customer'->>'email') = $3
     OR event_data->>'phone' = $4 OR event_data->'customer'->>'phone' = $4
