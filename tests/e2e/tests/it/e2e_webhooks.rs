@@ -1529,11 +1529,11 @@ async fn shopify_privacy_and_uninstall_webhooks() {
             .await
         }
     };
-    let order = |order_id: u64, customer_id: u64, email: &str| {
+    let order = |order_id: u64, customer_id: u64, email: &str, name: &str, phone: &str| {
         json!({ "id": order_id, "name": format!("#{order_id}"), "email": email, "created_at": "2026-11-20T10:00:00Z",
             "updated_at": "2026-11-20T10:00:00Z", "financial_status": "paid", "fulfillment_status": null,
-            "total_price": "10.00", "currency": "USD", "phone": "+15555550100",
-            "customer": { "id": customer_id, "email": email, "first_name": "Ada", "phone": "+15555550100" } })
+            "total_price": "10.00", "currency": "USD", "phone": phone,
+            "customer": { "id": customer_id, "email": email, "first_name": name, "phone": phone } })
         .to_string()
     };
     const ADA: u64 = 115_310_627_314_723_954;
@@ -1543,7 +1543,7 @@ async fn shopify_privacy_and_uninstall_webhooks() {
         send(
             "orders/create",
             "o1",
-            order(ADA_ORDER, ADA, "ada@example.com")
+            order(ADA_ORDER, ADA, "ada@example.com", "Ada", "+15555550100")
         )
         .await
         .0,
@@ -1553,7 +1553,7 @@ async fn shopify_privacy_and_uninstall_webhooks() {
         send(
             "orders/create",
             "o2",
-            order(BOB_ORDER, 7, "bob@example.com")
+            order(BOB_ORDER, 7, "bob@example.com", "Bob", "+15555550199")
         )
         .await
         .0,
