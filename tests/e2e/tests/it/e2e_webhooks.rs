@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use edge_sync_e2e::{
-    flows::{connect_keap, connect_shopify, db_count, list_connections, trigger_cron},
+    flows::{connect_keap, connect_shopify, db_count, list_connections, start_sync, trigger_cron},
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
 use edge_sync_shared::{
@@ -1736,6 +1736,12 @@ async fn shopify_privacy_and_uninstall_webhooks() {
         "revoked",
     )
     .await;
+    // Its syncs stop: a manual run of every resource is skipped, none started.
+    let (status, started) = start_sync(&stack, &format!("/sync/full?connection={id}")).await;
+    assert!((200..300).contains(&status), "{status} {started}");
+    let runs = started["runs"].as_array().cloned().unwrap_or_default();
+    assert!(!runs.is_empty(), "{started}");
+    assert!(runs.iter().all(|r| r["status"] == "skipped"), "{started}");
     // Ordinary topics are no longer accepted for the revoked connection...
     let late = product_body(9_007_199_254_740_999, "After uninstall");
     assert_eq!(send("products/update", "late", late).await.0, 404);
