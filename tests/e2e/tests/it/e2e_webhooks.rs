@@ -1539,6 +1539,7 @@ async fn shopify_privacy_and_uninstall_webhooks() {
     const ADA: u64 = 115_310_627_314_723_954;
     const ADA_ORDER: u64 = 820_982_911_946_154_508;
     const BOB_ORDER: u64 = 820_982_911_946_154_509;
+    const BOB: u64 = 115_310_627_314_723_955;
     assert_eq!(
         send(
             "orders/create",
@@ -1553,7 +1554,7 @@ async fn shopify_privacy_and_uninstall_webhooks() {
         send(
             "orders/create",
             "o2",
-            order(BOB_ORDER, 7, "bob@example.com", "Bob", "+15555550199")
+            order(BOB_ORDER, BOB, "bob@example.com", "Bob", "+15555550199")
         )
         .await
         .0,
@@ -1696,8 +1697,14 @@ async fn shopify_privacy_and_uninstall_webhooks() {
         .await,
         1
     );
+    // Bob's stored event is untouched, his id (beyond 2^53) exact.
     assert_eq!(
-        db_count(&stack, "SELECT count(*) FROM background_events WHERE event_data::text LIKE '%bob@example.com%'").await,
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM background_events WHERE event_data::text LIKE '%bob@example.com%'
+                AND event_data->'customer'->>'id' = '{BOB}'")
+        )
+        .await,
         1
     );
     assert_eq!(

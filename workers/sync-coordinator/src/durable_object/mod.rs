@@ -116,7 +116,10 @@ impl DurableObject for SyncCoordinator {
                     .find(|(k, _)| k == "instance")
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default();
-                self.ingest(&instance, req.json().await?, now).await
+                // serde, not JSON.parse: ids beyond 2^53 stay exact.
+                let envelope = serde_json::from_str(&req.text().await?)
+                    .map_err(|e| worker::Error::RustError(format!("event envelope: {e}")))?;
+                self.ingest(&instance, envelope, now).await
             }
             (Method::Get, ["internal", "events"]) => {
                 let url = req.url()?;

@@ -32,10 +32,14 @@ fn source_instance(source: &str) -> Result<&'static str, HttpError> {
 /// connection's (or the source's) Durable Object. 201 stored, 200 duplicate, 429 limited.
 pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
     require_caller(&req, env)?;
-    let body: Value = req
-        .json()
+    // Parsed in Rust, not by the runtime's JSON.parse: provider ids beyond 2^53 (Shopify's)
+    // must reach the event store exactly.
+    let text = req
+        .text()
         .await
         .map_err(|_| HttpError::bad_request("body must be JSON"))?;
+    let body: Value =
+        serde_json::from_str(&text).map_err(|_| HttpError::bad_request("body must be JSON"))?;
     let envelope: EventEnvelope = serde_json::from_value(body.clone())
         .map_err(|e| HttpError::bad_request(format!("not an event envelope: {e}")))?;
     let instance = match body["connection_id"].as_str() {
