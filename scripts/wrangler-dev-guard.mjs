@@ -37,6 +37,12 @@ for (const name of ["connect", "createConnection"]) {
     const sources = new Set();
     socket.on("pipe", (source) => {
       sources.add(source);
+      // The Worker-side socket can close while PostgreSQL is still answering (the Worker
+      // dropped its client); the proxy then writes after FIN and, with no listener, the
+      // EPIPE crashes wrangler. The Worker is gone either way: close both ends quietly.
+      source.on("error", () => {
+        socket.destroy();
+      });
       if (failed) source.destroy();
     });
     socket.on("error", (error) => {

@@ -49,6 +49,7 @@ SELECT public.edge_sync_lock_down(t) FROM unnest(ARRAY[
     'background_events',
     'sync_runs',
     'connections',
+    'privacy_requests',
     'keap_contacts',
     'keap_opportunities',
     'keap_orders',

@@ -24,7 +24,10 @@ use crate::Timestamp;
 
 pub use git::{classify_git, GitHeaders};
 pub use keap::classify_keap;
-pub use shopify::classify_shopify;
+pub use shopify::{
+    accepted_after_uninstall, classify_shopify, event_accepted_after_uninstall,
+    APP_UNINSTALLED_EVENT,
+};
 pub use supabase::classify_supabase;
 
 /// Who sent a delivery.
@@ -79,9 +82,13 @@ pub struct IncomingEvent {
     /// The seed's event type, e.g. `shopify.product.created`; `None` for a topic the seed
     /// does not know (answer 200, log, do not store).
     pub event_type: Option<String>,
-    /// `"<source>:<delivery id>"`, or `"<source>:sha256:<hex of the body's SHA-256>"` when
-    /// the provider sends no usable id ([`dedup_key`]). Stable across redeliveries.
-    pub dedup_key: String,
+    /// What identifies a redelivery of this delivery: `"<source>:<delivery id>"`, or
+    /// `"<source>:sha256:<hex of the body's SHA-256>"` when the sender has no usable id but
+    /// repeats the same body only when it retries ([`dedup_key`]). `None` when the sender
+    /// has no redelivery identity at all (Supabase: a repeated body is a new change), so the
+    /// delivery is never dropped as a duplicate. The store scopes keys by connection (or by
+    /// source, for events without a connection).
+    pub dedup_key: Option<String>,
     /// The parsed body (`background_events.event_data`).
     pub event_data: Value,
     /// When the provider says the event happened (a header or a payload time); `None`
@@ -119,15 +126,41 @@ pub enum RecordChange {
         /// Provider ids as text, without duplicates, in delivery order.
         ids: Vec<String>,
     },
+    /// Shopify `customers/data_request`: record what is held about the customer (record
+    /// rows, raw payloads, stored events) for the operator to hand to the merchant.
+    ReportCustomer(PrivacySubject),
+    /// Shopify `customers/redact`: remove the customer's record and strip their personal
+    /// data from orders, raw payloads and stored events.
+    RedactCustomer(PrivacySubject),
+    /// Shopify `shop/redact`: remove every record and stored event of the shop.
+    PurgeShop,
+}
+
+/// Whom a Shopify privacy request is about (`customer{id,email,phone}` and the orders the
+/// request names; shopify.dev/docs/apps/build/compliance/privacy-law-compliance).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PrivacySubject {
+    /// The customer's id as decimal text.
+    pub customer_id: Option<String>,
+    /// The customer's email, lowercase.
+    pub email: Option<String>,
+    /// The customer's phone, as sent.
+    pub phone: Option<String>,
+    /// Order ids (`orders_requested` / `orders_to_redact`), as decimal text.
+    pub orders: Vec<String>,
 }
 
 impl RecordChange {
-    /// The resource whose table changes.
-    pub fn resource(&self) -> Resource {
+    /// The resource whose table changes; `None` for the privacy requests, which span
+    /// every table of the connection.
+    pub fn resource(&self) -> Option<Resource> {
         match self {
             RecordChange::Upsert { resource, .. }
             | RecordChange::FetchKeap { resource, .. }
-            | RecordChange::SoftDelete { resource, .. } => *resource,
+            | RecordChange::SoftDelete { resource, .. } => Some(*resource),
+            RecordChange::ReportCustomer(_)
+            | RecordChange::RedactCustomer(_)
+            | RecordChange::PurgeShop => None,
         }
     }
 }
@@ -210,7 +243,7 @@ pub fn classify_standard(
     Ok(IncomingEvent {
         source: source.to_owned(),
         event_type: str_at(&payload, &["type"]).map(|kind| format!("{source}.{kind}")),
-        dedup_key: dedup_key(source, Some(webhook_id), body),
+        dedup_key: Some(dedup_key(source, Some(webhook_id), body)),
         occurred_at: time_at(&payload, &[&["timestamp"]]),
         event_data: payload,
         record_change: None,
@@ -282,7 +315,10 @@ mod tests {
             .expect("classified");
         assert_eq!(event.source, "billing");
         assert_eq!(event.event_type.as_deref(), Some("billing.invoice.paid"));
-        assert_eq!(event.dedup_key, "billing:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+        assert_eq!(
+            event.dedup_key.as_deref(),
+            Some("billing:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
+        );
         assert_eq!(
             event.occurred_at,
             Timestamp::parse_iso8601("2022-11-03T20:26:10.344Z")
@@ -314,7 +350,7 @@ mod tests {
             resource: Resource::ShopifyProducts,
             ids: vec!["788032119674292922".to_owned()],
         };
-        assert_eq!(change.resource(), Resource::ShopifyProducts);
+        assert_eq!(change.resource(), Some(Resource::ShopifyProducts));
         assert_eq!(
             serde_json::to_value(&change).expect("serialisable"),
             json!({"kind": "soft_delete", "resource": "shopify_products", "ids": ["788032119674292922"]})

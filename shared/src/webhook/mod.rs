@@ -13,15 +13,18 @@
 
 pub mod event;
 pub mod rate_limit;
+pub mod shop;
 pub mod verify;
 
 use crate::Timestamp;
 
 pub use event::{
-    classify_git, classify_keap, classify_shopify, classify_standard, classify_supabase, dedup_key,
-    GitHeaders, IncomingEvent, ParseError, RecordChange, Source,
+    accepted_after_uninstall, classify_git, classify_keap, classify_shopify, classify_standard,
+    classify_supabase, dedup_key, event_accepted_after_uninstall, GitHeaders, IncomingEvent,
+    ParseError, PrivacySubject, RecordChange, Source, APP_UNINSTALLED_EVENT,
 };
-pub use rate_limit::WindowCounter;
+pub use rate_limit::{admit, rate_limit_key, Admission, WindowCounter};
+pub use shop::{delivery_belongs_to, delivery_shop, ShopError};
 pub use verify::{
     is_valid_standard_webhook_secret, sign_bitbucket, sign_github, sign_keap, sign_shopify,
     sign_standard_webhook, verify_bitbucket, verify_github, verify_gitlab, verify_keap_signature,

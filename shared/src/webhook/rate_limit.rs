@@ -55,9 +55,89 @@ impl WindowCounter {
     }
 }
 
+/// The store's answer to a verified delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// A redelivery of the stored event with this id: acknowledge, store nothing, and
+    /// consume no budget (a sender retrying must never push new events over the limit).
+    Duplicate(String),
+    /// Over the limit of its bucket: refuse with `Retry-After` (whole seconds).
+    Limited {
+        /// Seconds until the bucket's window ends.
+        retry_after_secs: u64,
+    },
+    /// A new event: store it (it has been counted).
+    Store,
+}
+
+/// Decides what happens to a verified delivery: a redelivery (`existing` is the event a
+/// prior delivery with the same dedup key stored) is acknowledged without being counted;
+/// anything else is counted in `window` (0 = unlimited) and stored or refused. Call it
+/// only after verification, so forgeries never consume budget either.
+pub fn admit(
+    existing: Option<String>,
+    window: &mut WindowCounter,
+    now: Timestamp,
+    limit_per_minute: u32,
+) -> Admission {
+    if let Some(id) = existing {
+        return Admission::Duplicate(id);
+    }
+    if limit_per_minute == 0 {
+        return Admission::Store;
+    }
+    match window.hit(now, limit_per_minute) {
+        Ok(()) => Admission::Store,
+        Err(retry_after_secs) => Admission::Limited { retry_after_secs },
+    }
+}
+
+/// The rate-limit bucket of a delivery's source. Each connection has its own store (so its
+/// own buckets), and each source without a connection (a Git host, Supabase, every
+/// Standard Webhooks sender by name) has a bucket of its own, never shared with another.
+pub fn rate_limit_key(source: &str) -> String {
+    format!("ratelimit:webhooks:{source}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redeliveries_are_acknowledged_without_consuming_budget() {
+        let mut window = WindowCounter::default();
+        assert_eq!(admit(None, &mut window, T0, 2), Admission::Store);
+        for _ in 0..5 {
+            assert_eq!(
+                admit(Some("ev-1".into()), &mut window, T0, 2),
+                Admission::Duplicate("ev-1".into())
+            );
+        }
+        assert_eq!(window.count, 1, "redeliveries are not counted");
+        assert_eq!(admit(None, &mut window, T0, 2), Admission::Store);
+        assert_eq!(
+            admit(None, &mut window, T0.plus_millis(1000), 2),
+            Admission::Limited {
+                retry_after_secs: 59
+            }
+        );
+        // Even over the limit, a redelivery is still acknowledged as such.
+        assert_eq!(
+            admit(Some("ev-1".into()), &mut window, T0.plus_millis(1000), 2),
+            Admission::Duplicate("ev-1".into())
+        );
+        assert_eq!(
+            admit(None, &mut window, T0, 0),
+            Admission::Store,
+            "0 = unlimited"
+        );
+    }
+
+    #[test]
+    fn every_source_has_its_own_bucket() {
+        assert_ne!(rate_limit_key("billing"), rate_limit_key("shipping"));
+        assert_eq!(rate_limit_key("github"), "ratelimit:webhooks:github");
+    }
 
     /// 2026-01-01T00:00:00Z.
     const T0: Timestamp = Timestamp(1_767_225_600_000);

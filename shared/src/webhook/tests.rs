@@ -98,7 +98,7 @@ fn shopify_product_create_keeps_big_ids_exact_and_matches_the_sync_record() {
     assert_eq!(event.event_type.as_deref(), Some("shopify.product.created"));
     assert_eq!(
         event.dedup_key,
-        format!("shopify:products/create:{EVENT_ID}")
+        Some(format!("shopify:products/create:{EVENT_ID}"))
     );
     assert_eq!(event.occurred_at, Some(ts(TRIGGERED_AT)));
     // 2^53 + 1: through f64 it would read ...992.
@@ -172,7 +172,7 @@ fn shopify_product_delete_soft_deletes_the_exact_id() {
     assert_eq!(bare.occurred_at, None);
     assert!(bare
         .dedup_key
-        .starts_with("shopify:products/delete:sha256:"));
+        .is_some_and(|k| k.starts_with("shopify:products/delete:sha256:")));
 }
 
 #[test]
@@ -324,16 +324,79 @@ fn shopify_customers_and_unknown_topics() {
                "created_at_source": "2025-01-05T00:00:00.000Z"})
     );
 
-    let unknown = shopify(
-        "app/uninstalled",
-        r#"{"id": 548380009, "name": "Super Toys"}"#,
-    );
+    let unknown = shopify("carts/create", r#"{"id": 548380009, "token": "c1"}"#);
     assert_eq!(unknown.event_type, None);
     assert_eq!(unknown.record_change, None);
     assert_eq!(
         unknown.dedup_key,
-        format!("shopify:app/uninstalled:{EVENT_ID}")
+        Some(format!("shopify:carts/create:{EVENT_ID}"))
     );
+}
+
+#[test]
+fn shopify_privacy_and_lifecycle_topics() {
+    // Payloads as shopify.dev/docs/apps/build/compliance/privacy-law-compliance shows them.
+    let request = shopify(
+        "customers/data_request",
+        r#"{"shop_id": 954889, "shop_domain": "acme.myshopify.com", "orders_requested": [299938, 280263],
+            "customer": {"id": 191167, "email": "John@Example.com", "phone": "555-625-1199"},
+            "data_request": {"id": 9999}}"#,
+    );
+    assert_eq!(
+        request.event_type.as_deref(),
+        Some("shopify.customers.data_request")
+    );
+    let subject = PrivacySubject {
+        customer_id: Some("191167".into()),
+        email: Some("john@example.com".into()),
+        phone: Some("555-625-1199".into()),
+        orders: vec!["299938".into(), "280263".into()],
+    };
+    assert_eq!(
+        request.record_change,
+        Some(RecordChange::ReportCustomer(subject.clone()))
+    );
+    let redact = shopify(
+        "customers/redact",
+        r#"{"shop_id": 954889, "shop_domain": "acme.myshopify.com",
+            "customer": {"id": 191167, "email": "john@example.com", "phone": "555-625-1199"},
+            "orders_to_redact": [299938, 280263]}"#,
+    );
+    assert_eq!(
+        redact.event_type.as_deref(),
+        Some("shopify.customers.redact")
+    );
+    assert_eq!(
+        redact.record_change,
+        Some(RecordChange::RedactCustomer(subject))
+    );
+    let shop = shopify(
+        "shop/redact",
+        r#"{"shop_id": 954889, "shop_domain": "acme.myshopify.com"}"#,
+    );
+    assert_eq!(shop.event_type.as_deref(), Some("shopify.shop.redact"));
+    assert_eq!(shop.record_change, Some(RecordChange::PurgeShop));
+    let gone = shopify(
+        "app/uninstalled",
+        r#"{"id": 548380009, "name": "Super Toys"}"#,
+    );
+    assert_eq!(gone.event_type.as_deref(), Some(APP_UNINSTALLED_EVENT));
+    assert_eq!(gone.record_change, None);
+    for topic in [
+        "shop/redact",
+        "Customers/Redact",
+        "customers/data_request",
+        "app/uninstalled",
+    ] {
+        assert!(accepted_after_uninstall(topic), "{topic}");
+    }
+    assert!(!accepted_after_uninstall("products/update"));
+    for event in [&request, &redact, &shop, &gone] {
+        assert!(event_accepted_after_uninstall(event.event_type.as_deref()));
+    }
+    assert!(!event_accepted_after_uninstall(Some(
+        "shopify.product.updated"
+    )));
 }
 
 #[test]
@@ -350,6 +413,7 @@ fn shopify_dedup_prefers_the_event_id_then_the_webhook_id_then_the_body() {
         )
         .expect("classified")
         .dedup_key
+        .expect("Shopify deliveries have a dedup key")
     };
     let topic = "shopify:inventory_levels/update";
     assert_eq!(
@@ -428,10 +492,13 @@ fn keap_contact_edit_fetches_every_id() {
         Some(3)
     );
     // Keap sends no delivery id: the key is the body digest, stable across retries.
-    assert!(event.dedup_key.starts_with("keap:sha256:"));
+    assert!(event
+        .dedup_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("keap:sha256:")));
     assert_eq!(
         event.dedup_key,
-        dedup_key("keap", None, KEAP_CONTACT_EDIT.as_bytes())
+        Some(dedup_key("keap", None, KEAP_CONTACT_EDIT.as_bytes()))
     );
     let again = classify_keap(KEAP_CONTACT_EDIT.as_bytes()).expect("classified");
     assert_eq!(again.dedup_key, event.dedup_key);
@@ -538,11 +605,8 @@ fn supabase_row_events() {
         assert_eq!(event.event_data, payload);
         assert_eq!(event.occurred_at, None);
         assert_eq!(event.record_change, None);
-        assert_eq!(
-            event.dedup_key,
-            dedup_key("supabase", None, body.as_bytes())
-        );
-        assert!(event.dedup_key.starts_with("supabase:sha256:"));
+        // No redelivery identity: the same body again is a new change, never dropped.
+        assert_eq!(event.dedup_key, None);
     }
     let other = classify_supabase(br#"{"type": "TRUNCATE", "table": "profiles"}"#).expect("ok");
     assert_eq!(other.event_type, None);
@@ -615,7 +679,7 @@ fn github_events() {
     assert_eq!(push.event_type.as_deref(), Some("repo.push"));
     assert_eq!(
         push.dedup_key,
-        "github:72d3162e-cc78-11e3-81ab-4c9367dc0958"
+        Some("github:72d3162e-cc78-11e3-81ab-4c9367dc0958".to_owned())
     );
     assert_eq!(push.occurred_at, Some(ts("2025-11-21T14:49:55Z")));
 
@@ -728,7 +792,7 @@ fn gitlab_events() {
     assert_eq!(push.event_type.as_deref(), Some("repo.push"));
     assert_eq!(
         push.dedup_key,
-        "gitlab:13792a34-cac6-4fda-95a8-c58e00a3954e"
+        Some("gitlab:13792a34-cac6-4fda-95a8-c58e00a3954e".to_owned())
     );
     // The last commit listed is the newest.
     assert_eq!(push.occurred_at, Some(ts("2025-11-21T13:57:21Z")));
@@ -835,14 +899,14 @@ fn gitlab_dedup_prefers_the_idempotency_key() {
     };
     assert_eq!(
         git(&with_key, GITLAB_PUSH).dedup_key,
-        "gitlab:908a6d9e-45fd-46c8-97e6-c4f350f219dd"
+        Some("gitlab:908a6d9e-45fd-46c8-97e6-c4f350f219dd".to_owned())
     );
     let bare = GitHeaders {
         gitlab_event: Some("Push Hook"),
         ..GitHeaders::default()
     };
     let key = git(&bare, GITLAB_PUSH).dedup_key;
-    assert_eq!(key, dedup_key("gitlab", None, GITLAB_PUSH.as_bytes()));
+    assert_eq!(key, Some(dedup_key("gitlab", None, GITLAB_PUSH.as_bytes())));
     assert_eq!(git(&bare, GITLAB_PUSH).dedup_key, key);
 }
 
@@ -853,7 +917,7 @@ fn bitbucket_events() {
     assert_eq!(push.event_type.as_deref(), Some("repo.push"));
     assert_eq!(
         push.dedup_key,
-        "bitbucket:f1b2c3d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+        Some("bitbucket:f1b2c3d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d".to_owned())
     );
     assert_eq!(push.occurred_at, Some(ts("2025-11-21T16:19:22Z")));
 
@@ -958,7 +1022,7 @@ fn git_dedup_keys_are_stable_per_delivery() {
     };
     assert_eq!(
         git(&no_delivery, GITHUB_PUSH).dedup_key,
-        dedup_key("github", None, GITHUB_PUSH.as_bytes())
+        Some(dedup_key("github", None, GITHUB_PUSH.as_bytes()))
     );
 }
 
@@ -1021,7 +1085,7 @@ fn signed_deliveries_verify_then_classify() {
     );
     let event = classify_standard("billing", "msg_1", body).expect("classified");
     assert_eq!(event.event_type.as_deref(), Some("billing.invoice.paid"));
-    assert_eq!(event.dedup_key, "billing:msg_1");
+    assert_eq!(event.dedup_key.as_deref(), Some("billing:msg_1"));
 }
 
 #[test]

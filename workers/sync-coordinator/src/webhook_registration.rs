@@ -17,14 +17,18 @@ use crate::durable_object::{self, SYSTEM_INSTANCE};
 /// Keap v1 REST base in production (hooks exist only in v1; providers.md).
 const KEAP_REST_V1_BASE: &str = "https://api.infusionsoft.com/crm/rest/v1";
 const DEFAULT_KEAP_EVENT_KEYS: &str = "contact.add,contact.edit,contact.delete,opportunity.add,opportunity.edit,opportunity.delete,order.add,order.edit,order.delete,task.add,task.edit,task.delete";
-/// Shopify topics the seed consumes.
-const SHOPIFY_TOPICS: [&str; 6] = [
+/// Shopify topics the seed consumes, and `app/uninstalled` (which revokes the connection).
+/// The mandatory privacy topics are not subscribed here: Shopify takes them only from the
+/// app's configuration (`compliance_topics`; shopify.dev/docs/apps/build/compliance/
+/// privacy-law-compliance).
+const SHOPIFY_TOPICS: [&str; 7] = [
     "PRODUCTS_CREATE",
     "PRODUCTS_UPDATE",
     "PRODUCTS_DELETE",
     "COLLECTIONS_CREATE",
     "ORDERS_CREATE",
     "INVENTORY_LEVELS_UPDATE",
+    "APP_UNINSTALLED",
 ];
 const TIMEOUT: Duration = Duration::from_secs(20);
 

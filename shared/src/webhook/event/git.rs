@@ -310,7 +310,7 @@ pub fn classify_git(
     let event = IncomingEvent {
         source: source.as_str().to_owned(),
         event_type: event_type.map(str::to_owned),
-        dedup_key: dedup_key(source.as_str(), delivery, body),
+        dedup_key: Some(dedup_key(source.as_str(), delivery, body)),
         event_data: payload,
         occurred_at,
         record_change: None,

@@ -25,8 +25,10 @@ fn resource_of(object: &str) -> Option<Resource> {
 ///
 /// - `event_type`: `keap.<object>.<action>` from `event_key` as sent (`contact.add` →
 ///   `keap.contact.add`, `opportunity.stage_move` → `keap.opportunity.stage_move`).
-/// - `dedup_key`: `keap:sha256:<body digest>` (Keap sends no delivery id; a retry
-///   repeats the same body).
+/// - `dedup_key`: `keap:sha256:<body digest>`. Keap sends no delivery id, but each
+///   object key carries the change's own `timestamp`, so the same body again is Keap's
+///   retry of the same notification (providers.md, Keap "REST Hooks": 4 attempts), never a
+///   new change.
 /// - `occurred_at`: the latest `object_keys[].timestamp`.
 /// - `record_change`: for contacts, opportunities, orders and tasks, `SoftDelete` of the
 ///   ids on `*.delete`, else `FetchKeap` of the ids (the payload carries no record). Ids
@@ -80,7 +82,7 @@ pub fn classify_keap(body: &[u8]) -> Result<IncomingEvent, ParseError> {
     Ok(IncomingEvent {
         source: "keap".to_owned(),
         event_type: Some(event_type),
-        dedup_key: dedup_key("keap", None, body),
+        dedup_key: Some(dedup_key("keap", None, body)),
         event_data: payload,
         occurred_at,
         record_change,

@@ -8,7 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use super::{
-    dedup_key, delivery_id, parse_object, time_at, IncomingEvent, ParseError, RecordChange,
+    dedup_key, delivery_id, parse_object, time_at, IncomingEvent, ParseError, PrivacySubject,
+    RecordChange,
 };
 use crate::sync::values::{at, parse_time};
 use crate::sync::{shopify_inventory_records, shopify_numeric_id, shopify_record, Resource};
@@ -31,8 +32,73 @@ enum Topic {
     Deleted(Resource),
     /// `inventory_levels/disconnect`: `{inventory_item_id, location_id}`.
     InventoryDisconnected,
+    /// `customers/data_request`: report what is held about a customer.
+    DataRequest,
+    /// `customers/redact`: erase a customer's personal data.
+    CustomerRedact,
+    /// `shop/redact`: erase everything of the shop.
+    ShopRedact,
     /// A topic with no record table.
     Other,
+}
+
+/// The event type of `app/uninstalled`: the coordinator revokes the connection on it.
+pub const APP_UNINSTALLED_EVENT: &str = "shopify.app.uninstalled";
+
+/// Topics Shopify still sends after the app is uninstalled (`shop/redact` comes 48 hours
+/// later; shopify.dev/docs/apps/build/compliance/privacy-law-compliance), so they are
+/// accepted for a revoked connection too.
+pub fn accepted_after_uninstall(topic: &str) -> bool {
+    matches!(
+        topic.trim().to_ascii_lowercase().as_str(),
+        "customers/data_request" | "customers/redact" | "shop/redact" | "app/uninstalled"
+    )
+}
+
+/// The event types of the topics [`accepted_after_uninstall`] names.
+pub fn event_accepted_after_uninstall(event_type: Option<&str>) -> bool {
+    matches!(
+        event_type,
+        Some(
+            "shopify.customers.data_request"
+                | "shopify.customers.redact"
+                | "shopify.shop.redact"
+                | APP_UNINSTALLED_EVENT
+        )
+    )
+}
+
+/// The customer of a privacy payload (`customer{id,email,phone}`) and the orders it names
+/// under `orders_key`.
+fn privacy_subject(payload: &Value, orders_key: &str) -> PrivacySubject {
+    let customer = payload.get("customer").cloned().unwrap_or(Value::Null);
+    let text = |key: &str| {
+        customer
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let orders = payload
+        .get(orders_key)
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(|id| match id {
+                    Value::Number(n) => n.as_u64().map(|n| n.to_string()),
+                    Value::String(s) => shopify_numeric_id(s).map(str::to_owned),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    PrivacySubject {
+        customer_id: id_at(&customer, "id"),
+        email: text("email").map(|e| e.to_ascii_lowercase()),
+        phone: text("phone"),
+        orders,
+    }
 }
 
 /// The record kind a (lowercase) topic carries.
@@ -51,6 +117,9 @@ fn topic_kind(topic: &str) -> Topic {
         "orders/delete" => Topic::Deleted(Resource::ShopifyOrders),
         "customers/delete" => Topic::Deleted(Resource::ShopifyCustomers),
         "inventory_levels/disconnect" => Topic::InventoryDisconnected,
+        "customers/data_request" => Topic::DataRequest,
+        "customers/redact" => Topic::CustomerRedact,
+        "shop/redact" => Topic::ShopRedact,
         _ => Topic::Other,
     }
 }
@@ -63,6 +132,10 @@ fn event_type(topic: &str, payload: &Value, low_stock_threshold: i64) -> Option<
         "products/delete" => "shopify.product.deleted",
         "collections/create" => "shopify.collection.created",
         "orders/create" => "shopify.order.created",
+        "customers/data_request" => "shopify.customers.data_request",
+        "customers/redact" => "shopify.customers.redact",
+        "shop/redact" => "shopify.shop.redact",
+        "app/uninstalled" => APP_UNINSTALLED_EVENT,
         "inventory_levels/update" => {
             // `available` is null when the item is not tracked: that is no low stock.
             let available = payload.get("available").and_then(Value::as_i64);
@@ -290,6 +363,13 @@ fn record_change(topic: &str, payload: &Value) -> Result<Option<RecordChange>, P
                 ids: vec![format!("{item}:{location}")],
             }
         }
+        Topic::DataRequest => {
+            RecordChange::ReportCustomer(privacy_subject(payload, "orders_requested"))
+        }
+        Topic::CustomerRedact => {
+            RecordChange::RedactCustomer(privacy_subject(payload, "orders_to_redact"))
+        }
+        Topic::ShopRedact => RecordChange::PurgeShop,
         Topic::Other => return Ok(None),
     };
     Ok(Some(change))
@@ -338,7 +418,7 @@ pub fn classify_shopify(
     Ok(IncomingEvent {
         source: "shopify".to_owned(),
         event_type: event_type(&topic, &payload, low_stock_threshold).map(str::to_owned),
-        dedup_key: dedup_key(&format!("shopify:{topic}"), delivery, body),
+        dedup_key: Some(dedup_key(&format!("shopify:{topic}"), delivery, body)),
         event_data: payload,
         occurred_at,
         record_change,

@@ -1,7 +1,7 @@
 //! Supabase Database Webhooks (providers.md, "Supabase"): `{type, table, schema, record,
 //! old_record}` sent by `pg_net`, unsigned and without a delivery id.
 
-use super::{dedup_key, parse_object, str_at, IncomingEvent, ParseError};
+use super::{parse_object, str_at, IncomingEvent, ParseError};
 
 /// Classifies a Supabase delivery.
 ///
@@ -9,7 +9,9 @@ use super::{dedup_key, parse_object, str_at, IncomingEvent, ParseError};
 ///   deleted` (these need a `table`); the DDL-style `CREATE_TABLE` →
 ///   `supabase.table.created` and `ADD_COLUMN` → `supabase.column.added`; any other
 ///   type → `None`. Types are matched ignoring ASCII case.
-/// - `dedup_key`: `supabase:sha256:<body digest>` (no delivery id is sent).
+/// - `dedup_key`: `None`. pg_net sends each change once and carries no delivery id, and
+///   a row that goes A→B→A sends a second UPDATE with exactly the body of the first: a
+///   repeated body is a new change here, so nothing is ever dropped as a redelivery.
 /// - `occurred_at`: `None`: the payload carries no event time (the Worker uses the
 ///   receive time).
 ///
@@ -37,7 +39,7 @@ pub fn classify_supabase(body: &[u8]) -> Result<IncomingEvent, ParseError> {
     Ok(IncomingEvent {
         source: "supabase".to_owned(),
         event_type: event_type.map(str::to_owned),
-        dedup_key: dedup_key("supabase", None, body),
+        dedup_key: None,
         event_data: payload,
         occurred_at: None,
         record_change: None,

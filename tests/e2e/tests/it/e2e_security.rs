@@ -257,6 +257,8 @@ fn routes() -> Vec<Route> {
             "/coordinator/hooks/hk_unknown_token/verified",
             &[HANDLER],
         ),
+        route(C, "GET", "/coordinator/privacy/requests", &[ADMIN]),
+        route(C, "GET", "/coordinator/privacy/requests/unknown", &[ADMIN]),
         route(C, "GET", "/oauth/initiate?user_id=u1", &[ADMIN]),
         route(
             C,

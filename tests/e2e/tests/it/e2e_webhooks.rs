@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use edge_sync_e2e::{
-    flows::{connect_keap, connect_shopify, db_count, trigger_cron},
+    flows::{connect_keap, connect_shopify, db_count, list_connections, start_sync, trigger_cron},
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
 use edge_sync_shared::{
@@ -362,6 +362,31 @@ async fn genuine_deliveries_are_stored_once_and_forgeries_rejected() {
         .0,
         401
     );
+    // Signed correctly, but 10 minutes ago: outside the 5-minute tolerance, refused, and
+    // (its id differing from msg_1) not hidden by dedup: the counts below prove it unstored.
+    let stale_at = now_secs - 600;
+    let stale_signature = sign_standard_webhook(
+        "msg_stale",
+        stale_at,
+        standard_body.as_bytes(),
+        &secret(WEBHOOK_SECRETS.standard),
+    )
+    .expect("signable");
+    assert_eq!(
+        deliver(
+            &stack,
+            "/webhooks/standard/billing",
+            &[
+                ("webhook-id", "msg_stale".to_owned()),
+                ("webhook-timestamp", stale_at.to_string()),
+                ("webhook-signature", stale_signature),
+            ],
+            &standard_body
+        )
+        .await
+        .0,
+        401
+    );
     assert_eq!(
         deliver(
             &stack,
@@ -388,6 +413,8 @@ async fn genuine_deliveries_are_stored_once_and_forgeries_rejected() {
             .0,
         401
     );
+    // The seed route keeps demanding the seed's signature.
+    assert_eq!(deliver(&stack, "/webhook", &[], &keap_body).await.0, 401);
 
     let within = Duration::from_secs(30);
     for (event_type, source, expected) in [
@@ -411,6 +438,14 @@ async fn genuine_deliveries_are_stored_once_and_forgeries_rejected() {
         db_count(&stack, "SELECT count(*) FROM background_events").await,
         7,
         "forgeries or duplicates were stored"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM background_events WHERE dedup_key = 'billing:msg_stale'"
+        )
+        .await,
+        0
     );
     let title: Option<String> = stack
         .db()
@@ -710,7 +745,8 @@ async fn registered_webhooks_deliver_and_are_removed_with_the_connection() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(subscriptions.len(), 6, "{subscriptions:?}");
+    // The six topics consumed, and app/uninstalled.
+    assert_eq!(subscriptions.len(), 7, "{subscriptions:?}");
 
     // Three contacts change at Keap; Keap's hook names their ids only.
     for id in ["3", "30", "300"] {
@@ -722,21 +758,14 @@ async fn registered_webhooks_deliver_and_are_removed_with_the_connection() {
         )
         .await;
     }
-    // This deployment also configures the seed's KEAP_WEBHOOK_SECRET: unsigned deliveries
-    // to a valid hook URL are refused, signed ones accepted.
-    let unsigned = sandbox_json(
-        &stack,
-        reqwest::Method::POST,
-        "keap/hooks/deliver",
-        Some(json!({ "event_key": "contact.edit", "ids": ["3"] })),
-    )
-    .await;
-    assert_eq!(unsigned["deliveries"][0]["status"], 401, "{unsigned}");
+    // This deployment also configures the seed's KEAP_WEBHOOK_SECRET, which belongs to the
+    // seed route only: real Keap signs nothing, so an unsigned delivery to a valid hook URL
+    // is accepted (the seed route refusing unsigned ones is proven above).
     let delivered = sandbox_json(
         &stack,
         reqwest::Method::POST,
         "keap/hooks/deliver",
-        Some(json!({ "event_key": "contact.edit", "ids": ["3", "30", "300"], "signature_secret": WEBHOOK_SECRETS.keap })),
+        Some(json!({ "event_key": "contact.edit", "ids": ["3", "30", "300"] })),
     )
     .await;
     let deliveries = delivered["deliveries"]
@@ -801,7 +830,10 @@ async fn registered_webhooks_deliver_and_are_removed_with_the_connection() {
     }
     let hooks = sandbox_json(&stack, reqwest::Method::GET, "keap/hooks", None).await;
     assert_eq!(hooks["hooks"].as_array().map(Vec::len), Some(0), "{hooks}");
+    // The sandbox drops a shop from its list with its last subscription; the same lookup
+    // found all seven above, so an empty answer here is the removal, not a bad lookup.
     let subscriptions = sandbox_json(&stack, reqwest::Method::GET, "shopify/webhooks", None).await;
+    assert!(subscriptions["shops"].is_object(), "{subscriptions}");
     let left = subscriptions["shops"]["registered-shop.myshopify.com"]
         .as_array()
         .map_or(0, Vec::len);
@@ -923,7 +955,7 @@ async fn dead_letters_are_visible_and_replayable() {
 /// Proves: the cron repairs webhooks the provider lost. A Keap hook deleted at Keap is
 /// registered again at the same URL and an `Inactive` one is verified again, so all twelve
 /// are `Verified` once more and deliveries reach the handler; the cron summary names what
-/// was recreated and re-verified; a Shopify shop that lost nothing keeps its six
+/// was recreated and re-verified; a Shopify shop that lost nothing keeps its seven
 /// subscriptions, none duplicated.
 #[tokio::test]
 async fn cron_repairs_webhooks_the_provider_lost() {
@@ -1025,7 +1057,7 @@ async fn cron_repairs_webhooks_the_provider_lost() {
         subscriptions["shops"]["repaired-shop.myshopify.com"]
             .as_array()
             .map(Vec::len),
-        Some(6),
+        Some(7),
         "{subscriptions}"
     );
 
@@ -1038,4 +1070,723 @@ async fn cron_repairs_webhooks_the_provider_lost() {
     )
     .await;
     assert_eq!(delivered["deliveries"][0]["status"], 200, "{delivered}");
+}
+
+/// Headers of a Shopify delivery of `topic` signed with the app secret, with `shop` as
+/// `X-Shopify-Shop-Domain` when given.
+fn shopify_delivery(
+    topic: &str,
+    shop: Option<&str>,
+    delivery_id: &str,
+    body: &str,
+) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("X-Shopify-Topic", topic.to_owned()),
+        ("X-Shopify-Webhook-Id", format!("wh-{delivery_id}")),
+        ("X-Shopify-Event-Id", format!("ev-{delivery_id}")),
+        ("X-Shopify-Triggered-At", "2026-11-20T10:00:01Z".to_owned()),
+        (
+            "X-Shopify-Hmac-Sha256",
+            sign_shopify(body.as_bytes(), &secret(WEBHOOK_SECRETS.shopify)),
+        ),
+    ];
+    if let Some(shop) = shop {
+        headers.push(("X-Shopify-Shop-Domain", shop.to_owned()));
+    }
+    headers
+}
+
+fn product_body(id: u64, title: &str) -> String {
+    json!({ "id": id, "title": title, "handle": "p", "status": "active", "vendor": "Acme",
+        "product_type": "thing", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-11-20T10:00:00Z",
+        "variants": [] })
+    .to_string()
+}
+
+/// Proves: a genuine (correctly signed) delivery of shop A never lands in shop B's
+/// connection: posted to B's route without `X-Shopify-Shop-Domain` (401), with A's header
+/// (404), or with B's header on a body that names shop A (401); the shop-addressed route
+/// refuses a delivery without the header too. Nothing of it is stored (A's own delivery,
+/// through the same queries, is). And the same Shopify delivery ids seen by both shops are
+/// stored once for each: dedup is scoped by connection.
+#[tokio::test]
+async fn shopify_deliveries_land_only_in_their_own_shop() {
+    let stack = Stack::start().await;
+    let shop_a = "shop-a.myshopify.com";
+    let shop_b = "shop-b.myshopify.com";
+    let a = connect_shopify(&stack, "owner-a", shop_a).await;
+    let b = connect_shopify(&stack, "owner-b", shop_b).await;
+    let (a_id, b_id) = (
+        a["id"].as_str().expect("id").to_owned(),
+        b["id"].as_str().expect("id").to_owned(),
+    );
+    let b_route = format!("/webhook/shopify/{b_id}");
+    let a_product = product_body(9_007_199_254_740_995, "Shop A product");
+
+    let (status, body) = deliver(
+        &stack,
+        &b_route,
+        &shopify_delivery("products/update", None, "x1", &a_product),
+        &a_product,
+    )
+    .await;
+    assert_eq!(status, 401, "no shop header: {body}");
+    let (status, body) = deliver(
+        &stack,
+        "/webhooks/shopify",
+        &shopify_delivery("products/update", None, "x2", &a_product),
+        &a_product,
+    )
+    .await;
+    assert_eq!(status, 401, "no shop header on the shop route: {body}");
+    let (status, body) = deliver(
+        &stack,
+        &b_route,
+        &shopify_delivery("products/update", Some(shop_a), "x3", &a_product),
+        &a_product,
+    )
+    .await;
+    assert_eq!(status, 404, "A's header on B's route: {body}");
+    // A body that names its shop (the privacy topics do) cannot be passed off as B's.
+    let a_redact = json!({ "shop_id": 1, "shop_domain": shop_a, "customer": { "id": 5, "email": "x@example.com", "phone": null }, "orders_to_redact": [] }).to_string();
+    let (status, body) = deliver(
+        &stack,
+        &b_route,
+        &shopify_delivery("customers/redact", Some(shop_b), "x4", &a_redact),
+        &a_redact,
+    )
+    .await;
+    assert_eq!(status, 401, "B's header on A's body: {body}");
+
+    // A's delivery on A's route is stored, and B's delivery with the very same ids too.
+    let (status, body) = deliver(
+        &stack,
+        &format!("/webhook/shopify/{a_id}"),
+        &shopify_delivery("products/update", Some(shop_a), "same", &a_product),
+        &a_product,
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("stored")),
+        "{body}"
+    );
+    let b_product = product_body(9_007_199_254_740_997, "Shop B product");
+    let (status, body) = deliver(
+        &stack,
+        &b_route,
+        &shopify_delivery("products/update", Some(shop_b), "same", &b_product),
+        &b_product,
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("stored")),
+        "{body}"
+    );
+
+    let events_of =
+        |id: &str| format!("SELECT count(*) FROM background_events WHERE connection_id = '{id}'");
+    eventually_count(&stack, &events_of(&a_id), 1, Duration::from_secs(30)).await;
+    eventually_count(&stack, &events_of(&b_id), 1, Duration::from_secs(30)).await;
+    let product_in = |connection: &str, product: &str| {
+        format!("SELECT count(*) FROM shopify_products WHERE connection_id = '{connection}' AND provider_id = '{product}'")
+    };
+    eventually_count(
+        &stack,
+        &product_in(&a_id, "9007199254740995"),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        db_count(&stack, &product_in(&b_id, "9007199254740995")).await,
+        0,
+        "A's product reached B's table"
+    );
+    assert_eq!(
+        db_count(&stack, "SELECT count(*) FROM background_events").await,
+        2
+    );
+}
+
+/// Proves: only true redeliveries are dropped. A Supabase row changing A→B→A→B gives four
+/// stored events although the third body equals the first (pg_net sends no delivery id);
+/// a GitHub redelivery (same delivery id) and a Keap retry (same body, to the same
+/// connection) are still stored once; the same Keap body for two connections, and the same
+/// `webhook-id` from two Standard Webhooks senders, are stored for each.
+#[tokio::test]
+async fn dedup_drops_only_true_redeliveries() {
+    let stack = Stack::start_with(StackOptions {
+        vars: vec![(
+            "STANDARD_WEBHOOK_SECRET_SHIPPING".into(),
+            SHIPPING_SECRET.into(),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let row = |name: &str, old: &str| {
+        json!({ "type": "UPDATE", "table": "profiles", "schema": "public", "record": { "id": 1, "name": name }, "old_record": { "id": 1, "name": old } }).to_string()
+    };
+    let bearer = vec![(
+        "Authorization",
+        format!("Bearer {}", WEBHOOK_SECRETS.supabase),
+    )];
+    for (name, old) in [("B", "A"), ("A", "B"), ("B", "A"), ("A", "B")] {
+        let (status, body) = deliver(&stack, "/webhooks/supabase", &bearer, &row(name, old)).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("stored")),
+            "{body}"
+        );
+    }
+
+    let body = push_body(7);
+    for expected in ["stored", "duplicate"] {
+        let (status, answer) = deliver(
+            &stack,
+            "/webhooks/code-repo",
+            &github(&body, "gh-redelivered", "push"),
+            &body,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some(expected)),
+            "{answer}"
+        );
+    }
+
+    let first = connect_keap(&stack, "keap-one").await;
+    let second = connect_keap(&stack, "keap-two").await;
+    let keap_body = json!({ "event_key": "contact.edit", "object_type": "contact", "object_keys": [{ "id": 3, "apiUrl": "", "timestamp": "2026-11-20T10:00:00Z" }] }).to_string();
+    let signed = vec![(
+        "X-Hook-Signature",
+        sign_keap(keap_body.as_bytes(), &secret(WEBHOOK_SECRETS.keap)),
+    )];
+    for (connection, expected) in [
+        (&first, "stored"),
+        (&second, "stored"),
+        (&first, "duplicate"),
+    ] {
+        let path = format!(
+            "/webhook?connection={}",
+            connection["id"].as_str().expect("id")
+        );
+        let (status, answer) = deliver(&stack, &path, &signed, &keap_body).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some(expected)),
+            "{answer}"
+        );
+    }
+
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let standard_body = json!({ "type": "parcel.sent", "data": { "id": "p1" } }).to_string();
+    for (source, key) in [
+        ("billing", WEBHOOK_SECRETS.standard),
+        ("shipping", SHIPPING_SECRET),
+    ] {
+        let signature = sign_standard_webhook(
+            "msg_shared",
+            now_secs,
+            standard_body.as_bytes(),
+            &secret(key),
+        )
+        .expect("signable");
+        let headers = [
+            ("webhook-id", "msg_shared".to_owned()),
+            ("webhook-timestamp", now_secs.to_string()),
+            ("webhook-signature", signature),
+        ];
+        let (status, answer) = deliver(
+            &stack,
+            &format!("/webhooks/standard/{source}"),
+            &headers,
+            &standard_body,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("stored")),
+            "{source}: {answer}"
+        );
+    }
+
+    let within = Duration::from_secs(30);
+    eventually_count(
+        &stack,
+        "SELECT count(*) FROM background_events WHERE event_type = 'supabase.record.updated'",
+        4,
+        within,
+    )
+    .await;
+    eventually_count(
+        &stack,
+        "SELECT count(*) FROM background_events WHERE source = 'github'",
+        1,
+        within,
+    )
+    .await;
+    for connection in [&first, &second] {
+        eventually_count(
+            &stack,
+            &format!(
+                "SELECT count(*) FROM background_events WHERE event_type = 'keap.contact.edit' AND connection_id = '{}'",
+                connection["id"].as_str().expect("id")
+            ),
+            1,
+            within,
+        )
+        .await;
+    }
+    for source in ["billing", "shipping"] {
+        eventually_count(
+            &stack,
+            &format!("SELECT count(*) FROM background_events WHERE source = '{source}' AND event_type = '{source}.parcel.sent'"),
+            1,
+            within,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        db_count(&stack, "SELECT count(*) FROM background_events").await,
+        9
+    );
+}
+
+/// `STANDARD_WEBHOOK_SECRET_SHIPPING` of the tests that configure a second sender.
+const SHIPPING_SECRET: &str = "whsec_c2hpcHBpbmctc2VjcmV0LWtleQ==";
+
+/// Proves: the webhook rate limit counts new, verified events only, in a bucket per source:
+/// redeliveries before and after the limit is reached are acknowledged as duplicates and
+/// consume nothing; once GitHub's bucket is empty, GitLab still gets through; two Standard
+/// Webhooks senders do not share a bucket.
+#[tokio::test]
+async fn rate_limit_counts_new_deliveries_per_source() {
+    let stack = Stack::start_with(StackOptions {
+        vars: vec![
+            ("WEBHOOK_RATE_LIMIT_PER_MINUTE".into(), "3".into()),
+            (
+                "STANDARD_WEBHOOK_SECRET_SHIPPING".into(),
+                SHIPPING_SECRET.into(),
+            ),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let send = |n: usize| {
+        let body = push_body(n);
+        let stack = &stack;
+        async move {
+            let (status, answer) = deliver(
+                stack,
+                "/webhooks/code-repo",
+                &github(&body, &format!("rl-{n}"), "push"),
+                &body,
+            )
+            .await;
+            (
+                status,
+                answer["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    assert_eq!(send(0).await, (200, "stored".to_owned()));
+    for _ in 0..4 {
+        assert_eq!(send(0).await, (200, "duplicate".to_owned()), "a redelivery");
+    }
+    assert_eq!(send(1).await, (200, "stored".to_owned()));
+    assert_eq!(send(2).await, (200, "stored".to_owned()));
+    assert_eq!(send(3).await.0, 429, "the fourth new event");
+    assert_eq!(
+        send(1).await,
+        (200, "duplicate".to_owned()),
+        "over the limit, still a redelivery"
+    );
+
+    let gitlab_body = json!({ "object_kind": "push", "ref": "refs/heads/main", "project": { "path_with_namespace": "acme/app" }, "commits": [] }).to_string();
+    let (status, _) = deliver(
+        &stack,
+        "/webhooks/code-repo",
+        &[
+            ("X-Gitlab-Event", "Push Hook".to_owned()),
+            ("X-Gitlab-Event-UUID", "gl-rl".to_owned()),
+            ("X-Gitlab-Token", WEBHOOK_SECRETS.gitlab.to_owned()),
+        ],
+        &gitlab_body,
+    )
+    .await;
+    assert_eq!(status, 200, "GitLab has its own bucket");
+
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let standard = |source: &'static str, key: &'static str, n: usize| {
+        let body = json!({ "type": "thing.done", "data": { "n": n } }).to_string();
+        let id = format!("msg_{source}_{n}");
+        let signature =
+            sign_standard_webhook(&id, now_secs, body.as_bytes(), &secret(key)).expect("signable");
+        let stack = &stack;
+        async move {
+            deliver(
+                stack,
+                &format!("/webhooks/standard/{source}"),
+                &[
+                    ("webhook-id", id),
+                    ("webhook-timestamp", now_secs.to_string()),
+                    ("webhook-signature", signature),
+                ],
+                &body,
+            )
+            .await
+            .0
+        }
+    };
+    let mut billing = Vec::new();
+    for n in 0..4 {
+        billing.push(standard("billing", WEBHOOK_SECRETS.standard, n).await);
+    }
+    assert_eq!(billing, [200, 200, 200, 429]);
+    assert_eq!(
+        standard("shipping", SHIPPING_SECRET, 0).await,
+        200,
+        "another sender has its own bucket"
+    );
+
+    let within = Duration::from_secs(30);
+    for (source, expected) in [
+        ("github", 3),
+        ("gitlab", 1),
+        ("billing", 3),
+        ("shipping", 1),
+    ] {
+        eventually_count(
+            &stack,
+            &format!("SELECT count(*) FROM background_events WHERE source = '{source}'"),
+            expected,
+            within,
+        )
+        .await;
+    }
+}
+
+/// Proves Shopify's privacy and lifecycle webhooks end to end: each is refused (401) with a
+/// bad HMAC; `customers/data_request` records what is held about the customer (record rows,
+/// raw payloads, stored events) for the operator at `GET /coordinator/privacy/requests`
+/// (admin only); `customers/redact` removes the customer's record and strips their personal
+/// data from orders, raw payloads, stored events and the earlier report, leaving another
+/// customer's data alone; `app/uninstalled` revokes the connection and removes its
+/// subscriptions; `shop/redact`, which comes after the uninstall, purges the shop's data.
+#[tokio::test]
+async fn shopify_privacy_and_uninstall_webhooks() {
+    let stack = Stack::start().await;
+    let shop = "privacy-shop.myshopify.com";
+    let connection = connect_shopify(&stack, "privacy-owner", shop).await;
+    let id = connection["id"].as_str().expect("id").to_owned();
+    let route = format!("/webhook/shopify/{id}");
+    let subscriptions_of = |listed: &Value| {
+        listed["shops"][shop]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|s| {
+                        s["topic_name"]
+                            .as_str()
+                            .or(s["topic"].as_str())
+                            .map(str::to_owned)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let listed = sandbox_json(&stack, reqwest::Method::GET, "shopify/webhooks", None).await;
+    let registered = subscriptions_of(&listed);
+    assert_eq!(registered.len(), 7, "{listed}");
+    assert!(
+        registered
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("app/uninstalled") || t == "APP_UNINSTALLED"),
+        "{listed}"
+    );
+
+    let send = |topic: &'static str, n: &str, body: String| {
+        let stack = &stack;
+        let route = route.clone();
+        let n = n.to_owned();
+        async move {
+            deliver(
+                stack,
+                &route,
+                &shopify_delivery(topic, Some(shop), &n, &body),
+                &body,
+            )
+            .await
+        }
+    };
+    let order = |order_id: u64, customer_id: u64, email: &str, name: &str, phone: &str| {
+        json!({ "id": order_id, "name": format!("#{order_id}"), "email": email, "created_at": "2026-11-20T10:00:00Z",
+            "updated_at": "2026-11-20T10:00:00Z", "financial_status": "paid", "fulfillment_status": null,
+            "total_price": "10.00", "currency": "USD", "phone": phone,
+            "customer": { "id": customer_id, "email": email, "first_name": name, "phone": phone } })
+        .to_string()
+    };
+    const ADA: u64 = 115_310_627_314_723_954;
+    const ADA_ORDER: u64 = 820_982_911_946_154_508;
+    const BOB_ORDER: u64 = 820_982_911_946_154_509;
+    const BOB: u64 = 115_310_627_314_723_955;
+    assert_eq!(
+        send(
+            "orders/create",
+            "o1",
+            order(ADA_ORDER, ADA, "ada@example.com", "Ada", "+15555550100")
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        send(
+            "orders/create",
+            "o2",
+            order(BOB_ORDER, BOB, "bob@example.com", "Bob", "+15555550199")
+        )
+        .await
+        .0,
+        200
+    );
+    let ada = json!({ "id": ADA, "email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-11-20T10:00:00Z" }).to_string();
+    assert_eq!(send("customers/update", "c1", ada).await.0, 200);
+    let within = Duration::from_secs(30);
+    let mentions_ada =
+        "SELECT count(*) FROM background_events WHERE event_data::text LIKE '%ada@example.com%'";
+    eventually_count(&stack, mentions_ada, 1, within).await;
+    eventually_count(
+        &stack,
+        &format!("SELECT count(*) FROM shopify_customers WHERE provider_id = '{ADA}'"),
+        1,
+        within,
+    )
+    .await;
+    eventually_count(
+        &stack,
+        "SELECT count(*) FROM shopify_orders WHERE email IN ('ada@example.com', 'bob@example.com')",
+        2,
+        within,
+    )
+    .await;
+
+    let customer = json!({ "id": ADA, "email": "ada@example.com", "phone": "+15555550100" });
+    let request = json!({ "shop_id": 1, "shop_domain": shop, "customer": customer,
+        "orders_requested": [ADA_ORDER], "data_request": { "id": 9 } })
+    .to_string();
+    let redact = json!({ "shop_id": 1, "shop_domain": shop, "customer": customer,
+        "orders_to_redact": [ADA_ORDER] })
+    .to_string();
+    let shop_redact = json!({ "shop_id": 1, "shop_domain": shop }).to_string();
+    let uninstalled =
+        json!({ "id": 1, "name": "Privacy shop", "domain": shop, "myshopify_domain": shop })
+            .to_string();
+    for (topic, body) in [
+        ("customers/data_request", &request),
+        ("customers/redact", &redact),
+        ("shop/redact", &shop_redact),
+        ("app/uninstalled", &uninstalled),
+    ] {
+        let mut forged = shopify_delivery(topic, Some(shop), "forged", body);
+        forged.retain(|(name, _)| *name != "X-Shopify-Hmac-Sha256");
+        forged.push((
+            "X-Shopify-Hmac-Sha256",
+            sign_shopify(body.as_bytes(), &secret("not-the-app-secret")),
+        ));
+        assert_eq!(
+            deliver(&stack, &route, &forged, body).await.0,
+            401,
+            "{topic}"
+        );
+    }
+
+    // Data request: recorded, and retrievable by the operator only.
+    let (status, answer) = send("customers/data_request", "dr", request.clone()).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("stored")),
+        "{answer}"
+    );
+    let requests_url = format!("{}/coordinator/privacy/requests", stack.coordinator);
+    let mut report = Value::Null;
+    for _ in 0..120 {
+        let response = stack.admin_get(&requests_url).await;
+        assert_eq!(response.status(), 200);
+        let listed: Value = response.json().await.expect("requests JSON");
+        if let Some(found) = listed["requests"]
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["topic"] == "customers/data_request"))
+        {
+            report = found.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(report["connection_id"], json!(id), "{report}");
+    assert_eq!(report["customer_id"], json!(ADA.to_string()), "{report}");
+    let held = &report["report"];
+    assert_eq!(
+        held["customers"].as_array().map(Vec::len),
+        Some(1),
+        "{held}"
+    );
+    assert_eq!(held["orders"].as_array().map(Vec::len), Some(1), "{held}");
+    assert_eq!(
+        held["orders"][0]["provider_id"],
+        json!(ADA_ORDER.to_string()),
+        "{held}"
+    );
+    assert!(
+        held["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "{held}"
+    );
+    assert!(!held.to_string().contains("bob@example.com"), "{held}");
+    let one = stack
+        .admin_get(&format!(
+            "{requests_url}/{}",
+            report["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(one.status(), 200);
+    let anonymous = stack.http.get(&requests_url).send().await.expect("GET");
+    assert_eq!(anonymous.status(), 401);
+
+    // Customer redaction: Ada's personal data is gone everywhere, Bob's is not.
+    let (status, answer) = send("customers/redact", "cr", redact).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("stored")),
+        "{answer}"
+    );
+    eventually_count(&stack, mentions_ada, 0, within).await;
+    assert_eq!(
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM shopify_customers WHERE provider_id = '{ADA}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM shopify_orders WHERE provider_id = '{ADA_ORDER}' AND email IS NULL
+                AND customer_id IS NULL AND raw::text NOT LIKE '%ada@example.com%'")
+        )
+        .await,
+        1,
+        "the order stays, anonymised"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM shopify_orders WHERE email = 'bob@example.com'"
+        )
+        .await,
+        1
+    );
+    // Bob's stored event is untouched, his id (beyond 2^53) exact.
+    assert_eq!(
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM background_events WHERE event_data::text LIKE '%bob@example.com%'
+                AND event_data->'customer'->>'id' = '{BOB}'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM privacy_requests WHERE report::text LIKE '%ada@example.com%'"
+        )
+        .await,
+        0,
+        "the earlier report held Ada's data"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM privacy_requests WHERE topic = 'customers/redact'"
+        )
+        .await,
+        1
+    );
+
+    // Uninstall: revoked, subscriptions removed.
+    let (status, answer) = send("app/uninstalled", "un", uninstalled).await;
+    assert_eq!(status, 200, "{answer}");
+    let listed = list_connections(&stack).await;
+    let status_of = listed
+        .iter()
+        .find(|c| c["id"] == json!(id))
+        .map(|c| c["status"].clone());
+    assert_eq!(status_of, Some(json!("revoked")), "{listed:?}");
+    let listed = sandbox_json(&stack, reqwest::Method::GET, "shopify/webhooks", None).await;
+    assert!(listed["shops"].is_object(), "{listed}");
+    assert_eq!(subscriptions_of(&listed), Vec::<String>::new(), "{listed}");
+    eventually_text(
+        &stack,
+        &format!("SELECT status FROM connections WHERE id = '{id}'"),
+        "revoked",
+    )
+    .await;
+    // Its syncs stop: a manual run of every resource is skipped, none started.
+    let (status, started) = start_sync(&stack, &format!("/sync/full?connection={id}")).await;
+    assert!((200..300).contains(&status), "{status} {started}");
+    let runs = started["runs"].as_array().cloned().unwrap_or_default();
+    assert!(!runs.is_empty(), "{started}");
+    assert!(runs.iter().all(|r| r["status"] == "skipped"), "{started}");
+    // Ordinary topics are no longer accepted for the revoked connection...
+    let late = product_body(9_007_199_254_740_999, "After uninstall");
+    assert_eq!(send("products/update", "late", late).await.0, 404);
+
+    // ...but shop/redact, 48 hours after the uninstall, is: the shop's data is purged.
+    let (status, answer) = send("shop/redact", "sr", shop_redact).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("stored")),
+        "{answer}"
+    );
+    eventually_count(
+        &stack,
+        &format!("SELECT count(*) FROM shopify_orders WHERE connection_id = '{id}'"),
+        0,
+        within,
+    )
+    .await;
+    assert_eq!(
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM background_events WHERE connection_id = '{id}' AND event_type <> 'shopify.shop.redact'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM privacy_requests WHERE connection_id = '{id}'")
+        )
+        .await,
+        1,
+        "only the shop/redact record itself"
+    );
+}
+
+/// Polls `query` until its one text value equals `expected`.
+async fn eventually_text(stack: &Stack, query: &str, expected: &str) {
+    edge_sync_e2e::flows::eventually_db_text(stack, query, expected).await;
 }

@@ -10,7 +10,10 @@ use edge_sync_shared::{
         keap_get_request, parse_keap_record, records_json, soft_delete_sql, upsert_sql, Record,
         Resource, SourceConfig, SyncMode,
     },
-    webhook::{RecordChange, WindowCounter, DEDUP_RETENTION_DAYS},
+    webhook::{
+        admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
+        WindowCounter, DEDUP_RETENTION_DAYS,
+    },
     Timestamp,
 };
 use edge_sync_worker_kit::{clock, env_vars, outbound, postgres};
@@ -179,8 +182,10 @@ pub struct EventEnvelope {
     /// changes a record (e.g. Shopify `orders/updated`): applied, not stored as an event.
     #[serde(default)]
     pub event_type: Option<String>,
-    /// Provider delivery id (or body digest), prefixed by source.
-    pub dedup_key: String,
+    /// What identifies a redelivery (provider delivery id or body digest, prefixed by
+    /// source); `None` when the sender has none and every delivery is a new event.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
     /// The parsed body.
     pub event_data: Value,
     /// When the provider says it happened.
@@ -220,6 +225,19 @@ pub struct StoredEvent {
     pub last_error: Option<String>,
 }
 
+impl StoredEvent {
+    /// `background_events.dedup_key`: the redelivery key, or for a sender without one a key
+    /// of this event's own (`<source>:event:<id>`), which never collides, so nothing is
+    /// dropped; the unique index scopes keys by source and connection (migration
+    /// `20261202000100_background_events_scoped_dedup.sql`).
+    fn postgres_dedup_key(&self) -> String {
+        self.envelope
+            .dedup_key
+            .clone()
+            .unwrap_or_else(|| format!("{}:event:{}", self.envelope.source, self.id))
+    }
+}
+
 fn new_event_id() -> worker::Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes)
@@ -254,21 +272,27 @@ pub fn next_delivery(store: &Store) -> worker::Result<Option<Timestamp>> {
 }
 
 impl SyncCoordinator {
-    /// Accepts an event: 429 over the rate limit, 200 for a redelivery, 201 when stored.
+    /// Accepts an event: 200 for a redelivery, 429 over the rate limit, 201 when stored.
+    /// Only new events count against the limit, in the bucket of their source
+    /// ([`admit`], [`rate_limit_key`]).
     pub(super) async fn ingest(
         &self,
         instance: &str,
         envelope: EventEnvelope,
         now: Timestamp,
     ) -> worker::Result<Response> {
-        if envelope.rate_limit_per_minute > 0 {
-            let mut window: WindowCounter = self
-                .store
-                .get("ratelimit:webhooks", now)?
-                .unwrap_or_default();
-            let verdict = window.hit(now, envelope.rate_limit_per_minute);
-            self.store.put("ratelimit:webhooks", &window, None)?;
-            if let Err(retry_after_secs) = verdict {
+        let queue = Queue::open(&self.store)?;
+        let existing = match &envelope.dedup_key {
+            Some(key) => queue.dedup_get(key, now)?,
+            None => None,
+        };
+        let bucket = rate_limit_key(&envelope.source);
+        let mut window: WindowCounter = self.store.get(&bucket, now)?.unwrap_or_default();
+        match admit(existing, &mut window, now, envelope.rate_limit_per_minute) {
+            Admission::Duplicate(id) => {
+                return json(200, &json!({ "duplicate": true, "id": id }));
+            }
+            Admission::Limited { retry_after_secs } => {
                 let mut response = json(
                     429,
                     &json!({ "error": "rate limited", "retry_after_secs": retry_after_secs }),
@@ -278,13 +302,17 @@ impl SyncCoordinator {
                     .set("Retry-After", &retry_after_secs.to_string())?;
                 return Ok(response);
             }
-        }
-        let queue = Queue::open(&self.store)?;
-        if let Some(existing) = queue.dedup_get(&envelope.dedup_key, now)? {
-            return json(200, &json!({ "duplicate": true, "id": existing }));
+            Admission::Store => {}
         }
         let connection: Option<Value> = self.store.get("connection", now)?;
         let (user_id, connection_id) = match &connection {
+            // An uninstalled shop: only the privacy and lifecycle topics still count.
+            Some(c)
+                if c["lifecycle"]["status"] == "revoked"
+                    && !event_accepted_after_uninstall(envelope.event_type.as_deref()) =>
+            {
+                return json(404, &json!({ "error": "connection revoked" }));
+            }
             Some(c) => (
                 c["user_id"].as_str().unwrap_or_default().to_owned(),
                 c["id"].as_str().map(str::to_owned),
@@ -299,6 +327,9 @@ impl SyncCoordinator {
             ),
         };
         let dedup_key = envelope.dedup_key.clone();
+        if envelope.rate_limit_per_minute > 0 {
+            self.store.put(&bucket, &window, None)?;
+        }
         let event = StoredEvent {
             id: new_event_id()?,
             envelope,
@@ -313,11 +344,13 @@ impl SyncCoordinator {
         // Both writes happen without an await in between: atomic, and durable before the
         // response leaves the Durable Object (output gate).
         queue.save(&event)?;
-        queue.dedup_put(
-            &dedup_key,
-            &event.id,
-            now.plus_millis(DEDUP_RETENTION_DAYS * DAY_MS),
-        )?;
+        if let Some(dedup_key) = &dedup_key {
+            queue.dedup_put(
+                dedup_key,
+                &event.id,
+                now.plus_millis(DEDUP_RETENTION_DAYS * DAY_MS),
+            )?;
+        }
         // Delivery waits a moment so a burst reaches Postgres in a few batches, not one
         // transaction (and connection) per event.
         let delay_ms = env_vars::number(&self.env, "EVENT_DELIVERY_DELAY_MS", 200_i64)
@@ -487,7 +520,7 @@ impl SyncCoordinator {
                         "id": e.id, "user_id": e.user_id, "event_type": event_type, "source": e.envelope.source,
                         "event_data": e.envelope.event_data,
                         "event_timestamp": e.envelope.occurred_at.unwrap_or(e.received_at).to_iso8601(),
-                        "connection_id": e.connection_id, "dedup_key": e.envelope.dedup_key,
+                        "connection_id": e.connection_id, "dedup_key": e.postgres_dedup_key(),
                         "received_at": e.received_at.to_iso8601(), "delivery_attempts": e.attempts + 1,
                     })
                 })
@@ -505,7 +538,7 @@ impl SyncCoordinator {
                                 r.dedup_key, r.received_at, r.delivery_attempts
                          FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, user_id text, event_type text, source text, event_data jsonb,
                               event_timestamp timestamptz, connection_id text, dedup_key text, received_at timestamptz, delivery_attempts integer)
-                         ON CONFLICT (dedup_key) DO NOTHING",
+                         ON CONFLICT (source, (coalesce(connection_id, '')), dedup_key) DO NOTHING",
                         &[&Value::Array(rows)],
                     )
                     .await
@@ -513,6 +546,9 @@ impl SyncCoordinator {
             }
             for (connection_id, change) in &changes {
                 apply_change(client, connection_id, change).await?;
+            }
+            for event in events {
+                super::privacy::apply(client, event).await?;
             }
             Ok::<_, String>(())
         }
@@ -553,7 +589,7 @@ impl SyncCoordinator {
                     "INSERT INTO public.background_events
                        (id, user_id, event_type, source, event_data, event_timestamp, connection_id, dedup_key, received_at, delivery_attempts)
                      VALUES ($1::text::uuid, $2, $3, $4, $5, coalesce($6::text::timestamptz, $7::text::timestamptz), $8, $9, $7::text::timestamptz, $10)
-                     ON CONFLICT (dedup_key) DO NOTHING",
+                     ON CONFLICT (source, (coalesce(connection_id, '')), dedup_key) DO NOTHING",
                     &[
                         &event.id,
                         &event.user_id,
@@ -563,7 +599,7 @@ impl SyncCoordinator {
                         &event.envelope.occurred_at.map(Timestamp::to_iso8601),
                         &event.received_at.to_iso8601(),
                         &event.connection_id,
-                        &event.envelope.dedup_key,
+                        &event.postgres_dedup_key(),
                         &i32::try_from(event.attempts + 1).unwrap_or(i32::MAX),
                     ],
                 )
@@ -572,6 +608,7 @@ impl SyncCoordinator {
             if let (Some(change), Some(connection_id)) = (&change, &event.connection_id) {
                 apply_change(client, connection_id, change).await?;
             }
+            super::privacy::apply(client, event).await?;
             Ok::<_, String>(())
         }
         .await;

@@ -6,6 +6,7 @@
 
 mod connection;
 mod events;
+mod privacy;
 mod sync_state;
 mod system;
 
@@ -78,6 +79,9 @@ impl DurableObject for SyncCoordinator {
             }
             (Method::Get, ["internal", "connection"]) => self.view(now),
             (Method::Delete, ["internal", "connection"]) => self.revoke(now).await,
+            (Method::Post, ["internal", "connection", "uninstalled"]) => {
+                self.uninstalled(now).await
+            }
             (Method::Post, ["internal", "connection", "token"]) => {
                 let body = req.text().await?;
                 let request = if body.trim().is_empty() {
@@ -113,7 +117,10 @@ impl DurableObject for SyncCoordinator {
                     .find(|(k, _)| k == "instance")
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default();
-                self.ingest(&instance, req.json().await?, now).await
+                // serde, not JSON.parse: ids beyond 2^53 stay exact.
+                let envelope = serde_json::from_str(&req.text().await?)
+                    .map_err(|e| worker::Error::RustError(format!("event envelope: {e}")))?;
+                self.ingest(&instance, envelope, now).await
             }
             (Method::Get, ["internal", "events"]) => {
                 let url = req.url()?;

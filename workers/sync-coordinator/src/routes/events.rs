@@ -1,8 +1,7 @@
 //! `/coordinator/events*` and `/coordinator/hooks/*`: the durable handoff from
 //! webhook-handler, dead letters and replay (operator), and Keap hook tokens.
 
-use edge_sync_shared::auth::Capability;
-use edge_sync_shared::Timestamp;
+use edge_sync_shared::{auth::Capability, webhook::APP_UNINSTALLED_EVENT, Provider, Timestamp};
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response};
@@ -33,10 +32,14 @@ fn source_instance(source: &str) -> Result<&'static str, HttpError> {
 /// connection's (or the source's) Durable Object. 201 stored, 200 duplicate, 429 limited.
 pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
     require(&req, env, Capability::StoreEvents)?;
-    let body: Value = req
-        .json()
+    // Parsed in Rust, not by the runtime's JSON.parse: provider ids beyond 2^53 (Shopify's)
+    // must reach the event store exactly.
+    let text = req
+        .text()
         .await
         .map_err(|_| HttpError::bad_request("body must be JSON"))?;
+    let body: Value =
+        serde_json::from_str(&text).map_err(|_| HttpError::bad_request("body must be JSON"))?;
     let envelope: EventEnvelope = serde_json::from_value(body.clone())
         .map_err(|e| HttpError::bad_request(format!("not an event envelope: {e}")))?;
     let instance = match body["connection_id"].as_str() {
@@ -44,16 +47,59 @@ pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
         Some(_) => return Err(HttpError::not_found()),
         None => source_instance(&envelope.source)?.to_owned(),
     };
+    let uninstalled = envelope.event_type.as_deref() == Some(APP_UNINSTALLED_EVENT)
+        && body["connection_id"].is_string();
     let envelope =
         serde_json::to_value(&envelope).map_err(|e| HttpError::internal(e.to_string()))?;
-    Ok(durable_object::call(
+    let response = durable_object::call(
         env,
         &instance,
         Method::Post,
         &format!("/internal/events?instance={instance}"),
         Some(&envelope),
     )
-    .await?)
+    .await?;
+    if uninstalled && matches!(response.status_code(), 200 | 201) {
+        // Also on a redelivery: a first attempt may have stored the event and failed here.
+        uninstall(env, &instance).await?;
+    }
+    Ok(response)
+}
+
+/// `app/uninstalled` (shopify.dev/docs/apps/build/compliance/privacy-law-compliance):
+/// removes the shop's subscriptions (best effort: Shopify drops them itself once the app is
+/// gone), then revokes the connection in its Durable Object, which stops its syncs.
+async fn uninstall(env: &Env, connection_id: &str) -> Result<(), HttpError> {
+    let mut current = durable_object::call(
+        env,
+        connection_id,
+        Method::Get,
+        "/internal/connection",
+        None,
+    )
+    .await?;
+    if current.status_code() != 200 {
+        return Ok(());
+    }
+    let view: Value = current.json().await?;
+    if view["status"] == "revoked" {
+        return Ok(());
+    }
+    if let Some(shop) = view["account"].as_str() {
+        crate::webhook_registration::unregister(env, connection_id, Provider::Shopify, shop).await;
+    }
+    let revoked = durable_object::call(
+        env,
+        connection_id,
+        Method::Post,
+        "/internal/connection/uninstalled",
+        None,
+    )
+    .await?;
+    if revoked.status_code() != 200 {
+        return Err(HttpError::new(503, "could not revoke the connection"));
+    }
+    Ok(())
 }
 
 /// Every instance that may hold events.

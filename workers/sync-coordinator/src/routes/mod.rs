@@ -6,6 +6,7 @@ mod cors;
 mod events;
 mod health;
 mod oauth;
+mod privacy;
 
 use edge_sync_shared::auth::Capability;
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult, RequestContext};
@@ -42,6 +43,11 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         (Method::Post, ["coordinator", "events", id, "replay"]) => {
             let id = id.to_string();
             events::replay_one(&req, &env, &id).await
+        }
+        (Method::Get, ["coordinator", "privacy", "requests"]) => privacy::list(&req, &env).await,
+        (Method::Get, ["coordinator", "privacy", "requests", id]) => {
+            let id = id.to_string();
+            privacy::get(&req, &env, &id).await
         }
         (Method::Get, ["coordinator", "hooks", token]) => {
             let token = token.to_string();

@@ -1,9 +1,14 @@
 //! Shopify webhooks: `POST /webhooks/shopify` (shop from `X-Shopify-Shop-Domain`) and
 //! `POST /webhook/shopify/{connection_id}`. HMAC-SHA256 of the raw body with the app secret
-//! (either of two during rotation), checked before anything else.
+//! (either of two during rotation), checked before anything else; then the delivery must
+//! belong to the connection it would land in (`edge_sync_shared::webhook::shop`): every shop
+//! of the app signs with the same secret, so a signature alone says nothing about the shop.
 
 use edge_sync_shared::{
-    webhook::{classify_shopify, verify_shopify},
+    webhook::{
+        accepted_after_uninstall, classify_shopify, delivery_belongs_to, delivery_shop,
+        verify_shopify,
+    },
     Provider,
 };
 use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
@@ -29,7 +34,11 @@ pub async fn receive(
     .map_err(unauthorized)?;
     let topic = header(&req, "X-Shopify-Topic")
         .ok_or_else(|| HttpError::bad_request("missing X-Shopify-Topic"))?;
-    let shop = header(&req, "X-Shopify-Shop-Domain").map(|s| s.to_ascii_lowercase());
+    let shop =
+        delivery_shop(header(&req, "X-Shopify-Shop-Domain").as_deref(), &body).map_err(|e| {
+            HttpError::new(401, "delivery does not belong to a known shop")
+                .with_reason(e.to_string())
+        })?;
     let event = classify_shopify(
         &topic,
         header(&req, "X-Shopify-Webhook-Id").as_deref(),
@@ -39,17 +48,20 @@ pub async fn receive(
         config.low_stock_threshold(),
     )
     .map_err(malformed)?;
-    let connection = handoff::find_connection(env, ctx, Provider::Shopify, shop.as_deref(), |c| {
-        c["status"] == "active"
-            && match connection_id {
-                Some(id) => c["id"] == id && shop.as_deref().is_none_or(|s| c["account"] == s),
-                None => shop.as_deref().is_some_and(|s| c["account"] == s),
-            }
-    })
-    .await?;
+    let connection =
+        handoff::find_connection(env, ctx, Provider::Shopify, Some(shop.as_str()), |c| {
+            (c["status"] == "active" || accepted_after_uninstall(&topic))
+                && delivery_belongs_to(
+                    &shop,
+                    connection_id,
+                    c["id"].as_str().unwrap_or_default(),
+                    c["account"].as_str().unwrap_or_default(),
+                )
+        })
+        .await?;
     let Some(connection) = connection else {
         return Err(HttpError::new(404, "unknown connection")
-            .with_reason(format!("no Shopify connection for {shop:?}")));
+            .with_reason(format!("no Shopify connection of {shop} at this route")));
     };
     handoff::store(env, ctx, event, connection["id"].as_str()).await
 }
