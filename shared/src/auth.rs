@@ -239,7 +239,7 @@ mod tests {
                 needed: Capability::TakeAccessToken
             })
         );
-        assert_eq!(forbidden.unwrap_err().status(), 403);
+        assert_eq!(forbidden.map_err(AuthError::status), Err(403));
         // Only the operator manages connections; no Worker credential does.
         for caller in [
             Caller::WebhookHandler,
@@ -292,7 +292,7 @@ mod tests {
         );
         let wrong = authorize(Some("Bearer admin-token2"), &creds, op);
         assert_eq!(wrong, Err(AuthError::Mismatch));
-        assert_eq!(wrong.unwrap_err().status(), 401);
+        assert_eq!(wrong.map_err(AuthError::status), Err(401));
     }
 
     #[test]
