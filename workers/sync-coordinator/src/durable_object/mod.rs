@@ -76,7 +76,13 @@ impl DurableObject for SyncCoordinator {
                 self.store_tokens(req.json().await?, now).await
             }
             (Method::Get, ["internal", "connection"]) => self.view(now),
-            (Method::Delete, ["internal", "connection"]) => self.revoke(now).await,
+            (Method::Delete, ["internal", "connection"]) => {
+                let purge = req
+                    .url()?
+                    .query_pairs()
+                    .any(|(k, v)| k == "purge" && v == "true");
+                self.revoke(purge, now).await
+            }
             (Method::Post, ["internal", "connection", "token"]) => {
                 let body = req.text().await?;
                 let request = if body.trim().is_empty() {

@@ -39,7 +39,11 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
         return ensure_webhooks(env, id).await;
     }
     let path = match (&method, rest) {
-        (Method::Get | Method::Delete, []) => "/internal/connection".to_owned(),
+        (Method::Get, []) => "/internal/connection".to_owned(),
+        (Method::Delete, []) => match purge_param(&req)? {
+            true => "/internal/connection?purge=true".to_owned(),
+            false => "/internal/connection".to_owned(),
+        },
         (Method::Post, ["token"]) => "/internal/connection/token".to_owned(),
         (Method::Get, ["sync"]) => "/internal/sync".to_owned(),
         (Method::Get, ["sync", resource]) => format!("/internal/sync/{resource}"),
@@ -82,8 +86,18 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
             }
         }
     }
-    let response = durable_object::call(env, id, method.clone(), &path, body.as_ref()).await?;
+    let mut response = durable_object::call(env, id, method.clone(), &path, body.as_ref()).await?;
     if method == Method::Delete && rest.is_empty() && response.status_code() == 200 {
+        let deleted: serde_json::Value = response.json().await?;
+        let response = Response::from_json(&deleted)?;
+        // Events that could not be delivered yet stay listed (GET /coordinator/events)
+        // and replayable through the index until they are.
+        if deleted["pending_events"].as_u64().unwrap_or(0)
+            + deleted["dead_events"].as_u64().unwrap_or(0)
+            > 0
+        {
+            return Ok(response);
+        }
         durable_object::call(
             env,
             SYSTEM_INSTANCE,
@@ -92,8 +106,20 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
             None,
         )
         .await?;
+        return Ok(response);
     }
     Ok(response)
+}
+
+/// `?purge=true|false` of a delete (absent: false).
+fn purge_param(req: &Request) -> Result<bool, HttpError> {
+    let url = req.url()?;
+    match url.query_pairs().find(|(k, _)| k == "purge") {
+        None => Ok(false),
+        Some((_, v)) if v == "true" => Ok(true),
+        Some((_, v)) if v == "false" => Ok(false),
+        Some(_) => Err(HttpError::bad_request("purge must be true or false")),
+    }
 }
 
 /// `POST /coordinator/connections/{id}/webhooks/ensure`: checks the provider still has the
