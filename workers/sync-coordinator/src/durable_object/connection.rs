@@ -104,15 +104,6 @@ pub struct ConnectRequest {
     pub expires_in_secs: i64,
 }
 
-/// Body of a token request (all optional).
-#[derive(Default, Deserialize)]
-#[allow(missing_debug_implementations)] // Holds a token.
-pub struct TokenRequest {
-    /// The access token the provider just refused with 401.
-    #[serde(default)]
-    pub rejected_access_token: Option<String>,
-}
-
 /// A usable access token.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
@@ -503,7 +494,7 @@ impl SyncCoordinator {
     /// still the current one it is treated as expired (one refresh, however many callers).
     pub(super) async fn token(
         &self,
-        request: TokenRequest,
+        request: edge_sync_shared::coordinator_api::TokenRequest,
         now: Timestamp,
     ) -> worker::Result<Response> {
         let config = CoordinatorConfig::new(&self.env);
@@ -575,10 +566,26 @@ impl SyncCoordinator {
         Ok(outcome)
     }
 
+    /// The answer refusing sync state for `resource`: 404 when the connection does not exist
+    /// or its provider has no such resource; `None` when it may go ahead.
+    pub(super) fn refuse_resource(
+        &self,
+        resource: &str,
+        now: Timestamp,
+    ) -> worker::Result<Option<Response>> {
+        let Some(connection) = load(&self.store, now)? else {
+            return json(404, &serde_json::json!({ "error": "connection not found" })).map(Some);
+        };
+        match edge_sync_shared::coordinator_api::resource(connection.provider, resource) {
+            Ok(_) => Ok(None),
+            Err(e) => crate::api_error::response(&e).map(Some),
+        }
+    }
+
     /// Draws `cost` requests from the connection's shared rate budget.
     pub(super) fn take_budget(
         &self,
-        request: super::sync_state::TakeBudget,
+        request: edge_sync_shared::coordinator_api::TakeBudget,
         now: Timestamp,
     ) -> worker::Result<Response> {
         let Some(connection) = load(&self.store, now)? else {

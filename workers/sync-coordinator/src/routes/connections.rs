@@ -4,6 +4,9 @@
 use edge_sync_worker_kit::{auth::require_caller, HttpError, HttpResult};
 use worker::{Env, Method, Request, Response};
 
+use edge_sync_shared::coordinator_api as api;
+
+use crate::api_error::http_error;
 use crate::durable_object::{self, SYSTEM_INSTANCE};
 
 /// `GET /coordinator/connections`: every connection with its status.
@@ -31,12 +34,14 @@ pub async fn list(req: &Request, env: &Env) -> HttpResult {
 /// the connection's own Durable Object.
 pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> HttpResult {
     require_caller(&req, env)?;
-    if !edge_sync_shared::connection::is_connection_id(id) {
-        return Err(HttpError::not_found());
-    }
+    let provider = api::provider_of(id).map_err(http_error)?;
     let method = req.method();
     if method == Method::Post && rest == ["webhooks", "ensure"] {
         return ensure_webhooks(env, id).await;
+    }
+    // Sync state exists only for the provider's own resources.
+    if let ["sync", resource, ..] = rest {
+        api::resource(provider, resource).map_err(http_error)?;
     }
     let path = match (&method, rest) {
         (Method::Get, []) => "/internal/connection".to_owned(),
@@ -54,23 +59,16 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
         (Method::Post, ["budget", "take" | "penalize"]) => format!("/internal/budget/{}", rest[1]),
         _ => return Err(HttpError::not_found()),
     };
-    let body: Option<serde_json::Value> =
-        if matches!(method, Method::Post | Method::Put | Method::Delete) && !rest.is_empty() {
-            let text = req
-                .text()
-                .await
-                .map_err(|_| HttpError::bad_request("unreadable body"))?;
-            if text.trim().is_empty() && rest == ["token"] {
-                None
-            } else {
-                Some(
-                    serde_json::from_str(&text)
-                        .map_err(|_| HttpError::bad_request("body must be JSON"))?,
-                )
-            }
-        } else {
-            None
-        };
+    let body = if matches!(method, Method::Post | Method::Put | Method::Delete) && !rest.is_empty()
+    {
+        let text = req
+            .text()
+            .await
+            .map_err(|_| HttpError::bad_request("unreadable body"))?;
+        Some(typed_body(&method, rest, &text).map_err(http_error)?)
+    } else {
+        None
+    };
     if method == Method::Delete && rest.is_empty() {
         // Remove the provider's webhooks while the tokens still work.
         let mut current =
@@ -109,6 +107,31 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
         return Ok(response);
     }
     Ok(response)
+}
+
+/// The body of a connection API call, decoded into its typed request (so a malformed or
+/// incomplete one is refused here with the field named) and re-encoded for the Durable
+/// Object.
+fn typed_body(
+    method: &Method,
+    rest: &[&str],
+    text: &str,
+) -> Result<serde_json::Value, api::RequestError> {
+    fn encode(request: impl serde::Serialize) -> Result<serde_json::Value, api::RequestError> {
+        serde_json::to_value(request).map_err(|e| api::RequestError::InvalidBody(e.to_string()))
+    }
+    match (method, rest) {
+        (Method::Post, ["token"]) => encode(api::TokenRequest::decode(text)?),
+        (Method::Post, ["sync", _, "lease"]) => {
+            encode(api::decode::<api::AcquireLease>(text)?.validate()?)
+        }
+        (Method::Delete, ["sync", _, "lease"]) => encode(api::decode::<api::RunRef>(text)?),
+        (Method::Put, ["sync", _, "cursor"]) => encode(api::decode::<api::PutCursor>(text)?),
+        (Method::Put, ["sync", _, "run"]) => encode(api::decode::<api::PutRun>(text)?),
+        (Method::Post, ["budget", "take"]) => encode(api::decode::<api::TakeBudget>(text)?),
+        (Method::Post, ["budget", "penalize"]) => encode(api::decode::<api::Penalize>(text)?),
+        _ => api::decode::<serde_json::Value>(text),
+    }
 }
 
 /// `?purge=true|false` of a delete (absent: false).
