@@ -407,7 +407,7 @@ impl SyncCoordinator {
                 break;
             }
             self.deliver_due_events(now).await?;
-            let left = super::events::make_pending_due(&self.store, now)?;
+            let left = super::events::count(&self.store, "pending")?;
             let progressed = left < pending;
             pending = left;
             if !progressed {
