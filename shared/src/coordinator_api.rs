@@ -86,6 +86,18 @@ pub fn resource(provider: Provider, name: &str) -> Result<Resource, RequestError
         })
 }
 
+/// The lease sync-worker holds on a connection while it starts runs, so two concurrent
+/// start requests give one set of runs and one 409 (a lease, but no resource).
+pub const START_LEASE: &str = "sync-start";
+
+/// What `.../sync/{name}/lease` may name: a resource of `provider`, or [`START_LEASE`].
+pub fn lease_scope(provider: Provider, name: &str) -> Result<(), RequestError> {
+    if name == START_LEASE {
+        return Ok(());
+    }
+    resource(provider, name).map(|_| ())
+}
+
 /// `POST .../sync/{resource}/lease`: take (or renew) the run lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,6 +242,13 @@ mod tests {
         assert_eq!(resource(shopify, "orders"), Ok(Resource::ShopifyOrders));
         assert!(resource(shopify, "tasks").is_err());
         assert_eq!(provider_of("system"), Err(RequestError::NotAConnection));
+        assert_eq!(lease_scope(keap, START_LEASE), Ok(()));
+        assert_eq!(lease_scope(keap, "tasks"), Ok(()));
+        assert!(lease_scope(keap, "widgets").is_err());
+        assert!(
+            resource(keap, START_LEASE).is_err(),
+            "no cursor or run for the start lease"
+        );
     }
 
     #[test]

@@ -566,18 +566,26 @@ impl SyncCoordinator {
         Ok(outcome)
     }
 
-    /// The answer refusing sync state for `resource`: 404 when the connection does not exist
-    /// or its provider has no such resource; `None` when it may go ahead.
+    /// The answer refusing sync state for `resource` (a `lease` may also be the start
+    /// lease): 404 when the connection does not exist or its provider has no such resource;
+    /// `None` when it may go ahead.
     pub(super) fn refuse_resource(
         &self,
         resource: &str,
+        lease: bool,
         now: Timestamp,
     ) -> worker::Result<Option<Response>> {
+        use edge_sync_shared::coordinator_api as api;
         let Some(connection) = load(&self.store, now)? else {
             return json(404, &serde_json::json!({ "error": "connection not found" })).map(Some);
         };
-        match edge_sync_shared::coordinator_api::resource(connection.provider, resource) {
-            Ok(_) => Ok(None),
+        let allowed = if lease {
+            api::lease_scope(connection.provider, resource)
+        } else {
+            api::resource(connection.provider, resource).map(|_| ())
+        };
+        match allowed {
+            Ok(()) => Ok(None),
             Err(e) => crate::api_error::response(&e).map(Some),
         }
     }

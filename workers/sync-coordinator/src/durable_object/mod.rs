@@ -80,8 +80,8 @@ impl DurableObject for SyncCoordinator {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let now = clock::now();
         // Sync state exists only for a connection's own provider's resources.
-        if let ["internal", "sync", resource, ..] = segments.as_slice() {
-            if let Some(refusal) = self.refuse_resource(resource, now)? {
+        if let ["internal", "sync", resource, rest @ ..] = segments.as_slice() {
+            if let Some(refusal) = self.refuse_resource(resource, rest == ["lease"], now)? {
                 return Ok(refusal);
             }
         }

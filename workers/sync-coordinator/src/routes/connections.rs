@@ -40,8 +40,12 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
         return ensure_webhooks(env, id).await;
     }
     // Sync state exists only for the provider's own resources.
-    if let ["sync", resource, ..] = rest {
-        api::resource(provider, resource).map_err(http_error)?;
+    match rest {
+        ["sync", name, "lease"] => api::lease_scope(provider, name).map_err(http_error)?,
+        ["sync", resource, ..] => api::resource(provider, resource)
+            .map(|_| ())
+            .map_err(http_error)?,
+        _ => {}
     }
     let path = match (&method, rest) {
         (Method::Get, []) => "/internal/connection".to_owned(),

@@ -99,8 +99,9 @@ pub async fn start_runs(
     outcome
 }
 
-/// Name of the per-connection lease that serialises starting runs.
-const START_LEASE: &str = "sync-start";
+// The per-connection lease that serialises starting runs (named in the shared crate, so the
+// coordinator knows it is no resource).
+use edge_sync_shared::coordinator_api::START_LEASE;
 const START_LEASE_TTL_MS: i64 = 60_000;
 
 /// Takes the start lease, waiting a few seconds for a concurrent start to finish (after
