@@ -2,6 +2,9 @@
 
 use edge_sync_shared::{
     connection::ConnectionView,
+    // The per-connection lease that serialises starting runs (named in the shared crate, so
+    // the coordinator knows it is no resource).
+    coordinator_api::START_LEASE,
     sync::{Resource, SyncMode},
 };
 use edge_sync_worker_kit::{
@@ -99,9 +102,6 @@ pub async fn start_runs(
     outcome
 }
 
-// The per-connection lease that serialises starting runs (named in the shared crate, so the
-// coordinator knows it is no resource).
-use edge_sync_shared::coordinator_api::START_LEASE;
 const START_LEASE_TTL_MS: i64 = 60_000;
 
 /// Takes the start lease, waiting a few seconds for a concurrent start to finish (after
