@@ -359,7 +359,7 @@ async fn connection_api_refuses_bad_bodies_and_unknown_resources() {
         (
             "DELETE",
             "/sync/contacts/lease",
-            Some("[]"),
+            Some("\"r1\""),
             400,
             "invalid type",
         ),
@@ -552,4 +552,74 @@ async fn a_genuine_code_with_a_forged_or_reused_state_is_refused() {
         .await
         .iter()
         .any(|c| c["user_id"] == "victim"));
+}
+
+/// Proves: when a connection is deleted while Postgres is down, the events accepted for it
+/// are not stranded: the delete says they are pending, they stay listed under
+/// `/coordinator/events`, and once Postgres is back the alarm delivers them. A purge
+/// meanwhile is refused (503) and deletes nothing.
+#[tokio::test]
+async fn a_delete_while_postgres_is_down_keeps_its_events_until_delivered() {
+    let stack = Stack::start_with(StackOptions {
+        postgres_proxy: true,
+        vars: vec![
+            ("EVENT_MAX_ATTEMPTS".into(), "1000".into()),
+            ("EVENT_RETRY_MAX_MS".into(), "500".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let shop = "outage-shop.myshopify.com";
+    let connection = connect_shopify(&stack, "owner", shop).await;
+    let id = connection["id"].as_str().expect("id").to_owned();
+    stack.set_postgres_down(true);
+    let products = sandbox_get(&stack, "shopify/products").await;
+    let sent = sandbox_control(
+        &stack,
+        "shopify/webhooks/deliver",
+        json!({ "shop": shop, "topic": "products/update", "ids": [products["ids"][0]] }),
+    )
+    .await;
+    assert_eq!(sent["deliveries"][0]["status"], 200, "{sent}");
+
+    let (status, body) = delete_connection(&stack, &id, "?purge=true").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        list_connections(&stack).await.len(),
+        1,
+        "a refused purge deleted"
+    );
+
+    let (status, body) = delete_connection(&stack, &id, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pending_events"], 1, "{body}");
+    assert!(list_connections(&stack).await.is_empty());
+    let listed: Value = stack
+        .admin_get(&format!(
+            "{}/coordinator/events?state=pending",
+            stack.coordinator
+        ))
+        .await
+        .json()
+        .await
+        .expect("events JSON");
+    let events = listed["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "{listed}");
+    assert_eq!(events[0]["instance"], id.as_str());
+    assert_eq!(events[0]["event_type"], "shopify.product.updated");
+
+    stack.set_postgres_down(false);
+    let sql = format!("SELECT count(*) FROM background_events WHERE connection_id = '{id}'");
+    let mut delivered = 0;
+    for _ in 0..120 {
+        delivered = db_count(&stack, &sql).await;
+        if delivered == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        delivered, 1,
+        "the deleted connection's event was never delivered"
+    );
 }
