@@ -157,11 +157,11 @@ mod tests {
     fn catches_as_many_as_armed_and_counts_them() {
         let token = Key::endpoint(Endpoint::KeapOAuthToken);
         let mut book = HoldBook::default();
-        assert!(book.catch(&[token.clone()]).is_none());
+        assert!(book.catch(std::slice::from_ref(&token)).is_none());
         book.arm(token.clone(), 1);
-        let (key, epoch) = book.catch(&[token.clone()]).expect("held");
+        let (key, epoch) = book.catch(std::slice::from_ref(&token)).expect("held");
         assert_eq!((key.clone(), epoch), (token.clone(), 0));
-        assert!(book.catch(&[token.clone()]).is_none(), "only one armed");
+        assert!(book.catch(std::slice::from_ref(&token)).is_none(), "only one armed");
         assert_eq!(book.view()["holds"][0]["waiting"], 1);
         assert_eq!(book.release(), 1);
         book.done(&key);
