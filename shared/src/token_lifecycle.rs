@@ -12,6 +12,13 @@
 //!
 //! The lifecycle holds no token values; the shell stores sealed tokens beside it
 //! ([`crate::token_cipher`]).
+//!
+//! A refresh waits on the token endpoint between reading the record and writing it back,
+//! and the Durable Object serves other requests meanwhile: the user may delete the
+//! connection or run the OAuth flow again. Every new grant and every deletion moves
+//! [`TokenLifecycle::generation`], and [`TokenLifecycle::refresh_write_back`] tells the shell
+//! whether the refresh's outcome may still be stored, so a deleted connection stays deleted
+//! and a reauthorisation is never overwritten by an older refresh.
 
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +132,22 @@ pub struct TokenLifecycle {
     pub last_error: Option<String>,
     /// Whether a refresh token is stored.
     pub has_refresh_token: bool,
+    /// Which grant the tokens descend from: moved by every new OAuth flow and by deletion,
+    /// never by a refresh (records stored before it existed read as 0).
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// What a refresh that has just finished may do with its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshWriteBack {
+    /// The connection is still the one the refresh started from: store the outcome.
+    Store,
+    /// A new OAuth flow replaced the tokens meanwhile: drop the outcome and serve the
+    /// newer tokens.
+    Superseded,
+    /// The connection was deleted meanwhile: drop the outcome; it stays deleted.
+    Deleted,
 }
 
 /// `now + expires_in_secs`, or `None` for 0 or less ("never expires").
@@ -143,6 +166,33 @@ impl TokenLifecycle {
             next_retry_at: None,
             last_error: None,
             has_refresh_token,
+            generation: 0,
+        }
+    }
+
+    /// The same grant, as the successor of a deleted connection whose last generation was
+    /// `deleted_generation` (the shell keeps that number when it deletes the tokens), so a
+    /// refresh that started before the deletion can never take the new grant for its own.
+    #[must_use]
+    pub fn succeeding(mut self, deleted_generation: Option<u64>) -> Self {
+        if let Some(previous) = deleted_generation {
+            self.generation = previous.saturating_add(1);
+        }
+        self
+    }
+
+    /// Whether a refresh that started when the record had `started_generation` may store its
+    /// outcome now that the record reads `current` (`None`: deleted). Decide and store with
+    /// no `await` in between.
+    pub fn refresh_write_back(
+        current: Option<&TokenLifecycle>,
+        started_generation: u64,
+    ) -> RefreshWriteBack {
+        match current {
+            None => RefreshWriteBack::Deleted,
+            Some(c) if c.status == ConnectionStatus::Revoked => RefreshWriteBack::Deleted,
+            Some(c) if c.generation != started_generation => RefreshWriteBack::Superseded,
+            Some(_) => RefreshWriteBack::Store,
         }
     }
 
@@ -259,7 +309,8 @@ impl TokenLifecycle {
         }
     }
 
-    /// The user completed a new OAuth flow at `now`: `Active` again with fresh tokens.
+    /// The user completed a new OAuth flow at `now`: `Active` again with fresh tokens, as a
+    /// new generation (a refresh still in flight from the old one must not overwrite them).
     pub fn on_reauthorized(
         &mut self,
         expires_in_secs: i64,
@@ -267,13 +318,16 @@ impl TokenLifecycle {
         now: Timestamp,
     ) {
         self.restore(expires_in_secs, has_refresh_token, now);
+        self.generation = self.generation.saturating_add(1);
     }
 
-    /// The user disconnected: no more refreshes; the shell deletes the stored tokens.
+    /// The user disconnected: no more refreshes; the shell deletes the stored tokens and
+    /// keeps only [`TokenLifecycle::generation`] (see [`TokenLifecycle::succeeding`]).
     pub fn revoke(&mut self) {
         self.status = ConnectionStatus::Revoked;
         self.has_refresh_token = false;
         self.next_retry_at = None;
+        self.generation = self.generation.saturating_add(1);
     }
 
     /// When to wake up and refresh proactively: when a refresh falls due (see
@@ -859,6 +913,247 @@ mod tests {
                 .filter(|w| w[1].millis_since(*w[0]) < 300_000)
                 .count();
             assert!(capped_spacing <= 9, "{capped_spacing}");
+        }
+
+        /// The Durable Object's storage when refreshes may overlap other requests: the
+        /// connection record (lifecycle plus token serials), `None` once deleted, and the
+        /// generation kept after a deletion.
+        struct RacingObject {
+            record: Option<(TokenLifecycle, u64, u64)>,
+            deleted_generation: Option<u64>,
+            /// Skip the write-back check (the behaviour before it existed), to show what
+            /// the check prevents.
+            unchecked: bool,
+        }
+
+        /// A refresh between reading the record and writing it back.
+        struct InFlight {
+            generation: u64,
+            lifecycle: TokenLifecycle,
+            answer: Result<(u64, u64, i64), TokenEndpointError>,
+        }
+
+        impl RacingObject {
+            fn new(unchecked: bool) -> Self {
+                Self {
+                    record: None,
+                    deleted_generation: None,
+                    unchecked,
+                }
+            }
+
+            /// The OAuth callback: a new connection, or new tokens for the existing one.
+            fn authorize(&mut self, endpoint: &mut FakeKeap, now: Timestamp) {
+                let (access, refresh, expires_in) = endpoint.grant(now);
+                let lifecycle = match self.record.take() {
+                    Some((mut lifecycle, _, _)) => {
+                        lifecycle.on_reauthorized(expires_in, true, now);
+                        lifecycle
+                    }
+                    None => TokenLifecycle::new_from_grant(expires_in, true, now)
+                        .succeeding(self.deleted_generation),
+                };
+                self.record = Some((lifecycle, access, refresh));
+            }
+
+            fn delete(&mut self) {
+                if let Some((mut lifecycle, _, _)) = self.record.take() {
+                    lifecycle.revoke();
+                    self.deleted_generation = Some(lifecycle.generation);
+                }
+            }
+
+            /// Reads the record and sends the refresh; Keap spends the refresh token on
+            /// arrival, whenever its answer gets back.
+            fn start_refresh(&self, endpoint: &mut FakeKeap, now: Timestamp) -> Option<InFlight> {
+                let (lifecycle, _, refresh) = self.record.as_ref()?;
+                Some(InFlight {
+                    generation: lifecycle.generation,
+                    lifecycle: lifecycle.clone(),
+                    answer: endpoint.refresh(*refresh, now),
+                })
+            }
+
+            /// The answer arrives at `now`: write back, unless the connection moved on.
+            fn finish_refresh(&mut self, inflight: InFlight, now: Timestamp) -> RefreshWriteBack {
+                let verdict = if self.unchecked {
+                    RefreshWriteBack::Store
+                } else {
+                    TokenLifecycle::refresh_write_back(
+                        self.record.as_ref().map(|(l, _, _)| l),
+                        inflight.generation,
+                    )
+                };
+                if verdict != RefreshWriteBack::Store {
+                    return verdict;
+                }
+                let (mut lifecycle, mut access, mut refresh) =
+                    self.record
+                        .clone()
+                        .unwrap_or((inflight.lifecycle.clone(), 0, 0));
+                if self.unchecked {
+                    // The old shell wrote back the copy it read before the wait.
+                    lifecycle = inflight.lifecycle;
+                }
+                match inflight.answer {
+                    Ok((a, r, expires_in)) => {
+                        lifecycle.on_refresh_succeeded(expires_in, true, now);
+                        access = a;
+                        refresh = r;
+                    }
+                    Err(error) => {
+                        lifecycle.on_refresh_failed(&error, now, &TokenPolicy::default());
+                    }
+                }
+                self.record = Some((lifecycle, access, refresh));
+                verdict
+            }
+
+            /// A token request at `now`: refresh when due (answered at once) and report the
+            /// decision afterwards.
+            fn use_token(&mut self, endpoint: &mut FakeKeap, now: Timestamp) -> TokenDecision {
+                let policy = TokenPolicy::default();
+                let Some((lifecycle, _, _)) = &self.record else {
+                    return TokenDecision::Revoked;
+                };
+                if lifecycle.decide(now, &policy) == TokenDecision::Refresh {
+                    if let Some(inflight) = self.start_refresh(endpoint, now) {
+                        self.finish_refresh(inflight, now);
+                    }
+                }
+                self.record
+                    .as_ref()
+                    .map_or(TokenDecision::Revoked, |(l, _, _)| l.decide(now, &policy))
+            }
+        }
+
+        /// A refresh held at the token endpoint for 10 s while the user deletes the
+        /// connection: its answer is dropped and the connection stays deleted; a new flow
+        /// afterwards starts a newer generation that an even older refresh cannot claim.
+        #[test]
+        fn a_refresh_that_outlives_a_delete_leaves_it_deleted() {
+            for unchecked in [false, true] {
+                let mut endpoint = FakeKeap::new(KEAP_ACCESS_SECS, 7);
+                let mut object = RacingObject::new(unchecked);
+                object.authorize(&mut endpoint, T0);
+                let due = T0.plus_millis(KEAP_ACCESS_SECS * SECOND_MS - 5 * MINUTE_MS);
+                let inflight = object.start_refresh(&mut endpoint, due).expect("record");
+                object.delete();
+                let verdict = object.finish_refresh(inflight, due.plus_millis(10_000));
+                if unchecked {
+                    // Without the check the refresh brings the connection back.
+                    assert!(object.record.is_some());
+                    continue;
+                }
+                assert_eq!(verdict, RefreshWriteBack::Deleted);
+                assert!(object.record.is_none(), "a deleted connection came back");
+                assert_eq!(
+                    object.use_token(&mut endpoint, due.plus_millis(20_000)),
+                    TokenDecision::Revoked
+                );
+
+                // Deleted, reconnected, and only then the old refresh answers.
+                let inflight = {
+                    object.authorize(&mut endpoint, due.plus_millis(30_000));
+                    let later = due.plus_millis(HOUR_MS);
+                    let inflight = object.start_refresh(&mut endpoint, later).expect("record");
+                    object.delete();
+                    object.authorize(&mut endpoint, later.plus_millis(1_000));
+                    inflight
+                };
+                let (_, access, refresh) = object.record.clone().expect("reconnected");
+                let verdict = object.finish_refresh(inflight, due.plus_millis(HOUR_MS + 5_000));
+                assert_eq!(verdict, RefreshWriteBack::Superseded);
+                let (lifecycle, a, r) = object.record.clone().expect("still connected");
+                assert_eq!(
+                    (a, r),
+                    (access, refresh),
+                    "the old refresh took the new grant"
+                );
+                assert_eq!(lifecycle.status, ConnectionStatus::Active);
+            }
+        }
+
+        /// A refresh held at the token endpoint while the user runs the OAuth flow again: the
+        /// reauthorisation's tokens stay, and they keep working for weeks of refreshes.
+        /// Without the check the older refresh overwrites them and, once Keap has rotated
+        /// past its token, the connection is lost.
+        #[test]
+        fn a_reauthorization_is_never_overwritten_by_an_older_refresh() {
+            for unchecked in [false, true] {
+                let mut endpoint = FakeKeap::new(KEAP_ACCESS_SECS, 11);
+                let mut object = RacingObject::new(unchecked);
+                object.authorize(&mut endpoint, T0);
+                let due = T0.plus_millis(KEAP_ACCESS_SECS * SECOND_MS - 5 * MINUTE_MS);
+                let inflight = object.start_refresh(&mut endpoint, due).expect("record");
+                object.authorize(&mut endpoint, due.plus_millis(2_000));
+                let (reauthorized, _, _) = object.record.clone().expect("record");
+                let verdict = object.finish_refresh(inflight, due.plus_millis(10_000));
+                let mut now = due.plus_millis(10_000);
+                let mut last = TokenDecision::UseCurrent;
+                for _ in 0..(30 * 24 * 4) {
+                    now = now.plus_millis(15 * MINUTE_MS);
+                    last = object.use_token(&mut endpoint, now);
+                    if last != TokenDecision::UseCurrent {
+                        break;
+                    }
+                }
+                if unchecked {
+                    assert_eq!(verdict, RefreshWriteBack::Store);
+                    assert_eq!(last, TokenDecision::ReauthRequired, "the race went unseen");
+                    continue;
+                }
+                assert_eq!(verdict, RefreshWriteBack::Superseded);
+                assert_eq!(last, TokenDecision::UseCurrent, "lost at {now:?}");
+                let (lifecycle, _, _) = object.record.clone().expect("record");
+                assert_eq!(lifecycle.generation, reauthorized.generation);
+                assert_eq!(lifecycle.status, ConnectionStatus::Active);
+                assert!(endpoint.access_valid(object.record.as_ref().map_or(0, |r| r.1), now));
+            }
+        }
+
+        /// Random deletes and reauthorisations land while refreshes wait on a slow endpoint,
+        /// over 90 virtual days: a deleted connection never holds tokens, and whenever one
+        /// exists its refresh token is the live one at Keap.
+        #[test]
+        fn random_races_never_resurrect_or_strand_a_connection() {
+            let mut endpoint = FakeKeap::new(KEAP_ACCESS_SECS, 0xdead_beef);
+            let mut rng = Rng(42);
+            let mut object = RacingObject::new(false);
+            object.authorize(&mut endpoint, T0);
+            let mut now = T0;
+            let end = T0.plus_millis(90 * DAY_MS);
+            let mut races = 0;
+            // A refresh every 7 minutes (far more often than due) maximises the overlaps.
+            while now < end {
+                now = now.plus_millis(7 * MINUTE_MS);
+                let Some(inflight) = object.start_refresh(&mut endpoint, now) else {
+                    if rng.chance(5) {
+                        object.authorize(&mut endpoint, now);
+                    }
+                    continue;
+                };
+                let racing = rng.next() % 10;
+                match racing {
+                    0 => object.delete(),
+                    1 => object.authorize(&mut endpoint, now.plus_millis(1_000)),
+                    _ => {}
+                }
+                if racing < 2 {
+                    races += 1;
+                }
+                object.finish_refresh(inflight, now.plus_millis(5_000));
+                if let Some((lifecycle, access, refresh)) = &object.record {
+                    assert_eq!(lifecycle.status, ConnectionStatus::Active, "at {now:?}");
+                    assert_eq!(
+                        endpoint.live_refresh.map(|(serial, _)| serial),
+                        Some(*refresh),
+                        "the stored refresh token is not Keap's live one at {now:?}"
+                    );
+                    assert!(endpoint.access_valid(*access, now.plus_millis(5_000)));
+                }
+            }
+            assert!(races > 100, "{races}");
         }
     }
 }

@@ -222,6 +222,16 @@ pub fn soft_delete_sql(resource: Resource) -> String {
     )
 }
 
+/// Deletes every row a connection synced into `resource`'s table (`$1` connection id): what
+/// `DELETE /coordinator/connections/{id}?purge=true` runs for each of the provider's
+/// resources. A plain delete keeps the rows.
+pub fn purge_sql(resource: Resource) -> String {
+    format!(
+        "DELETE FROM public.{} WHERE connection_id = $1::text",
+        resource.table()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -315,6 +325,10 @@ mod tests {
              AND seen_in_run IS DISTINCT FROM $2::text"
         );
         assert!(soft_delete_sql(Resource::KeapContacts).contains("provider_id = ANY($2::text[])"));
+        assert_eq!(
+            purge_sql(Resource::ShopifyInventoryLevels),
+            "DELETE FROM public.shopify_inventory_levels WHERE connection_id = $1::text"
+        );
     }
 
     fn record(id: &str, at: Option<i64>, version: u32) -> Record {

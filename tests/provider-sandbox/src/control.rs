@@ -491,6 +491,13 @@ pub fn router() -> Router<SharedState> {
             "/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
         )
+        .route(
+            "/holds",
+            get(crate::hold::list)
+                .post(crate::hold::add)
+                .delete(crate::hold::clear),
+        )
+        .route("/holds/release", post(crate::hold::release))
         .route("/config", get(get_config).post(set_config))
         .route("/tokens", get(token_stats))
         .route("/tokens/expire-all", post(oauth::control_expire_all))

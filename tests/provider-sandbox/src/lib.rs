@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod endpoint;
+pub mod hold;
 pub mod keap;
 pub mod middleware;
 pub mod outbound;

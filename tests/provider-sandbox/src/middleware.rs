@@ -114,6 +114,7 @@ async fn endpoint_layer(
         .collect();
     keys.push(Key::endpoint(endpoint));
 
+    crate::hold::wait_if_held(&state, &keys).await;
     let fault = lock(&state.faults).next_for(&keys);
     if let Some(fault) = &fault {
         if fault.latency_ms > 0 {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::config::{RuntimeConfig, SandboxConfig};
 use crate::control::{FaultBook, Recorder};
+use crate::hold::HoldBook;
 use crate::keap::hooks::HookStore;
 use crate::keap::oauth::OAuthStore;
 use crate::keap::KeapState;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub recorder: Mutex<Recorder>,
     /// Faults queued per endpoint.
     pub faults: Mutex<FaultBook>,
+    /// Requests to hold open until released.
+    pub holds: Mutex<HoldBook>,
     /// The HTTP client that delivers hooks and webhooks.
     pub http: reqwest::Client,
     /// Serialises state-file writes so an older snapshot never overwrites a newer one.
@@ -96,6 +99,7 @@ impl AppState {
             shopify,
             recorder: Mutex::new(Recorder::default()),
             faults: Mutex::new(FaultBook::default()),
+            holds: Mutex::new(HoldBook::default()),
             http: crate::outbound::client(),
             persist_lock: Mutex::new(()),
         }

@@ -2,6 +2,7 @@
 //! credentials and sync state, and serves `/oauth/*`, `/coordinator/*` and `/health`.
 #![cfg(target_family = "wasm")]
 
+mod api_error;
 mod config;
 mod durable_object;
 mod mirror;

@@ -1,9 +1,11 @@
 //! The coordinator's API as sync-worker uses it (service binding, internal token): the
 //! connections, access tokens, leases, checkpoints and the shared rate budget.
 
-use edge_sync_shared::{auth::Caller, connection::ConnectionView, sync_state::Cursor, Secret};
+use edge_sync_shared::{
+    auth::Caller, connection::ConnectionView, coordinator_api as api, sync_state::Cursor, Secret,
+};
 use edge_sync_worker_kit::coordinator;
-use serde_json::{json, Value};
+use serde_json::Value;
 use worker::Method;
 
 /// A failed coordinator call.
@@ -79,6 +81,11 @@ async fn call_once(
     ))
 }
 
+/// A typed request (the coordinator decodes the same struct) as the JSON body of a call.
+fn body(request: &impl serde::Serialize) -> Value {
+    serde_json::to_value(request).unwrap_or(Value::Null)
+}
+
 fn unexpected(status: u16, body: &Value) -> CoordinatorError {
     let mut body = body.to_string();
     body.truncate(300);
@@ -121,7 +128,11 @@ pub async fn access_token(
     rejected: Option<&Secret>,
     request_id: &str,
 ) -> Result<Secret, TokenError> {
-    let body = rejected.map(|t| json!({ "rejected_access_token": t.expose() }));
+    let body = rejected.map(|t| {
+        body(&api::TokenRequest {
+            rejected_access_token: Some(t.expose().to_owned()),
+        })
+    });
     let (status, body) = call(
         env,
         Method::Post,
@@ -168,7 +179,10 @@ pub async fn acquire_lease(
         env,
         Method::Post,
         &path,
-        Some(&json!({ "run_id": run_id, "ttl_ms": ttl_ms })),
+        Some(&body(&api::AcquireLease {
+            run_id: run_id.to_owned(),
+            ttl_ms,
+        })),
         request_id,
     )
     .await?;
@@ -194,7 +208,9 @@ pub async fn release_lease(
         env,
         Method::Delete,
         &path,
-        Some(&json!({ "run_id": run_id })),
+        Some(&body(&api::RunRef {
+            run_id: run_id.to_owned(),
+        })),
         request_id,
     )
     .await?;
@@ -260,11 +276,14 @@ pub async fn checkpoint(
     request_id: &str,
 ) -> Result<bool, CoordinatorError> {
     let path = format!("/coordinator/connections/{connection_id}/sync/{resource}/run");
-    let body = json!({
-        "run_id": checkpoint.run_id, "result": checkpoint.result, "cursor": checkpoint.cursor,
-        "finished": checkpoint.finished, "continue_at_ms": checkpoint.continue_at_ms,
+    let request = body(&api::PutRun {
+        run_id: checkpoint.run_id.to_owned(),
+        result: checkpoint.result,
+        cursor: checkpoint.cursor.cloned(),
+        finished: checkpoint.finished,
+        continue_at_ms: checkpoint.continue_at_ms,
     });
-    let (status, body) = call(env, Method::Put, &path, Some(&body), request_id).await?;
+    let (status, body) = call(env, Method::Put, &path, Some(&request), request_id).await?;
     match status {
         200 => Ok(true),
         409 => Ok(false),
@@ -283,7 +302,7 @@ pub async fn take_budget(
         env,
         Method::Post,
         &path,
-        Some(&json!({ "cost": 1 })),
+        Some(&body(&api::TakeBudget { cost: 1 })),
         request_id,
     )
     .await?;
@@ -306,7 +325,7 @@ pub async fn penalize(
         env,
         Method::Post,
         &path,
-        Some(&json!({ "until_ms": until_ms })),
+        Some(&body(&api::Penalize { until_ms })),
         request_id,
     )
     .await?;

@@ -12,11 +12,12 @@ use std::time::Duration;
 use edge_sync_shared::{
     connection::{ConnectionView, Provider},
     oauth::{keap::parse_token_response, TokenEndpointError},
+    sync::{purge_sql, Resource},
     token_cipher::{associated_data, TokenCipher},
-    token_lifecycle::{ConnectionStatus, TokenDecision, TokenLifecycle},
+    token_lifecycle::{ConnectionStatus, RefreshWriteBack, TokenDecision, TokenLifecycle},
     Secret, Timestamp,
 };
-use edge_sync_worker_kit::{clock, outbound};
+use edge_sync_worker_kit::{clock, outbound, postgres};
 use futures::{
     future::{LocalBoxFuture, Shared},
     FutureExt,
@@ -29,6 +30,9 @@ use crate::{config::CoordinatorConfig, mirror, store::Store};
 
 /// Storage key of the connection record.
 const CONNECTION_KEY: &str = "connection";
+/// Storage key of the last generation of a deleted connection (no tokens): a new grant
+/// continues after it, so a refresh from before the deletion cannot claim the new one.
+const DELETED_GENERATION_KEY: &str = "deleted_generation";
 /// Token endpoint attempts per refresh before backing off to the alarm.
 const REFRESH_ATTEMPTS: u32 = 3;
 /// Longest wait for the token endpoint.
@@ -98,15 +102,6 @@ pub struct ConnectRequest {
     pub refresh_token: Option<String>,
     /// Access token lifetime; 0 = never expires.
     pub expires_in_secs: i64,
-}
-
-/// Body of a token request (all optional).
-#[derive(Default, Deserialize)]
-#[allow(missing_debug_implementations)] // Holds a token.
-pub struct TokenRequest {
-    /// The access token the provider just refused with 401.
-    #[serde(default)]
-    pub rejected_access_token: Option<String>,
 }
 
 /// A usable access token.
@@ -181,15 +176,41 @@ fn log_event(connection_id: &str, event: &str, level: &str, reason: Option<&str>
     console_log!("{line}");
 }
 
+/// The connection as stored now, if a refresh that started at `started_generation` may still
+/// write over it; otherwise the answer its callers get instead (the newer tokens of a
+/// reauthorisation, or `Gone` after a deletion). Call it and write with no `await` between.
+fn still_current(
+    store: &Store,
+    cipher: &TokenCipher,
+    started_generation: u64,
+    now: Timestamp,
+) -> Result<Result<StoredConnection, Result<IssuedToken, TokenFailure>>, TokenFailure> {
+    let current = load(store, now).map_err(internal)?;
+    let verdict = TokenLifecycle::refresh_write_back(
+        current.as_ref().map(|c| &c.lifecycle),
+        started_generation,
+    );
+    match (verdict, current) {
+        (RefreshWriteBack::Store, Some(connection)) => Ok(Ok(connection)),
+        (RefreshWriteBack::Superseded, Some(connection)) => {
+            log_event(&connection.id, "token_refresh_superseded", "info", None);
+            Ok(Err(issued(cipher, &connection)))
+        }
+        _ => Ok(Err(Err(TokenFailure::Gone))),
+    }
+}
+
 /// One refresh against the token endpoint, with in-line retries for transient failures.
-/// Persists the rotated pair before returning it.
+/// Persists the rotated pair before returning it, unless the connection was deleted or
+/// reauthorised while the endpoint was answering (then the outcome is dropped).
 async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
     let config = CoordinatorConfig::new(&env);
     let cipher = config.token_cipher().map_err(internal)?;
     let policy = config.token_policy().map_err(internal)?;
-    let mut connection = load(&store, clock::now())
+    let connection = load(&store, clock::now())
         .map_err(internal)?
         .ok_or(TokenFailure::Gone)?;
+    let started_generation = connection.lifecycle.generation;
     let sealed_refresh = match (&connection.provider, &connection.refresh_token) {
         (Provider::Keap, Some(sealed)) => sealed.clone(),
         // Nothing to refresh with: the current token is all there is.
@@ -214,6 +235,13 @@ async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
         let now = clock::now();
         match outcome {
             Ok(grant) => {
+                // The endpoint answered after a wait: write back only over the connection
+                // this refresh started from (no await from here to the write).
+                let mut connection = match still_current(&store, &cipher, started_generation, now)?
+                {
+                    Ok(connection) => connection,
+                    Err(answer) => return answer,
+                };
                 // Keap always rotates; if a response ever lacks one, keep the current token.
                 let new_refresh = match &grant.refresh_token {
                     Some(token) => seal(&cipher, &connection.id, "refresh", token)?,
@@ -242,6 +270,11 @@ async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
                 last_error = error;
             }
             Err(error) => {
+                let mut connection = match still_current(&store, &cipher, started_generation, now)?
+                {
+                    Ok(connection) => connection,
+                    Err(answer) => return answer,
+                };
                 connection.lifecycle.on_refresh_failed(&error, now, &policy);
                 store
                     .put(CONNECTION_KEY, &connection, None)
@@ -266,6 +299,10 @@ async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
         }
     }
     let now = clock::now();
+    let mut connection = match still_current(&store, &cipher, started_generation, now)? {
+        Ok(connection) => connection,
+        Err(answer) => return answer,
+    };
     connection
         .lifecycle
         .on_refresh_failed(&last_error, now, &policy);
@@ -333,7 +370,8 @@ impl SyncCoordinator {
                     request.expires_in_secs,
                     has_refresh,
                     now,
-                ),
+                )
+                .succeeding(self.store.get(DELETED_GENERATION_KEY, now)?),
             },
         };
         self.store.put(CONNECTION_KEY, &connection, None)?;
@@ -352,18 +390,80 @@ impl SyncCoordinator {
         }
     }
 
-    /// Deletes the connection: tokens, sync state and alarm are gone.
-    pub(super) async fn revoke(&self, now: Timestamp) -> worker::Result<Response> {
-        let Some(mut connection) = load(&self.store, now)? else {
+    /// Deletes the connection: tokens and sync state are gone. Events already accepted for
+    /// it are delivered first, while its tokens still work (a Keap hook's records are fetched
+    /// with them); any that cannot be delivered now stay stored, visible and replayable, and
+    /// the alarm keeps trying. With `purge` the rows it synced are deleted from the record
+    /// tables too (after those events, so none brings a row back); if Postgres cannot be
+    /// reached for that, nothing is deleted (503, try again).
+    pub(super) async fn revoke(&self, purge: bool, now: Timestamp) -> worker::Result<Response> {
+        let Some(connection) = load(&self.store, now)? else {
             return json(404, &serde_json::json!({ "error": "connection not found" }));
         };
-        self.store.clear()?;
-        self.state.storage().delete_alarm().await?;
+        let mut pending = super::events::make_pending_due(&self.store, now)?;
+        // Each pass delivers a batch; failures are rescheduled for later and end the loop.
+        for _ in 0..20 {
+            if pending == 0 {
+                break;
+            }
+            self.deliver_due_events(now).await?;
+            let left = super::events::count(&self.store, "pending")?;
+            let progressed = left < pending;
+            pending = left;
+            if !progressed {
+                break;
+            }
+        }
+        let mut purged_rows: u64 = 0;
+        if purge {
+            if pending > 0 {
+                return retry_later(
+                    "events accepted for this connection could not be delivered yet; nothing was deleted",
+                    pending,
+                );
+            }
+            match purge_records(&self.env, &connection).await {
+                Ok(rows) => purged_rows = rows,
+                Err(reason) => {
+                    log_event(
+                        &connection.id,
+                        "connection_purge_failed",
+                        "error",
+                        Some(&reason),
+                    );
+                    return retry_later(
+                        "the record tables could not be purged; nothing was deleted",
+                        0,
+                    );
+                }
+            }
+        }
+        // Re-read: a refresh or a new OAuth flow may have finished during the awaits above.
+        let Some(mut connection) = load(&self.store, clock::now())? else {
+            return json(404, &serde_json::json!({ "error": "connection not found" }));
+        };
         connection.lifecycle.revoke();
+        self.store.clear()?;
+        self.store.put(
+            DELETED_GENERATION_KEY,
+            &connection.lifecycle.generation,
+            None,
+        )?;
+        // Undelivered events keep the alarm; nothing else does.
+        self.reschedule(clock::now()).await?;
         let view = connection.view();
         mirror::publish(&self.env, view.clone());
         log_event(&view.id, "connection_deleted", "info", None);
-        json(200, &view)
+        let mut body =
+            serde_json::to_value(&view).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        body["pending_events"] = pending.into();
+        body["dead_events"] = super::events::count(&self.store, "dead")?.into();
+        body["purged_rows"] = if purge {
+            purged_rows.into()
+        } else {
+            serde_json::Value::Null
+        };
+        json(200, &body)
     }
 
     /// Starts a refresh, or joins the one in flight.
@@ -394,7 +494,7 @@ impl SyncCoordinator {
     /// still the current one it is treated as expired (one refresh, however many callers).
     pub(super) async fn token(
         &self,
-        request: TokenRequest,
+        request: edge_sync_shared::coordinator_api::TokenRequest,
         now: Timestamp,
     ) -> worker::Result<Response> {
         let config = CoordinatorConfig::new(&self.env);
@@ -466,10 +566,34 @@ impl SyncCoordinator {
         Ok(outcome)
     }
 
+    /// The answer refusing sync state for `resource` (a `lease` may also be the start
+    /// lease): 404 when the connection does not exist or its provider has no such resource;
+    /// `None` when it may go ahead.
+    pub(super) fn refuse_resource(
+        &self,
+        resource: &str,
+        lease: bool,
+        now: Timestamp,
+    ) -> worker::Result<Option<Response>> {
+        use edge_sync_shared::coordinator_api as api;
+        let Some(connection) = load(&self.store, now)? else {
+            return json(404, &serde_json::json!({ "error": "connection not found" })).map(Some);
+        };
+        let allowed = if lease {
+            api::lease_scope(connection.provider, resource)
+        } else {
+            api::resource(connection.provider, resource).map(|_| ())
+        };
+        match allowed {
+            Ok(()) => Ok(None),
+            Err(e) => crate::api_error::response(&e).map(Some),
+        }
+    }
+
     /// Draws `cost` requests from the connection's shared rate budget.
     pub(super) fn take_budget(
         &self,
-        request: super::sync_state::TakeBudget,
+        request: edge_sync_shared::coordinator_api::TakeBudget,
         now: Timestamp,
     ) -> worker::Result<Response> {
         let Some(connection) = load(&self.store, now)? else {
@@ -507,6 +631,39 @@ impl SyncCoordinator {
         }
         Ok(())
     }
+}
+
+/// 503 with `Retry-After` for a delete that could not be completed now.
+fn retry_later(reason: &str, pending_events: usize) -> worker::Result<Response> {
+    let mut response = json(
+        503,
+        &serde_json::json!({ "error": reason, "pending_events": pending_events }),
+    )?;
+    response.headers_mut().set("Retry-After", "5")?;
+    Ok(response)
+}
+
+/// Deletes the rows `connection` synced into its provider's record tables, in one
+/// transaction; answers how many.
+async fn purge_records(env: &Env, connection: &StoredConnection) -> Result<u64, String> {
+    let client = postgres::connect(env).await.map_err(|e| e.to_string())?;
+    let text = |e: tokio_postgres::Error| e.to_string();
+    client.batch_execute("BEGIN").await.map_err(text)?;
+    let mut rows = 0;
+    for resource in Resource::for_provider(connection.provider) {
+        match client
+            .execute(purge_sql(*resource).as_str(), &[&connection.id])
+            .await
+        {
+            Ok(n) => rows += n,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e.to_string());
+            }
+        }
+    }
+    client.batch_execute("COMMIT").await.map_err(text)?;
+    Ok(rows)
 }
 
 fn token_response(

@@ -271,6 +271,34 @@ pub fn next_delivery(store: &Store) -> worker::Result<Option<Timestamp>> {
     Queue::open(store)?.next_due()
 }
 
+/// Makes every pending event due at `now` (its connection is about to be deleted: deliver
+/// while its tokens still work); answers how many are pending.
+pub fn make_pending_due(store: &Store, now: Timestamp) -> worker::Result<usize> {
+    store.sql().exec(
+        "UPDATE events SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+        vec![now.as_millis().into(), now.as_millis().into()],
+    )?;
+    count(store, "pending")
+}
+
+/// How many stored events are in `state` (`pending` or `dead`).
+pub fn count(store: &Store, state: &str) -> worker::Result<usize> {
+    #[derive(Deserialize)]
+    struct Row {
+        n: i64,
+    }
+    let rows: Vec<Row> = store
+        .sql()
+        .exec(
+            "SELECT count(*) AS n FROM events WHERE state = ?",
+            vec![state.into()],
+        )?
+        .to_array()?;
+    Ok(rows
+        .first()
+        .map_or(0, |r| usize::try_from(r.n).unwrap_or(0)))
+}
+
 impl SyncCoordinator {
     /// Accepts an event: 200 for a redelivery, 429 over the rate limit, 201 when stored.
     /// Only new events count against the limit, in the bucket of their source

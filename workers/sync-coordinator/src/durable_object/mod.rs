@@ -12,14 +12,37 @@ mod system;
 
 use std::{cell::RefCell, rc::Rc};
 
-use edge_sync_shared::{bindings, Timestamp};
+use edge_sync_shared::{
+    bindings,
+    coordinator_api::{self, AcquireLease, RequestError, TokenRequest},
+    Timestamp,
+};
 use edge_sync_worker_kit::clock;
 use serde::Serialize;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State, Stub,
 };
 
-use crate::store::Store;
+use crate::{api_error, store::Store};
+
+/// Reads and decodes a request body into its typed request.
+async fn body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, RequestError> {
+    let text = req
+        .text()
+        .await
+        .map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+    coordinator_api::decode(&text)
+}
+
+/// The decoded body, or an early 400 naming what is wrong with it.
+macro_rules! decoded {
+    ($req:expr) => {
+        match body(&mut $req).await {
+            Ok(value) => value,
+            Err(e) => return api_error::response(&e),
+        }
+    };
+}
 
 pub use connection::ConnectRequest;
 pub use events::EventEnvelope;
@@ -58,55 +81,66 @@ impl DurableObject for SyncCoordinator {
         let method = req.method();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let now = clock::now();
+        // Sync state exists only for a connection's own provider's resources.
+        if let ["internal", "sync", resource, rest @ ..] = segments.as_slice() {
+            if let Some(refusal) = self.refuse_resource(resource, rest == ["lease"], now)? {
+                return Ok(refusal);
+            }
+        }
         match (method, segments.as_slice()) {
             (Method::Get, ["internal", "health"]) => self.health(),
             (Method::Get, ["internal", "ping"]) => system::ping(&self.store, now),
             // System instance.
             (Method::Post, ["internal", "oauth-states"]) => {
-                system::put_state(&self.store, req.json().await?, now)
+                system::put_state(&self.store, decoded!(req), now)
             }
             (Method::Post, ["internal", "oauth-states", "consume"]) => {
-                system::consume_state(&self.store, req.json().await?, now)
+                system::consume_state(&self.store, decoded!(req), now)
             }
-            (Method::Put, ["internal", "index"]) => {
-                system::index_put(&self.store, req.json().await?)
-            }
+            (Method::Put, ["internal", "index"]) => system::index_put(&self.store, decoded!(req)),
             (Method::Delete, ["internal", "index", id]) => system::index_delete(&self.store, id),
             (Method::Get, ["internal", "index"]) => system::index_list(&self.store, now),
             // Connection instances.
             (Method::Put, ["internal", "connection"]) => {
-                self.store_tokens(req.json().await?, now).await
+                self.store_tokens(decoded!(req), now).await
             }
             (Method::Get, ["internal", "connection"]) => self.view(now),
-            (Method::Delete, ["internal", "connection"]) => self.revoke(now).await,
+            (Method::Delete, ["internal", "connection"]) => {
+                let purge = req
+                    .url()?
+                    .query_pairs()
+                    .any(|(k, v)| k == "purge" && v == "true");
+                self.revoke(purge, now).await
+            }
             (Method::Post, ["internal", "connection", "uninstalled"]) => {
                 self.uninstalled(now).await
             }
             (Method::Post, ["internal", "connection", "token"]) => {
                 let body = req.text().await?;
-                let request = if body.trim().is_empty() {
-                    connection::TokenRequest::default()
-                } else {
-                    serde_json::from_str(&body)
-                        .map_err(|e| worker::Error::RustError(format!("token request: {e}")))?
-                };
-                self.token(request, now).await
+                match TokenRequest::decode(&body) {
+                    Ok(request) => self.token(request, now).await,
+                    Err(e) => api_error::response(&e),
+                }
             }
             (Method::Get, ["internal", "sync"]) => sync_state::all(&self.store, now),
             (Method::Get, ["internal", "sync", resource]) => {
                 sync_state::get(&self.store, resource, now)
             }
             (Method::Post, ["internal", "sync", resource, "lease"]) => {
-                sync_state::acquire_lease(&self.store, resource, req.json().await?, now)
+                let request: AcquireLease = decoded!(req);
+                match request.validate() {
+                    Ok(request) => sync_state::acquire_lease(&self.store, resource, request, now),
+                    Err(e) => api_error::response(&e),
+                }
             }
             (Method::Delete, ["internal", "sync", resource, "lease"]) => {
-                sync_state::release_lease(&self.store, resource, req.json().await?, now)
+                sync_state::release_lease(&self.store, resource, decoded!(req), now)
             }
             (Method::Put, ["internal", "sync", resource, "cursor"]) => {
-                sync_state::put_cursor(&self.store, resource, req.json().await?, now)
+                sync_state::put_cursor(&self.store, resource, decoded!(req), now)
             }
             (Method::Put, ["internal", "sync", resource, "run"]) => {
-                let response = sync_state::put_run(&self.store, resource, req.json().await?, now)?;
+                let response = sync_state::put_run(&self.store, resource, decoded!(req), now)?;
                 self.reschedule(now).await?;
                 Ok(response)
             }
@@ -117,10 +151,8 @@ impl DurableObject for SyncCoordinator {
                     .find(|(k, _)| k == "instance")
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default();
-                // serde, not JSON.parse: ids beyond 2^53 stay exact.
-                let envelope = serde_json::from_str(&req.text().await?)
-                    .map_err(|e| worker::Error::RustError(format!("event envelope: {e}")))?;
-                self.ingest(&instance, envelope, now).await
+                // Decoded by serde, not JSON.parse: ids beyond 2^53 stay exact.
+                self.ingest(&instance, decoded!(req), now).await
             }
             (Method::Get, ["internal", "events"]) => {
                 let url = req.url()?;
@@ -139,7 +171,7 @@ impl DurableObject for SyncCoordinator {
                 self.replay(Some(id), None, now).await
             }
             (Method::Put, ["internal", "hooks", token]) => {
-                system::hook_put(&self.store, token, req.json().await?)
+                system::hook_put(&self.store, token, decoded!(req))
             }
             (Method::Get, ["internal", "hooks", token]) => {
                 system::hook_get(&self.store, token, now)
@@ -158,15 +190,13 @@ impl DurableObject for SyncCoordinator {
                 json(200, &registered)
             }
             (Method::Put, ["internal", "webhooks"]) => {
-                let registered: serde_json::Value = req.json().await?;
+                let registered: serde_json::Value = decoded!(req);
                 self.store.put("webhooks", &registered, None)?;
                 json(200, &registered)
             }
-            (Method::Post, ["internal", "budget", "take"]) => {
-                self.take_budget(req.json().await?, now)
-            }
+            (Method::Post, ["internal", "budget", "take"]) => self.take_budget(decoded!(req), now),
             (Method::Post, ["internal", "budget", "penalize"]) => {
-                sync_state::penalize_budget(&self.store, req.json().await?, now)
+                sync_state::penalize_budget(&self.store, decoded!(req), now)
             }
             _ => json(404, &serde_json::json!({ "error": "not found" })),
         }

@@ -3,6 +3,7 @@
 //! run's result, and the connection's shared rate budget that every Worker draws from.
 
 use edge_sync_shared::{
+    coordinator_api::{AcquireLease, Penalize, PutCursor, PutRun, RunRef, TakeBudget},
     rate_budget::RateBudget,
     sync_state::{release, try_acquire, Cursor, Lease},
     Timestamp,
@@ -29,50 +30,6 @@ pub struct ResourceState {
     pub updated_at: Option<Timestamp>,
 }
 
-/// Request to take a lease.
-#[derive(Debug, Deserialize)]
-pub struct AcquireLease {
-    /// The run that wants it.
-    pub run_id: String,
-    /// How long it may hold it.
-    pub ttl_ms: i64,
-}
-
-/// Request naming the run that holds a lease.
-#[derive(Debug, Deserialize)]
-pub struct RunRef {
-    /// The run.
-    pub run_id: String,
-}
-
-/// Request to move a cursor (only the lease holder may).
-#[derive(Debug, Deserialize)]
-pub struct PutCursor {
-    /// The run moving it.
-    pub run_id: String,
-    /// The new cursor, or `null` to start over (full resync).
-    pub cursor: Option<Cursor>,
-}
-
-/// Request to record a run's result.
-#[derive(Debug, Deserialize)]
-pub struct PutRun {
-    /// The run.
-    pub run_id: String,
-    /// Result and counts (state, pages, records, errors, progress).
-    pub result: serde_json::Value,
-    /// Whether the run is over (then its lease is released and its continuation dropped).
-    #[serde(default)]
-    pub finished: bool,
-    /// When the run should be continued in a fresh sync-worker invocation (Unix ms): now
-    /// when it paused with work left, or later as a watchdog in case the invocation dies.
-    #[serde(default)]
-    pub continue_at_ms: Option<i64>,
-    /// Moves the resource cursor in the same write (the page's rows are committed).
-    #[serde(default)]
-    pub cursor: Option<Cursor>,
-}
-
 /// A run to continue from the Durable Object's alarm.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Continuation {
@@ -85,20 +42,6 @@ pub struct Continuation {
     /// Failed attempts to reach the sync-worker so far.
     #[serde(default)]
     pub attempts: u32,
-}
-
-/// Request to draw from the rate budget.
-#[derive(Debug, Deserialize)]
-pub struct TakeBudget {
-    /// Requests about to be made.
-    pub cost: u32,
-}
-
-/// Request to stop drawing until a time (a provider 429 with Retry-After).
-#[derive(Debug, Deserialize)]
-pub struct Penalize {
-    /// Unix milliseconds before which nobody may call the provider.
-    pub until_ms: i64,
 }
 
 fn bad_resource(resource: &str) -> bool {
@@ -169,12 +112,6 @@ pub fn acquire_lease(
 ) -> worker::Result<Response> {
     if bad_resource(resource) {
         return invalid_resource();
-    }
-    if request.run_id.is_empty() || request.ttl_ms <= 0 {
-        return json(
-            400,
-            &serde_json::json!({ "error": "run_id and a positive ttl_ms are required" }),
-        );
     }
     let current: Option<Lease> = store.get(&lease_key(resource), now)?;
     match try_acquire(

@@ -6,6 +6,9 @@ use edge_sync_shared::{auth::Capability, Provider};
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use worker::{Env, Method, Request, Response};
 
+use edge_sync_shared::coordinator_api as api;
+
+use crate::api_error::http_error;
 use crate::durable_object::{self, IndexEntry, SYSTEM_INSTANCE};
 
 /// Every indexed connection.
@@ -112,29 +115,33 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
         }
     };
     require(&req, env, capability)?;
-    if !edge_sync_shared::connection::is_connection_id(id) {
-        return Err(HttpError::not_found());
-    }
+    let provider = api::provider_of(id).map_err(http_error)?;
     if capability == Capability::RepairWebhooks {
         return ensure_webhooks(env, id).await;
     }
-    let body: Option<serde_json::Value> =
-        if matches!(method, Method::Post | Method::Put | Method::Delete) && !rest.is_empty() {
-            let text = req
-                .text()
-                .await
-                .map_err(|_| HttpError::bad_request("unreadable body"))?;
-            if text.trim().is_empty() && rest == ["token"] {
-                None
-            } else {
-                Some(
-                    serde_json::from_str(&text)
-                        .map_err(|_| HttpError::bad_request("body must be JSON"))?,
-                )
-            }
-        } else {
-            None
-        };
+    // Sync state exists only for the provider's own resources.
+    match rest {
+        ["sync", name, "lease"] => api::lease_scope(provider, name).map_err(http_error)?,
+        ["sync", resource, ..] => api::resource(provider, resource)
+            .map(|_| ())
+            .map_err(http_error)?,
+        _ => {}
+    }
+    let path = if method == Method::Delete && rest.is_empty() && purge_param(&req)? {
+        format!("{path}?purge=true")
+    } else {
+        path
+    };
+    let body = if matches!(method, Method::Post | Method::Put | Method::Delete) && !rest.is_empty()
+    {
+        let text = req
+            .text()
+            .await
+            .map_err(|_| HttpError::bad_request("unreadable body"))?;
+        Some(typed_body(&method, rest, &text).map_err(http_error)?)
+    } else {
+        None
+    };
     if method == Method::Delete && rest.is_empty() {
         // Remove the provider's webhooks while the tokens still work.
         let mut current =
@@ -150,8 +157,18 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
             }
         }
     }
-    let response = durable_object::call(env, id, method.clone(), &path, body.as_ref()).await?;
+    let mut response = durable_object::call(env, id, method.clone(), &path, body.as_ref()).await?;
     if method == Method::Delete && rest.is_empty() && response.status_code() == 200 {
+        let deleted: serde_json::Value = response.json().await?;
+        let response = Response::from_json(&deleted)?;
+        // Events that could not be delivered yet stay listed (GET /coordinator/events)
+        // and replayable through the index until they are.
+        if deleted["pending_events"].as_u64().unwrap_or(0)
+            + deleted["dead_events"].as_u64().unwrap_or(0)
+            > 0
+        {
+            return Ok(response);
+        }
         durable_object::call(
             env,
             SYSTEM_INSTANCE,
@@ -160,8 +177,45 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
             None,
         )
         .await?;
+        return Ok(response);
     }
     Ok(response)
+}
+
+/// The body of a connection API call, decoded into its typed request (so a malformed or
+/// incomplete one is refused here with the field named) and re-encoded for the Durable
+/// Object.
+fn typed_body(
+    method: &Method,
+    rest: &[&str],
+    text: &str,
+) -> Result<serde_json::Value, api::RequestError> {
+    fn encode(request: impl serde::Serialize) -> Result<serde_json::Value, api::RequestError> {
+        serde_json::to_value(request).map_err(|e| api::RequestError::InvalidBody(e.to_string()))
+    }
+    match (method, rest) {
+        (Method::Post, ["token"]) => encode(api::TokenRequest::decode(text)?),
+        (Method::Post, ["sync", _, "lease"]) => {
+            encode(api::decode::<api::AcquireLease>(text)?.validate()?)
+        }
+        (Method::Delete, ["sync", _, "lease"]) => encode(api::decode::<api::RunRef>(text)?),
+        (Method::Put, ["sync", _, "cursor"]) => encode(api::decode::<api::PutCursor>(text)?),
+        (Method::Put, ["sync", _, "run"]) => encode(api::decode::<api::PutRun>(text)?),
+        (Method::Post, ["budget", "take"]) => encode(api::decode::<api::TakeBudget>(text)?),
+        (Method::Post, ["budget", "penalize"]) => encode(api::decode::<api::Penalize>(text)?),
+        _ => api::decode::<serde_json::Value>(text),
+    }
+}
+
+/// `?purge=true|false` of a delete (absent: false).
+fn purge_param(req: &Request) -> Result<bool, HttpError> {
+    let url = req.url()?;
+    match url.query_pairs().find(|(k, _)| k == "purge") {
+        None => Ok(false),
+        Some((_, v)) if v == "true" => Ok(true),
+        Some((_, v)) if v == "false" => Ok(false),
+        Some(_) => Err(HttpError::bad_request("purge must be true or false")),
+    }
 }
 
 /// `POST /coordinator/connections/{id}/webhooks/ensure`: checks the provider still has the

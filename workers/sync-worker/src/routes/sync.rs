@@ -3,6 +3,9 @@
 use edge_sync_shared::{
     auth::Capability,
     connection::ConnectionView,
+    // The per-connection lease that serialises starting runs (named in the shared crate, so
+    // the coordinator knows it is no resource).
+    coordinator_api::START_LEASE,
     sync::{Resource, SyncMode},
 };
 use edge_sync_worker_kit::{
@@ -100,8 +103,6 @@ pub async fn start_runs(
     outcome
 }
 
-/// Name of the per-connection lease that serialises starting runs.
-const START_LEASE: &str = "sync-start";
 const START_LEASE_TTL_MS: i64 = 60_000;
 
 /// Takes the start lease, waiting a few seconds for a concurrent start to finish (after
