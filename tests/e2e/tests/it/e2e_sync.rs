@@ -710,3 +710,96 @@ async fn deleting_a_connection_abandons_its_running_sync() {
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     assert_eq!(row_state().await, "abandoned:connection deleted");
 }
+
+/// Proves (issue 8 item 13): a full resync does not soft-delete a row a webhook delivery
+/// inserted while it ran. The Shopify products resync is slowed after its first page; a
+/// signed `products/create` delivery for a product the walk will never list (it is not in
+/// the sandbox's listing) lands meanwhile; when the resync completes, that row is still
+/// live, and every listed product is stored.
+#[tokio::test]
+async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
+    use edge_sync_e2e::WEBHOOK_SECRETS;
+    use edge_sync_shared::{webhook::sign_shopify, Secret};
+
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: vec!["--shopify-products".into(), "30".into()],
+        vars: vec![("SYNC_PAGE_SIZE".into(), "10".into())],
+        ..StackOptions::default()
+    })
+    .await;
+    let shop = "resync-race.myshopify.com";
+    let connection = edge_sync_e2e::flows::connect_shopify(&stack, "race-owner", shop).await;
+    sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
+    // Pages 2 and 3 answer slowly, so the delivery lands while the walk is in flight.
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "shopify.graphql.products", "latency_ms": 3000, "times": 2, "after": 1 }),
+    )
+    .await;
+    let (status, body) = start_sync(
+        &stack,
+        &format!(
+            "/sync/products?mode=full&connection={}",
+            connection["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run_id = run_ids(&body).remove(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(&stack, "SELECT count(*) FROM shopify_products").await < 10 {
+        assert!(std::time::Instant::now() < deadline, "first page never landed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let product = json!({ "id": 7_700_000_000_001_u64, "title": "Created meanwhile", "handle": "created-meanwhile",
+        "status": "active", "vendor": "Acme", "product_type": "thing", "created_at": "2026-12-01T00:00:00Z",
+        "updated_at": "2026-12-01T00:00:00Z", "variants": [],
+        "admin_graphql_api_id": "gid://shopify/Product/7700000000001" })
+    .to_string();
+    let response = stack
+        .http
+        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
+        .header("X-Shopify-Topic", "products/create")
+        .header("X-Shopify-Shop-Domain", shop)
+        .header("X-Shopify-Webhook-Id", "race-1")
+        .header("X-Shopify-Event-Id", "race-ev-1")
+        .header("X-Shopify-Triggered-At", "2026-12-01T00:00:01Z")
+        .header(
+            "X-Shopify-Hmac-Sha256",
+            sign_shopify(product.as_bytes(), &Secret::new(WEBHOOK_SECRETS.shopify)),
+        )
+        .body(product)
+        .send()
+        .await
+        .expect("delivery");
+    assert_eq!(response.status().as_u16(), 200);
+    let webhook_row = "SELECT count(*) FROM shopify_products WHERE provider_id = '7700000000001' AND deleted_at IS NULL";
+    while db_count(&stack, webhook_row).await < 1 {
+        assert!(std::time::Instant::now() < deadline, "the delivery never landed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM sync_runs WHERE id = '{run_id}' AND status = 'running'")
+        )
+        .await,
+        1,
+        "the delivery must land while the resync runs"
+    );
+
+    let run = wait_runs(&stack, &[run_id]).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["records"], 30, "{run}");
+    assert_eq!(db_count(&stack, webhook_row).await, 1, "soft-deleted by the resync");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM shopify_products WHERE deleted_at IS NULL"
+        )
+        .await,
+        31
+    );
+}
