@@ -723,7 +723,12 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
 
     let stack = Stack::start_with(StackOptions {
         sandbox_args: vec!["--shopify-products".into(), "30".into()],
-        vars: vec![("SYNC_PAGE_SIZE".into(), "10".into())],
+        // One page per invocation: the coordinator's alarm, which carries each invocation
+        // out, delivers stored webhook events between them.
+        vars: vec![
+            ("SYNC_PAGE_SIZE".into(), "10".into()),
+            ("SYNC_MAX_PAGES_PER_INVOCATION".into(), "1".into()),
+        ],
         ..StackOptions::default()
     })
     .await;
@@ -749,7 +754,10 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     let run_id = run_ids(&body).remove(0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while db_count(&stack, "SELECT count(*) FROM shopify_products").await < 10 {
-        assert!(std::time::Instant::now() < deadline, "first page never landed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first page never landed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
@@ -777,7 +785,10 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     assert_eq!(response.status().as_u16(), 200);
     let webhook_row = "SELECT count(*) FROM shopify_products WHERE provider_id = '7700000000001' AND deleted_at IS NULL";
     while db_count(&stack, webhook_row).await < 1 {
-        assert!(std::time::Instant::now() < deadline, "the delivery never landed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never landed"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(
@@ -793,7 +804,11 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     let run = wait_runs(&stack, &[run_id]).await.remove(0);
     assert_eq!(run["state"], "completed", "{run}");
     assert_eq!(run["records"], 30, "{run}");
-    assert_eq!(db_count(&stack, webhook_row).await, 1, "soft-deleted by the resync");
+    assert_eq!(
+        db_count(&stack, webhook_row).await,
+        1,
+        "soft-deleted by the resync"
+    );
     assert_eq!(
         db_count(
             &stack,
