@@ -818,3 +818,151 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
         31
     );
 }
+
+/// Proves (issue 8 item 7): a Keap REST hook naming 1,000 changed contacts (Keap's largest
+/// batch) is applied within the Workers' limits and the connection's rate budget: all 1,000
+/// changes reach Postgres through one incremental run of contacts that the hook asked for
+/// (trigger `webhook`), in a couple of list requests and no request per id; the event is
+/// recorded in `background_events` once and nothing is dead-lettered.
+#[tokio::test]
+async fn a_keap_hook_of_1000_ids_is_applied_by_one_incremental_run() {
+    use edge_sync_e2e::WEBHOOK_SECRETS;
+
+    let stack = Stack::start_with(options(1500, &[])).await;
+    connect_keap(&stack, "batch-user").await;
+    assert_eq!(sync_contacts(&stack, "full").await["state"], "completed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let hooks = sandbox_get(&stack, "keap/hooks").await["hooks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !hooks.is_empty() && hooks.iter().all(|h| h["status"] == "Verified") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "hooks never verified");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let changed = sandbox_control(&stack, "keap/contacts/update", json!({ "count": 1000 })).await;
+    let ids: Vec<String> = changed["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|id| id.to_string().trim_matches('"').to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1000);
+    let update_time = changed["update_time"]
+        .as_str()
+        .expect("update_time")
+        .to_owned();
+    let before = sandbox_counters(&stack).await;
+    let delivered = sandbox_control(
+        &stack,
+        "keap/hooks/deliver",
+        json!({ "event_key": "contact.edit", "ids": ids, "signature_secret": WEBHOOK_SECRETS.keap }),
+    )
+    .await;
+    let deliveries = delivered["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(deliveries.len(), 1, "{delivered}");
+    assert_eq!(deliveries[0]["status"], 200, "{delivered}");
+
+    let applied = format!(
+        "SELECT count(*) FROM keap_contacts WHERE source_updated_at = '{update_time}'::timestamptz AND deleted_at IS NULL"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(&stack, &applied).await < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 1000 changes arrived",
+            db_count(&stack, &applied).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(db_count(&stack, &applied).await, 1000);
+    while db_count(
+        &stack,
+        "SELECT count(*) FROM background_events WHERE event_type = 'keap.contact.edit'",
+    )
+    .await
+        < 1
+    {
+        assert!(std::time::Instant::now() < deadline, "event never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The run the hook asked for, and nothing else.
+    let runs = wait_hook_runs(&stack).await;
+    assert_eq!(runs, 1, "one incremental run for the whole batch");
+
+    let after = sandbox_counters(&stack).await;
+    let delta = |key: &str| {
+        after["requests"][key].as_u64().unwrap_or(0) - before["requests"][key].as_u64().unwrap_or(0)
+    };
+    assert_eq!(delta("keap.contacts.get"), 0, "no request per id");
+    let lists = delta("keap.contacts.list");
+    assert!(
+        (1..=3).contains(&lists),
+        "{lists} list requests for 1,000 changes"
+    );
+    assert!(
+        after["statuses"]["keap.contacts.list"]["429"].is_null(),
+        "the budget kept the run under Keap's limits: {after}"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM background_events WHERE event_type = 'keap.contact.edit'"
+        )
+        .await,
+        1
+    );
+    let dead: Value = stack
+        .admin_get(&format!(
+            "{}/coordinator/events?state=dead",
+            stack.coordinator
+        ))
+        .await
+        .json()
+        .await
+        .expect("events JSON");
+    assert_eq!(dead["events"].as_array().map(Vec::len), Some(0), "{dead}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM keap_contacts WHERE deleted_at IS NULL"
+        )
+        .await,
+        1500
+    );
+}
+
+/// Waits until the runs Keap hooks started (trigger `webhook`) have all ended; their count.
+async fn wait_hook_runs(stack: &Stack) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(
+        stack,
+        "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND status = 'running'",
+    )
+    .await
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline, "hook run never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        db_count(
+            stack,
+            "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND (status <> 'completed' OR mode <> 'incremental' OR resource <> 'contacts')"
+        )
+        .await,
+        0
+    );
+    db_count(
+        stack,
+        "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook'",
+    )
+    .await
+}
