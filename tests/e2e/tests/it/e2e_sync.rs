@@ -653,6 +653,50 @@ async fn shopify_throttled_queries_are_retried_after_the_bucket_refills() {
         db_count(&stack, "SELECT count(*) FROM shopify_products").await,
         30
     );
+
+    // The wait is the one `throttleStatus` implies: a THROTTLED answer reporting a query of
+    // 60 points, 10 available and 20 restored per second means (60 - 10) / 20 = 2.5 s
+    // before the same query may run; the retry comes no sooner, and not much later.
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "shopify.graphql.products", "status": 200, "times": 1,
+            "body": { "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
+                "extensions": { "cost": { "requestedQueryCost": 60, "actualQueryCost": null,
+                    "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": 10.0, "restoreRate": 20.0 } } } } }),
+    )
+    .await;
+    let (status, body) = start_sync(
+        &stack,
+        &format!(
+            "/sync/products?connection={}",
+            connection["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    let log = sandbox_get(&stack, "requests?endpoint=shopify.graphql.products").await;
+    let entries = log
+        .as_array()
+        .or_else(|| log["requests"].as_array())
+        .expect("request log")
+        .clone();
+    let throttled = entries
+        .iter()
+        .position(|e| e["fault"] == true)
+        .expect("the THROTTLED answer was served");
+    let at = entries[throttled]["at_ms"].as_i64().expect("at_ms");
+    let next = entries
+        .get(throttled + 1)
+        .and_then(|e| e["at_ms"].as_i64())
+        .expect("the query was retried");
+    let waited = next - at;
+    assert!(
+        (2_500..2_500 + 4_000).contains(&waited),
+        "retried after {waited} ms; throttleStatus implies 2500 ms"
+    );
 }
 
 /// Proves: deleting a connection while its sync is in flight ends that run's history as
@@ -965,4 +1009,135 @@ async fn wait_hook_runs(stack: &Stack) -> i64 {
         "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook'",
     )
     .await
+}
+
+/// Sends a Shopify `products/update` delivery for `product`, signed with the app secret.
+async fn deliver_product_update(stack: &Stack, shop: &str, event_id: &str, product: &Value) {
+    use edge_sync_e2e::WEBHOOK_SECRETS;
+    use edge_sync_shared::{webhook::sign_shopify, Secret};
+    let body = product.to_string();
+    let response = stack
+        .http
+        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
+        .header("X-Shopify-Topic", "products/update")
+        .header("X-Shopify-Shop-Domain", shop)
+        .header("X-Shopify-Webhook-Id", format!("wh-{event_id}"))
+        .header("X-Shopify-Event-Id", event_id)
+        .header("X-Shopify-Triggered-At", "2026-12-01T00:00:01Z")
+        .header(
+            "X-Shopify-Hmac-Sha256",
+            sign_shopify(body.as_bytes(), &Secret::new(WEBHOOK_SECRETS.shopify)),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("delivery");
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+/// Waits until `background_events` holds `count` rows.
+async fn events_recorded(stack: &Stack, count: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db_count(stack, "SELECT count(*) FROM background_events").await < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "event never delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Proves: a newer version is never replaced by an older one, in Postgres: after a sync
+/// stored a product, a webhook delivery carrying an older `updated_at` (a late, out-of-order
+/// delivery) is recorded as an event but leaves the row as the sync wrote it; a delivery
+/// with a newer `updated_at` does replace it.
+#[tokio::test]
+async fn an_older_webhook_version_never_replaces_a_newer_synced_row() {
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: vec!["--shopify-products".into(), "5".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let shop = "versions.myshopify.com";
+    let connection = edge_sync_e2e::flows::connect_shopify(&stack, "versions-owner", shop).await;
+    sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
+    let (status, body) = start_sync(
+        &stack,
+        &format!(
+            "/sync/products?mode=full&connection={}",
+            connection["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+
+    let product_id = sandbox_get(&stack, "shopify/products").await["ids"][0]
+        .to_string()
+        .trim_matches('"')
+        .to_owned();
+    let db = stack.db().await;
+    let (title, synced_version, raw, synced_at) = stored_product(&db, &product_id).await;
+    let synced_ms = chrono_ms(&synced_version);
+
+    let payload = |title: &str, updated_ms: i64| {
+        json!({ "id": product_id.parse::<u64>().expect("numeric id"), "title": title, "handle": "h", "status": "active",
+            "vendor": "Acme", "product_type": "thing", "created_at": "2020-01-01T00:00:00Z",
+            "updated_at": iso_ms(updated_ms), "variants": [],
+            "admin_graphql_api_id": format!("gid://shopify/Product/{product_id}") })
+    };
+    // One day older than what the sync stored, arriving after it.
+    deliver_product_update(
+        &stack,
+        shop,
+        "older-1",
+        &payload("Stale title", synced_ms - 86_400_000),
+    )
+    .await;
+    events_recorded(&stack, 1).await;
+    assert_eq!(
+        stored_product(&db, &product_id).await,
+        (title.clone(), synced_version.clone(), raw, synced_at),
+        "an older version replaced the synced row"
+    );
+    // One minute newer: replaces it.
+    deliver_product_update(
+        &stack,
+        shop,
+        "newer-1",
+        &payload("Fresh title", synced_ms + 60_000),
+    )
+    .await;
+    events_recorded(&stack, 2).await;
+    let (title, version, _, _) = stored_product(&db, &product_id).await;
+    assert_eq!(title.as_deref(), Some("Fresh title"));
+    assert_eq!(chrono_ms(&version), synced_ms + 60_000);
+}
+
+/// A product row: title, version (ISO ms), raw, synced_at.
+async fn stored_product(
+    db: &tokio_postgres::Client,
+    id: &str,
+) -> (Option<String>, String, String, std::time::SystemTime) {
+    let row = db
+        .query_one(
+            "SELECT title, to_char(source_updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), raw::text, synced_at FROM shopify_products WHERE provider_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("row");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// Unix ms of an ISO 8601 UTC time.
+fn chrono_ms(iso: &str) -> i64 {
+    edge_sync_shared::Timestamp::parse_iso8601(iso)
+        .expect("ISO time")
+        .as_millis()
+}
+
+/// ISO 8601 UTC of unix ms.
+fn iso_ms(ms: i64) -> String {
+    edge_sync_shared::Timestamp::from_millis(ms).to_iso8601()
 }
