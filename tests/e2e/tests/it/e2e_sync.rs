@@ -1341,3 +1341,77 @@ async fn a_brief_postgres_outage_mid_run_is_ridden_out() {
         "no retry was logged"
     );
 }
+
+/// Proves: with the sandbox enforcing a Keap per-minute quota (developer.infusionsoft.com,
+/// "API token quota and usage"; here 40 calls a minute, answered 429 without `Retry-After`,
+/// with the `x-keap-product-throttle-*` headers reporting the spent window), a full sync of
+/// 1,500 contacts in pages of 50 is throttled, reads the wait from the throttle headers (one
+/// minute), stops the connection's shared budget (`penalize`), resumes after that wait, and
+/// completes with every row; it never hammers the provider while throttled.
+#[tokio::test]
+async fn the_keap_quota_is_honoured_through_the_shared_budget() {
+    let stack = Stack::start_with(options(1500, &[("SYNC_PAGE_SIZE", "50")])).await;
+    connect_keap(&stack, "quota-user").await;
+    sandbox_control(
+        &stack,
+        "config",
+        json!({ "rate_limit_per_minute": 40, "send_retry_after": false }),
+    )
+    .await;
+    let run = sync_contacts(&stack, "full").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(DISTINCT provider_id) FROM keap_contacts WHERE deleted_at IS NULL"
+        )
+        .await,
+        1500
+    );
+
+    let counters = sandbox_counters(&stack).await;
+    let throttled = counters["statuses"]["keap.contacts.list"]["429"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (1..=2).contains(&throttled),
+        "{throttled} throttled answers: {counters}"
+    );
+    // The wait came from the throttle headers: one window of one minute.
+    let waits: Vec<u64> = stack
+        .json_log_lines("sync-worker")
+        .iter()
+        .filter(|line| line["event"] == "provider_rate_limited")
+        .filter_map(|line| line["wait_ms"].as_u64())
+        .collect();
+    assert_eq!(waits.len() as u64, throttled, "{waits:?}");
+    assert!(waits.iter().all(|w| *w == 60_000), "{waits:?}");
+    // Everyone was stopped through the shared budget.
+    assert!(
+        stack
+            .json_log_lines("sync-coordinator")
+            .iter()
+            .any(|line| line["route"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/budget/penalize"))
+                && line["status"] == 200),
+        "the budget was not penalized"
+    );
+    // No request until the window the headers named had passed.
+    let log = sandbox_get(&stack, "requests?endpoint=keap.contacts.list").await;
+    let entries = log
+        .as_array()
+        .or_else(|| log["requests"].as_array())
+        .expect("request log")
+        .clone();
+    for (i, entry) in entries.iter().enumerate() {
+        if entry["status"] == 429 {
+            let at = entry["at_ms"].as_i64().expect("at_ms");
+            let next = entries
+                .get(i + 1)
+                .and_then(|e| e["at_ms"].as_i64())
+                .expect("retried");
+            assert!(next - at >= 59_000, "retried after {} ms", next - at);
+        }
+    }
+}
