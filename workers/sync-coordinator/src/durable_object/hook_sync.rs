@@ -38,7 +38,13 @@ pub fn next_due(store: &Store, now: Timestamp) -> worker::Result<Option<Timestam
 pub async fn run_due(store: &Store, env: &worker::Env, now: Timestamp) -> worker::Result<()> {
     let connection_id = match store.get::<serde_json::Value>("connection", now)? {
         Some(connection) => connection["id"].as_str().unwrap_or_default().to_owned(),
-        None => return Ok(()),
+        None => {
+            // The connection is gone: nothing to sync, and nothing may keep the alarm busy.
+            for (key, _) in store.list::<HookSyncRequest>(PREFIX, now)? {
+                store.delete(&key)?;
+            }
+            return Ok(());
+        }
     };
     for (key, sent) in store.list::<HookSyncRequest>(PREFIX, now)? {
         if sent.due_at > now {
