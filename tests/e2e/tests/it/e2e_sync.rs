@@ -1415,3 +1415,54 @@ async fn the_keap_quota_is_honoured_through_the_shared_budget() {
         }
     }
 }
+
+/// Proves (issue 8 item 11): a contact whose `update_time` lies years in the future does
+/// not move the incremental cursor past the run's start, so a change made after that run
+/// still arrives with the next incremental run.
+#[tokio::test]
+async fn a_future_stamped_record_does_not_hide_later_changes() {
+    let stack = Stack::start_with(options(500, &[])).await;
+    connect_keap(&stack, "future-user").await;
+    assert_eq!(sync_contacts(&stack, "full").await["state"], "completed");
+    sandbox_control(
+        &stack,
+        "keap/contacts/touch",
+        json!({ "ids": ["10"], "update_time": "2030-01-01T00:00:00.000Z" }),
+    )
+    .await;
+    let run = sync_contacts(&stack, "incremental").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM keap_contacts WHERE provider_id = '10' AND source_updated_at = '2030-01-01T00:00:00Z'"
+        )
+        .await,
+        1
+    );
+    let cursor_ms = run["cursor"]["updated_at"].as_i64().expect("cursor");
+    assert!(
+        cursor_ms < chrono_ms("2030-01-01T00:00:00.000Z"),
+        "the cursor moved to the future: {run}"
+    );
+
+    let response = stack
+        .http
+        .patch(format!("{}/__sandbox/keap/contacts/20", stack.sandbox))
+        .json(&json!({ "given_name": "After-the-future" }))
+        .send()
+        .await
+        .expect("patch");
+    assert!(response.status().is_success());
+    let run = sync_contacts(&stack, "incremental").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM keap_contacts WHERE provider_id = '20' AND given_name = 'After-the-future'"
+        )
+        .await,
+        1,
+        "a change after the future-stamped record was hidden"
+    );
+}
