@@ -8,7 +8,9 @@
 // production Hyperdrive reports the failure to the Worker instead. This guard restores
 // that behaviour locally: errors on sockets to the Hyperdrive target are logged and the
 // Worker-side socket is closed, so the Worker sees a failed connection and can degrade
-// (503 from /health, events kept for retry) while PostgreSQL is away.
+// (503 from /health, events kept for retry) while PostgreSQL is away. The proxy leaves
+// errors on the Worker-side socket unhandled too (EPIPE when the database answers a socket
+// the Worker already closed, as when a session is cut mid-run); those close both halves.
 import net from "node:net";
 
 const target = (() => {
@@ -37,11 +39,18 @@ for (const name of ["connect", "createConnection"]) {
     const sources = new Set();
     socket.on("pipe", (source) => {
       sources.add(source);
-      // The Worker-side socket can close while PostgreSQL is still answering (the Worker
-      // dropped its client); the proxy then writes after FIN and, with no listener, the
-      // EPIPE crashes wrangler. The Worker is gone either way: close both ends quietly.
-      source.on("error", () => {
+      // The other half: the Worker's socket, which the proxy pipes the database's answers
+      // into with no 'error' listener either. When the Worker has closed its end (an
+      // invocation finished, or gave up on a session the database dropped) and the
+      // database still sends, the write fails with EPIPE ("This socket has been ended by
+      // the other party") and, unhandled, kills wrangler: every binding dies and the dev
+      // server stops answering. Close both halves instead, as a dropped session.
+      source.on("error", (error) => {
+        console.error(
+          JSON.stringify({ level: "warn", worker: "wrangler-dev", event: "hyperdrive_proxy_client", reason: `${error.code ?? error.message}` }),
+        );
         socket.destroy();
+        source.destroy();
       });
       if (failed) source.destroy();
     });

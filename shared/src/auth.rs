@@ -78,7 +78,8 @@ pub enum Capability {
     TakeAccessToken,
     /// Drive a sync run: leases, cursors, run records, the shared rate budget.
     DriveSync,
-    /// Continue a sync run in a fresh invocation.
+    /// Continue a sync run in a fresh invocation, or start the incremental run a Keap hook
+    /// asked for (the coordinator's alarms).
     ContinueSync,
     /// Store a verified webhook event.
     StoreEvents,

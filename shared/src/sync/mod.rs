@@ -17,6 +17,7 @@
 //! The provider facts followed here are in `shared/docs/providers.md` ("Keap / REST v2
 //! lists", "Keap / Rate limits", "Shopify / Admin API polling").
 
+mod hook_sync;
 mod keap;
 mod plan;
 mod resource;
@@ -33,6 +34,10 @@ use serde_json::{Map, Value};
 
 use crate::Timestamp;
 
+pub use hook_sync::{
+    HookSyncAnswer, HookSyncIn, HookSyncRequest, HOOK_SYNC_BUSY_RETRY_MS, HOOK_SYNC_DELAY_MS,
+    HOOK_SYNC_MAX_BACKOFF_MS,
+};
 pub use keap::{keap_get_request, keap_wait_ms, parse_keap_record};
 pub use plan::{
     advance, cursor_to_persist, page_request, parse_page, try_page_request, RunCheckpoint,

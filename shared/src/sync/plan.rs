@@ -103,7 +103,7 @@ impl RunCheckpoint {
 
 /// The time changes are asked for from: the start cursor's time minus `overlap_ms`
 /// (`None` in full mode or without a cursor).
-fn lower_bound(checkpoint: &RunCheckpoint, overlap_ms: i64) -> Option<Timestamp> {
+pub(super) fn lower_bound(checkpoint: &RunCheckpoint, overlap_ms: i64) -> Option<Timestamp> {
     match checkpoint.mode {
         SyncMode::Full => None,
         SyncMode::Incremental => checkpoint
@@ -238,26 +238,39 @@ pub fn advance(checkpoint: &mut RunCheckpoint, page: &Page) {
     };
 }
 
-/// The cursor to store for the resource, `Some` only when it is safe to persist:
+/// The cursor to store for the resource, `Some` only when it is safe to persist. It is
+/// never past the run's start: a record whose `updated_at` lies in the future (a skewed
+/// provider clock, a bad import) would otherwise put the cursor ahead of every later
+/// change, and each incremental run would skip them until a full resync. Records changed
+/// after the start are simply read again by the next run (upserts are idempotent).
 /// - incremental walks returned oldest first: after every committed page, the greater of
-///   `since` and `high_water`;
+///   `since` and `high_water`, capped at the start;
 /// - other incremental walks (Keap opportunities, Shopify inventory levels): only when
-///   done, the same, but never past the run's start;
-/// - full runs: only when done, `high_water` over all records, never past the run's start
-///   (a record changed after the walk passed it carries a later time and must be read by
-///   the next incremental run).
+///   done, the same;
+/// - full runs: only when done, `high_water` over all records, capped at the start (a
+///   record changed after the walk passed it carries a later time and must be read by the
+///   next incremental run).
 ///
-/// `None` also when the run has committed no timed record: keep the stored cursor.
+/// `None` when the run has committed no timed record (keep the stored cursor), unless the
+/// stored cursor itself is past the run's start (written before this rule): then the start.
 pub fn cursor_to_persist(checkpoint: &RunCheckpoint) -> Option<Cursor> {
-    let high = checkpoint.high_water.clone()?;
     let start = Cursor::new(checkpoint.started_at, "");
-    let with_since = match &checkpoint.since {
-        Some(since) => max(since.clone(), high.clone()),
-        None => high.clone(),
+    let may_persist = match checkpoint.mode {
+        SyncMode::Incremental => checkpoint.resource.ascending_incremental() || checkpoint.done,
+        SyncMode::Full => checkpoint.done,
     };
-    match checkpoint.mode {
-        SyncMode::Incremental if checkpoint.resource.ascending_incremental() => Some(with_since),
-        SyncMode::Incremental => checkpoint.done.then(|| min(with_since, start)),
-        SyncMode::Full => checkpoint.done.then(|| min(high, start)),
+    if !may_persist {
+        return None;
     }
+    let since = match checkpoint.mode {
+        SyncMode::Incremental => checkpoint.since.clone(),
+        SyncMode::Full => None,
+    };
+    let reached = match (since, checkpoint.high_water.clone()) {
+        (Some(since), Some(high)) => max(since, high),
+        (None, Some(high)) => high,
+        (Some(since), None) if since > start => since,
+        (_, None) => return None,
+    };
+    Some(min(reached, start))
 }

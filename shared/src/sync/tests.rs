@@ -761,12 +761,13 @@ fn ascending_walks_persist_after_every_page() {
         cursor_to_persist(&cp),
         Some(Cursor::new(Timestamp(600), "10"))
     );
-    // Records newer than the run's start (changed during the walk) are fine oldest first.
+    // A record newer than the run's start (changed during the walk, or stamped in the
+    // future) is stored, but the cursor stops at the start so later changes are not hidden.
     advance(&mut cp, &page_of(&[(20_000, "4")], None));
     assert!(cp.done);
     assert_eq!(
         cursor_to_persist(&cp),
-        Some(Cursor::new(Timestamp(20_000), "4"))
+        Some(Cursor::new(Timestamp(10_000), ""))
     );
     let json = serde_json::to_value(&cp).expect("serialisable");
     assert_eq!(json["resource"], "keap_contacts");
@@ -1222,7 +1223,14 @@ fn rereading_pages_after_a_crash_changes_nothing() {
         ..config()
     };
     let mut table = FakeTable::default();
-    let mut cp = checkpoint(Resource::KeapContacts, SyncMode::Incremental, None);
+    // The run starts after the newest row was written (a cursor never passes the start).
+    let mut cp = RunCheckpoint::new(
+        "run-1",
+        Resource::KeapContacts,
+        SyncMode::Incremental,
+        None,
+        T0.plus_millis(MINUTE),
+    );
     let mut pages = 0;
     while !cp.done {
         let request = page_request(&cp, &config, None, &token());
@@ -1255,4 +1263,67 @@ fn rereading_pages_after_a_crash_changes_nothing() {
         parse_page(&cp, status, &[], &body),
         Err(PageError::Rejected { status: 400, .. })
     ));
+}
+
+/// Issue 8 item 11: one record stamped far in the future must not move the cursor past the
+/// run's start, whatever the resource and mode; the next run still asks from before the
+/// start, so a change made after this run is read.
+#[test]
+fn a_future_record_never_moves_the_cursor_past_the_start() {
+    let started = Timestamp(1_000_000);
+    let future = Timestamp(1_000_000 + 365 * 24 * 3_600_000);
+    for resource in Resource::ALL {
+        for mode in [SyncMode::Incremental, SyncMode::Full] {
+            let mut cp = RunCheckpoint::new(
+                "r",
+                resource,
+                mode,
+                Some(Cursor::new(Timestamp(500_000), "1")),
+                started,
+            );
+            advance(&mut cp, &page_of(&[(600_000, "2"), (future.0, "3")], None));
+            let cursor = cursor_to_persist(&cp).expect("a done run persists");
+            assert_eq!(cursor, Cursor::new(started, ""), "{resource} {mode:?}");
+            // The next incremental run asks from the start minus the overlap, so a record
+            // changed at `started + 1 s` (before its far-future neighbour) is read.
+            let next = RunCheckpoint::new(
+                "n",
+                resource,
+                SyncMode::Incremental,
+                Some(cursor),
+                started.plus_millis(60_000),
+            );
+            assert_eq!(
+                plan::lower_bound(&next, DEFAULT_OVERLAP_MS),
+                Some(started.plus_millis(-DEFAULT_OVERLAP_MS))
+            );
+        }
+    }
+}
+
+/// A cursor stored past the start before the rule existed is pulled back to the start by
+/// the next run, even one that commits no timed record.
+#[test]
+fn a_stored_future_cursor_is_pulled_back_to_the_start() {
+    let started = Timestamp(1_000_000);
+    let mut cp = RunCheckpoint::new(
+        "r",
+        Resource::KeapContacts,
+        SyncMode::Incremental,
+        Some(Cursor::new(Timestamp(9_000_000), "7")),
+        started,
+    );
+    assert_eq!(cursor_to_persist(&cp), Some(Cursor::new(started, "")));
+    advance(&mut cp, &page_of(&[], None));
+    assert_eq!(cursor_to_persist(&cp), Some(Cursor::new(started, "")));
+    // A cursor before the start with nothing committed stays as stored.
+    let mut cp = RunCheckpoint::new(
+        "r",
+        Resource::KeapContacts,
+        SyncMode::Incremental,
+        Some(Cursor::new(Timestamp(900_000), "7")),
+        started,
+    );
+    advance(&mut cp, &page_of(&[], None));
+    assert_eq!(cursor_to_persist(&cp), None);
 }

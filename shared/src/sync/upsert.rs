@@ -202,11 +202,18 @@ pub fn records_json(records: &[Record]) -> Value {
 /// Postgres: after a successful full run, soft-delete the connection's rows that run did
 /// not see. Parameters: `$1` connection_id, `$2` run_id. Run it only when the full run
 /// completed: a partial run would delete what it had not reached yet.
+///
+/// Rows written since the run started (`synced_at` at or after its `sync_runs.started_at`,
+/// both Postgres' clock) are spared: a webhook delivery inserted or updated them while the
+/// walk ran, possibly after the walk passed their place, so not seeing them says nothing.
+/// Without a `sync_runs` row for the run nothing is spared.
 pub fn mark_missing_deleted_sql(resource: Resource) -> String {
     format!(
         "UPDATE public.{} SET deleted_at = now(), synced_at = now() \
          WHERE connection_id = $1::text AND deleted_at IS NULL \
-         AND seen_in_run IS DISTINCT FROM $2::text",
+         AND seen_in_run IS DISTINCT FROM $2::text \
+         AND synced_at < coalesce((SELECT started_at FROM public.sync_runs \
+         WHERE id = $2::text::uuid), 'infinity'::timestamptz)",
         resource.table()
     )
 }
@@ -322,7 +329,9 @@ mod tests {
             mark_missing_deleted_sql(Resource::ShopifyProducts),
             "UPDATE public.shopify_products SET deleted_at = now(), synced_at = now() \
              WHERE connection_id = $1::text AND deleted_at IS NULL \
-             AND seen_in_run IS DISTINCT FROM $2::text"
+             AND seen_in_run IS DISTINCT FROM $2::text \
+             AND synced_at < coalesce((SELECT started_at FROM public.sync_runs \
+             WHERE id = $2::text::uuid), 'infinity'::timestamptz)"
         );
         assert!(soft_delete_sql(Resource::KeapContacts).contains("provider_id = ANY($2::text[])"));
         assert_eq!(

@@ -111,8 +111,9 @@ pub enum RecordChange {
         /// GraphQL node shape the sync stores.
         records: Vec<Record>,
     },
-    /// Fetch these ids through the provider API, then upsert them (Keap hooks carry ids
-    /// only; providers.md, Keap "REST Hooks").
+    /// These Keap records changed (Keap hooks carry ids only, up to 1,000;
+    /// developer.infusionsoft.com, "REST Hooks"). Not fetched one by one: the coordinator
+    /// asks for the resource's incremental run ([`crate::sync::HookSyncRequest`]).
     FetchKeap {
         /// The table's resource.
         resource: Resource,

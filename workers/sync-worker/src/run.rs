@@ -54,7 +54,7 @@ pub struct RunRecord {
     pub state: String,
     /// The run (lease holder, `sync_runs.id`).
     pub run_id: String,
-    /// `cron`, `manual` or `continuation`.
+    /// `cron`, `manual`, `webhook` (a Keap hook asked for it) or `continuation`.
     pub trigger: String,
     /// Where the walk is (its `run_id` is the marker full resyncs stamp rows with).
     pub checkpoint: RunCheckpoint,

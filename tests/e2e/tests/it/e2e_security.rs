@@ -267,6 +267,7 @@ fn routes() -> Vec<Route> {
             &[ADMIN],
         ),
         route(S, "POST", "/sync/continue", &[COORDINATOR]),
+        route(S, "POST", "/sync/hook", &[COORDINATOR]),
         route(
             S,
             "POST",

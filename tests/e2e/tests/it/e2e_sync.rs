@@ -653,6 +653,50 @@ async fn shopify_throttled_queries_are_retried_after_the_bucket_refills() {
         db_count(&stack, "SELECT count(*) FROM shopify_products").await,
         30
     );
+
+    // The wait is the one `throttleStatus` implies: a THROTTLED answer reporting a query of
+    // 60 points, 10 available and 20 restored per second means (60 - 10) / 20 = 2.5 s
+    // before the same query may run; the retry comes no sooner, and not much later.
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "shopify.graphql.products", "status": 200, "times": 1,
+            "body": { "errors": [{ "message": "Throttled", "extensions": { "code": "THROTTLED" } }],
+                "extensions": { "cost": { "requestedQueryCost": 60, "actualQueryCost": null,
+                    "throttleStatus": { "maximumAvailable": 1000.0, "currentlyAvailable": 10.0, "restoreRate": 20.0 } } } } }),
+    )
+    .await;
+    let (status, body) = start_sync(
+        &stack,
+        &format!(
+            "/sync/products?connection={}",
+            connection["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    let log = sandbox_get(&stack, "requests?endpoint=shopify.graphql.products").await;
+    let entries = log
+        .as_array()
+        .or_else(|| log["requests"].as_array())
+        .expect("request log")
+        .clone();
+    let throttled = entries
+        .iter()
+        .position(|e| e["fault"] == true)
+        .expect("the THROTTLED answer was served");
+    let at = entries[throttled]["at_ms"].as_i64().expect("at_ms");
+    let next = entries
+        .get(throttled + 1)
+        .and_then(|e| e["at_ms"].as_i64())
+        .expect("the query was retried");
+    let waited = next - at;
+    assert!(
+        (2_500..2_500 + 4_000).contains(&waited),
+        "retried after {waited} ms; throttleStatus implies 2500 ms"
+    );
 }
 
 /// Proves: deleting a connection while its sync is in flight ends that run's history as
@@ -709,4 +753,716 @@ async fn deleting_a_connection_abandons_its_running_sync() {
     // The slow page has long answered by now; the run stays abandoned.
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     assert_eq!(row_state().await, "abandoned:connection deleted");
+}
+
+/// Proves (issue 8 item 13): a full resync does not soft-delete a row a webhook delivery
+/// inserted while it ran. The Shopify products resync is slowed after its first page; a
+/// signed `products/create` delivery for a product the walk will never list (it is not in
+/// the sandbox's listing) lands meanwhile; when the resync completes, that row is still
+/// live, and every listed product is stored.
+#[tokio::test]
+async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
+    use edge_sync_e2e::WEBHOOK_SECRETS;
+    use edge_sync_shared::{webhook::sign_shopify, Secret};
+
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: vec!["--shopify-products".into(), "30".into()],
+        // One page per invocation: the coordinator's alarm, which carries each invocation
+        // out, delivers stored webhook events between them.
+        vars: vec![
+            ("SYNC_PAGE_SIZE".into(), "10".into()),
+            ("SYNC_MAX_PAGES_PER_INVOCATION".into(), "1".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let shop = "resync-race.myshopify.com";
+    let connection = edge_sync_e2e::flows::connect_shopify(&stack, "race-owner", shop).await;
+    sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
+    // Pages 2 and 3 answer slowly, so the delivery lands while the walk is in flight.
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "shopify.graphql.products", "latency_ms": 3000, "times": 2, "after": 1 }),
+    )
+    .await;
+    let (status, body) = start_sync(
+        &stack,
+        &format!(
+            "/sync/products?mode=full&connection={}",
+            connection["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run_id = run_ids(&body).remove(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(&stack, "SELECT count(*) FROM shopify_products").await < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first page never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let product = json!({ "id": 7_700_000_000_001_u64, "title": "Created meanwhile", "handle": "created-meanwhile",
+        "status": "active", "vendor": "Acme", "product_type": "thing", "created_at": "2026-12-01T00:00:00Z",
+        "updated_at": "2026-12-01T00:00:00Z", "variants": [],
+        "admin_graphql_api_id": "gid://shopify/Product/7700000000001" })
+    .to_string();
+    let response = stack
+        .http
+        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
+        .header("X-Shopify-Topic", "products/create")
+        .header("X-Shopify-Shop-Domain", shop)
+        .header("X-Shopify-Webhook-Id", "race-1")
+        .header("X-Shopify-Event-Id", "race-ev-1")
+        .header("X-Shopify-Triggered-At", "2026-12-01T00:00:01Z")
+        .header(
+            "X-Shopify-Hmac-Sha256",
+            sign_shopify(product.as_bytes(), &Secret::new(WEBHOOK_SECRETS.shopify)),
+        )
+        .body(product)
+        .send()
+        .await
+        .expect("delivery");
+    assert_eq!(response.status().as_u16(), 200);
+    let webhook_row = "SELECT count(*) FROM shopify_products WHERE provider_id = '7700000000001' AND deleted_at IS NULL";
+    while db_count(&stack, webhook_row).await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        db_count(
+            &stack,
+            &format!("SELECT count(*) FROM sync_runs WHERE id = '{run_id}' AND status = 'running'")
+        )
+        .await,
+        1,
+        "the delivery must land while the resync runs"
+    );
+
+    let run = wait_runs(&stack, &[run_id]).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(run["records"], 30, "{run}");
+    assert_eq!(
+        db_count(&stack, webhook_row).await,
+        1,
+        "soft-deleted by the resync"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM shopify_products WHERE deleted_at IS NULL"
+        )
+        .await,
+        31
+    );
+}
+
+/// Proves (issue 8 item 7): a Keap REST hook naming 1,000 changed contacts (Keap's largest
+/// batch) is applied within the Workers' limits and the connection's rate budget: all 1,000
+/// changes reach Postgres through one incremental run of contacts that the hook asked for
+/// (trigger `webhook`), in a couple of list requests and no request per id; the event is
+/// recorded in `background_events` once and nothing is dead-lettered.
+#[tokio::test]
+async fn a_keap_hook_of_1000_ids_is_applied_by_one_incremental_run() {
+    use edge_sync_e2e::WEBHOOK_SECRETS;
+
+    let stack = Stack::start_with(options(1500, &[])).await;
+    connect_keap(&stack, "batch-user").await;
+    assert_eq!(sync_contacts(&stack, "full").await["state"], "completed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let hooks = sandbox_get(&stack, "keap/hooks").await["hooks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !hooks.is_empty() && hooks.iter().all(|h| h["status"] == "Verified") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "hooks never verified");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let changed = sandbox_control(&stack, "keap/contacts/update", json!({ "count": 1000 })).await;
+    let ids: Vec<String> = changed["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|id| id.to_string().trim_matches('"').to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1000);
+    let update_time = changed["update_time"]
+        .as_str()
+        .expect("update_time")
+        .to_owned();
+    let before = sandbox_counters(&stack).await;
+    let delivered = sandbox_control(
+        &stack,
+        "keap/hooks/deliver",
+        json!({ "event_key": "contact.edit", "ids": ids, "signature_secret": WEBHOOK_SECRETS.keap }),
+    )
+    .await;
+    let deliveries = delivered["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(deliveries.len(), 1, "{delivered}");
+    assert_eq!(deliveries[0]["status"], 200, "{delivered}");
+
+    let applied = format!(
+        "SELECT count(*) FROM keap_contacts WHERE source_updated_at = '{update_time}'::timestamptz AND deleted_at IS NULL"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(&stack, &applied).await < 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 1000 changes arrived",
+            db_count(&stack, &applied).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(db_count(&stack, &applied).await, 1000);
+    while db_count(
+        &stack,
+        "SELECT count(*) FROM background_events WHERE event_type = 'keap.contact.edit'",
+    )
+    .await
+        < 1
+    {
+        assert!(std::time::Instant::now() < deadline, "event never recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The run the hook asked for, and nothing else.
+    let runs = wait_hook_runs(&stack).await;
+    assert_eq!(runs, 1, "one incremental run for the whole batch");
+
+    let after = sandbox_counters(&stack).await;
+    let delta = |key: &str| {
+        after["requests"][key].as_u64().unwrap_or(0) - before["requests"][key].as_u64().unwrap_or(0)
+    };
+    assert_eq!(delta("keap.contacts.get"), 0, "no request per id");
+    let lists = delta("keap.contacts.list");
+    assert!(
+        (1..=3).contains(&lists),
+        "{lists} list requests for 1,000 changes"
+    );
+    assert!(
+        after["statuses"]["keap.contacts.list"]["429"].is_null(),
+        "the budget kept the run under Keap's limits: {after}"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM background_events WHERE event_type = 'keap.contact.edit'"
+        )
+        .await,
+        1
+    );
+    let dead: Value = stack
+        .admin_get(&format!(
+            "{}/coordinator/events?state=dead",
+            stack.coordinator
+        ))
+        .await
+        .json()
+        .await
+        .expect("events JSON");
+    assert_eq!(dead["events"].as_array().map(Vec::len), Some(0), "{dead}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM keap_contacts WHERE deleted_at IS NULL"
+        )
+        .await,
+        1500
+    );
+}
+
+/// Waits until the runs Keap hooks started (trigger `webhook`) have all ended; their count.
+async fn wait_hook_runs(stack: &Stack) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db_count(
+        stack,
+        "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND status = 'running'",
+    )
+    .await
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline, "hook run never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        db_count(
+            stack,
+            "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND (status <> 'completed' OR mode <> 'incremental' OR resource <> 'contacts')"
+        )
+        .await,
+        0
+    );
+    db_count(
+        stack,
+        "SELECT count(*) FROM sync_runs WHERE trigger = 'webhook'",
+    )
+    .await
+}
+
+/// Sends a Shopify `products/update` delivery for `product`, signed with the app secret.
+async fn deliver_product_update(stack: &Stack, shop: &str, event_id: &str, product: &Value) {
+    use edge_sync_e2e::WEBHOOK_SECRETS;
+    use edge_sync_shared::{webhook::sign_shopify, Secret};
+    let body = product.to_string();
+    let response = stack
+        .http
+        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
+        .header("X-Shopify-Topic", "products/update")
+        .header("X-Shopify-Shop-Domain", shop)
+        .header("X-Shopify-Webhook-Id", format!("wh-{event_id}"))
+        .header("X-Shopify-Event-Id", event_id)
+        .header("X-Shopify-Triggered-At", "2026-12-01T00:00:01Z")
+        .header(
+            "X-Shopify-Hmac-Sha256",
+            sign_shopify(body.as_bytes(), &Secret::new(WEBHOOK_SECRETS.shopify)),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("delivery");
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+/// Waits until `background_events` holds `count` rows.
+async fn events_recorded(stack: &Stack, count: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db_count(stack, "SELECT count(*) FROM background_events").await < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "event never delivered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Proves: a newer version is never replaced by an older one, in Postgres: after a sync
+/// stored a product, a webhook delivery carrying an older `updated_at` (a late, out-of-order
+/// delivery) is recorded as an event but leaves the row as the sync wrote it; a delivery
+/// with a newer `updated_at` does replace it.
+#[tokio::test]
+async fn an_older_webhook_version_never_replaces_a_newer_synced_row() {
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: vec!["--shopify-products".into(), "5".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let shop = "versions.myshopify.com";
+    let connection = edge_sync_e2e::flows::connect_shopify(&stack, "versions-owner", shop).await;
+    sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
+    let (status, body) = start_sync(
+        &stack,
+        &format!(
+            "/sync/products?mode=full&connection={}",
+            connection["id"].as_str().expect("id")
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+
+    let product_id = sandbox_get(&stack, "shopify/products").await["ids"][0]
+        .to_string()
+        .trim_matches('"')
+        .to_owned();
+    let db = stack.db().await;
+    let (title, synced_version, raw, synced_at) = stored_product(&db, &product_id).await;
+    let synced_ms = chrono_ms(&synced_version);
+
+    let payload = |title: &str, updated_ms: i64| {
+        json!({ "id": product_id.parse::<u64>().expect("numeric id"), "title": title, "handle": "h", "status": "active",
+            "vendor": "Acme", "product_type": "thing", "created_at": "2020-01-01T00:00:00Z",
+            "updated_at": iso_ms(updated_ms), "variants": [],
+            "admin_graphql_api_id": format!("gid://shopify/Product/{product_id}") })
+    };
+    // One day older than what the sync stored, arriving after it.
+    deliver_product_update(
+        &stack,
+        shop,
+        "older-1",
+        &payload("Stale title", synced_ms - 86_400_000),
+    )
+    .await;
+    events_recorded(&stack, 1).await;
+    assert_eq!(
+        stored_product(&db, &product_id).await,
+        (title.clone(), synced_version.clone(), raw, synced_at),
+        "an older version replaced the synced row"
+    );
+    // One minute newer: replaces it.
+    deliver_product_update(
+        &stack,
+        shop,
+        "newer-1",
+        &payload("Fresh title", synced_ms + 60_000),
+    )
+    .await;
+    events_recorded(&stack, 2).await;
+    let (title, version, _, _) = stored_product(&db, &product_id).await;
+    assert_eq!(title.as_deref(), Some("Fresh title"));
+    assert_eq!(chrono_ms(&version), synced_ms + 60_000);
+}
+
+/// A product row: title, version (ISO ms), raw, synced_at.
+async fn stored_product(
+    db: &tokio_postgres::Client,
+    id: &str,
+) -> (Option<String>, String, String, std::time::SystemTime) {
+    let row = db
+        .query_one(
+            "SELECT title, to_char(source_updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), raw::text, synced_at FROM shopify_products WHERE provider_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("row");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+/// Unix ms of an ISO 8601 UTC time.
+fn chrono_ms(iso: &str) -> i64 {
+    edge_sync_shared::Timestamp::parse_iso8601(iso)
+        .expect("ISO time")
+        .as_millis()
+}
+
+/// ISO 8601 UTC of unix ms.
+fn iso_ms(ms: i64) -> String {
+    edge_sync_shared::Timestamp::from_millis(ms).to_iso8601()
+}
+
+/// Proves: incremental runs of Keap opportunities, orders and tasks and of every Shopify
+/// resource bring exactly the records changed at the provider since the last run (rows
+/// whose `synced_at` moved are exactly those), each with one or two list requests.
+#[tokio::test]
+async fn incremental_runs_of_every_other_resource_bring_exactly_the_changes() {
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: vec!["--keap-contacts".into(), "50".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let keap = connect_keap(&stack, "incremental-all").await;
+    let shopify =
+        edge_sync_e2e::flows::connect_shopify(&stack, "incremental-all", "incr.myshopify.com")
+            .await;
+    sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
+    let (status, body) = start_sync(&stack, "/sync/full").await;
+    assert_eq!(status, 202, "{body}");
+    for run in wait_runs(&stack, &run_ids(&body)).await {
+        assert_eq!(run["state"], "completed", "{run}");
+    }
+    let db = stack.db().await;
+    for (provider, resource, table, connection, counter) in [
+        (
+            "keap",
+            "opportunities",
+            "keap_opportunities",
+            &keap,
+            "keap.opportunities.list",
+        ),
+        ("keap", "orders", "keap_orders", &keap, "keap.orders.list"),
+        ("keap", "tasks", "keap_tasks", &keap, "keap.tasks.list"),
+        (
+            "shopify",
+            "products",
+            "shopify_products",
+            &shopify,
+            "shopify.graphql.products",
+        ),
+        (
+            "shopify",
+            "orders",
+            "shopify_orders",
+            &shopify,
+            "shopify.graphql.orders",
+        ),
+        (
+            "shopify",
+            "customers",
+            "shopify_customers",
+            &shopify,
+            "shopify.graphql.customers",
+        ),
+        (
+            "shopify",
+            "inventory_levels",
+            "shopify_inventory_levels",
+            &shopify,
+            "shopify.graphql.inventoryItems",
+        ),
+    ] {
+        let listed = sandbox_get(&stack, &format!("{provider}/{resource}")).await;
+        let all: Vec<String> = listed["ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|id| id.to_string().trim_matches('"').to_owned())
+            .collect();
+        let picked: Vec<String> = [1, all.len() / 2, all.len() - 1]
+            .iter()
+            .map(|&i| all[i].clone())
+            .collect();
+        let mark: std::time::SystemTime =
+            db.query_one("SELECT now()", &[]).await.expect("now").get(0);
+        let changed = sandbox_control(
+            &stack,
+            &format!("{provider}/{resource}/update"),
+            json!({ "ids": picked }),
+        )
+        .await;
+        assert_eq!(changed["updated"], 3, "{resource}: {changed}");
+        let before = sandbox_counters(&stack).await["requests"][counter]
+            .as_u64()
+            .unwrap_or(0);
+        let (status, body) = start_sync(
+            &stack,
+            &format!(
+                "/sync/{resource}?connection={}",
+                connection["id"].as_str().expect("id")
+            ),
+        )
+        .await;
+        assert_eq!(status, 202, "{resource}: {body}");
+        let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+        assert_eq!(run["state"], "completed", "{resource}: {run}");
+        let requests = sandbox_counters(&stack).await["requests"][counter]
+            .as_u64()
+            .unwrap_or(0)
+            - before;
+        assert!(
+            (1..=2).contains(&requests),
+            "{resource}: {requests} requests for 3 changes"
+        );
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT provider_id FROM {table} WHERE synced_at > $1 ORDER BY provider_id"
+                ),
+                &[&mark],
+            )
+            .await
+            .expect("changed rows");
+        let mut got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        got.sort();
+        if resource == "inventory_levels" {
+            // Rows are (item, location) pairs read per inventory item: the items of the
+            // three changed levels come back whole, nothing else.
+            let mut items: Vec<&str> = got
+                .iter()
+                .map(|id| id.split(':').next().unwrap_or_default())
+                .collect();
+            items.dedup();
+            assert_eq!(items.len(), 3, "{resource}: {got:?}");
+            let whole = db_count(
+                &stack,
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE split_part(provider_id, ':', 1) IN ('{}')",
+                    items.join("','")
+                ),
+            )
+            .await;
+            assert_eq!(
+                i64::try_from(got.len()).expect("count"),
+                whole,
+                "{resource}: {got:?}"
+            );
+        } else {
+            let mut want = picked.clone();
+            want.sort();
+            assert_eq!(got, want, "{resource}");
+        }
+    }
+}
+
+/// Proves: PostgreSQL going away mid-run (the Worker's session is cut) and coming back
+/// within the retry budget does not fail the run: the page whose commit failed is fetched
+/// and written again on a fresh session, and the run completes with every record, once.
+#[tokio::test]
+async fn a_brief_postgres_outage_mid_run_is_ridden_out() {
+    let stack = Stack::start_with(StackOptions {
+        postgres_proxy: true,
+        ..options(
+            1500,
+            &[
+                ("SYNC_PAGE_SIZE", "500"),
+                ("SYNC_RETRY_ATTEMPTS", "6"),
+                ("SYNC_RETRY_BASE_MS", "500"),
+            ],
+        )
+    })
+    .await;
+    connect_keap(&stack, "outage-user").await;
+    // The second page answers slowly, so the database can go away while it is in flight.
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "keap.contacts.list", "latency_ms": 3000, "times": 1, "after": 1 }),
+    )
+    .await;
+    let (status, body) = start_sync(&stack, "/sync/contacts?mode=full").await;
+    assert_eq!(status, 202, "{body}");
+    let ids = run_ids(&body);
+    first_page_landed(&stack).await;
+    stack.set_postgres_down(true);
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    stack.set_postgres_down(false);
+
+    let run = wait_runs(&stack, &ids).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(&stack, "SELECT count(*) FROM keap_contacts").await,
+        1500
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(DISTINCT provider_id) FROM keap_contacts"
+        )
+        .await,
+        1500
+    );
+    // It did meet the outage: a commit failed and was retried.
+    assert!(
+        stack
+            .json_log_lines("sync-worker")
+            .iter()
+            .any(|line| line["event"] == "sync_infrastructure_retry"),
+        "no retry was logged"
+    );
+}
+
+/// Proves: with the sandbox enforcing a Keap per-minute quota (developer.infusionsoft.com,
+/// "API token quota and usage"; here 40 calls a minute, answered 429 without `Retry-After`,
+/// with the `x-keap-product-throttle-*` headers reporting the spent window), a full sync of
+/// 1,500 contacts in pages of 50 is throttled, reads the wait from the throttle headers (one
+/// minute), stops the connection's shared budget (`penalize`), resumes after that wait, and
+/// completes with every row; it never hammers the provider while throttled.
+#[tokio::test]
+async fn the_keap_quota_is_honoured_through_the_shared_budget() {
+    let stack = Stack::start_with(options(1500, &[("SYNC_PAGE_SIZE", "50")])).await;
+    connect_keap(&stack, "quota-user").await;
+    sandbox_control(
+        &stack,
+        "config",
+        json!({ "rate_limit_per_minute": 40, "send_retry_after": false }),
+    )
+    .await;
+    let run = sync_contacts(&stack, "full").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(DISTINCT provider_id) FROM keap_contacts WHERE deleted_at IS NULL"
+        )
+        .await,
+        1500
+    );
+
+    let counters = sandbox_counters(&stack).await;
+    let throttled = counters["statuses"]["keap.contacts.list"]["429"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (1..=2).contains(&throttled),
+        "{throttled} throttled answers: {counters}"
+    );
+    // The wait came from the throttle headers: one window of one minute.
+    let waits: Vec<u64> = stack
+        .json_log_lines("sync-worker")
+        .iter()
+        .filter(|line| line["event"] == "provider_rate_limited")
+        .filter_map(|line| line["wait_ms"].as_u64())
+        .collect();
+    assert_eq!(waits.len() as u64, throttled, "{waits:?}");
+    assert!(waits.iter().all(|w| *w == 60_000), "{waits:?}");
+    // Everyone was stopped through the shared budget.
+    assert!(
+        stack
+            .json_log_lines("sync-coordinator")
+            .iter()
+            .any(|line| line["route"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/budget/penalize"))
+                && line["status"] == 200),
+        "the budget was not penalized"
+    );
+    // No request until the window the headers named had passed.
+    let log = sandbox_get(&stack, "requests?endpoint=keap.contacts.list").await;
+    let entries = log
+        .as_array()
+        .or_else(|| log["requests"].as_array())
+        .expect("request log")
+        .clone();
+    for (i, entry) in entries.iter().enumerate() {
+        if entry["status"] == 429 {
+            let at = entry["at_ms"].as_i64().expect("at_ms");
+            let next = entries
+                .get(i + 1)
+                .and_then(|e| e["at_ms"].as_i64())
+                .expect("retried");
+            assert!(next - at >= 59_000, "retried after {} ms", next - at);
+        }
+    }
+}
+
+/// Proves (issue 8 item 11): a contact whose `update_time` lies years in the future does
+/// not move the incremental cursor past the run's start, so a change made after that run
+/// still arrives with the next incremental run.
+#[tokio::test]
+async fn a_future_stamped_record_does_not_hide_later_changes() {
+    let stack = Stack::start_with(options(500, &[])).await;
+    connect_keap(&stack, "future-user").await;
+    assert_eq!(sync_contacts(&stack, "full").await["state"], "completed");
+    sandbox_control(
+        &stack,
+        "keap/contacts/touch",
+        json!({ "ids": ["10"], "update_time": "2030-01-01T00:00:00.000Z" }),
+    )
+    .await;
+    let run = sync_contacts(&stack, "incremental").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM keap_contacts WHERE provider_id = '10' AND source_updated_at = '2030-01-01T00:00:00Z'"
+        )
+        .await,
+        1
+    );
+    let cursor_ms = run["cursor"]["updated_at"].as_i64().expect("cursor");
+    assert!(
+        cursor_ms < chrono_ms("2030-01-01T00:00:00.000Z"),
+        "the cursor moved to the future: {run}"
+    );
+
+    let response = stack
+        .http
+        .patch(format!("{}/__sandbox/keap/contacts/20", stack.sandbox))
+        .json(&json!({ "given_name": "After-the-future" }))
+        .send()
+        .await
+        .expect("patch");
+    assert!(response.status().is_success());
+    let run = sync_contacts(&stack, "incremental").await;
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM keap_contacts WHERE provider_id = '20' AND given_name = 'After-the-future'"
+        )
+        .await,
+        1,
+        "a change after the future-stamped record was hidden"
+    );
 }

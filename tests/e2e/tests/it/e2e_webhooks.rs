@@ -719,7 +719,7 @@ async fn keap_hooks_verified(stack: &Stack) -> Vec<Value> {
 /// Proves: creating connections registers the providers' webhooks (Keap REST hooks whose
 /// `X-Hook-Secret` handshake our handler answers, so Keap marks them Verified; Shopify
 /// subscriptions pointing at our handler); a Keap hook for 3 changed contacts leads to those
-/// 3 rows updated in Postgres without any sync run; a Shopify delivery from the sandbox is
+/// 3 rows updated in Postgres by the incremental run of contacts the hook asked for; a Shopify delivery from the sandbox is
 /// stored; deleting the connections removes the hooks and subscriptions at the provider.
 #[tokio::test]
 async fn registered_webhooks_deliver_and_are_removed_with_the_connection() {
@@ -788,10 +788,24 @@ async fn registered_webhooks_deliver_and_are_removed_with_the_connection() {
         Duration::from_secs(10),
     )
     .await;
+    // The hook's ids are not fetched one by one: the hook asked for one incremental run of
+    // contacts (trigger `webhook`), and no other sync was involved.
     assert_eq!(
-        db_count(&stack, "SELECT count(*) FROM sync_runs").await,
+        db_count(
+            &stack,
+            "SELECT count(*) FROM sync_runs WHERE NOT (trigger = 'webhook' AND mode = 'incremental' AND resource = 'contacts')"
+        )
+        .await,
         0,
-        "no sync was involved"
+        "no other sync was involved"
+    );
+    let counters = sandbox_json(&stack, reqwest::Method::GET, "counters", None).await;
+    assert_eq!(
+        counters["requests"]["keap.contacts.get"]
+            .as_u64()
+            .unwrap_or(0),
+        0,
+        "ids fetched one by one: {counters}"
     );
 
     // A Shopify delivery from the provider side lands too.

@@ -520,16 +520,6 @@ impl SyncCoordinator {
         token_response(self.valid_token(now).await?, now)
     }
 
-    /// The connection's own valid access token (refreshing first when due), for work the
-    /// Durable Object does itself (fetching records a Keap hook names).
-    pub(super) async fn current_access_token(&self, now: Timestamp) -> Result<Secret, String> {
-        match self.valid_token(now).await {
-            Ok(Ok(token)) => Ok(token.access_token),
-            Ok(Err(failure)) => Err(format!("{failure:?}")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     /// Decides, refreshes when needed (single flight) and returns the token or why not.
     async fn valid_token(
         &self,

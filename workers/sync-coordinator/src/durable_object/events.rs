@@ -6,17 +6,14 @@
 //! replayable. Nothing acknowledged is ever dropped.
 
 use edge_sync_shared::{
-    sync::{
-        keap_get_request, parse_keap_record, records_json, soft_delete_sql, upsert_sql, Record,
-        Resource, SourceConfig, SyncMode,
-    },
+    sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
     webhook::{
         admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
         WindowCounter, DEDUP_RETENTION_DAYS,
     },
     Timestamp,
 };
-use edge_sync_worker_kit::{clock, env_vars, outbound, postgres};
+use edge_sync_worker_kit::{clock, env_vars, postgres};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{console_log, Response};
@@ -531,8 +528,9 @@ impl SyncCoordinator {
         let mut changes: Vec<(String, RecordChange)> = Vec::new();
         for event in events {
             let change = match &event.envelope.record_change {
-                Some(RecordChange::FetchKeap { resource, ids }) => {
-                    Some(self.fetch_keap(*resource, ids).await?)
+                Some(RecordChange::FetchKeap { resource, .. }) => {
+                    self.request_hook_sync(*resource)?;
+                    None
                 }
                 other => other.clone(),
             };
@@ -596,10 +594,10 @@ impl SyncCoordinator {
         client: &tokio_postgres::Client,
         event: &StoredEvent,
     ) -> Result<(), String> {
-        // Keap hooks carry ids only: fetch the records first (outside the transaction).
         let change = match &event.envelope.record_change {
-            Some(RecordChange::FetchKeap { resource, ids }) => {
-                Some(self.fetch_keap(*resource, ids).await?)
+            Some(RecordChange::FetchKeap { resource, .. }) => {
+                self.request_hook_sync(*resource)?;
+                None
             }
             other => other.clone(),
         };
@@ -649,43 +647,11 @@ impl SyncCoordinator {
         }
     }
 
-    /// Fetches Keap records by id with this connection's own token; deleted ones become
-    /// soft-deletes.
-    async fn fetch_keap(&self, resource: Resource, ids: &[String]) -> Result<RecordChange, String> {
-        let token = match self.current_access_token(clock::now()).await {
-            Ok(token) => token,
-            Err(reason) => return Err(format!("no access token: {reason}")),
-        };
-        let base = self
-            .env
-            .var("KEAP_API_BASE_URL")
-            .map(|v| v.to_string())
-            .unwrap_or_else(|_| SourceConfig::default().keap_api_base);
-        let config = SourceConfig {
-            keap_api_base: base,
-            ..SourceConfig::default()
-        };
-        let mut records: Vec<Record> = Vec::with_capacity(ids.len());
-        let mut gone = Vec::new();
-        for id in ids {
-            let request = keap_get_request(&config, resource, id, &token);
-            let answer = outbound::send(&request, std::time::Duration::from_secs(20))
-                .await
-                .map_err(|e| e.0)?;
-            match parse_keap_record(resource, answer.status, &answer.headers, &answer.body)
-                .map_err(|e| e.to_string())?
-            {
-                Some(record) => records.push(record),
-                None => gone.push(id.clone()),
-            }
-        }
-        if records.is_empty() && !gone.is_empty() {
-            return Ok(RecordChange::SoftDelete {
-                resource,
-                ids: gone,
-            });
-        }
-        Ok(RecordChange::Upsert { resource, records })
+    /// Keap hooks carry ids only (up to 1,000): rather than fetch each, ask for the
+    /// resource's incremental run soon (`hook_sync`). Asking twice (a retried delivery) is
+    /// harmless: requests are debounced per resource.
+    fn request_hook_sync(&self, resource: Resource) -> Result<(), String> {
+        super::hook_sync::request(&self.store, resource, clock::now()).map_err(|e| e.to_string())
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod connection;
 mod events;
+mod hook_sync;
 mod privacy;
 mod sync_state;
 mod system;
@@ -215,12 +216,14 @@ impl SyncCoordinator {
         json(200, &serde_json::json!({ "storage": "ok" }))
     }
 
-    /// Sets the alarm to the earliest thing due: a token refresh or a sync continuation.
+    /// Sets the alarm to the earliest thing due: a token refresh, a sync continuation, an
+    /// event delivery or a hook's run.
     async fn reschedule(&self, now: Timestamp) -> worker::Result<()> {
         let due = [
             self.token_alarm(now)?,
             sync_state::next_continuation(&self.store, now)?,
             events::next_delivery(&self.store)?,
+            hook_sync::next_due(&self.store, now)?,
         ]
         .into_iter()
         .flatten()
@@ -244,11 +247,13 @@ impl SyncCoordinator {
         Ok(())
     }
 
-    /// Runs what is due: the token refresh, then sync continuations; then re-arms.
+    /// Runs what is due: the token refresh, event deliveries, sync continuations and the
+    /// incremental runs Keap hooks asked for; then re-arms.
     async fn on_alarm(&self, now: Timestamp) -> worker::Result<Response> {
         self.refresh_if_due(now).await?;
         self.deliver_due_events(now).await?;
         sync_state::run_due_continuations(&self.store, &self.env, now).await?;
+        hook_sync::run_due(&self.store, &self.env, clock::now()).await?;
         self.reschedule(clock::now()).await?;
         Response::ok("alarm done")
     }

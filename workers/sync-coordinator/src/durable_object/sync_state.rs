@@ -266,7 +266,7 @@ pub async fn run_due_continuations(
         let body = serde_json::json!({
             "connection_id": connection_id, "resource": continuation.resource, "run_id": continuation.run_id,
         });
-        let outcome = call_sync_worker(env, &body).await;
+        let outcome = call_sync_worker(env, "/sync/continue", &body).await;
         let ok = matches!(outcome, Ok(status) if status < 500);
         if !ok {
             // Back off: 5 s, 10 s, ... up to 5 minutes, until the sync-worker answers.
@@ -291,7 +291,13 @@ pub async fn run_due_continuations(
     Ok(())
 }
 
-async fn call_sync_worker(env: &worker::Env, body: &serde_json::Value) -> Result<u16, String> {
+/// POSTs `body` to the sync-worker's `path` over the `SYNC_WORKER` service binding, with the
+/// internal token; the answer's status.
+pub(super) async fn call_sync_worker(
+    env: &worker::Env,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<u16, String> {
     let service = env
         .service(edge_sync_shared::bindings::SYNC_WORKER_SERVICE)
         .map_err(|e| e.to_string())?;
@@ -311,7 +317,7 @@ async fn call_sync_worker(env: &worker::Env, body: &serde_json::Value) -> Result
         .with_headers(headers)
         .with_body(Some(body.to_string().into()));
     let response = service
-        .fetch("https://sync-worker/sync/continue", Some(init))
+        .fetch(format!("https://sync-worker{path}"), Some(init))
         .await
         .map_err(|e| e.to_string())?;
     Ok(response.status_code())

@@ -18,6 +18,7 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         (Method::Get, ["sync", "status"]) => sync::status(&req, &env, &ctx).await,
         (_, ["sync", "status"]) => Err(HttpError::method_not_allowed("GET")),
         (Method::Post, ["sync", "continue"]) => sync::continue_run(req, &env, &ctx).await,
+        (Method::Post, ["sync", "hook"]) => sync::hook(req, &env, &ctx).await,
         (Method::Post, ["sync", "full"]) => sync::start(&req, &env, &ctx, None).await,
         (Method::Post, ["sync", resource]) => {
             let resource = resource.to_string();

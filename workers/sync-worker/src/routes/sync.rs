@@ -6,7 +6,7 @@ use edge_sync_shared::{
     // The per-connection lease that serialises starting runs (named in the shared crate, so
     // the coordinator knows it is no resource).
     coordinator_api::START_LEASE,
-    sync::{Resource, SyncMode},
+    sync::{HookSyncIn, Resource, SyncMode},
 };
 use edge_sync_worker_kit::{
     auth::require, http::json_response, HttpError, HttpResult, RequestContext,
@@ -223,6 +223,42 @@ pub async fn start(
         let _ = response.headers_mut().set("Retry-After", "30");
         return Ok(response);
     }
+    Ok(json_response(status, &body)?)
+}
+
+/// `POST /sync/hook` (internal; the coordinator, after a Keap REST hook named changed ids):
+/// an incremental run of one resource of one connection, trigger `webhook`. 202 started,
+/// 409 while a run of the resource is in flight (the coordinator asks again later).
+pub async fn hook(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
+    require(&req, env, Capability::ContinueSync)?;
+    let body: HookSyncIn = req
+        .json()
+        .await
+        .map_err(|_| HttpError::bad_request("body must be {connection_id, resource}"))?;
+    let connections: Vec<ConnectionView> = coordinator::connections(env, &ctx.request_id)
+        .await
+        .map_err(|e| HttpError::new(502, "coordinator unavailable").with_reason(e.to_string()))?
+        .into_iter()
+        .filter(|c| c.id == body.connection_id)
+        .collect();
+    let Some(connection) = connections.first() else {
+        return Err(HttpError::new(404, "unknown connection"));
+    };
+    if Resource::parse(connection.provider, &body.resource).is_none() {
+        return Err(HttpError::new(
+            404,
+            format!("unknown resource {}", body.resource),
+        ));
+    }
+    let (status, body) = start_runs(
+        env,
+        &connections,
+        Some(&body.resource),
+        SyncMode::Incremental,
+        "webhook",
+        &ctx.request_id,
+    )
+    .await?;
     Ok(json_response(status, &body)?)
 }
 

@@ -1,0 +1,75 @@
+//! Keap REST hooks become debounced incremental runs: a hook's ids are not fetched one by
+//! one; the resource's next incremental run reads the changes through the shared rate
+//! budget (why, and the decisions: `edge_sync_shared::sync::HookSyncRequest`). This shell
+//! stores one request per resource and asks the sync-worker (`POST /sync/hook`) when due.
+
+use edge_sync_shared::{
+    sync::{HookSyncAnswer, HookSyncIn, HookSyncRequest, Resource},
+    Timestamp,
+};
+use serde_json::json;
+
+use super::sync_state::call_sync_worker;
+use crate::store::Store;
+
+const PREFIX: &str = "hooksync:";
+
+fn key(resource: Resource) -> String {
+    format!("{PREFIX}{}", resource.name())
+}
+
+/// Records that a hook named changed records of `resource`.
+pub fn request(store: &Store, resource: Resource, now: Timestamp) -> worker::Result<()> {
+    let pending = store.get::<HookSyncRequest>(&key(resource), now)?;
+    let request = HookSyncRequest::on_hook(pending, resource, now);
+    store.put(&key(resource), &request, None)
+}
+
+/// The earliest pending request.
+pub fn next_due(store: &Store, now: Timestamp) -> worker::Result<Option<Timestamp>> {
+    Ok(store
+        .list::<HookSyncRequest>(PREFIX, now)?
+        .into_iter()
+        .map(|(_, r)| r.due_at)
+        .min())
+}
+
+/// Asks the sync-worker for every run that is due (from the alarm).
+pub async fn run_due(store: &Store, env: &worker::Env, now: Timestamp) -> worker::Result<()> {
+    let connection_id = match store.get::<serde_json::Value>("connection", now)? {
+        Some(connection) => connection["id"].as_str().unwrap_or_default().to_owned(),
+        None => {
+            // The connection is gone: nothing to sync, and nothing may keep the alarm busy.
+            for (key, _) in store.list::<HookSyncRequest>(PREFIX, now)? {
+                store.delete(&key)?;
+            }
+            return Ok(());
+        }
+    };
+    for (key, sent) in store.list::<HookSyncRequest>(PREFIX, now)? {
+        if sent.due_at > now {
+            continue;
+        }
+        let body = serde_json::to_value(HookSyncIn {
+            connection_id: connection_id.clone(),
+            resource: sent.resource.name().to_owned(),
+        })
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let outcome = call_sync_worker(env, "/sync/hook", &body).await;
+        let answer = HookSyncAnswer::from_status(outcome.as_ref().ok().copied());
+        let after = super::clock_now();
+        let current = store.get::<HookSyncRequest>(&key, after)?;
+        let line = json!({
+            "ts": after.to_iso8601(), "level": if answer == HookSyncAnswer::Failed { "warn" } else { "info" },
+            "worker": "sync-coordinator", "event": "hook_sync_requested", "connection_id": connection_id,
+            "resource": sent.resource.name(), "hooks": sent.hooks, "answer": format!("{answer:?}"),
+            "reason": outcome.err(),
+        });
+        worker::console_log!("{line}");
+        match HookSyncRequest::after_call(&sent, current.as_ref(), answer, after) {
+            Some(next) => store.put(&key, &next, None)?,
+            None => store.delete(&key)?,
+        }
+    }
+    Ok(())
+}
