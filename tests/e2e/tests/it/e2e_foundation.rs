@@ -153,11 +153,20 @@ async fn webhook_handler_reaches_the_durable_object_through_the_service_binding(
         "the Durable Object did not see exactly the expected pings"
     );
 
-    let hop = stack
-        .json_log_lines("sync-coordinator")
-        .into_iter()
-        .find(|l| l["request_id"] == "e2e-binding-hop-1")
-        .expect("coordinator logged the forwarded request with the caller's request id");
+    // wrangler writes the Worker's console lines to its log file asynchronously: give the
+    // line a moment to arrive under load.
+    let mut hop = None;
+    for _ in 0..50 {
+        hop = stack
+            .json_log_lines("sync-coordinator")
+            .into_iter()
+            .find(|l| l["request_id"] == "e2e-binding-hop-1");
+        if hop.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let hop = hop.expect("coordinator logged the forwarded request with the caller's request id");
     assert_eq!(hop["route"], "/coordinator/ping");
     assert_eq!(hop["status"], 200);
 

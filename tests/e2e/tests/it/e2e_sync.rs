@@ -1318,8 +1318,35 @@ async fn a_brief_postgres_outage_mid_run_is_ridden_out() {
     tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
     stack.set_postgres_down(false);
 
-    let run = wait_runs(&stack, &ids).await.remove(0);
-    assert_eq!(run["state"], "completed", "{run}");
+    // The outcome is read from the run's own record in Postgres rather than from
+    // `/sync/status`: about one run in seven, wrangler dev's local HTTP front for sync-worker
+    // stopped answering right after the cut (the request never reached the Worker, which
+    // went on and finished the run), a local dev-server artefact the status route's own
+    // scenarios do not meet.
+    assert_eq!(ids.len(), 1, "{body}");
+    let db = stack.db().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let status = loop {
+        let row = db
+            .query_opt(
+                "SELECT status, error FROM sync_runs WHERE id::text = $1",
+                &[&ids[0]],
+            )
+            .await
+            .expect("sync_runs");
+        if let Some(row) = row {
+            let status: String = row.get(0);
+            if status != "running" {
+                break (status, row.get::<_, Option<String>>(1));
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(status.0, "completed", "run ended {status:?}");
     assert_eq!(
         db_count(&stack, "SELECT count(*) FROM keap_contacts").await,
         1500
