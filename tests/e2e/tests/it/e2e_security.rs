@@ -504,3 +504,23 @@ async fn no_secret_reaches_any_log() {
         "hook deliveries are logged with the token redacted"
     );
 }
+
+/// Proves: scripts/migrate.sh names an unreachable database by host, port and database only,
+/// never its user or password.
+#[test]
+fn migrate_names_a_database_without_its_credentials() {
+    let output =
+        std::process::Command::new(edge_sync_e2e::stack::repo_root().join("scripts/migrate.sh"))
+            .arg("postgres://someone:pa55w0rd-not-to-print@127.0.0.1:1/nowhere")
+            .output()
+            .expect("run scripts/migrate.sh");
+    assert!(!output.status.success(), "an unreachable database fails");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("127.0.0.1:1/nowhere"), "{printed}");
+    assert!(!printed.contains("pa55w0rd-not-to-print"), "{printed}");
+    assert!(!printed.contains("someone"), "{printed}");
+}
