@@ -37,17 +37,6 @@ port_of() {
 # Inspector ports are per process too, so wrangler never falls back to 9229 and collides.
 inspector_port_of() { echo $(( $(port_of "$1") + 1000 )); }
 
-# A pid file names a process we started; it is ours only if that pid still runs the
-# command we started (pids get reused).
-our_pid() {
-  local name="$1" pid
-  [ -f "$PIDS/$name.pid" ] || return 1
-  pid="$(cat "$PIDS/$name.pid")"
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-  grep -qaF "$(cat "$PIDS/$name.cmd")" "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
-}
-
 # Starts a command in its own process group (so stop-all can stop its children too).
 start_process() {
   local name="$1"; shift
@@ -58,19 +47,7 @@ start_process() {
   if port_in_use "$port"; then
     die "port $port for $name is taken by another process; set the port variable (see --help)"
   fi
-  # What identifies the process in /proc/<pid>/cmdline.
-  printf '%s' "$name" > "$PIDS/$name.cmd"
-  rm -f "$PIDS/$name.pid"
-  # `setsid` forks when its caller leads a process group (as a background job does in a shell
-  # with job control), so `$!` may name a process that exits at once. The process records
-  # its own pid instead, after setsid and before exec: that pid is the one that runs the
-  # command, leads its own process group (stop-all stops the group), and its command line
-  # names "$name" from the first instant (the bash -c arguments carry it too).
-  setsid --fork bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
-    >>"$LOGS/$name.log" 2>&1 < /dev/null
-  local _
-  for _ in $(seq 1 100); do [ -s "$PIDS/$name.pid" ] && return; sleep 0.05; done
-  die "$name did not start (log: $LOGS/$name.log)"
+  launch_detached "$name" "$@"
 }
 
 wait_healthy() {

@@ -82,6 +82,35 @@ local_worker_config() {
   printf '%s\n' "$dir/$worker.toml"
 }
 
+# A pid file ($PIDS/<name>.pid) names a process we started; it is ours only if that pid
+# still runs the command we started (pids get reused), recognised by "$name" in its command
+# line.
+our_pid() {
+  local name="$1" pid
+  [ -f "$PIDS/$name.pid" ] || return 1
+  pid="$(cat "$PIDS/$name.pid")"
+  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+  grep -qaF "$(cat "$PIDS/$name.cmd")" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# Runs a command (whose command line names "$1") in a session and process group of its own,
+# output appended to $LOGS/<name>.log, and records its pid for our_pid. `setsid` forks when
+# its caller leads a process group (as a background job does in a shell with job control),
+# so `$!` may name a process that exits at once: the process records its own pid instead,
+# after setsid and before exec, so the pid file names the process that runs the command
+# from the first instant.
+launch_detached() {
+  local name="$1"; shift
+  printf '%s' "$name" > "$PIDS/$name.cmd"
+  rm -f "$PIDS/$name.pid"
+  setsid --fork bash -c 'echo $$ > "$0"; exec "$@"' "$PIDS/$name.pid" "$@" \
+    >>"$LOGS/$name.log" 2>&1 < /dev/null
+  local _
+  for _ in $(seq 1 100); do [ -s "$PIDS/$name.pid" ] && return; sleep 0.05; done
+  die "$name did not start (log: $LOGS/$name.log)"
+}
+
 # Frees nothing, guesses nothing: a port is free when nothing accepts on it.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
