@@ -12,7 +12,7 @@ use edge_sync_shared::{
 use edge_sync_worker_kit::{clock, serve::random_id};
 use worker::{console_log, Env};
 
-use crate::{coordinator_client as coordinator, routes::start_runs};
+use crate::{config::SyncConfig, coordinator_client as coordinator, starting::start_runs};
 
 /// KV key of the last cron run's summary.
 pub const LAST_CRON_KEY: &str = "sync:cron:last";
@@ -52,8 +52,10 @@ async fn tick(
         .into_iter()
         .filter(|c| c.status == ConnectionStatus::Active)
         .collect();
-    let (_, body) = start_runs(
+    let config = SyncConfig::from_env(env)?;
+    let report = start_runs(
         env,
+        &config,
         &active,
         None,
         SyncMode::Incremental,
@@ -61,9 +63,9 @@ async fn tick(
         request_id,
     )
     .await
-    .map_err(|e| e.reason)?;
-    let runs = body["runs"].as_array().cloned().unwrap_or_default();
-    let started_runs = runs.iter().filter(|r| r["status"] == "started").count();
+    .map_err(|e| e.to_string())?;
+    let started_runs = report.started();
+    let runs = report.to_json()["runs"].clone();
     // Providers drop hooks that kept failing (and users delete them): put back what is
     // missing, so webhooks keep arriving between syncs.
     let mut webhooks = Vec::with_capacity(active.len());

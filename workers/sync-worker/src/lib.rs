@@ -8,6 +8,7 @@ mod cron;
 mod postgres_writer;
 mod routes;
 mod run;
+mod starting;
 
 use edge_sync_shared::bindings::workers::SYNC_WORKER;
 use worker::{event, Context, Env, Request, Response, ScheduleContext, ScheduledEvent};

@@ -3,8 +3,6 @@
 mod health;
 mod sync;
 
-pub use sync::start_runs;
-
 use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
 use worker::{Env, Method, Request};
 

@@ -3,9 +3,6 @@
 use edge_sync_shared::{
     auth::Capability,
     connection::ConnectionView,
-    // The per-connection lease that serialises starting runs (named in the shared crate, so
-    // the coordinator knows it is no resource).
-    coordinator_api::START_LEASE,
     sync::{HookSyncIn, Resource, SyncMode},
 };
 use edge_sync_worker_kit::{
@@ -18,12 +15,48 @@ use crate::{
     config::SyncConfig,
     coordinator_client as coordinator,
     cron::LAST_CRON_KEY,
-    run::{self, Started},
+    run,
+    starting::{self, StartError, StartReport},
 };
 
 fn config(env: &Env) -> Result<SyncConfig, HttpError> {
     SyncConfig::from_env(env)
         .map_err(|e| HttpError::new(503, "sync is not configured").with_reason(e))
+}
+
+/// Starts runs for a route and answers with the report (409 with `Retry-After` when nothing
+/// could start because it is all in flight).
+async fn start_and_answer(
+    env: &Env,
+    connections: &[ConnectionView],
+    resource: Option<&str>,
+    mode: SyncMode,
+    trigger: &str,
+    request_id: &str,
+) -> HttpResult {
+    let config = config(env)?;
+    let report: StartReport = starting::start_runs(
+        env,
+        &config,
+        connections,
+        resource,
+        mode,
+        trigger,
+        request_id,
+    )
+    .await
+    .map_err(|e| {
+        let message = match e {
+            StartError::Coordinator(_) => "coordinator unavailable",
+            StartError::Run(_) => "could not start the run",
+        };
+        HttpError::new(502, message).with_reason(e.to_string())
+    })?;
+    let mut response = json_response(report.status(), &report.to_json())?;
+    if report.status() == 409 {
+        let _ = response.headers_mut().set("Retry-After", "30");
+    }
+    Ok(response)
 }
 
 fn query_param(req: &Request, name: &str) -> Result<Option<String>, HttpError> {
@@ -56,140 +89,6 @@ async fn target_connections(
     }
 }
 
-/// Starts runs and reports them; 409 when every requested run is already in flight.
-pub async fn start_runs(
-    env: &Env,
-    connections: &[ConnectionView],
-    resource_name: Option<&str>,
-    mode: SyncMode,
-    trigger: &str,
-    request_id: &str,
-) -> Result<(u16, Value), HttpError> {
-    let config = config(env)?;
-    // Starting is all or nothing: a short per-connection "start" lease, taken for every
-    // connection in a fixed order before any run starts, makes two concurrent requests give
-    // one set of runs and one 409 instead of two halves.
-    let batch = edge_sync_worker_kit::serve::random_id();
-    let mut held = Vec::new();
-    for connection in connections {
-        match acquire_start_lease(env, &connection.id, &batch, request_id).await {
-            Ok(coordinator::LeaseOutcome::Acquired) => held.push(connection.id.clone()),
-            Ok(coordinator::LeaseOutcome::Held { run_id }) => {
-                release_start_leases(env, &held, &batch, request_id).await;
-                return Ok((
-                    409,
-                    json!({ "error": "a sync is being started for this connection", "connection_id": connection.id, "run_id": run_id, "runs": [] }),
-                ));
-            }
-            Err(e) => {
-                release_start_leases(env, &held, &batch, request_id).await;
-                return Err(
-                    HttpError::new(502, "coordinator unavailable").with_reason(e.to_string())
-                );
-            }
-        }
-    }
-    let outcome = start_each(
-        env,
-        &config,
-        connections,
-        resource_name,
-        mode,
-        trigger,
-        request_id,
-    )
-    .await;
-    release_start_leases(env, &held, &batch, request_id).await;
-    outcome
-}
-
-const START_LEASE_TTL_MS: i64 = 60_000;
-
-/// Takes the start lease, waiting a few seconds for a concurrent start to finish (after
-/// which the resource leases report the runs it started).
-async fn acquire_start_lease(
-    env: &Env,
-    connection_id: &str,
-    batch: &str,
-    request_id: &str,
-) -> Result<coordinator::LeaseOutcome, coordinator::CoordinatorError> {
-    let mut waited_ms = 0;
-    loop {
-        let outcome = coordinator::acquire_lease(
-            env,
-            connection_id,
-            START_LEASE,
-            batch,
-            START_LEASE_TTL_MS,
-            request_id,
-        )
-        .await?;
-        if matches!(outcome, coordinator::LeaseOutcome::Acquired) || waited_ms >= START_WAIT_MS {
-            return Ok(outcome);
-        }
-        worker::Delay::from(std::time::Duration::from_millis(200)).await;
-        waited_ms += 200;
-    }
-}
-
-/// How long a start waits for a concurrent one.
-const START_WAIT_MS: u64 = 10_000;
-
-async fn release_start_leases(env: &Env, connection_ids: &[String], batch: &str, request_id: &str) {
-    for id in connection_ids {
-        let _ = coordinator::release_lease(env, id, START_LEASE, batch, request_id).await;
-    }
-}
-
-async fn start_each(
-    env: &Env,
-    config: &SyncConfig,
-    connections: &[ConnectionView],
-    resource_name: Option<&str>,
-    mode: SyncMode,
-    trigger: &str,
-    request_id: &str,
-) -> Result<(u16, Value), HttpError> {
-    let mut runs = Vec::new();
-    let (mut started, mut conflicts) = (0, 0);
-    for connection in connections {
-        let resources: Vec<Resource> = match resource_name {
-            None => Resource::for_provider(connection.provider).to_vec(),
-            Some(name) => match Resource::parse(connection.provider, name) {
-                Some(resource) => vec![resource],
-                None => continue,
-            },
-        };
-        for resource in resources {
-            let outcome = run::start(env, config, connection, resource, mode, trigger, request_id)
-                .await
-                .map_err(|e| {
-                    HttpError::new(502, "could not start the run").with_reason(e.to_string())
-                })?;
-            let entry = match outcome {
-                Started::Run { run_id, resumed } => {
-                    started += 1;
-                    json!({ "connection_id": connection.id, "resource": resource.name(), "run_id": run_id, "status": "started", "resumed": resumed })
-                }
-                Started::AlreadyRunning { run_id } => {
-                    conflicts += 1;
-                    json!({ "connection_id": connection.id, "resource": resource.name(), "run_id": run_id, "status": "already_running" })
-                }
-                Started::Skipped { reason } => {
-                    json!({ "connection_id": connection.id, "resource": resource.name(), "status": "skipped", "reason": reason })
-                }
-            };
-            runs.push(entry);
-        }
-    }
-    let status = if started == 0 && conflicts > 0 {
-        409
-    } else {
-        202
-    };
-    Ok((status, json!({ "mode": mode.as_str(), "runs": runs })))
-}
-
 /// `POST /sync/full` and `POST /sync/<resource>` (`?connection=`, `?mode=full|incremental`).
 pub async fn start(
     req: &Request,
@@ -216,14 +115,7 @@ pub async fn start(
         }
     };
     let connections = target_connections(req, env, &ctx.request_id).await?;
-    let (status, body) =
-        start_runs(env, &connections, resource, mode, "manual", &ctx.request_id).await?;
-    if status == 409 {
-        let mut response = json_response(409, &body)?;
-        let _ = response.headers_mut().set("Retry-After", "30");
-        return Ok(response);
-    }
-    Ok(json_response(status, &body)?)
+    start_and_answer(env, &connections, resource, mode, "manual", &ctx.request_id).await
 }
 
 /// `POST /sync/hook` (internal; the coordinator, after a Keap REST hook named changed ids):
@@ -250,7 +142,7 @@ pub async fn hook(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResu
             format!("unknown resource {}", body.resource),
         ));
     }
-    let (status, body) = start_runs(
+    start_and_answer(
         env,
         &connections,
         Some(&body.resource),
@@ -258,8 +150,7 @@ pub async fn hook(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResu
         "webhook",
         &ctx.request_id,
     )
-    .await?;
-    Ok(json_response(status, &body)?)
+    .await
 }
 
 /// `POST /sync/continue` (internal; the coordinator's alarm): one invocation's worth of pages.
