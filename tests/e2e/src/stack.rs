@@ -80,8 +80,8 @@ pub struct Stack {
     dir: tempfile::TempDir,
     options: StackOptions,
     ports: WorkerPorts,
-    database_name: String,
-    admin_database_url: String,
+    /// Dropped after the processes stop (fields drop after `Drop::drop`).
+    database: ScratchDatabase,
     processes: Vec<(String, Child)>,
 }
 
@@ -194,7 +194,9 @@ impl ScratchDatabase {
             &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
         )
         .and_then(|()| psql(&admin_url, &format!("CREATE DATABASE {name}")))
-        .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot create the test database (is PostgreSQL running?): {e}")
+        });
         let (prefix, _) = admin_url.rsplit_once('/').expect("URL with path");
         ScratchDatabase {
             url: format!("{prefix}/{name}"),
@@ -333,28 +335,12 @@ impl Stack {
                 "{worker} is not built: run scripts/bootstrap.sh first"
             );
         }
-        let n = STACK_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::Builder::new()
             .prefix("edge-sync-e2e-")
             .tempdir()
             .expect("temp dir");
-        let admin_database_url = admin_database_url();
-        let database_name = format!("edge_sync_e2e_{}_{n}", std::process::id());
-        psql(
-            &admin_database_url,
-            &format!("DROP DATABASE IF EXISTS {database_name} WITH (FORCE)"),
-        )
-        .and_then(|()| {
-            psql(
-                &admin_database_url,
-                &format!("CREATE DATABASE {database_name}"),
-            )
-        })
-        .unwrap_or_else(|e| {
-            panic!("cannot create the test database (is PostgreSQL running?): {e}")
-        });
-        let (prefix, _) = admin_database_url.rsplit_once('/').expect("URL with path");
-        let database_url = format!("{prefix}/{database_name}");
+        let database = ScratchDatabase::create("stack");
+        let database_url = database.url.clone();
 
         let ports = WorkerPorts {
             coordinator: free_port(),
@@ -381,20 +367,11 @@ impl Stack {
             dir,
             options: options.clone(),
             ports,
-            database_name,
-            admin_database_url,
+            database,
             processes: Vec::new(),
         };
 
-        let migrate = Command::new(root.join("scripts/migrate.sh"))
-            .arg(&database_url)
-            .output()
-            .expect("run scripts/migrate.sh");
-        assert!(
-            migrate.status.success(),
-            "migrations failed: {}",
-            String::from_utf8_lossy(&migrate.stderr)
-        );
+        stack.database.migrate();
 
         // The Workers connect as the least-privileged role bootstrap set up, as in production.
         let workers_url = worker_database_url(&database_url);
@@ -846,13 +823,6 @@ impl Drop for Stack {
             }
         }
         stop_all(std::mem::take(&mut self.processes));
-        let _ = psql(
-            &self.admin_database_url,
-            &format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.database_name
-            ),
-        );
     }
 }
 
