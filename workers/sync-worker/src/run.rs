@@ -25,10 +25,12 @@ use crate::{
     postgres_writer::{RunProgress, Writer},
 };
 
-/// What starting a run led to.
-#[derive(Debug, Clone)]
+/// What starting a run led to; serialised as `status` plus its fields in start answers.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Started {
     /// A new (or resumed) run, continued by the coordinator's alarm.
+    #[serde(rename = "started")]
     Run {
         /// Its id.
         run_id: String,

@@ -26,30 +26,7 @@ pub struct RunStart {
     pub resource: &'static str,
     /// The outcome, serialised as `status` plus its fields.
     #[serde(flatten)]
-    pub outcome: RunStartOutcome,
-}
-
-/// The outcome of starting one run.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum RunStartOutcome {
-    /// A new run (or a resumed failed one) was started.
-    Started {
-        /// Its id.
-        run_id: String,
-        /// It resumes a failed run of the same mode.
-        resumed: bool,
-    },
-    /// A run of the resource is already in flight.
-    AlreadyRunning {
-        /// The running run.
-        run_id: String,
-    },
-    /// The connection cannot be synced now (e.g. it needs re-authorization).
-    Skipped {
-        /// Why.
-        reason: String,
-    },
+    pub outcome: Started,
 }
 
 /// The answer to a request to start runs.
@@ -84,7 +61,7 @@ impl StartReport {
     pub fn started(&self) -> usize {
         self.runs()
             .iter()
-            .filter(|r| matches!(r.outcome, RunStartOutcome::Started { .. }))
+            .filter(|r| matches!(r.outcome, Started::Run { .. }))
             .count()
     }
 
@@ -94,7 +71,7 @@ impl StartReport {
         let conflicts = self
             .runs()
             .iter()
-            .filter(|r| matches!(r.outcome, RunStartOutcome::AlreadyRunning { .. }))
+            .filter(|r| matches!(r.outcome, Started::AlreadyRunning { .. }))
             .count();
         match self {
             StartReport::Busy { .. } => 409,
@@ -236,11 +213,6 @@ async fn start_each(
             let outcome = run::start(env, config, connection, resource, mode, trigger, request_id)
                 .await
                 .map_err(|e| StartError::Run(e.to_string()))?;
-            let outcome = match outcome {
-                Started::Run { run_id, resumed } => RunStartOutcome::Started { run_id, resumed },
-                Started::AlreadyRunning { run_id } => RunStartOutcome::AlreadyRunning { run_id },
-                Started::Skipped { reason } => RunStartOutcome::Skipped { reason },
-            };
             runs.push(RunStart {
                 connection_id: connection.id.clone(),
                 resource: resource.name(),
