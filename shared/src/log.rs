@@ -53,6 +53,10 @@ pub struct LogLine {
     /// Why a request was rejected or failed (never a secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Further context chosen by the caller ([`LogLine::with`]): counts, resource names,
+    /// waits. Never a header map, a body or a secret.
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Routes whose path carries a secret, as (prefix, number of segments after it that are
@@ -106,6 +110,7 @@ impl LogLine {
             request_id: None,
             connection_id: None,
             reason: None,
+            fields: serde_json::Map::new(),
         }
     }
 
@@ -129,26 +134,51 @@ impl LogLine {
             request_id: None,
             connection_id: None,
             reason: None,
+            fields: serde_json::Map::new(),
         }
     }
 
     /// Adds the request id.
-    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
-        self.request_id = Some(request_id.into());
+    pub fn with_request_id(mut self, request_id: impl AsRef<str>) -> Self {
+        self.request_id = Some(request_id.as_ref().to_owned());
         self
     }
 
     /// Adds the connection id.
-    pub fn with_connection_id(mut self, connection_id: impl Into<String>) -> Self {
-        self.connection_id = Some(connection_id.into());
+    pub fn with_connection_id(mut self, connection_id: impl AsRef<str>) -> Self {
+        self.connection_id = Some(connection_id.as_ref().to_owned());
         self
     }
 
     /// Adds a reason; raises the level to at least `warn`.
-    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
-        self.reason = Some(reason.into());
+    pub fn with_reason(mut self, reason: impl AsRef<str>) -> Self {
+        self.reason = Some(reason.as_ref().to_owned());
         if self.level == Level::Info {
             self.level = Level::Warn;
+        }
+        self
+    }
+
+    /// Adds a field of context (a count, a resource name, a wait); a name the line already
+    /// has as one of its own fields is ignored, so context cannot disguise a line.
+    pub fn with(mut self, name: &str, value: impl Serialize) -> Self {
+        const OWN: &[&str] = &[
+            "ts",
+            "level",
+            "worker",
+            "method",
+            "route",
+            "event",
+            "status",
+            "duration_ms",
+            "request_id",
+            "connection_id",
+            "reason",
+        ];
+        if !OWN.contains(&name) {
+            if let Ok(value) = serde_json::to_value(value) {
+                self.fields.insert(name.to_owned(), value);
+            }
         }
         self
     }
@@ -204,6 +234,27 @@ mod tests {
         );
         assert_eq!(redact_path("/webhooks/shopify"), "/webhooks/shopify");
         assert_eq!(redact_path("/webhook/keap/"), "/webhook/keap/");
+    }
+
+    #[test]
+    fn context_fields_sit_beside_the_line_and_cannot_replace_its_own() {
+        let line = LogLine::event(
+            "sync-worker",
+            "sync_page",
+            Level::Info,
+            Timestamp(0),
+            Timestamp(5),
+        )
+        .with_connection_id("keap_1")
+        .with("resource", "contacts")
+        .with("records", 100)
+        .with("level", "debug");
+        let value: serde_json::Value = serde_json::from_str(&line.to_json()).expect("json");
+        assert_eq!(value["event"], "sync_page");
+        assert_eq!(value["resource"], "contacts");
+        assert_eq!(value["records"], 100);
+        assert_eq!(value["level"], "info");
+        assert_eq!(value["duration_ms"], 5);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! logged and repaired by the next change.
 
 use edge_sync_shared::{bindings, connection::ConnectionView};
+use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
+use edge_sync_worker_kit::log::{self, Emit};
 use edge_sync_worker_kit::postgres;
-use worker::{console_log, Env};
+use worker::Env;
 
 /// KV time to live of cached status.
 const KV_TTL_SECS: u64 = 3600;
@@ -20,22 +22,21 @@ pub fn publish(env: &Env, view: ConnectionView) {
     let env = env.clone();
     wasm_bindgen_futures::spawn_local(async move {
         if let Err(reason) = write_kv(&env, &view).await {
-            log_failure(&view.id, "kv", &reason);
+            log::event(WORKER, Level::Warn, "connection_mirror_failed")
+                .with_connection_id(&view.id)
+                .with("target", "kv")
+                .with_reason(&reason)
+                .emit();
         }
         if let Err(reason) = write_postgres(&env, &view).await {
-            log_failure(&view.id, "postgres", &reason);
+            log::event(WORKER, Level::Warn, "connection_mirror_failed")
+                .with_connection_id(&view.id)
+                .with("target", "postgres")
+                .with_reason(&reason)
+                .emit();
         }
     });
 }
-
-fn log_failure(connection_id: &str, target: &str, reason: &str) {
-    let line = serde_json::json!({
-        "level": "warn", "worker": "sync-coordinator", "event": "connection_mirror_failed",
-        "connection_id": connection_id, "target": target, "reason": reason,
-    });
-    console_log!("{line}");
-}
-
 async fn write_kv(env: &Env, view: &ConnectionView) -> Result<(), String> {
     let kv = env.kv(bindings::SYNC_CACHE_KV).map_err(|e| e.to_string())?;
     let json = serde_json::to_string(view).map_err(|e| e.to_string())?;

@@ -6,11 +6,13 @@
 
 use std::time::Duration;
 
+use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{connection::Provider, oauth::HttpRequestSpec, Secret};
-use edge_sync_worker_kit::{clock, env_vars::text as var, outbound, serve::random_id};
+use edge_sync_worker_kit::log::{self, Emit};
+use edge_sync_worker_kit::{env_vars::text as var, outbound, random};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::{console_log, Env, Method};
+use worker::{Env, Method};
 
 use crate::durable_object::{self, SYSTEM_INSTANCE};
 
@@ -46,14 +48,6 @@ pub struct Registered {
     /// Problems met, for status.
     #[serde(default)]
     pub errors: Vec<String>,
-}
-
-fn log(level: &str, event: &str, connection_id: &str, fields: Value) {
-    let mut line = json!({ "ts": clock::now().to_iso8601(), "level": level, "worker": "sync-coordinator", "event": event, "connection_id": connection_id });
-    if let (Some(line), Value::Object(extra)) = (line.as_object_mut(), fields) {
-        line.extend(extra);
-    }
-    console_log!("{line}");
 }
 
 async fn access_token(env: &Env, connection_id: &str) -> Result<Secret, String> {
@@ -104,12 +98,10 @@ fn shopify_graphql_url(env: &Env, shop: &str) -> String {
 /// Registers the provider's webhooks for a new connection, unless already registered.
 pub async fn register(env: &Env, connection_id: &str, provider: Provider, account: &str) {
     let Some(base) = var(env, "WEBHOOK_BASE_URL") else {
-        log(
-            "warn",
-            "webhook_registration_skipped",
-            connection_id,
-            json!({ "reason": "WEBHOOK_BASE_URL is not configured" }),
-        );
+        log::event(WORKER, Level::Warn, "webhook_registration_skipped")
+            .with_connection_id(connection_id)
+            .with_reason("WEBHOOK_BASE_URL is not configured")
+            .emit();
         return;
     };
     let base = base.trim_end_matches('/').to_owned();
@@ -125,12 +117,10 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
     let token = match access_token(env, connection_id).await {
         Ok(token) => token,
         Err(e) => {
-            log(
-                "error",
-                "webhook_registration_failed",
-                connection_id,
-                json!({ "reason": e }),
-            );
+            log::event(WORKER, Level::Error, "webhook_registration_failed")
+                .with_connection_id(connection_id)
+                .with_reason(e)
+                .emit();
             return;
         }
     };
@@ -138,16 +128,23 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
         Provider::Keap => register_keap(env, connection_id, &base, &token).await,
         Provider::Shopify => register_shopify(env, connection_id, account, &base, &token).await,
     };
-    log(
+    log::event(
+        WORKER,
         if registered.errors.is_empty() {
-            "info"
+            Level::Info
         } else {
-            "warn"
+            Level::Warn
         },
         "webhooks_registered",
-        connection_id,
-        json!({ "keap_hooks": registered.keap_hook_keys.len(), "shopify_subscriptions": registered.shopify_subscription_ids.len(), "errors": registered.errors }),
-    );
+    )
+    .with_connection_id(connection_id)
+    .with("keap_hooks", registered.keap_hook_keys.len())
+    .with(
+        "shopify_subscriptions",
+        registered.shopify_subscription_ids.len(),
+    )
+    .with("errors", &registered.errors)
+    .emit();
     let body = serde_json::to_value(&registered).unwrap_or_default();
     let _ = durable_object::call(
         env,
@@ -160,11 +157,15 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
 }
 
 async fn register_keap(env: &Env, connection_id: &str, base: &str, token: &Secret) -> Registered {
-    let hook_token = random_id() + &random_id();
-    let mut registered = Registered {
-        keap_hook_token: Some(hook_token.clone()),
-        ..Registered::default()
+    let mut registered = Registered::default();
+    let hook_token = match random::secret_hex::<32>() {
+        Ok(token) => token,
+        Err(e) => {
+            registered.errors.push(format!("hook token: {e}"));
+            return registered;
+        }
     };
+    registered.keap_hook_token = Some(hook_token.clone());
     // The token must resolve before Keap's verification handshake arrives.
     let entry = json!({ "connection_id": connection_id, "hook_keys": [] });
     if let Err(e) = durable_object::call(
@@ -244,12 +245,10 @@ pub async fn unregister(env: &Env, connection_id: &str, provider: Provider, acco
     let token = match access_token(env, connection_id).await {
         Ok(token) => token,
         Err(e) => {
-            log(
-                "warn",
-                "webhook_removal_failed",
-                connection_id,
-                json!({ "reason": e }),
-            );
+            log::event(WORKER, Level::Warn, "webhook_removal_failed")
+                .with_connection_id(connection_id)
+                .with_reason(e)
+                .emit();
             return;
         }
     };
@@ -300,12 +299,10 @@ pub async fn unregister(env: &Env, connection_id: &str, provider: Provider, acco
             }
         }
     }
-    log(
-        "info",
-        "webhooks_removed",
-        connection_id,
-        json!({ "removed": removed }),
-    );
+    log::event(WORKER, Level::Info, "webhooks_removed")
+        .with_connection_id(connection_id)
+        .with("removed", removed)
+        .emit();
 }
 
 /// What [`ensure`] found and did.
@@ -389,16 +386,20 @@ pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account:
     }
     if !ensured.recreated.is_empty() || !ensured.reverified.is_empty() || !ensured.errors.is_empty()
     {
-        log(
+        log::event(
+            WORKER,
             if ensured.errors.is_empty() {
-                "info"
+                Level::Info
             } else {
-                "warn"
+                Level::Warn
             },
             "webhooks_repaired",
-            connection_id,
-            json!({ "recreated": ensured.recreated, "reverified": ensured.reverified, "errors": ensured.errors }),
-        );
+        )
+        .with_connection_id(connection_id)
+        .with("recreated", &ensured.recreated)
+        .with("reverified", &ensured.reverified)
+        .with("errors", &ensured.errors)
+        .emit();
     }
     ensured
 }

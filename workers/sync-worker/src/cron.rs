@@ -9,8 +9,8 @@ use edge_sync_shared::{
     token_lifecycle::ConnectionStatus,
     Timestamp,
 };
-use edge_sync_worker_kit::{clock, serve::random_id};
-use worker::{console_log, Env};
+use edge_sync_worker_kit::{clock, log::Emit, random};
+use worker::Env;
 
 use crate::{config::SyncConfig, coordinator_client as coordinator, starting::start_runs};
 
@@ -20,7 +20,7 @@ pub const LAST_CRON_KEY: &str = "sync:cron:last";
 /// Runs one cron tick and writes one log line for it.
 pub async fn run(cron: &str, env: &Env) {
     let started = clock::now();
-    let request_id = format!("cron-{}", random_id());
+    let request_id = format!("cron-{}", random::hex_id().unwrap_or_default());
     let outcome = tick(cron, started, env, &request_id).await;
     let finished = clock::now();
     let line = match outcome {
@@ -36,7 +36,7 @@ pub async fn run(cron: &str, env: &Env) {
         // `with_reason` raises info to warn; a summary is not a warning.
         line.level = Level::Info;
     }
-    console_log!("{}", line.to_json());
+    line.emit();
 }
 
 async fn tick(

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use edge_sync_shared::{bindings::workers::SYNC_WORKER as WORKER, log::Level};
 use edge_sync_shared::{
     connection::{ConnectionView, Provider},
     sync::{
@@ -15,9 +16,10 @@ use edge_sync_shared::{
     token_lifecycle::ConnectionStatus,
     Secret, Timestamp,
 };
-use edge_sync_worker_kit::{clock, outbound, serve::random_id};
+use edge_sync_worker_kit::log::{self, Emit};
+use edge_sync_worker_kit::{clock, outbound, random};
 use serde_json::{json, Value};
-use worker::{console_log, Env};
+use worker::Env;
 
 use crate::{
     config::SyncConfig,
@@ -88,31 +90,6 @@ pub enum RunError {
 fn infra(e: impl std::fmt::Display) -> RunError {
     RunError::Infrastructure(e.to_string())
 }
-
-/// A random UUID v4 (the `sync_runs.id`).
-fn new_run_id() -> String {
-    let hex = random_id();
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
-}
-
-fn log(level: &str, event: &str, connection_id: &str, resource: &str, fields: Value) {
-    let mut line = json!({
-        "ts": clock::now().to_iso8601(), "level": level, "worker": "sync-worker", "event": event,
-        "connection_id": connection_id, "resource": resource,
-    });
-    if let (Some(line), Value::Object(extra)) = (line.as_object_mut(), fields) {
-        line.extend(extra);
-    }
-    console_log!("{line}");
-}
-
 /// Starts a run (or resumes a failed one of the same mode) and hands it to the coordinator
 /// to continue at once. Returns without fetching anything.
 pub async fn start(
@@ -129,7 +106,7 @@ pub async fn start(
             reason: format!("connection is {}", connection.status),
         });
     }
-    let run_id = new_run_id();
+    let run_id = random::uuid_v4().map_err(infra)?;
     let name = resource.name();
     match coordinator::acquire_lease(
         env,
@@ -207,13 +184,14 @@ pub async fn start(
     if !written {
         return Err(RunError::Infrastructure("lease lost while starting".into()));
     }
-    log(
-        "info",
-        "sync_run_started",
-        &connection.id,
-        name,
-        json!({ "run_id": run_id, "mode": mode.as_str(), "trigger": trigger, "resumed": resumed.is_some() }),
-    );
+    log::event(WORKER, Level::Info, "sync_run_started")
+        .with_connection_id(&connection.id)
+        .with("resource", name)
+        .with("run_id", &run_id)
+        .with("mode", mode.as_str())
+        .with("trigger", trigger)
+        .with("resumed", resumed.is_some())
+        .emit();
     Ok(Started::Run {
         run_id,
         resumed: resumed.is_some(),
@@ -355,7 +333,12 @@ pub async fn continue_run(
                     let reason = format!("no access token: {e}");
                     match infra_backoff(config, &mut infra_attempts) {
                         Some(wait) => {
-                            log_infra_retry(connection_id, resource_name, &reason, wait);
+                            log::event(WORKER, Level::Warn, "sync_infrastructure_retry")
+                                .with_connection_id(connection_id)
+                                .with("resource", resource_name)
+                                .with_reason(&reason)
+                                .with("wait_ms", wait)
+                                .emit();
                             worker::Delay::from(Duration::from_millis(wait)).await;
                             continue;
                         }
@@ -388,7 +371,12 @@ pub async fn continue_run(
             Fetched::BudgetWait(wait) => break LoopEnd::Wait(wait),
             Fetched::Unavailable(reason) => match infra_backoff(config, &mut infra_attempts) {
                 Some(wait) => {
-                    log_infra_retry(connection_id, resource_name, &reason, wait);
+                    log::event(WORKER, Level::Warn, "sync_infrastructure_retry")
+                        .with_connection_id(connection_id)
+                        .with("resource", resource_name)
+                        .with_reason(&reason)
+                        .with("wait_ms", wait)
+                        .emit();
                     worker::Delay::from(Duration::from_millis(wait)).await;
                     continue;
                 }
@@ -458,7 +446,12 @@ pub async fn continue_run(
                         // The page is fetched and written again: upserts are idempotent
                         // and the cursor has not moved.
                         Some(wait) => {
-                            log_infra_retry(connection_id, resource_name, &reason, wait);
+                            log::event(WORKER, Level::Warn, "sync_infrastructure_retry")
+                                .with_connection_id(connection_id)
+                                .with("resource", resource_name)
+                                .with_reason(&reason)
+                                .with("wait_ms", wait)
+                                .emit();
                             prefetched = None;
                             worker::Delay::from(Duration::from_millis(wait)).await;
                             if writer.is_closed() {
@@ -500,34 +493,32 @@ pub async fn continue_run(
                     };
             }
             Err(PageError::RateLimited { retry_after_ms }) => {
-                let wait =
-                    retry_after_ms.unwrap_or_else(|| config.retry.delay_ms(attempt, jitter()));
+                let wait = retry_after_ms
+                    .unwrap_or_else(|| config.retry.delay_ms(attempt, random::unit_interval()));
                 attempt += 1;
                 let until = clock::now().plus_millis(i64::try_from(wait).unwrap_or(i64::MAX));
                 let _ =
                     coordinator::penalize(env, connection_id, until.as_millis(), request_id).await;
-                log(
-                    "warn",
-                    "provider_rate_limited",
-                    connection_id,
-                    resource_name,
-                    json!({ "wait_ms": wait }),
-                );
+                log::event(WORKER, Level::Warn, "provider_rate_limited")
+                    .with_connection_id(connection_id)
+                    .with("resource", resource_name)
+                    .with("wait_ms", wait)
+                    .emit();
                 if wait > config.max_inline_wait_ms {
                     break LoopEnd::Wait(wait);
                 }
                 worker::Delay::from(Duration::from_millis(wait)).await;
             }
             Err(PageError::Server { status }) if attempt + 1 < config.retry.max_attempts => {
-                let wait = config.retry.delay_ms(attempt, jitter());
+                let wait = config.retry.delay_ms(attempt, random::unit_interval());
                 attempt += 1;
-                log(
-                    "warn",
-                    "provider_error_retry",
-                    connection_id,
-                    resource_name,
-                    json!({ "status": status, "attempt": attempt, "wait_ms": wait }),
-                );
+                log::event(WORKER, Level::Warn, "provider_error_retry")
+                    .with_connection_id(connection_id)
+                    .with("resource", resource_name)
+                    .with("provider_status", status)
+                    .with("attempt", attempt)
+                    .with("wait_ms", wait)
+                    .emit();
                 worker::Delay::from(Duration::from_millis(wait)).await;
             }
             Err(error) => break LoopEnd::Failed(error.to_string()),
@@ -576,23 +567,21 @@ pub async fn continue_run(
             record.state = "failed".into();
             record.error = Some(reason.clone());
             record.finished_at = Some(now.to_iso8601());
-            log(
-                "error",
-                "sync_run_failed",
-                connection_id,
-                resource_name,
-                json!({ "run_id": run_id, "reason": reason, "pages": record.checkpoint.pages }),
-            );
+            log::event(WORKER, Level::Error, "sync_run_failed")
+                .with_connection_id(connection_id)
+                .with("resource", resource_name)
+                .with("run_id", run_id)
+                .with_reason(reason)
+                .with("pages", record.checkpoint.pages)
+                .emit();
             ("failed".into(), true, None, None)
         }
         LoopEnd::LeaseLost => {
-            log(
-                "warn",
-                "sync_lease_lost",
-                connection_id,
-                resource_name,
-                json!({ "run_id": run_id }),
-            );
+            log::event(WORKER, Level::Warn, "sync_lease_lost")
+                .with_connection_id(connection_id)
+                .with("resource", resource_name)
+                .with("run_id", run_id)
+                .emit();
             return Ok(InvocationOutcome {
                 state: "not_running".into(),
                 pages,
@@ -615,25 +604,23 @@ pub async fn continue_run(
         )
         .await
         .map_err(|e| {
-            log(
-                "warn",
-                "sync_runs_update_failed",
-                connection_id,
-                resource_name,
-                json!({ "reason": e }),
-            )
+            log::event(WORKER, Level::Warn, "sync_runs_update_failed")
+                .with_connection_id(connection_id)
+                .with("resource", resource_name)
+                .with_reason(e)
+                .emit()
         });
     put(&record, cursor, finished, continue_at)
         .await
         .map_err(infra)?;
     if state == "completed" {
-        log(
-            "info",
-            "sync_run_completed",
-            connection_id,
-            resource_name,
-            json!({ "run_id": run_id, "pages": record.checkpoint.pages, "records": record.checkpoint.records }),
-        );
+        log::event(WORKER, Level::Info, "sync_run_completed")
+            .with_connection_id(connection_id)
+            .with("resource", resource_name)
+            .with("run_id", run_id)
+            .with("pages", record.checkpoint.pages)
+            .with("records", record.checkpoint.records)
+            .emit();
     }
     Ok(InvocationOutcome {
         state,
@@ -680,13 +667,11 @@ async fn fetch_page(
         match outbound::send(&request, Duration::from_millis(config.request_timeout_ms)).await {
             Ok(answer) => parse_page(checkpoint, answer.status, &answer.headers, &answer.body),
             Err(e) => {
-                log(
-                    "warn",
-                    "provider_no_answer",
-                    connection_id,
-                    resource_name,
-                    json!({ "reason": e.0 }),
-                );
+                log::event(WORKER, Level::Warn, "provider_no_answer")
+                    .with_connection_id(connection_id)
+                    .with("resource", resource_name)
+                    .with_reason(e.0)
+                    .emit();
                 Err(PageError::Server { status: 0 })
             }
         },
@@ -701,24 +686,5 @@ fn infra_backoff(config: &SyncConfig, attempts: &mut u32) -> Option<u64> {
         return None;
     }
     *attempts += 1;
-    Some(config.retry.delay_ms(*attempts, jitter()))
-}
-
-fn log_infra_retry(connection_id: &str, resource_name: &str, reason: &str, wait_ms: u64) {
-    log(
-        "warn",
-        "sync_infrastructure_retry",
-        connection_id,
-        resource_name,
-        json!({ "reason": reason, "wait_ms": wait_ms }),
-    );
-}
-
-/// A number in [0, 1) for backoff jitter.
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        return 0.5;
-    }
-    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+    Some(config.retry.delay_ms(*attempts, random::unit_interval()))
 }

@@ -121,7 +121,8 @@ pub async fn start_runs(
     trigger: &str,
     request_id: &str,
 ) -> Result<StartReport, StartError> {
-    let batch = edge_sync_worker_kit::serve::random_id();
+    let batch =
+        edge_sync_worker_kit::random::hex_id().map_err(|e| StartError::Run(e.to_string()))?;
     let mut held = Vec::new();
     for connection in connections {
         match acquire_start_lease(env, &connection.id, &batch, request_id).await {

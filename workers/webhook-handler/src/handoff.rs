@@ -5,11 +5,13 @@
 use std::{cell::RefCell, collections::HashMap};
 
 use edge_sync_shared::{auth::Caller, webhook::IncomingEvent, Provider, Timestamp};
+use edge_sync_shared::{bindings::workers::WEBHOOK_HANDLER, log::Level};
+use edge_sync_worker_kit::log::{self, Emit};
 use edge_sync_worker_kit::{
     clock, coordinator, http::json_response, HttpError, HttpResult, RequestContext,
 };
 use serde_json::{json, Value};
-use worker::{console_log, Env, Method};
+use worker::{Env, Method};
 
 use crate::config::WebhookConfig;
 
@@ -24,12 +26,14 @@ pub async fn store(
     let event_type = event.event_type.clone();
     if event_type.is_none() && event.record_change.is_none() {
         // A topic the seed does not know: acknowledged, logged, not stored.
-        let line = json!({
-            "level": "info", "worker": "webhook-handler", "event": "webhook_ignored",
-            "source": event.source, "request_id": ctx.request_id, "connection_id": connection_id,
-            "reason": "unknown topic",
-        });
-        console_log!("{line}");
+        let mut line = log::event(WEBHOOK_HANDLER, Level::Warn, "webhook_ignored")
+            .with_request_id(&ctx.request_id)
+            .with("source", &event.source)
+            .with_reason("unknown topic");
+        if let Some(connection_id) = connection_id {
+            line = line.with_connection_id(connection_id);
+        }
+        line.emit();
         return Ok(json_response(
             200,
             &json!({ "status": "ignored", "reason": "unknown topic" }),

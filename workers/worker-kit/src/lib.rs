@@ -11,8 +11,10 @@ pub mod coordinator;
 pub mod env_vars;
 pub mod health;
 pub mod http;
+pub mod log;
 pub mod outbound;
 pub mod postgres;
+pub mod random;
 pub mod serve;
 pub mod timeout;
 

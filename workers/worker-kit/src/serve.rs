@@ -72,15 +72,5 @@ pub fn request_id(req: &Request) -> String {
             }
         }
     }
-    random_id()
-}
-
-/// 16 random bytes as hex, from the runtime's CSPRNG.
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        // Only ids for correlation depend on this; fall back to the clock.
-        return format!("t{}", clock::now().as_millis());
-    }
-    hex::encode(bytes)
+    crate::random::hex_id().unwrap_or_else(|_| format!("t{}", clock::now().as_millis()))
 }

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     connection::{ConnectionView, Provider},
     oauth::{keap::parse_token_response, TokenEndpointError},
@@ -17,13 +18,14 @@ use edge_sync_shared::{
     token_lifecycle::{ConnectionStatus, RefreshWriteBack, TokenDecision, TokenLifecycle},
     Secret, Timestamp,
 };
+use edge_sync_worker_kit::log::{self, Emit};
 use edge_sync_worker_kit::{clock, outbound, postgres};
 use futures::{
     future::{LocalBoxFuture, Shared},
     FutureExt,
 };
 use serde::{Deserialize, Serialize};
-use worker::{console_log, Env, Response};
+use worker::{Env, Response};
 
 use super::{json, SyncCoordinator};
 use crate::{config::CoordinatorConfig, mirror, store::Store};
@@ -167,15 +169,6 @@ fn issued(
         expires_at: connection.lifecycle.access_expires_at,
     })
 }
-
-fn log_event(connection_id: &str, event: &str, level: &str, reason: Option<&str>) {
-    let line = serde_json::json!({
-        "ts": clock::now().to_iso8601(), "level": level, "worker": "sync-coordinator",
-        "event": event, "connection_id": connection_id, "reason": reason,
-    });
-    console_log!("{line}");
-}
-
 /// The connection as stored now, if a refresh that started at `started_generation` may still
 /// write over it; otherwise the answer its callers get instead (the newer tokens of a
 /// reauthorisation, or `Gone` after a deletion). Call it and write with no `await` between.
@@ -193,7 +186,9 @@ fn still_current(
     match (verdict, current) {
         (RefreshWriteBack::Store, Some(connection)) => Ok(Ok(connection)),
         (RefreshWriteBack::Superseded, Some(connection)) => {
-            log_event(&connection.id, "token_refresh_superseded", "info", None);
+            log::event(WORKER, Level::Info, "token_refresh_superseded")
+                .with_connection_id(&connection.id)
+                .emit();
             Ok(Err(issued(cipher, &connection)))
         }
         _ => Ok(Err(Err(TokenFailure::Gone))),
@@ -257,7 +252,9 @@ async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
                 store
                     .put(CONNECTION_KEY, &connection, None)
                     .map_err(internal)?;
-                log_event(&connection.id, "token_refreshed", "info", None);
+                log::event(WORKER, Level::Info, "token_refreshed")
+                    .with_connection_id(&connection.id)
+                    .emit();
                 mirror::publish(&env, connection.view());
                 return issued(&cipher, &connection);
             }
@@ -279,12 +276,10 @@ async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
                 store
                     .put(CONNECTION_KEY, &connection, None)
                     .map_err(internal)?;
-                log_event(
-                    &connection.id,
-                    "token_refresh_failed",
-                    "error",
-                    Some(&error.to_string()),
-                );
+                log::event(WORKER, Level::Error, "token_refresh_failed")
+                    .with_connection_id(&connection.id)
+                    .with_reason(error.to_string())
+                    .emit();
                 mirror::publish(&env, connection.view());
                 return Err(match error {
                     TokenEndpointError::InvalidGrant { .. } => {
@@ -309,12 +304,10 @@ async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
     store
         .put(CONNECTION_KEY, &connection, None)
         .map_err(internal)?;
-    log_event(
-        &connection.id,
-        "token_refresh_failed",
-        "warn",
-        Some(&last_error.to_string()),
-    );
+    log::event(WORKER, Level::Warn, "token_refresh_failed")
+        .with_connection_id(&connection.id)
+        .with_reason(last_error.to_string())
+        .emit();
     mirror::publish(&env, connection.view());
     Err(TokenFailure::Unavailable {
         reason: last_error.to_string(),
@@ -378,7 +371,9 @@ impl SyncCoordinator {
         self.reschedule(now).await?;
         let view = connection.view();
         mirror::publish(&self.env, view.clone());
-        log_event(&view.id, "connection_stored", "info", None);
+        log::event(WORKER, Level::Info, "connection_stored")
+            .with_connection_id(&view.id)
+            .emit();
         json(200, &view)
     }
 
@@ -425,12 +420,10 @@ impl SyncCoordinator {
             match purge_records(&self.env, &connection).await {
                 Ok(rows) => purged_rows = rows,
                 Err(reason) => {
-                    log_event(
-                        &connection.id,
-                        "connection_purge_failed",
-                        "error",
-                        Some(&reason),
-                    );
+                    log::event(WORKER, Level::Error, "connection_purge_failed")
+                        .with_connection_id(&connection.id)
+                        .with_reason(reason)
+                        .emit();
                     return retry_later(
                         "the record tables could not be purged; nothing was deleted",
                         0,
@@ -453,7 +446,9 @@ impl SyncCoordinator {
         self.reschedule(clock::now()).await?;
         let view = connection.view();
         mirror::publish(&self.env, view.clone());
-        log_event(&view.id, "connection_deleted", "info", None);
+        log::event(WORKER, Level::Info, "connection_deleted")
+            .with_connection_id(&view.id)
+            .emit();
         let mut body =
             serde_json::to_value(&view).map_err(|e| worker::Error::RustError(e.to_string()))?;
         body["pending_events"] = pending.into();
@@ -514,7 +509,9 @@ impl SyncCoordinator {
             }) {
                 connection.lifecycle.on_access_token_rejected(now);
                 self.store.put(CONNECTION_KEY, &connection, None)?;
-                log_event(&connection.id, "access_token_rejected", "warn", None);
+                log::event(WORKER, Level::Warn, "access_token_rejected")
+                    .with_connection_id(&connection.id)
+                    .emit();
             }
         }
         token_response(self.valid_token(now).await?, now)
@@ -611,12 +608,10 @@ impl SyncCoordinator {
         };
         if self.token_alarm(now)?.is_some_and(|at| at <= now) {
             if let Err(failure) = self.await_refresh().await {
-                log_event(
-                    &connection.id,
-                    "alarm_refresh_failed",
-                    "warn",
-                    Some(&format!("{failure:?}")),
-                );
+                log::event(WORKER, Level::Warn, "alarm_refresh_failed")
+                    .with_connection_id(&connection.id)
+                    .with_reason(format!("{failure:?}"))
+                    .emit();
             }
         }
         Ok(())
@@ -687,7 +682,10 @@ fn token_response(
             json(404, &serde_json::json!({ "error": "connection not found" }))
         }
         Err(TokenFailure::Internal(reason)) => {
-            log_event("", "token_internal_error", "error", Some(&reason));
+            log::event(WORKER, Level::Error, "token_internal_error")
+                .with_connection_id("")
+                .with_reason(reason)
+                .emit();
             json(500, &serde_json::json!({ "error": "internal error" }))
         }
     }

@@ -5,6 +5,7 @@
 //! failure. After `EVENT_MAX_ATTEMPTS` failures an event is dead-lettered: visible, and
 //! replayable. Nothing acknowledged is ever dropped.
 
+use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
     webhook::{
@@ -13,10 +14,11 @@ use edge_sync_shared::{
     },
     Timestamp,
 };
-use edge_sync_worker_kit::{clock, env_vars, postgres};
+use edge_sync_worker_kit::log::{self, Emit};
+use edge_sync_worker_kit::{clock, env_vars, postgres, random};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::{console_log, Response};
+use worker::Response;
 
 use super::{json, SyncCoordinator};
 use crate::store::Store;
@@ -235,34 +237,6 @@ impl StoredEvent {
     }
 }
 
-fn new_event_id() -> worker::Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|e| worker::Error::RustError(format!("random id: {e}")))?;
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    ))
-}
-
-fn log(level: &str, event: &str, instance: &str, fields: Value) {
-    let mut line = json!({
-        "ts": clock::now().to_iso8601(), "level": level, "worker": "sync-coordinator", "event": event,
-        "connection_id": instance,
-    });
-    if let (Some(line), Value::Object(extra)) = (line.as_object_mut(), fields) {
-        line.extend(extra);
-    }
-    console_log!("{line}");
-}
-
 /// The earliest pending delivery.
 pub fn next_delivery(store: &Store) -> worker::Result<Option<Timestamp>> {
     Queue::open(store)?.next_due()
@@ -356,7 +330,7 @@ impl SyncCoordinator {
             self.store.put(&bucket, &window, None)?;
         }
         let event = StoredEvent {
-            id: new_event_id()?,
+            id: random::uuid_v4()?,
             envelope,
             user_id,
             connection_id,
@@ -382,12 +356,12 @@ impl SyncCoordinator {
             .unwrap_or(200)
             .max(0);
         self.alarm_no_later_than(now.plus_millis(delay_ms)).await?;
-        log(
-            "info",
-            "event_stored",
-            instance,
-            json!({ "event_id": event.id, "event_type": event.envelope.event_type, "source": event.envelope.source }),
-        );
+        log::event(WORKER, Level::Info, "event_stored")
+            .with_connection_id(instance)
+            .with("event_id", &event.id)
+            .with("event_type", &event.envelope.event_type)
+            .with("source", &event.envelope.source)
+            .emit();
         json(201, &json!({ "stored": true, "id": event.id }))
     }
 
@@ -486,21 +460,22 @@ impl SyncCoordinator {
                     event.last_error = Some(reason.clone());
                     if event.attempts >= max_attempts {
                         event.state = "dead".into();
-                        log(
-                            "error",
-                            "event_dead_lettered",
-                            &instance,
-                            json!({ "event_id": event.id, "attempts": event.attempts, "reason": reason }),
-                        );
+                        log::event(WORKER, Level::Error, "event_dead_lettered")
+                            .with_connection_id(&instance)
+                            .with("event_id", &event.id)
+                            .with("attempts", event.attempts)
+                            .with_reason(reason)
+                            .emit();
                     } else {
                         let backoff = (1000_i64 << event.attempts.min(16)).min(max_backoff_ms);
                         event.next_attempt_at = now.plus_millis(backoff);
-                        log(
-                            "warn",
-                            "event_delivery_failed",
-                            &instance,
-                            json!({ "event_id": event.id, "attempts": event.attempts, "retry_in_ms": backoff, "reason": reason }),
-                        );
+                        log::event(WORKER, Level::Warn, "event_delivery_failed")
+                            .with_connection_id(&instance)
+                            .with("event_id", &event.id)
+                            .with("attempts", event.attempts)
+                            .with("retry_in_ms", backoff)
+                            .with_reason(reason)
+                            .emit();
                     }
                     queue.save(&event)?;
                 }
@@ -508,12 +483,11 @@ impl SyncCoordinator {
         }
         if !delivered.is_empty() {
             // One line per batch: a burst of webhooks does not flood `wrangler tail`.
-            log(
-                "info",
-                "events_delivered",
-                &instance,
-                json!({ "count": delivered.len(), "event_ids": delivered }),
-            );
+            log::event(WORKER, Level::Info, "events_delivered")
+                .with_connection_id(&instance)
+                .with("count", delivered.len())
+                .with("event_ids", &delivered)
+                .emit();
         }
         Ok(())
     }

@@ -3,11 +3,12 @@
 //! budget (why, and the decisions: `edge_sync_shared::sync::HookSyncRequest`). This shell
 //! stores one request per resource and asks the sync-worker (`POST /sync/hook`) when due.
 
+use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     sync::{HookSyncAnswer, HookSyncIn, HookSyncRequest, Resource},
     Timestamp,
 };
-use serde_json::json;
+use edge_sync_worker_kit::log::{self, Emit};
 
 use super::sync_state::call_sync_worker;
 use crate::store::Store;
@@ -59,13 +60,20 @@ pub async fn run_due(store: &Store, env: &worker::Env, now: Timestamp) -> worker
         let answer = HookSyncAnswer::from_status(outcome.as_ref().ok().copied());
         let after = super::clock_now();
         let current = store.get::<HookSyncRequest>(&key, after)?;
-        let line = json!({
-            "ts": after.to_iso8601(), "level": if answer == HookSyncAnswer::Failed { "warn" } else { "info" },
-            "worker": "sync-coordinator", "event": "hook_sync_requested", "connection_id": connection_id,
-            "resource": sent.resource.name(), "hooks": sent.hooks, "answer": format!("{answer:?}"),
-            "reason": outcome.err(),
-        });
-        worker::console_log!("{line}");
+        let level = if answer == HookSyncAnswer::Failed {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        let mut line = log::event(WORKER, level, "hook_sync_requested")
+            .with_connection_id(&connection_id)
+            .with("resource", sent.resource.name())
+            .with("hooks", sent.hooks)
+            .with("answer", format!("{answer:?}"));
+        if let Err(reason) = &outcome {
+            line = line.with_reason(reason.as_str());
+        }
+        line.emit();
         match HookSyncRequest::after_call(&sent, current.as_ref(), answer, after) {
             Some(next) => store.put(&key, &next, None)?,
             None => store.delete(&key)?,

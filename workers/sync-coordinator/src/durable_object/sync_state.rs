@@ -2,12 +2,14 @@
 //! run at a time proceeds (it expires, so a crashed run cannot block forever), the last
 //! run's result, and the connection's shared rate budget that every Worker draws from.
 
+use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     coordinator_api::{AcquireLease, Penalize, PutCursor, PutRun, RunRef, TakeBudget},
     rate_budget::RateBudget,
     sync_state::{release, try_acquire, Cursor, Lease},
     Timestamp,
 };
+use edge_sync_worker_kit::log::{self, Emit};
 use serde::{Deserialize, Serialize};
 use worker::Response;
 
@@ -273,12 +275,11 @@ pub async fn run_due_continuations(
             continuation.attempts += 1;
             let delay = (5_000_i64 << continuation.attempts.min(6)).min(300_000);
             continuation.at = crate::durable_object::clock_now().plus_millis(delay);
-            let line = serde_json::json!({
-                "level": "warn", "worker": "sync-coordinator", "event": "sync_continuation_failed",
-                "connection_id": connection_id, "resource": continuation.resource,
-                "reason": format!("{outcome:?}"),
-            });
-            worker::console_log!("{line}");
+            log::event(WORKER, Level::Warn, "sync_continuation_failed")
+                .with_connection_id(&connection_id)
+                .with("resource", &continuation.resource)
+                .with_reason(format!("{outcome:?}"))
+                .emit();
             store.put(&key, &continuation, None)?;
         } else if let Some(current) = store.get::<Continuation>(&key, now)? {
             // Unless the sync-worker already replaced it, wait before the next look.

@@ -32,7 +32,7 @@ pub async fn dispatch(mut req: Request, env: &Env, segments: &[&str]) -> HttpRes
 }
 
 fn id() -> String {
-    edge_sync_worker_kit::serve::random_id()
+    edge_sync_worker_kit::random::hex_id().unwrap_or_default()
 }
 
 fn generate(env: &Env, platform: &str, topic: &str) -> HttpResult {
