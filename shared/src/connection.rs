@@ -3,7 +3,7 @@
 //! A connection is owned by exactly one Durable Object, addressed by [`connection_id`]. The id
 //! is derived, not random, so a second OAuth flow for the same user and account lands on the
 //! same object and replaces its tokens instead of creating a rival that would race it for
-//! Keap's single-use refresh tokens (providers.md, Keap "Refresh tokens rotate").
+//! Keap's single-use refresh tokens (<https://github.com/infusionsoft/infusionsoft-php/issues/99>).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,7 +1,7 @@
 //! A client-side request budget per provider account: a token bucket over passed-in time.
 //!
 //! The seed README asks for a configurable client-side limit, default 150 requests/minute
-//! for Keap (providers.md, Keap "Rate limits"); the coordinator keeps one bucket per
+//! for Keap (`KEAP_RATE_LIMIT_PER_MINUTE` in README.md); the coordinator keeps one bucket per
 //! connection so every Worker asking for permission shares it. A provider 429 empties the
 //! bucket until its `Retry-After` ([`RateBudget::penalize_until`]).
 

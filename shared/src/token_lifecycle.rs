@@ -4,8 +4,9 @@
 //! a [`TokenLifecycle`], asks [`TokenLifecycle::decide`] before using the access token, carries
 //! out a refresh when told to, reports the outcome with `on_refresh_*`, saves, and sets its
 //! alarm to [`TokenLifecycle::next_alarm`]. Refreshing in exactly one place matters because
-//! Keap's refresh tokens are single use and rotate on every refresh (providers.md, Keap
-//! "Refresh tokens rotate"): the new pair must be persisted before anyone uses it.
+//! Keap's refresh tokens are single use and rotate on every refresh
+//! (<https://github.com/infusionsoft/infusionsoft-php/issues/99>): the new pair must be
+//! persisted before anyone uses it.
 //!
 //! Invariant: at the instant [`TokenLifecycle::next_alarm`] returns, `decide` answers
 //! [`TokenDecision::Refresh`], so an alarm handler that just calls `decide` never idles.

@@ -1,6 +1,8 @@
 //! Keap OAuth 2: authorize redirect, code exchange, refresh, and the token response parser.
 //!
-//! Endpoints, parameters and error bodies follow providers.md, "Keap / OAuth 2". Keap's refresh
+//! Endpoints and parameters follow Keap's "Getting Started with OAuth2"
+//! (<https://developer.infusionsoft.com/getting-started-oauth-keys>); the error bodies are the
+//! ones developers report (cited in the tests). Keap's refresh
 //! tokens rotate and are single use: the caller must persist the new pair from
 //! [`parse_token_response`] before anything else uses the connection.
 
@@ -134,7 +136,7 @@ pub fn parse_token_response(status: u16, body: &str) -> Result<TokenGrant, Token
 }
 
 /// The Keap account a token belongs to, from its scope `full|<app>.infusionsoft.com`
-/// (providers.md, Keap "Response"): e.g. `ab123.infusionsoft.com`, lowercased.
+/// (Keap's token response, see the module docs): e.g. `ab123.infusionsoft.com`, lowercased.
 pub fn account_from_scope(scope: &str) -> Option<String> {
     let (_, account) = scope.split_once('|')?;
     let account = account.trim();
@@ -241,7 +243,7 @@ mod tests {
 
     #[test]
     fn parses_the_documented_success_body() {
-        // providers.md, Keap "Response".
+        // Keap's token response ("Getting Started with OAuth2", see the module docs).
         let body = r#"{"access_token":"AT-abc","refresh_token":"RT-def","expires_in":86400,
             "token_type":"bearer","scope":"full|ab123.infusionsoft.com"}"#;
         let grant = parse_token_response(200, body).expect("a grant");
@@ -290,7 +292,9 @@ mod tests {
 
     #[test]
     fn both_recorded_bad_refresh_bodies_mean_the_grant_is_dead() {
-        // providers.md, Keap "Bad refresh".
+        // Keap's bad-refresh bodies as developers report them:
+        // https://github.com/infusionsoft/infusionsoft-php/issues/61 (invalid_grant) and
+        // https://integration.keap.com/t/invalid-refresh-token/82597 (invalid_request).
         let invalid_grant =
             r#"{"error":"invalid_grant","error_description":"Invalid refresh token"}"#;
         let invalid_request =

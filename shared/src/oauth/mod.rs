@@ -157,8 +157,11 @@ fn classify_error(status: u16, body: &str) -> TokenEndpointError {
         let lower = description.to_ascii_lowercase();
         lower.contains("refresh token") || lower.contains("refresh_token")
     };
-    // providers.md (Keap): a bad refresh is 400 invalid_grant, and has also been seen as
-    // 400 invalid_request "Invalid Refresh Token". Either way the refresh token is gone.
+    // Keap: a bad refresh is 400 invalid_grant
+    // (https://github.com/infusionsoft/infusionsoft-php/issues/61), and has also been seen as
+    // 400 invalid_request "Invalid Refresh Token"
+    // (https://integration.keap.com/t/invalid-refresh-token/82597). Either way the refresh
+    // token is gone.
     // invalid_grant is accepted with any 4xx because some servers send it with 401.
     let dead_grant = error == "invalid_grant"
         || (status == 400 && error == "invalid_request" && mentions_refresh_token);

@@ -1,6 +1,8 @@
 //! Keap REST v2 lists: the request for a page, the page parser, and the wait Keap's
-//! throttle headers ask for (providers.md, Keap "REST v2 lists" and "Rate limits"; the
-//! parameters follow keap-sdk `sdks/v2/swagger.yml`).
+//! throttle headers ask for. The parameters follow keap-sdk `sdks/v2/swagger.yml`
+//! (<https://github.com/infusionsoft/keap-sdk/blob/main/sdks/v2/swagger.yml>); the throttle
+//! headers, Keap's "API Token Quota and Usage Measurements"
+//! (<https://developer.infusionsoft.com/api-token-quota-and-usage-measurements>).
 
 use std::fmt::Write as _;
 
@@ -50,7 +52,7 @@ pub(crate) fn list_query(
             filter: filter("modified_since_time"),
             order_by: "modification_time",
         },
-        // Which timestamp `since_time` applies to is UNCONFIRMED (providers.md); the overlap
+        // Which timestamp `since_time` applies to is not stated in Keap's docs; the overlap
         // and the update-time order keep the walk safe either way for recent changes.
         (SyncMode::Incremental, Resource::KeapTasks) => ListQuery {
             filter: filter("since_time"),
@@ -126,7 +128,7 @@ pub(crate) fn page_request(
     }
 }
 
-/// Classifies a non-2xx answer (providers.md, Keap "Errors" and "Rate limits").
+/// Classifies a non-2xx answer (Keap's error shape and quota headers, see the module docs).
 fn classify_error(status: u16, headers: &[(String, String)], body: &str) -> PageError {
     match status {
         401 => PageError::Unauthorized,
@@ -331,8 +333,8 @@ fn fields(value: Option<&str>) -> Vec<&str> {
 /// How long Keap asks us to wait: `Retry-After` (seconds) when present, else the window of
 /// any `x-keap-{product-throttle,tenant-throttle,product-quota}` whose `available` is 0
 /// (`interval` × `time-unit`, the longest if several are spent). `None` when nothing says
-/// to wait. Values may be pipe-delimited; unparseable parts are ignored (providers.md, Keap
-/// "Rate limits").
+/// to wait. Values may be pipe-delimited (observed, not in Keap's docs); unparseable parts
+/// are ignored.
 pub fn keap_wait_ms(headers: &[(String, String)]) -> Option<u64> {
     if let Some(ms) = retry_after_ms(headers) {
         return Some(ms);
@@ -369,7 +371,8 @@ pub fn keap_wait_ms(headers: &[(String, String)]) -> Option<u64> {
 }
 
 /// `GET {keap_api_base}/rest/v2/<resource>/{id}`: one record, for REST hooks, which carry
-/// ids only (providers.md, Keap "REST Hooks": fetch the records through the API).
+/// ids only, so the records are fetched through the API
+/// (<https://developer.infusionsoft.com/rest-hook-documentation>).
 pub fn keap_get_request(
     config: &SourceConfig,
     resource: Resource,

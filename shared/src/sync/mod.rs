@@ -14,8 +14,10 @@
 //!    did not see.
 //!
 //! Failures come back as [`PageError`]; [`RetryPolicy`] says whether and when to retry.
-//! The provider facts followed here are in `shared/docs/providers.md` ("Keap / REST v2
-//! lists", "Keap / Rate limits", "Shopify / Admin API polling").
+//! The provider facts followed here: keap-sdk's OpenAPI file
+//! (<https://github.com/infusionsoft/keap-sdk/blob/main/sdks/v2/swagger.yml>), Keap's quotas
+//! (<https://developer.infusionsoft.com/api-token-quota-and-usage-measurements>) and Shopify's
+//! API rate limits (<https://shopify.dev/docs/api/usage/rate-limits>).
 
 mod hook_sync;
 mod keap;
@@ -53,7 +55,7 @@ pub use upsert::{mark_missing_deleted_sql, purge_sql, records_json, soft_delete_
 
 /// Default look-back subtracted from a cursor before asking for changes: 5 minutes.
 pub const DEFAULT_OVERLAP_MS: i64 = 5 * 60 * 1000;
-/// Keap's largest page (providers.md, Keap "REST v2 lists": `page_size` max 1000).
+/// Keap's largest page (`page_size` max 1000 in keap-sdk `sdks/v2/swagger.yml`).
 pub const KEAP_MAX_PAGE_SIZE: u32 = 1000;
 /// Shopify's largest connection page (`first` max 250).
 pub const SHOPIFY_MAX_PAGE_SIZE: u32 = 250;
@@ -117,7 +119,7 @@ pub struct Record {
     pub raw: Value,
 }
 
-/// Shopify's `extensions.cost` (providers.md, Shopify "Admin API polling").
+/// Shopify's `extensions.cost` (<https://shopify.dev/docs/api/usage/rate-limits>).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShopifyThrottle {
     /// Size of the bucket (`throttleStatus.maximumAvailable`).
@@ -212,7 +214,7 @@ pub(crate) fn shorten(text: &str) -> String {
 }
 
 /// `Retry-After` as milliseconds, when it is a number of seconds (an HTTP date would need
-/// a clock; providers.md lists none that send one).
+/// a clock; none of these providers is documented to send one).
 pub(crate) fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
     let seconds: f64 = header(headers, "retry-after")?.parse().ok()?;
     if !seconds.is_finite() || seconds < 0.0 {

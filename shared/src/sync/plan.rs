@@ -6,8 +6,8 @@
 //! tasks; Shopify products, orders and customers) satisfy it after every committed page.
 //! Other walks satisfy it only once they are complete, and a walk that is not ordered by
 //! update time may miss records changed while it ran, so its cursor never passes the run's
-//! start time. Requests always start `overlap_ms` before the cursor (providers.md, Keap
-//! "REST v2 lists": `start_update_time` is inclusive), so records sharing the cursor's
+//! start time. Requests always start `overlap_ms` before the cursor (keap-sdk
+//! `sdks/v2/swagger.yml`: `start_update_time` is inclusive), so records sharing the cursor's
 //! timestamp, and records written late with a skewed clock, are read again, never skipped.
 
 use std::cmp::{max, min};
@@ -188,9 +188,9 @@ pub fn parse_page(
     };
     if resource == Resource::KeapOpportunities {
         if let Some(stop) = checkpoint.stop_cursor() {
-            // providers.md, Keap: "NO update-time filter, but order_by=update_time works
-            // (walk newest first and stop at the cursor)". Records without a time cannot
-            // be placed and are kept.
+            // Keap's `listOpportunities` (keap-sdk `sdks/v2/swagger.yml`) has no update-time
+            // filter, but order_by=update_time works: walk newest first and stop at the
+            // cursor. Records without a time cannot be placed and are kept.
             let reached = page.records.iter().position(|r| {
                 r.source_updated_at
                     .is_some_and(|t| !stop.is_after(t, &r.provider_id))

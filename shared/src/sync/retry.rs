@@ -1,6 +1,6 @@
 //! Retry and backoff for page fetches, over jitter passed in by the caller (the crate has no
-//! randomness). The seed README asks for exponential backoff (providers.md, Keap "Rate
-//! limits"); provider-given waits (`Retry-After`, Keap throttle headers, Shopify restore
+//! randomness). The seed README asks for exponential backoff (`SYNC_RETRY_*` in README.md);
+//! provider-given waits (`Retry-After`, Keap throttle headers, Shopify restore
 //! rate) take precedence over the computed ones.
 
 use super::PageError;

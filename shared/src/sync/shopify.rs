@@ -1,6 +1,6 @@
 //! Shopify GraphQL Admin API polling: the query for a page, the page parser, and the cost
-//! bookkeeping (providers.md, Shopify "Admin API polling": cost-based limits, `THROTTLED`,
-//! cursor pagination, `query:"updated_at:..."` filters; ids beyond 2^53).
+//! bookkeeping (<https://shopify.dev/docs/api/usage/rate-limits>: cost-based limits,
+//! `THROTTLED`; cursor pagination, `query:"updated_at:..."` filters; ids beyond 2^53).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
@@ -13,7 +13,7 @@ use super::{
 use crate::oauth::HttpRequestSpec;
 use crate::{Secret, Timestamp};
 
-/// Shopify rejects a single query estimated above 1,000 points (providers.md).
+/// Shopify rejects a single query estimated above 1,000 points (see the module docs).
 pub const SHOPIFY_MAX_QUERY_COST: u32 = 1000;
 
 /// Estimated points per node of each query, by Shopify's rule: an object costs 1, a

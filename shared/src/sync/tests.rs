@@ -79,7 +79,7 @@ fn record_json(records: &[Record]) -> Vec<Value> {
 
 #[test]
 fn keap_incremental_requests_filter_from_the_cursor_minus_overlap() {
-    // Cursor at 00:10, overlap 5 min: ask from 00:05 (providers.md, Keap "REST v2 lists").
+    // Cursor at 00:10, overlap 5 min: ask from 00:05 (keap-sdk `sdks/v2/swagger.yml`).
     assert_eq!(
         keap_url(Resource::KeapContacts, SyncMode::Incremental, since_ten_past()),
         "https://api.keap.com/crm/rest/v2/contacts?filter=start_update_time%3D%3D2026-01-01T00:05:00.000Z&order_by=update_time%20asc&page_size=500"

@@ -23,7 +23,7 @@ pub(crate) fn first<'a>(value: &'a Value, paths: &[&[&str]]) -> Option<&'a Value
 }
 
 /// An id as text: a non-empty string, or an integer (Keap documents string ids but has
-/// sent numbers; providers.md, Keap "REST v2 lists").
+/// sent numbers; keap-sdk `sdks/v2/swagger.yml`).
 pub(crate) fn id_text(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),

@@ -8,8 +8,8 @@
 //! 3. insert the event under its `dedup_key` when it has an `event_type` (a conflict means
 //!    a redelivery: answer 200 and stop), and apply its `record_change`.
 //!
-//! Provider facts: `shared/docs/providers.md` ("Shopify / Webhooks", "Keap / REST Hooks",
-//! "Supabase", "Git hosts", "Standard Webhooks").
+//! Provider facts: the providers' public webhook docs, linked from the module docs of
+//! [`verify`].
 
 pub mod event;
 pub mod rate_limit;

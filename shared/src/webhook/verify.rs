@@ -1,7 +1,15 @@
 //! Webhook authentication: pure verifiers over the RAW request body, with every comparison
 //! in constant time, and the matching signers (for tests and the dev-only "generate"
-//! route). The schemes followed are in `shared/docs/providers.md` (Shopify "Webhooks",
-//! Keap "REST Hooks", Supabase, "Git hosts", "Standard Webhooks").
+//! route). The schemes followed are the providers' own:
+//! - Shopify: <https://shopify.dev/docs/apps/build/webhooks>
+//! - Keap REST Hooks (no signature documented):
+//!   <https://developer.infusionsoft.com/rest-hook-documentation>
+//! - Supabase Database Webhooks (unsigned): <https://supabase.com/docs/guides/database/webhooks>
+//! - GitHub: <https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries>
+//! - GitLab: <https://docs.gitlab.com/user/project/integrations/webhooks/>
+//! - Bitbucket Cloud: <https://support.atlassian.com/bitbucket-cloud/docs/event-payloads/>
+//! - Standard Webhooks:
+//!   <https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md>
 //!
 //! A configured secret that is empty never matches, so an unset secret locks the route
 //! rather than opening it (the same rule as [`crate::auth`]).
@@ -189,7 +197,7 @@ pub fn verify_shared_secret(
     }
 }
 
-/// Keap, as the seed README describes it (real Keap signs nothing; providers.md "REST
+/// Keap, as the seed README describes it (real Keap signs nothing; Keap docs, "REST
 /// Hooks"): `X-Hook-Signature` is HMAC-SHA256(`KEAP_WEBHOOK_SECRET`, raw body) in hex.
 /// Also accepted: a `sha256=` prefix, and the tag in base64 instead of hex.
 pub fn verify_keap_signature(
@@ -335,7 +343,8 @@ pub fn sign_keap(body: &[u8], secret: &Secret) -> String {
 mod tests {
     use super::*;
 
-    // providers.md, "Standard Webhooks": the vector of the reference libraries.
+    // Standard Webhooks: the test vector of the reference libraries
+    // (https://github.com/standard-webhooks/standard-webhooks/tree/main/libraries).
     const SW_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     const SW_ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
     const SW_TIMESTAMP: &str = "1649367553";

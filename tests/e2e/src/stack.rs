@@ -100,7 +100,7 @@ pub struct WebhookSecrets {
     pub supabase: &'static str,
     /// `KEAP_WEBHOOK_SECRET` (the seed's X-Hook-Signature).
     pub keap: &'static str,
-    /// `STANDARD_WEBHOOK_SECRET_BILLING` (the providers.md test vector's secret).
+    /// `STANDARD_WEBHOOK_SECRET_BILLING` (the Standard Webhooks libraries' test-vector secret).
     pub standard: &'static str,
     /// The Shopify app secret (the sandbox's default client secret).
     pub shopify: &'static str,

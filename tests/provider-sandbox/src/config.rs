@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
-/// Keap's access-token lifetime: 24 hours (providers.md, "Lifetimes").
+/// Keap's access-token lifetime: 24 hours (as Keap's API team states on its forum,
+/// <https://integration.keap.com/t/how-to-get-access-token/86529>).
 pub const KEAP_ACCESS_TOKEN_TTL_SECS: u64 = 24 * 60 * 60;
-/// Keap's refresh-token lifetime: 45 days (providers.md, "Lifetimes").
+/// Keap's refresh-token lifetime: 45 days (same source as the access-token lifetime).
 pub const KEAP_REFRESH_TOKEN_TTL_SECS: u64 = 45 * 24 * 60 * 60;
 /// Default OAuth client id of the sandbox's Keap app.
 pub const DEFAULT_KEAP_CLIENT_ID: &str = "sandbox-keap-client-id";
@@ -59,7 +60,7 @@ pub struct SandboxConfig {
     pub shopify_client_secret: Secret,
     /// Signs Keap REST Hook deliveries with `X-Hook-Signature` (hex HMAC-SHA256 of the body)
     /// when set: the seed's scheme, for receivers configured with `KEAP_WEBHOOK_SECRET`.
-    /// Real Keap signs nothing (providers.md).
+    /// Real Keap signs nothing (<https://developer.infusionsoft.com/rest-hook-documentation>).
     pub keap_webhook_secret: Option<Secret>,
     /// Initial values of the settings that can change at run time.
     pub runtime: RuntimeConfig,
@@ -96,11 +97,12 @@ impl Default for SandboxConfig {
     }
 }
 
-/// Shopify's GraphQL cost bucket: 1,000 points (providers.md, "Admin API polling").
+/// Shopify's GraphQL cost bucket: 1,000 points (<https://shopify.dev/docs/api/usage/rate-limits>).
 pub const SHOPIFY_BUCKET_SIZE: f64 = 1000.0;
 /// Points restored per second. Shopify's Standard plan restores 100/s today
-/// (providers.md); the sandbox defaults to the long-standing 50/s so that clients that
-/// pace themselves from `throttleStatus` get exercised sooner.
+/// (<https://shopify.dev/docs/api/usage/rate-limits>); the sandbox defaults to the
+/// long-standing 50/s so that clients that pace themselves from `throttleStatus` get
+/// exercised sooner.
 pub const SHOPIFY_RESTORE_RATE: f64 = 50.0;
 
 /// Settings tests may change while the sandbox runs.
@@ -114,7 +116,7 @@ pub struct RuntimeConfig {
     /// Enforced Keap REST calls per minute; `None` reports Keap's real limit but never throttles.
     pub rate_limit_per_minute: Option<u32>,
     /// Whether throttled answers carry `Retry-After` (Keap's docs do not promise it:
-    /// providers.md marks it UNCONFIRMED, so tests can switch it off).
+    /// it is unconfirmed, so tests can switch it off).
     pub send_retry_after: bool,
     /// Shopify GraphQL points restored per second per shop; `None` = never throttle.
     pub shopify_restore_rate: Option<f64>,

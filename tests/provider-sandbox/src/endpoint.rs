@@ -14,7 +14,7 @@ pub enum Endpoint {
     /// `GET /crm/rest/v2/contacts` (api.keap.com / api.infusionsoft.com).
     KeapContactsList,
     /// `GET /crm/rest/v2/contacts/{contact_id}`: hooks carry ids only, so a Worker fetches
-    /// the records (providers.md, "REST Hooks").
+    /// the records (<https://developer.infusionsoft.com/rest-hook-documentation>).
     KeapContactsGet,
     /// `GET /crm/rest/v2/opportunities`.
     KeapOpportunitiesList,

@@ -4,7 +4,15 @@
 //! and end-to-end tests. It also sends the providers' webhooks to local receivers
 //! ([`keap::hooks`], [`shopify::webhooks`], through [`outbound`]).
 //!
-//! It follows the provider facts in `shared/docs/providers.md`: Keap's single-use rotating
+//! It follows the providers' public docs:
+//! - Keap: <https://developer.infusionsoft.com/getting-started-oauth-keys>,
+//!   <https://github.com/infusionsoft/keap-sdk/blob/main/sdks/v2/swagger.yml>,
+//!   <https://developer.infusionsoft.com/api-token-quota-and-usage-measurements>,
+//!   <https://developer.infusionsoft.com/rest-hook-documentation>;
+//! - Shopify: <https://shopify.dev/docs/apps/build/webhooks>,
+//!   <https://shopify.dev/docs/api/usage/rate-limits>.
+//!
+//! That is: Keap's single-use rotating
 //! refresh tokens, `page_size`/`page_token` pagination, the `{code,message,status,details}`
 //! error shape and the `x-keap-*` quota headers; Shopify's HMAC-signed OAuth redirect,
 //! offline access tokens and cost-based GraphQL throttling, served under `/shopify/{shop}`

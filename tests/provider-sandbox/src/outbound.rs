@@ -2,9 +2,10 @@
 //! events ([`crate::keap::hooks`]) and Shopify's webhooks ([`crate::shopify::webhooks`]).
 //!
 //! One `reqwest` client (plain http, no TLS: receivers are local), with the providers'
-//! deadlines per request: Keap counts no answer within 30 s as a failure, Shopify 5 s
-//! (providers.md). A receiver that cannot be reached, or does not answer in time, is
-//! reported with status 0.
+//! deadlines per request: Keap counts no answer within 30 s as a failure
+//! (<https://developer.infusionsoft.com/rest-hook-documentation>), Shopify 5 s
+//! (<https://shopify.dev/docs/apps/build/webhooks>). A receiver that cannot be reached, or does
+//! not answer in time, is reported with status 0.
 
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use rand::Rng;
 use reqwest::header::HeaderMap;
 use sha2::{Digest, Sha256};
 
-/// Keap: a delivery not answered within 30 s failed (providers.md, "Retries").
+/// Keap: a delivery not answered within 30 s failed (see the module docs).
 pub const KEAP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Shopify: the receiver must answer within 5 s (providers.md, "Webhooks").
+/// Shopify: the receiver must answer within 5 s (see the module docs).
 pub const SHOPIFY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed to connect (Shopify allows 1 s; local receivers need far less).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

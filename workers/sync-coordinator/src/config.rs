@@ -10,7 +10,8 @@ use edge_sync_shared::{
 use edge_sync_worker_kit::env_vars::{self, text as var};
 use worker::Env;
 
-/// Production endpoints (providers.md); locally the sandbox's URLs replace them.
+/// Production endpoints (<https://developer.infusionsoft.com/getting-started-oauth-keys>);
+/// locally the sandbox's URLs replace them.
 const KEAP_AUTHORIZE_URL: &str = "https://accounts.infusionsoft.com/app/oauth/authorize";
 const KEAP_TOKEN_URL: &str = "https://api.infusionsoft.com/token";
 /// Keap's default client-side budget from the seed README.

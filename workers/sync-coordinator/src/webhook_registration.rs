@@ -16,7 +16,8 @@ use worker::{Env, Method};
 
 use crate::durable_object::{self, SYSTEM_INSTANCE};
 
-/// Keap v1 REST base in production (hooks exist only in v1; providers.md).
+/// Keap v1 REST base in production (hooks exist only in v1:
+/// <https://developer.infusionsoft.com/rest-hook-documentation>).
 const KEAP_REST_V1_BASE: &str = "https://api.infusionsoft.com/crm/rest/v1";
 const DEFAULT_KEAP_EVENT_KEYS: &str = "contact.add,contact.edit,contact.delete,opportunity.add,opportunity.edit,opportunity.delete,order.add,order.edit,order.delete,task.add,task.edit,task.delete";
 /// Shopify topics the seed consumes, and `app/uninstalled` (which revokes the connection).

@@ -1,6 +1,10 @@
-//! GitHub, GitLab and Bitbucket Cloud webhooks (providers.md, "Git hosts"), mapped onto one
+//! GitHub, GitLab and Bitbucket Cloud webhooks (the hosts' docs are linked below), mapped onto one
 //! set of event types: `repo.push`, `repo.pr.opened`, `repo.pr.merged`,
 //! `repo.build.failed`, `repo.build.completed`, `issue.created`, `issue.comment.created`.
+//!
+//! - GitHub: <https://docs.github.com/en/webhooks/webhook-events-and-payloads>
+//! - GitLab: <https://docs.gitlab.com/user/project/integrations/webhook_events/>
+//! - Bitbucket Cloud: <https://support.atlassian.com/bitbucket-cloud/docs/event-payloads/>
 
 use chrono::{NaiveDateTime, TimeZone as _, Utc};
 use serde_json::Value;

@@ -1,4 +1,5 @@
-//! Keap REST Hooks (v1; providers.md, Keap "REST Hooks"): batched notifications that
+//! Keap REST Hooks (v1; <https://developer.infusionsoft.com/rest-hook-documentation>): batched
+//! notifications that
 //! carry ids only, `{"event_key":"contact.add","object_type":"contact","object_keys":
 //! [{"id":123,"apiUrl":"...","timestamp":"..."}]}`.
 
@@ -27,7 +28,8 @@ fn resource_of(object: &str) -> Option<Resource> {
 ///   `keap.contact.add`, `opportunity.stage_move` → `keap.opportunity.stage_move`).
 /// - `dedup_key`: `keap:sha256:<body digest>`. Keap sends no delivery id, but each
 ///   object key carries the change's own `timestamp`, so the same body again is Keap's
-///   retry of the same notification (providers.md, Keap "REST Hooks": 4 attempts), never a
+///   retry of the same notification (Keap "REST Hooks", see the module docs: 4 attempts),
+///   never a
 ///   new change.
 /// - `occurred_at`: the latest `object_keys[].timestamp`.
 /// - `record_change`: for contacts, opportunities, orders and tasks, `SoftDelete` of the

@@ -1,4 +1,4 @@
-//! Shopify webhooks (providers.md, Shopify "Webhooks"; REST webhook payloads).
+//! Shopify webhooks (<https://shopify.dev/docs/apps/build/webhooks>; REST webhook payloads).
 //!
 //! Record payloads are rewritten into the GraphQL node shape the sync reads and then go
 //! through the sync's own node readers, so a webhook upsert yields exactly the columns

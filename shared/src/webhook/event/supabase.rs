@@ -1,5 +1,6 @@
-//! Supabase Database Webhooks (providers.md, "Supabase"): `{type, table, schema, record,
-//! old_record}` sent by `pg_net`, unsigned and without a delivery id.
+//! Supabase Database Webhooks (<https://supabase.com/docs/guides/database/webhooks>):
+//! `{type, table, schema, record, old_record}` sent by `pg_net`, unsigned and without a
+//! delivery id.
 
 use super::{parse_object, str_at, IncomingEvent, ParseError};
 

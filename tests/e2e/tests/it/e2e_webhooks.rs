@@ -320,7 +320,7 @@ async fn genuine_deliveries_are_stored_once_and_forgeries_rejected() {
         401
     );
 
-    // Standard Webhooks (the providers.md vector's secret), signed now.
+    // Standard Webhooks (the reference libraries' test-vector secret), signed now.
     let standard_body = json!({ "type": "invoice.paid", "data": { "id": "inv_1" } }).to_string();
     let now_secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

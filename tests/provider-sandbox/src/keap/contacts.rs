@@ -1,5 +1,6 @@
 //! Keap REST v2 contacts: `GET /crm/rest/v2/contacts` with `page_size`/`page_token`,
-//! `order_by` and `filter` (providers.md, "REST v2 lists"; keap-sdk `ListContacts`), plus the
+//! `order_by` and `filter` (keap-sdk `ListContacts`:
+//! <https://github.com/infusionsoft/keap-sdk/blob/main/sdks/v2/swagger.yml>), plus the
 //! sandbox-only control handlers that read and edit the data.
 //!
 //! Contacts are kept as pre-serialised JSON plus the few fields that sorting and filtering
@@ -30,7 +31,7 @@ use crate::time::{format_ms, parse_ms};
 
 /// Page size when the request gives none.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
-/// Keap's maximum page size (providers.md).
+/// Keap's maximum page size (`page_size` in keap-sdk `sdks/v2/swagger.yml`).
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// Properties the v2 `fields` parameter may name (keap-sdk `ListContacts`).

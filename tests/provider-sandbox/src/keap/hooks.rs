@@ -1,5 +1,5 @@
-//! Keap REST Hooks (v1, providers.md "REST Hooks (v1)"): subscriptions, the verification
-//! handshake, and event deliveries driven by the control API.
+//! Keap REST Hooks (v1, <https://developer.infusionsoft.com/rest-hook-documentation>):
+//! subscriptions, the verification handshake, and event deliveries driven by the control API.
 //!
 //! REST (same credentials as the v2 API: bearer token or `X-Keap-API-Key`):
 //!
@@ -43,7 +43,8 @@ use crate::state::{lock, SharedState};
 use crate::time::format_ms;
 
 /// The event keys `GET /crm/rest/v1/hooks/event_keys` lists (Keap's list as documented in
-/// providers.md and the keap-sdk; subscribing to any other key is 400).
+/// its REST v1 reference, <https://developer.infusionsoft.com/docs/rest/>, and the keap-sdk;
+/// subscribing to any other key is 400).
 #[rustfmt::skip]
 pub const EVENT_KEYS: &[&str] = &[
     "appointment.add", "appointment.delete", "appointment.edit",
@@ -63,7 +64,7 @@ pub const EVENT_KEYS: &[&str] = &[
     "user.activate", "user.add", "user.edit",
 ];
 
-/// Keap sends at most this many objects in one delivery (providers.md, "Delivery").
+/// Keap sends at most this many objects in one delivery (see the module docs).
 pub const MAX_OBJECTS_PER_DELIVERY: usize = 1000;
 
 /// A hook's state.

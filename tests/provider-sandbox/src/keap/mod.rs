@@ -166,8 +166,8 @@ fn record_routes(state: &SharedState) -> Router<SharedState> {
     router
 }
 
-/// A Keap REST error, answered as `{code, message, status, details[]}` (providers.md,
-/// "Errors"), with gRPC-style `status` names as Keap v2 uses (`UNAUTHENTICATED`, ...).
+/// A Keap REST error, answered as `{code, message, status, details[]}` (keap-sdk
+/// `sdks/v2/swagger.yml`), with gRPC-style `status` names as Keap v2 uses (`UNAUTHENTICATED`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeapError {
     /// HTTP status.
@@ -221,7 +221,8 @@ pub fn error_body(status: StatusCode, message: &str) -> Value {
     })
 }
 
-/// Keap's 429 body, verbatim from providers.md ("Rate limits").
+/// Keap's 429 body, as developers report it
+/// (<https://integration.keap.com/t/api-error-quota-exceeded-request-throttled/89944>).
 pub fn throttled_body() -> Value {
     json!({"code": "429", "message": "Quota Exceeded", "status": "Request Throttled"})
 }
@@ -245,7 +246,8 @@ fn grpc_status(status: StatusCode) -> &'static str {
 pub enum Caller {
     /// An OAuth access token (`Authorization: Bearer`).
     OAuth,
-    /// A Personal Access Token / Service Account Key (`X-Keap-API-Key`, providers.md).
+    /// A Personal Access Token / Service Account Key (`X-Keap-API-Key`,
+    /// <https://developer.infusionsoft.com/pat-and-sak>).
     ApiKey,
 }
 

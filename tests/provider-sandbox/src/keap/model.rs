@@ -1,5 +1,6 @@
 //! Keap REST v2 resource shapes, as in the `Contact` model of infusionsoft/keap-sdk
-//! (`sdks/v2`): string ids, snake_case fields, `*_time` timestamps (providers.md, "REST v2").
+//! (`sdks/v2`, <https://github.com/infusionsoft/keap-sdk/tree/main/sdks/v2>): string ids,
+//! snake_case fields, `*_time` timestamps.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -1,5 +1,6 @@
-//! Keap OAuth 2 (providers.md, "Keap / OAuth 2"): authorization-code grant with auto-approval,
-//! code exchange, and refresh tokens that ROTATE and are SINGLE USE (infusionsoft-php #99):
+//! Keap OAuth 2 (<https://developer.infusionsoft.com/getting-started-oauth-keys>):
+//! authorization-code grant with auto-approval, code exchange, and refresh tokens that ROTATE
+//! and are SINGLE USE (<https://github.com/infusionsoft/infusionsoft-php/issues/99>):
 //! every refresh returns a new pair and the old refresh token dies at once, while access
 //! tokens already issued stay valid until they expire.
 
@@ -322,7 +323,7 @@ pub async fn authorize(State(state): State<SharedState>, RawQuery(query): RawQue
     if get("approve") == Some("false") {
         params.push(("error", "access_denied"));
     } else if get("response_type") != Some("code") {
-        // Keap supports only `response_type=code` (providers.md).
+        // Keap supports only `response_type=code` (see the module docs).
         params.push(("error", "unsupported_response_type"));
     } else if get("scope") != Some("full") {
         // ... and only `scope=full`.
@@ -353,7 +354,7 @@ fn oauth_error(status: StatusCode, error: &str, description: Option<&str>) -> Re
     response
 }
 
-/// The token response Keap sends (providers.md, "Response").
+/// The token response Keap sends (see the module docs).
 pub fn token_response(state: &SharedState, pair: &TokenPair) -> Response {
     let body = json!({
         "access_token": pair.access_token,
@@ -530,7 +531,8 @@ fn grant_refresh(
     let Some(refresh_token) = form.get("refresh_token") else {
         return Err(GrantError::MissingParameter("Missing refresh_token"));
     };
-    // providers.md: a bad refresh is 400 invalid_grant "Invalid refresh token".
+    // Keap answers a bad refresh with 400 invalid_grant "Invalid refresh token"
+    // (https://github.com/infusionsoft/infusionsoft-php/issues/61).
     lock(&state.keap.oauth)
         .rotate(refresh_token, &client_id, now, &state.runtime())
         .map_err(GrantError::BadGrant)

@@ -1,5 +1,5 @@
 //! Keap's quota and throttle windows and the `x-keap-*` headers that report them
-//! (providers.md, "Rate limits": developer.infusionsoft.com, "API token quota and usage").
+//! (<https://developer.infusionsoft.com/api-token-quota-and-usage-measurements>).
 //! Pure bookkeeping: every method takes `now_ms`.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};

@@ -5,7 +5,8 @@
 //! sort keys these resources have).
 //!
 //! What each resource accepts follows keap-sdk's `sdks/v2/swagger.yml` (`listOpportunities`,
-//! `listOrders`, `listTasks`) and providers.md ("REST v2 lists"):
+//! `listOrders`, `listTasks`;
+//! <https://github.com/infusionsoft/keap-sdk/blob/main/sdks/v2/swagger.yml>):
 //!
 //! | resource | timestamps | update-time filter | `order_by` |
 //! | --- | --- | --- | --- |
@@ -16,7 +17,7 @@
 //! Time filters go in `filter` (`filter=modified_since_time%3D%3D<ISO>`, as Keap documents)
 //! or, as a convenience, as plain query parameters (`modified_since_time=<ISO>`); both
 //! bounds are inclusive. Which timestamp the tasks filters apply to is UNCONFIRMED
-//! (providers.md): the sandbox applies them to `modification_time`. Ties on the sort key
+//! (Keap's docs don't say): the sandbox applies them to `modification_time`. Ties on the sort key
 //! are broken by id, so every record is listed exactly once however many share a timestamp.
 
 use std::cmp::Ordering;

@@ -1,4 +1,4 @@
-//! Shopify webhooks (providers.md, "Webhooks"; shopify.dev/docs/apps/build/webhooks):
+//! Shopify webhooks (<https://shopify.dev/docs/apps/build/webhooks>):
 //! subscriptions through the GraphQL Admin API, and deliveries driven by the control API.
 //!
 //! GraphQL (same endpoint, token and cost bucket as the queries; a mutation costs 10):

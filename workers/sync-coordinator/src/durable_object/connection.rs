@@ -1,7 +1,8 @@
 //! A connection's credentials: encrypted tokens, the token lifecycle, single-flight refresh
 //! and the proactive refresh alarm.
 //!
-//! Keap refresh tokens rotate and are single use (providers.md, infusionsoft-php #99): two
+//! Keap refresh tokens rotate and are single use (infusionsoft-php #99,
+//! <https://github.com/infusionsoft/infusionsoft-php/issues/99>): two
 //! concurrent refreshes lose the connection. Here every caller that needs a fresh token while
 //! a refresh is in flight awaits that same refresh (one shared future per Durable Object, and
 //! one Durable Object per connection), and the new pair is written to storage before anyone

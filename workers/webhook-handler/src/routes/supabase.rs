@@ -1,4 +1,5 @@
-//! Supabase Database Webhooks: not signed (providers.md), so authenticated by a shared secret
+//! Supabase Database Webhooks: not signed
+//! (<https://supabase.com/docs/guides/database/webhooks>), so authenticated by a shared secret
 //! header configured on the trigger (`Authorization: Bearer <SUPABASE_WEBHOOK_SECRET>` or
 //! `X-Webhook-Secret`), compared in constant time.
 
