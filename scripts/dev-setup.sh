@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local Edge Sync stack: PostgreSQL, the provider sandbox (stands in for Keap and
-# Shopify) and the three Workers under `wrangler dev` (real workerd).
+# Shopify) and the three Workers in one workerd process (scripts/local-stack.mjs: Miniflare,
+# as `wrangler dev` runs them, with service bindings in-process as on Cloudflare).
 #
 #   scripts/dev-setup.sh start-all   bootstrap, start everything, wait for green health, exit
 #   scripts/dev-setup.sh stop-all    stop exactly the processes start-all started
@@ -34,9 +35,6 @@ port_of() {
   esac
 }
 
-# Inspector ports are per process too, so wrangler never falls back to 9229 and collides.
-inspector_port_of() { echo $(( $(port_of "$1") + 1000 )); }
-
 # Starts a command in its own process group (so stop-all can stop its children too).
 start_process() {
   local name="$1"; shift
@@ -50,10 +48,11 @@ start_process() {
   launch_detached "$name" "$@"
 }
 
+# Waits for a green /health of $1 at $2, while process $3 (default: $1) runs.
 wait_healthy() {
-  local name="$1" url="$2" deadline=$((SECONDS + HEALTH_TIMEOUT_SECS)) body code
+  local name="$1" url="$2" process="${3:-$1}" deadline=$((SECONDS + HEALTH_TIMEOUT_SECS)) body code
   while [ $SECONDS -lt $deadline ]; do
-    our_pid "$name" >/dev/null || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited during start-up (log: $LOGS/$name.log)"; }
+    our_pid "$process" >/dev/null || { tail -n 30 "$LOGS/$process.log" >&2; die "$process exited during start-up (log: $LOGS/$process.log)"; }
     code="$(curl -s -o "$EDGE_SYNC_HOME/health-$name.json" -w '%{http_code}' "$url" 2>/dev/null || true)"
     if [ "$code" = 200 ]; then
       body="$(cat "$EDGE_SYNC_HOME/health-$name.json")"
@@ -66,46 +65,40 @@ wait_healthy() {
   die "$name not healthy after ${HEALTH_TIMEOUT_SECS}s (log: $LOGS/$name.log)"
 }
 
-# Waits until a Worker answers HTTP at all (health may still be settling).
-wait_answering() {
-  local name="$1" deadline=$((SECONDS + HEALTH_TIMEOUT_SECS))
-  while [ $SECONDS -lt $deadline ]; do
-    our_pid "$name" >/dev/null || { tail -n 30 "$LOGS/$name.log" >&2; die "$name exited during start-up (log: $LOGS/$name.log)"; }
-    curl -s -o /dev/null --max-time 10 "http://127.0.0.1:$(port_of "$name")/health" && return
-    sleep 0.5
+# The three Workers in one workerd process (scripts/local-stack.mjs), each on its own port,
+# service-binding calls in-process as on Cloudflare. Each Worker reads its own config
+# directory (its wrangler file and a `.dev.vars` with only its own secrets); logs go to
+# $LOGS/<worker>.log; the launcher fires the sync-worker's cron at its times.
+start_workers() {
+  local args=() worker
+  for worker in "${WORKERS[@]}"; do
+    args+=(--worker "$worker=$(local_worker_config "$worker" "$EDGE_SYNC_HOME/wrangler/$worker"):$(port_of "$worker")")
+    if port_in_use "$(port_of "$worker")"; then
+      die "port $(port_of "$worker") for $worker is taken by another process; set the port variable (see --help)"
+    fi
   done
-  die "$name did not answer after ${HEALTH_TIMEOUT_SECS}s (log: $LOGS/$name.log)"
-}
-
-start_worker() {
-  local worker="$1"; shift
-  local port; port="$(port_of "$worker")"
-  # The `--name`-free command line still contains the config path, which our_pid matches.
-  start_process "$worker" env \
-    WRANGLER_REGISTRY_PATH="$EDGE_SYNC_HOME/registry" \
-    CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE="$DATABASE_URL_LOCAL" \
-    node --import "file://$ROOT/scripts/wrangler-dev-guard.mjs" "$ROOT/node_modules/wrangler/bin/wrangler.js" dev \
-      -c "$(local_worker_config "$worker" "$EDGE_SYNC_HOME/wrangler/$worker")" \
-      --ip 127.0.0.1 --port "$port" \
-      --inspector-port "$(inspector_port_of "$worker")" \
-      --persist-to "$EDGE_SYNC_HOME/state" \
-      --show-interactive-dev-session=false \
-      --log-level log \
-      --var "KEAP_AUTHORIZE_URL:$SANDBOX_URL/app/oauth/authorize" \
-      --var "KEAP_TOKEN_URL:$SANDBOX_URL/token" \
-      --var "KEAP_API_BASE_URL:$SANDBOX_URL/crm" \
-      --var "SHOPIFY_ADMIN_BASE_URL:$SANDBOX_URL/shopify/{shop}" \
-      --var "KEAP_REDIRECT_URI:http://127.0.0.1:$COORDINATOR_PORT/oauth/callback" \
-      --var "SHOPIFY_REDIRECT_URI:http://127.0.0.1:$COORDINATOR_PORT/oauth/shopify/callback" \
-      --var "KEAP_REST_V1_BASE_URL:$SANDBOX_URL/crm/rest/v1" \
-      --var "WEBHOOK_BASE_URL:http://127.0.0.1:$WEBHOOK_HANDLER_PORT" \
-      --var "ENABLE_TEST_ROUTES:true" \
-      "$@"
+  if pid="$(our_pid local-stack)"; then
+    echo "the Workers are already running (pid $pid)"; return
+  fi
+  # The guard keeps the local Hyperdrive proxy alive while PostgreSQL is down.
+  launch_detached local-stack env CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE="$DATABASE_URL_LOCAL" \
+    node --import "file://$ROOT/scripts/wrangler-dev-guard.mjs" "$ROOT/scripts/local-stack.mjs" \
+    --persist "$EDGE_SYNC_HOME/state/v3" --log-dir "$LOGS" --run-crons \
+    --var "KEAP_AUTHORIZE_URL=$SANDBOX_URL/app/oauth/authorize" \
+    --var "KEAP_TOKEN_URL=$SANDBOX_URL/token" \
+    --var "KEAP_API_BASE_URL=$SANDBOX_URL/crm" \
+    --var "SHOPIFY_ADMIN_BASE_URL=$SANDBOX_URL/shopify/{shop}" \
+    --var "KEAP_REDIRECT_URI=http://127.0.0.1:$COORDINATOR_PORT/oauth/callback" \
+    --var "SHOPIFY_REDIRECT_URI=http://127.0.0.1:$COORDINATOR_PORT/oauth/shopify/callback" \
+    --var "KEAP_REST_V1_BASE_URL=$SANDBOX_URL/crm/rest/v1" \
+    --var "WEBHOOK_BASE_URL=http://127.0.0.1:$WEBHOOK_HANDLER_PORT" \
+    --var "ENABLE_TEST_ROUTES=true" \
+    "${args[@]}"
 }
 
 start_all() {
   "$ROOT/scripts/bootstrap.sh"
-  mkdir -p "$PIDS" "$LOGS" "$EDGE_SYNC_HOME/state" "$EDGE_SYNC_HOME/registry"
+  mkdir -p "$PIDS" "$LOGS" "$EDGE_SYNC_HOME/state"
   DATABASE_URL_LOCAL="$(hyperdrive_local_url "$(worker_database_url "$(cat "$EDGE_SYNC_HOME/database_url")")")"
   local sandbox_url="$SANDBOX_URL"
 
@@ -114,16 +107,8 @@ start_all() {
     --host 127.0.0.1 --port "$SANDBOX_PORT" --seed "$SANDBOX_SEED" \
     --keap-contacts "$SANDBOX_KEAP_CONTACTS" --state-file "$EDGE_SYNC_HOME/state/provider-sandbox.json"
 
-  say "starting the Workers under wrangler dev"
-  # One at a time, coordinator first: the others bind to it through the dev registry, and
-  # workerd processes sharing .edge-sync/state fail (SQLITE_BUSY) when they initialise it
-  # at the same moment.
-  start_worker sync-coordinator
-  wait_answering sync-coordinator
-  start_worker sync-worker --test-scheduled
-  wait_answering sync-worker
-  start_worker webhook-handler
-  wait_answering webhook-handler
+  say "starting the Workers (one workerd process)"
+  start_workers
 
   say "waiting for health"
   wait_healthy provider-sandbox "$sandbox_url/__sandbox/health"
@@ -132,7 +117,7 @@ start_all() {
   curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
     -d '{"shopify_restore_rate": 100.0}' "$sandbox_url/__sandbox/config"
   for worker in "${WORKERS[@]}"; do
-    wait_healthy "$worker" "http://127.0.0.1:$(port_of "$worker")/health"
+    wait_healthy "$worker" "http://127.0.0.1:$(port_of "$worker")/health" local-stack
   done
 
   connect_sandbox_accounts
@@ -142,11 +127,12 @@ start_all() {
 
 Edge Sync is running:
   sync-coordinator  http://127.0.0.1:$COORDINATOR_PORT   (/oauth/*, /coordinator/*, /health)
-  sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health; cron: /__scheduled?cron=*/30+*+*+*+*)
+  sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health; cron now: /cdn-cgi/handler/scheduled?cron=*/30+*+*+*+*)
   webhook-handler   http://127.0.0.1:$WEBHOOK_HANDLER_PORT   (/webhook*, /health)
   provider sandbox  $sandbox_url   (Keap and Shopify stand-in; control API under /__sandbox)
   PostgreSQL        $(url_host "$DATABASE_URL_LOCAL")
-Logs: $LOGS/<name>.log (one JSON line per request; tail -f them as you would wrangler tail)
+Logs: $LOGS/<name>.log (one JSON line per request; tail -f them as you would wrangler tail;
+      the launcher and workerd: $LOGS/local-stack.log)
 Admin token: ADMIN_TOKEN in wrangler/.dev.vars
 Stop with: scripts/dev-setup.sh stop-all
 EOT
@@ -227,10 +213,12 @@ sync_everything() {
 
 stop_all() {
   local any=0
-  for name in webhook-handler sync-worker sync-coordinator provider-sandbox; do
+  # (webhook-handler, sync-worker, sync-coordinator: pid files of stacks started before the
+  # Workers shared one process.)
+  for name in local-stack webhook-handler sync-worker sync-coordinator provider-sandbox; do
     if pid="$(our_pid "$name")"; then
       any=1
-      # The process group holds wrangler's children (workerd, esbuild).
+      # The process group holds the launcher's children (workerd).
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 1 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.2; done
       kill -KILL -- "-$pid" 2>/dev/null || true
@@ -245,7 +233,9 @@ status() {
   for name in provider-sandbox "${WORKERS[@]}"; do
     local url="http://127.0.0.1:$(port_of "$name")/health"
     [ "$name" = provider-sandbox ] && url="http://127.0.0.1:$SANDBOX_PORT/__sandbox/health"
-    if pid="$(our_pid "$name")"; then
+    local process="$name"
+    [ "$name" = provider-sandbox ] || process=local-stack
+    if pid="$(our_pid "$process")"; then
       printf '%-17s running (pid %s)  %s\n' "$name" "$pid" "$(curl -s --max-time 10 "$url" || echo 'no answer')"
     else
       printf '%-17s stopped\n' "$name"
@@ -256,8 +246,8 @@ status() {
 test_all() {
   "$ROOT/scripts/bootstrap.sh"
   say "running every test (native unit tests, simulations, end-to-end scenarios)"
-  # End-to-end tests start whole stacks (three workerd processes each); two at a time fit
-  # a 2-core machine. Unit tests are instant either way.
+  # End-to-end tests start whole stacks (a sandbox and one workerd process each); two at a
+  # time fit a 2-core machine. Unit tests are instant either way.
   EDGE_SYNC_SANDBOX_BIN="$ROOT/target/release/provider-sandbox" \
     cargo test --workspace -- --test-threads="${E2E_TEST_THREADS:-2}"
 }

@@ -1,5 +1,6 @@
-// Preloaded into `wrangler dev` (node --import) by scripts/dev-setup.sh and the e2e harness.
-// It keeps the local Hyperdrive proxy alive when PostgreSQL is down, and redacts secret path
+// Preloaded (node --import) into the Workers' launcher, scripts/local-stack.mjs, by
+// scripts/dev-setup.sh and the e2e harness, and usable with `wrangler dev` the same way. It
+// keeps the local Hyperdrive proxy alive when PostgreSQL is down, and redacts secret path
 // segments from wrangler's own request log lines (both below).
 //
 // Why: wrangler's local Hyperdrive proxy (miniflare `HyperdriveProxyController`) opens its

@@ -258,17 +258,17 @@ pub async fn db_count(stack: &Stack, sql: &str) -> i64 {
         .get(0)
 }
 
-/// Runs sync-worker's cron handler now (`/__scheduled`, wrangler's local stand-in for the
-/// `*/30 * * * *` trigger) and waits for it to finish.
+/// Runs sync-worker's cron handler now (`/cdn-cgi/handler/scheduled`, the local trigger of
+/// the `*/30 * * * *` cron, as under `wrangler dev --test-scheduled`) and waits for it.
 pub async fn trigger_cron(stack: &Stack) {
     let response = stack
         .http
         .get(format!(
-            "{}/__scheduled?cron=*/30+*+*+*+*",
+            "{}/cdn-cgi/handler/scheduled?cron=*/30+*+*+*+*",
             stack.sync_worker
         ))
         .send()
         .await
-        .expect("GET /__scheduled");
+        .expect("GET /cdn-cgi/handler/scheduled");
     assert_eq!(response.status(), 200, "the cron handler did not run");
 }

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-/// How long a stack may take to come up (wrangler + workerd cold start on 2 cores).
+/// How long a stack may take to come up (workerd cold start on 2 cores).
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// What to wait for before handing the stack to the test.
@@ -117,8 +117,22 @@ pub const WEBHOOK_SECRETS: WebhookSecrets = WebhookSecrets {
     shopify: "sandbox-shopify-client-secret",
 };
 
-/// The three Workers, in start order (the coordinator first: the others bind to it).
+/// The three Workers.
 pub const WORKERS: [&str; 3] = ["sync-coordinator", "sync-worker", "webhook-handler"];
+
+/// The one process that runs the three Workers (`scripts/local-stack.mjs`: one workerd,
+/// service bindings in-process as on Cloudflare); its own output is `local-stack.log`, each
+/// Worker's log lines go to `<worker>.log`.
+pub const WORKERS_PROCESS: &str = "local-stack";
+
+/// The process that runs `name`: the Workers share [`WORKERS_PROCESS`].
+fn process_of(name: &str) -> &str {
+    if WORKERS.contains(&name) {
+        WORKERS_PROCESS
+    } else {
+        name
+    }
+}
 
 /// Ports chosen once per stack, so a restart comes back on the same URLs.
 #[derive(Debug, Clone, Copy)]
@@ -395,23 +409,39 @@ impl Stack {
         stack
     }
 
-    /// Starts the three Workers, one at a time: workerd processes sharing a persistence
-    /// directory fail with SQLITE_BUSY when they initialise it concurrently.
+    /// Starts the three Workers (one process) and waits until each answers HTTP. A start
+    /// that dies because a port was taken in the meantime (other stacks pick ephemeral ports
+    /// too) is retried on fresh ports.
     async fn start_workers(&mut self) {
-        for worker in WORKERS {
-            let extra: &[&str] = if worker == "sync-worker" {
-                &["--test-scheduled"]
-            } else {
-                &[]
-            };
-            self.start_worker(worker, extra).await;
+        for attempt in 1..=3 {
+            let log_before = self.log(WORKERS_PROCESS).len();
+            match self.try_start_workers().await {
+                Ok(()) => return,
+                Err(status) => {
+                    let log = self.log(WORKERS_PROCESS);
+                    let fresh = log[log_before.min(log.len())..].to_ascii_lowercase();
+                    let port_taken =
+                        fresh.contains("eaddrinuse") || fresh.contains("address already in use");
+                    assert!(
+                        attempt < 3 && port_taken,
+                        "the Workers exited during start-up ({status})\n{}",
+                        self.log_tail(WORKERS_PROCESS)
+                    );
+                    self.processes.retain(|(name, _)| name != WORKERS_PROCESS);
+                    for worker in WORKERS {
+                        self.ports.set(worker, free_port());
+                    }
+                    self.refresh_urls();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
         }
     }
 
     /// Stops the three Workers and starts them again on the same ports and persisted state
     /// (Durable Objects, KV), as a deploy or a crash would.
     pub async fn restart_workers(&mut self) {
-        self.stop_processes(|name| WORKERS.contains(&name));
+        self.stop_processes(|name| name == WORKERS_PROCESS);
         self.start_workers().await;
         // With the database switched off, health is rightly degraded: wait for answers only.
         let readiness = if self.pg_proxy.as_ref().is_some_and(|p| p.is_down()) {
@@ -422,29 +452,17 @@ impl Stack {
         self.wait_ready(readiness).await;
     }
 
-    /// Starts another Worker (e.g. a benchmark baseline) from its own wrangler file under
-    /// the same harness, and returns its URL.
+    /// Starts another Worker (e.g. a benchmark baseline) from its own wrangler file in a
+    /// launcher of its own, the same way the stack's Workers run, and returns its URL.
     pub async fn start_extra_worker(&mut self, name: &str, config: &Path) -> String {
-        let root = repo_root();
         let port = free_port();
-        let inspector = free_port();
-        let mut command = Command::new(root.join("node_modules/.bin/wrangler"));
+        let mut command = launcher(
+            &self.dir.path().join(format!("state-{name}")),
+            self.dir.path(),
+        );
         command
-            .current_dir(self.dir.path())
-            .env("WRANGLER_REGISTRY_PATH", self.dir.path().join("registry"))
-            .env("WRANGLER_SEND_METRICS", "false")
-            .arg("dev")
-            .arg("-c")
-            .arg(config)
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", &inspector.to_string()])
-            .arg("--persist-to")
-            .arg(self.dir.path().join("state-extra"))
-            .args([
-                "--show-interactive-dev-session=false",
-                "--log-level",
-                "warn",
-            ]);
+            .arg("--worker")
+            .arg(format!("{name}={}:{port}", config.display()));
         self.spawn(name, &mut command);
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + START_TIMEOUT;
@@ -460,11 +478,12 @@ impl Stack {
         base
     }
 
-    /// Process-group id of a named process this stack started.
+    /// Process-group id of the process that runs `name` (the Workers share one).
     pub fn process_group(&self, name: &str) -> Option<u32> {
+        let process = process_of(name);
         self.processes
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n == process)
             .map(|(_, c)| c.id())
     }
 
@@ -595,40 +614,6 @@ impl Stack {
         path
     }
 
-    /// Starts one Worker and waits until it answers HTTP at all.
-    /// Starts one Worker and waits until it answers HTTP at all. A start that dies because
-    /// its port was taken in the meantime (other stacks' workerd processes pick ephemeral
-    /// ports too) or because workerd found its state briefly locked is retried, on a fresh
-    /// port when the port was the problem.
-    async fn start_worker(&mut self, worker: &str, extra: &[&str]) {
-        for attempt in 1..=3 {
-            let log_before = self.log(worker).len();
-            match self.try_start_worker(worker, extra).await {
-                Ok(()) => return,
-                Err(status) => {
-                    let log = self.log(worker);
-                    let fresh = &log[log_before.min(log.len())..];
-                    let fresh_lower = fresh.to_ascii_lowercase();
-                    let port_taken = fresh_lower.contains("eaddrinuse")
-                        || fresh_lower.contains("address already in use");
-                    let busy =
-                        fresh.contains("SQLITE_BUSY") || fresh.contains("database is locked");
-                    assert!(
-                        attempt < 3 && (port_taken || busy),
-                        "{worker} exited during start-up ({status})\n{}",
-                        self.log_tail(worker)
-                    );
-                    self.processes.retain(|(name, _)| name != worker);
-                    if port_taken {
-                        self.ports.set(worker, free_port());
-                        self.refresh_urls();
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    }
-
     fn refresh_urls(&mut self) {
         self.coordinator = format!("http://127.0.0.1:{}", self.ports.coordinator);
         self.sync_worker = format!("http://127.0.0.1:{}", self.ports.sync_worker);
@@ -636,69 +621,51 @@ impl Stack {
     }
 
     /// One start attempt; `Err` with the exit status when the process died during start-up.
-    async fn try_start_worker(
-        &mut self,
-        worker: &str,
-        extra: &[&str],
-    ) -> Result<(), std::process::ExitStatus> {
-        let root = repo_root();
-        let port = self.ports.of(worker);
+    async fn try_start_workers(&mut self) -> Result<(), std::process::ExitStatus> {
         let hyperdrive_url = self
             .options
             .hyperdrive_url
             .clone()
             .unwrap_or_else(|| self.database_url.clone());
-        let inspector = free_port();
-        let config = self.stack_config(worker);
-        // The guard keeps wrangler's local Hyperdrive proxy alive when PostgreSQL is down
-        // (see scripts/wrangler-dev-guard.mjs).
-        let mut command = Command::new("node");
-        command
-            .arg("--import")
-            .arg(format!(
-                "file://{}",
-                root.join("scripts/wrangler-dev-guard.mjs").display()
-            ))
-            .arg(root.join("node_modules/wrangler/bin/wrangler.js"))
-            .current_dir(self.dir.path())
-            .env("WRANGLER_REGISTRY_PATH", self.dir.path().join("registry"))
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env(
-                "CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE",
-                hyperdrive_url,
-            )
-            .arg("dev")
-            .arg("-c")
-            .arg(config)
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-port", &inspector.to_string()])
-            .arg("--persist-to")
-            .arg(self.dir.path().join("state"))
-            .args(["--show-interactive-dev-session=false", "--log-level", "log"])
-            .args(extra);
-        self.spawn(worker, &mut command);
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.exited(worker) {
-                return Err(status);
-            }
-            let probe = self
-                .http
-                .get(format!("{base}/health"))
-                .timeout(Duration::from_secs(15))
-                .send()
-                .await;
-            if probe.is_ok() {
-                return Ok(());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{worker} did not answer after {START_TIMEOUT:?}\n{}",
-                self.log_tail(worker)
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut command = launcher(&self.state_dir(), self.dir.path());
+        command.env(
+            "CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE",
+            hyperdrive_url,
+        );
+        for worker in WORKERS {
+            let config = self.stack_config(worker);
+            command.arg("--worker").arg(format!(
+                "{worker}={}:{}",
+                config.display(),
+                self.ports.of(worker)
+            ));
         }
+        self.spawn(WORKERS_PROCESS, &mut command);
+        let deadline = Instant::now() + START_TIMEOUT;
+        for worker in WORKERS {
+            let base = format!("http://127.0.0.1:{}", self.ports.of(worker));
+            loop {
+                if let Some(status) = self.exited(WORKERS_PROCESS) {
+                    return Err(status);
+                }
+                let probe = self
+                    .http
+                    .get(format!("{base}/health"))
+                    .timeout(Duration::from_secs(15))
+                    .send()
+                    .await;
+                if probe.is_ok() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{worker} did not answer after {START_TIMEOUT:?}\n{}",
+                    self.log_tail(WORKERS_PROCESS)
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+        Ok(())
     }
 
     async fn wait_ready(&mut self, readiness: Readiness) {
@@ -740,9 +707,10 @@ impl Stack {
     }
 
     fn exited(&mut self, name: &str) -> Option<std::process::ExitStatus> {
+        let process = process_of(name).to_owned();
         self.processes
             .iter_mut()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == process)
             .and_then(|(_, child)| child.try_wait().ok().flatten())
     }
 
@@ -755,11 +723,11 @@ impl Stack {
         }
     }
 
-    /// Process-group ids of the Workers' processes (wrangler and its workerd children).
+    /// Process-group ids of the Workers' process (the launcher and its workerd child).
     pub fn worker_process_groups(&self) -> Vec<u32> {
         self.processes
             .iter()
-            .filter(|(name, _)| WORKERS.contains(&name.as_str()))
+            .filter(|(name, _)| name == WORKERS_PROCESS)
             .map(|(_, child)| child.id())
             .collect()
     }
@@ -817,6 +785,9 @@ impl Drop for Stack {
             for (name, _) in &self.processes {
                 eprintln!("{}", self.log_tail(name));
             }
+            for worker in WORKERS {
+                eprintln!("{}", self.log_tail(worker));
+            }
             // Repeated below the logs, where a reader of the tail of the output finds it.
             if let Some(message) = take_panic_message() {
                 eprintln!("--- the test failed: {message}");
@@ -864,7 +835,7 @@ fn take_panic_message() -> Option<String> {
     Some(messages.swap_remove(index).1)
 }
 
-/// Stops processes and their process groups (wrangler's workerd children): TERM, then KILL
+/// Stops processes and their process groups (the launcher's workerd child): TERM, then KILL
 /// whatever is left after 10 s.
 fn stop_all(mut processes: Vec<(String, Child)>) {
     for (_, child) in &mut processes {
@@ -883,4 +854,26 @@ fn stop_all(mut processes: Vec<(String, Child)>) {
             .status();
         let _ = child.wait();
     }
+}
+
+/// The Workers' launcher (`scripts/local-stack.mjs`) persisting to `state` and writing each
+/// Worker's log lines to `<log_dir>/<worker>.log`; add `--worker` arguments. The guard keeps
+/// the local Hyperdrive proxy alive when PostgreSQL is down (scripts/wrangler-dev-guard.mjs).
+fn launcher(state: &Path, log_dir: &Path) -> Command {
+    let root = repo_root();
+    let mut command = Command::new("node");
+    command
+        .arg("--import")
+        .arg(format!(
+            "file://{}",
+            root.join("scripts/wrangler-dev-guard.mjs").display()
+        ))
+        .arg(root.join("scripts/local-stack.mjs"))
+        .current_dir(log_dir)
+        .env("WRANGLER_SEND_METRICS", "false")
+        .arg("--persist")
+        .arg(state)
+        .arg("--log-dir")
+        .arg(log_dir);
+    command
 }

@@ -183,8 +183,8 @@ async fn webhook_handler_reaches_the_durable_object_through_the_service_binding(
     assert_eq!(response.status(), 401);
 }
 
-/// Proves: the cron handler runs through `/__scheduled` (the local stand-in for the
-/// `*/30 * * * *` trigger), records its run where `/sync/status` reports it, and logs a
+/// Proves: the cron handler runs through `/cdn-cgi/handler/scheduled` (the local trigger of
+/// the `*/30 * * * *` cron), records its run where `/sync/status` reports it, and logs a
 /// JSON line; `/sync/status` requires the admin token.
 #[tokio::test]
 async fn cron_handler_runs_via_scheduled() {

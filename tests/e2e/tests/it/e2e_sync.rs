@@ -324,7 +324,7 @@ async fn expired_token_mid_run_refreshes_once() {
     );
 }
 
-/// Proves: the cron path (`/__scheduled`) syncs every active connection, and two concurrent
+/// Proves: the cron path (`/cdn-cgi/handler/scheduled`) syncs every active connection, and two concurrent
 /// `/sync/full` requests give one set of runs and one 409 naming the running run.
 #[tokio::test]
 async fn cron_syncs_all_connections_and_concurrent_full_syncs_conflict() {

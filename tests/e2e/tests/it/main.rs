@@ -1,4 +1,4 @@
-//! End-to-end scenarios against real workerd (wrangler dev), real PostgreSQL and the
+//! End-to-end scenarios against real workerd (Miniflare), real PostgreSQL and the
 //! provider sandbox. One binary; one module per area. Each test starts its own stack.
 
 mod e2e_coordinator;
