@@ -3,7 +3,7 @@
 # only what is missing, so re-running is cheap.
 #   1. Rust target wasm32-unknown-unknown
 #   2. worker-build and wasm-bindgen-cli at the versions in Cargo.lock
-#   3. npm packages from package-lock.json (wrangler, binaryen's wasm-opt, esbuild)
+#   3. npm packages from package-lock.json (wrangler, miniflare, binaryen's wasm-opt, esbuild)
 #   4. PostgreSQL: $DATABASE_URL if it answers, else a local server (installed and started
 #      when absent), and the edge_sync database
 #   5. migrations, wrangler/.dev.vars (random local secrets), the three Workers and the
