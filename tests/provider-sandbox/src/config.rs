@@ -122,6 +122,8 @@ pub struct RuntimeConfig {
     pub shopify_restore_rate: Option<f64>,
     /// Shopify GraphQL bucket size (`maximumAvailable`).
     pub shopify_bucket_size: f64,
+    /// How long a Shopify bulk operation stays `RUNNING` before it completes, in ms.
+    pub shopify_bulk_delay_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -133,6 +135,7 @@ impl Default for RuntimeConfig {
             send_retry_after: true,
             shopify_restore_rate: Some(SHOPIFY_RESTORE_RATE),
             shopify_bucket_size: SHOPIFY_BUCKET_SIZE,
+            shopify_bulk_delay_ms: 0,
         }
     }
 }

@@ -669,6 +669,8 @@ struct ConfigChange {
     shopify_restore_rate: Option<Option<f64>>,
     #[serde(default)]
     shopify_bucket_size: Option<f64>,
+    #[serde(default)]
+    shopify_bulk_delay_ms: Option<u64>,
 }
 
 /// Tells "present, maybe null" (`Some(..)`) from "absent" (`None`, via `default`).
@@ -715,6 +717,9 @@ async fn set_config(
         }
         if let Some(size) = change.shopify_bucket_size {
             rt.shopify_bucket_size = size;
+        }
+        if let Some(delay) = change.shopify_bulk_delay_ms {
+            rt.shopify_bulk_delay_ms = delay;
         }
     })))
 }

@@ -51,11 +51,16 @@ pub enum Endpoint {
     /// `POST /admin/api/{version}/graphql.json` on the shop's host: the GraphQL Admin API.
     /// Requests are also counted per top-level field (`shopify.graphql.products`, ...).
     ShopifyGraphql,
+    /// A bulk query operation carried out (not an HTTP request; faults queued for it fail
+    /// the operation: `FAILED`, `INTERNAL_SERVER_ERROR`).
+    ShopifyBulkRun,
+    /// `GET` of a bulk operation's JSONL result (Shopify serves it from signed storage).
+    ShopifyBulkResult,
 }
 
 impl Endpoint {
     /// Every endpoint, in the order counters list them.
-    pub const ALL: [Endpoint; 21] = [
+    pub const ALL: [Endpoint; 23] = [
         Endpoint::KeapOAuthAuthorize,
         Endpoint::KeapOAuthToken,
         Endpoint::KeapContactsList,
@@ -77,6 +82,8 @@ impl Endpoint {
         Endpoint::ShopifyOAuthAuthorize,
         Endpoint::ShopifyOAuthAccessToken,
         Endpoint::ShopifyGraphql,
+        Endpoint::ShopifyBulkRun,
+        Endpoint::ShopifyBulkResult,
     ];
 
     /// The stable key used by the control API (`keap.contacts.list`,
@@ -104,6 +111,8 @@ impl Endpoint {
             Endpoint::ShopifyOAuthAuthorize => "shopify.oauth.authorize",
             Endpoint::ShopifyOAuthAccessToken => "shopify.oauth.access_token",
             Endpoint::ShopifyGraphql => "shopify.graphql",
+            Endpoint::ShopifyBulkRun => "shopify.bulk.run",
+            Endpoint::ShopifyBulkResult => "shopify.bulk.result",
         }
     }
 

@@ -6,6 +6,7 @@ mod keap_hooks;
 mod keap_records;
 mod receiver;
 mod shopify;
+mod shopify_bulk;
 mod shopify_graphql;
 mod shopify_webhooks;
 

@@ -155,10 +155,17 @@ pub async fn graphql(
     }
 
     let search = Arc::new(Mutex::new(Vec::new()));
+    let origin = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|host| format!("http://{host}"))
+        .unwrap_or_default();
     let data = RequestData {
         state: state.clone(),
         shop: shop.clone(),
         search: Arc::clone(&search),
+        bulk: false,
+        origin,
     };
     let mut gql = async_graphql::Request::new(request.query.clone())
         .variables(Variables::from_json(Value::Object(variables.clone())));
@@ -286,6 +293,8 @@ pub async fn control_get(
             state: state.clone(),
             shop: "sandbox.myshopify.com".to_owned(),
             search: Arc::new(Mutex::new(Vec::new())),
+            bulk: false,
+            origin: String::new(),
         });
     let response = state.shopify.schema.execute(request).await;
     if let Some(error) = response.errors.first() {

@@ -27,6 +27,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::shopify::bulk;
 use crate::shopify::cost;
 use crate::shopify::data::{
     Customer, InventoryItem, InventoryLevel, Location, Order, OrderDisplayFinancialStatus,
@@ -68,6 +69,10 @@ pub const QUERY_FIELDS: &[&str] = &[
     "webhookSubscriptionCreate",
     "webhookSubscriptionUpdate",
     "webhookSubscriptionDelete",
+    "bulkOperationRunQuery",
+    "bulkOperationCancel",
+    "currentBulkOperation",
+    "bulkOperation",
 ];
 
 /// Shopify's cap on `first`/`last`.
@@ -83,6 +88,10 @@ pub struct RequestData {
     /// `extensions.search` entries (warnings about ignored search terms); the handler
     /// keeps a clone to read them after execution.
     pub search: Arc<Mutex<Vec<Value>>>,
+    /// A bulk operation's execution: connections are unbounded ([`Window::unbounded`]).
+    pub bulk: bool,
+    /// `http://host:port` the request came to (where bulk results are served).
+    pub origin: String,
 }
 
 pub(crate) fn request_data<'a>(ctx: &Context<'a>) -> Result<&'a RequestData> {
@@ -395,6 +404,8 @@ pub(crate) struct Window {
     pub(crate) last: Option<i32>,
     pub(crate) before: Option<String>,
     pub(crate) reverse: bool,
+    /// Every record, with no `first`/`last` needed and no page-size limit (bulk operations).
+    pub(crate) unbounded: bool,
 }
 
 /// `PageInfo`.
@@ -418,6 +429,7 @@ fn paginate(
     window: &Window,
 ) -> Result<(Vec<(u64, String)>, PageInfo)> {
     let n = match (window.first, window.last) {
+        _ if window.unbounded => MAX_PAGE_SIZE,
         (Some(n), None) | (None, Some(n)) => n,
         (None, None) => return Err(Error::new("you must provide one of first or last")),
         (Some(_), Some(_)) => return Err(Error::new("first and last cannot be used together")),
@@ -427,7 +439,11 @@ fn paginate(
             "The page size must be between 0 and {MAX_PAGE_SIZE}, got {n}"
         )));
     }
-    let n = usize::try_from(n).unwrap_or(0);
+    let n = if window.unbounded {
+        usize::MAX
+    } else {
+        usize::try_from(n).unwrap_or(0)
+    };
     keys.sort();
     if window.reverse {
         keys.reverse();
@@ -460,8 +476,8 @@ fn paginate(
         }
     }
     .max(start);
-    let (lo, hi) = if window.first.is_some() {
-        (start, (start + n).min(end))
+    let (lo, hi) = if window.first.is_some() || window.unbounded {
+        (start, start.saturating_add(n).min(end))
     } else {
         (end.saturating_sub(n).max(start), end)
     };
@@ -631,6 +647,7 @@ impl ProductNode {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let (items, info) = with_data(ctx, |data| {
             let variants = data.product_variants(&self.0);
@@ -748,6 +765,7 @@ impl ItemNode {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let (items, info) = with_data(ctx, |data| {
             list(
@@ -1090,6 +1108,24 @@ pub struct QueryRoot;
 
 #[Object(name = "QueryRoot")]
 impl QueryRoot {
+    /// The shop's latest bulk operation ([`crate::shopify::bulk`]).
+    async fn current_bulk_operation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "type")] kind: Option<bulk::BulkOperationType>,
+    ) -> Result<Option<bulk::BulkOperation>> {
+        bulk::current(ctx, kind)
+    }
+
+    /// One of the shop's bulk operations.
+    async fn bulk_operation(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<bulk::BulkOperation>> {
+        bulk::by_id(ctx, &id)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn products(
         &self,
@@ -1108,6 +1144,7 @@ impl QueryRoot {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let sort = sort_key.unwrap_or(ProductSortKeys::Id);
         let key = |p: &&Product| -> Result<SortVal> {
@@ -1169,6 +1206,7 @@ impl QueryRoot {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let sort = sort_key.unwrap_or(OrderSortKeys::Id);
         let key = |o: &Order| -> Result<SortVal> {
@@ -1231,6 +1269,7 @@ impl QueryRoot {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let sort = sort_key.unwrap_or(CustomerSortKeys::Id);
         let key = |c: &Customer| -> Result<SortVal> {
@@ -1292,6 +1331,7 @@ impl QueryRoot {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let search = Search::parse(query.as_deref(), ITEM_SEARCH);
         note_search(ctx, "inventoryItems", query.as_deref(), &search);
@@ -1344,6 +1384,7 @@ impl QueryRoot {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let sort = sort_key.unwrap_or(LocationSortKeys::Name);
         let search = Search::parse(query.as_deref(), LOCATION_SEARCH);
@@ -1400,6 +1441,7 @@ impl QueryRoot {
             last,
             before,
             reverse,
+            unbounded: request_data(ctx)?.bulk,
         };
         let filter = webhooks::Filter {
             topics,

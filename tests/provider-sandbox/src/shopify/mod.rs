@@ -8,6 +8,7 @@
 //! `<base>/shopify/acme.myshopify.com/admin/oauth/authorize`.
 
 pub mod admin;
+pub mod bulk;
 pub mod cost;
 pub mod data;
 pub mod graphql;
@@ -29,6 +30,7 @@ use crate::endpoint::Endpoint;
 use crate::middleware::tagged;
 use crate::state::SharedState;
 
+use self::bulk::BulkStore;
 use self::cost::Buckets;
 use self::data::ShopData;
 use self::graphql::{build_schema, ShopifySchema};
@@ -52,6 +54,8 @@ pub struct ShopifyState {
     pub schema: ShopifySchema,
     /// Webhook subscriptions of every shop.
     pub webhooks: Mutex<WebhookStore>,
+    /// Bulk operations of every shop.
+    pub bulk: Mutex<BulkStore>,
 }
 
 impl ShopifyState {
@@ -68,6 +72,7 @@ impl ShopifyState {
             buckets: Mutex::new(Buckets::default()),
             schema: build_schema(),
             webhooks: Mutex::new(WebhookStore::default()),
+            bulk: Mutex::new(BulkStore::default()),
         }
     }
 }
@@ -104,6 +109,10 @@ pub fn router(state: &SharedState) -> Router<SharedState> {
         .route(
             "/shopify/{shop}/admin/api/{version}/graphql.json",
             tagged(state, Endpoint::ShopifyGraphql, post(admin::graphql)),
+        )
+        .route(
+            "/__sandbox/shopify/bulk/{file}",
+            tagged(state, Endpoint::ShopifyBulkResult, get(bulk::download)),
         )
 }
 

@@ -668,6 +668,24 @@ pub struct MutationRoot;
 
 #[Object(name = "Mutation")]
 impl MutationRoot {
+    /// Starts a bulk query ([`crate::shopify::bulk`]).
+    async fn bulk_operation_run_query(
+        &self,
+        ctx: &Context<'_>,
+        query: String,
+    ) -> Result<crate::shopify::bulk::BulkOperationRunQueryPayload> {
+        crate::shopify::bulk::run_query(ctx, query)
+    }
+
+    /// Cancels a running bulk operation.
+    async fn bulk_operation_cancel(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<crate::shopify::bulk::BulkOperationCancelPayload> {
+        crate::shopify::bulk::cancel(ctx, &id)
+    }
+
     async fn webhook_subscription_create(
         &self,
         ctx: &Context<'_>,

@@ -60,14 +60,14 @@ fn shopify_harness() -> Harness {
 }
 
 impl Harness {
-    async fn shop_token(&self) -> String {
+    pub(super) async fn shop_token(&self) -> String {
         let reply = self
             .post_json("/__sandbox/shopify/tokens", json!({"shop": SHOP}))
             .await;
         reply.json()["access_token"].as_str().unwrap().to_owned()
     }
 
-    async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Reply {
+    pub(super) async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Reply {
         let mut request = Request::post(ENDPOINT).header(header::CONTENT_TYPE, "application/json");
         if let Some(token) = token {
             request = request.header("x-shopify-access-token", token);
@@ -78,7 +78,7 @@ impl Harness {
     }
 
     /// Walks a connection with `query`, `first` at a time: (nodes, pages).
-    async fn walk_connection(
+    pub(super) async fn walk_connection(
         &self,
         token: &str,
         query: &str,
