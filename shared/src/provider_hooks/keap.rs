@@ -29,6 +29,13 @@ pub const DEFAULT_EVENT_KEYS: [&str; 12] = [
     "task.delete",
 ];
 
+/// The URL Keap delivers a connection's hooks to: webhook-handler's
+/// `POST /webhook/keap/{hook_token}` under `webhook_base` (no trailing slash). Keap signs
+/// nothing, so the unguessable token is what authenticates deliveries.
+pub fn hook_url(webhook_base: &str, hook_token: &str) -> String {
+    format!("{webhook_base}/webhook/keap/{hook_token}")
+}
+
 /// Parses a comma-separated list of event keys, dropping blanks.
 pub fn parse_event_keys(list: &str) -> Vec<String> {
     list.split(',')
@@ -388,6 +395,14 @@ mod tests {
                 status: 400,
                 message: String::new()
             })
+        );
+    }
+
+    #[test]
+    fn hook_urls_carry_the_token() {
+        assert_eq!(
+            hook_url("https://hooks.example", "t0k"),
+            "https://hooks.example/webhook/keap/t0k"
         );
     }
 

@@ -29,12 +29,10 @@ pub const SUBSCRIBED_TOPICS: [&str; 7] = [
     "APP_UNINSTALLED",
 ];
 
-/// Subscriptions listed in one call. Listing filters on our callback URL, which carries at
-/// most one subscription per topic of [`SUBSCRIBED_TOPICS`], so one page always holds them.
-pub const LIST_PAGE_SIZE: u32 = 100;
-
 const CREATE_MUTATION: &str = "mutation Create($topic: WebhookSubscriptionTopic!, $url: URL!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: {callbackUrl: $url, format: JSON}) { webhookSubscription { id } userErrors { field message } } }";
 const DELETE_MUTATION: &str = "mutation Delete($id: ID!) { webhookSubscriptionDelete(id: $id) { deletedWebhookSubscriptionId userErrors { field message } } }";
+/// Lists without paging: it filters on our callback URL, which carries at most one
+/// subscription per topic of [`SUBSCRIBED_TOPICS`], so the first 100 always hold them all.
 const LIST_QUERY: &str = "query Ours($url: URL!) { webhookSubscriptions(first: 100, callbackUrl: $url) { nodes { id topic } } }";
 
 /// The shop's GraphQL Admin endpoint: `admin_base` with `{shop}` replaced (e.g.
@@ -45,6 +43,12 @@ pub fn graphql_url(admin_base: &str, api_version: &str, shop: &str) -> String {
         "{}/admin/api/{api_version}/graphql.json",
         admin_base.replace("{shop}", shop)
     )
+}
+
+/// The callback Shopify delivers a connection's webhooks to: webhook-handler's
+/// `POST /webhook/shopify/{connection_id}` under `webhook_base` (no trailing slash).
+pub fn callback_url(webhook_base: &str, connection_id: &str) -> String {
+    format!("{webhook_base}/webhook/shopify/{connection_id}")
 }
 
 /// One subscription as listed: its GID and topic (`PRODUCTS_UPDATE`, ...).
@@ -294,6 +298,14 @@ mod tests {
 
     fn body(request: &HttpRequestSpec) -> serde_json::Value {
         serde_json::from_str(&request.body).unwrap()
+    }
+
+    #[test]
+    fn callbacks_name_the_connection() {
+        assert_eq!(
+            callback_url("https://hooks.example", "c1"),
+            "https://hooks.example/webhook/shopify/c1"
+        );
     }
 
     #[test]

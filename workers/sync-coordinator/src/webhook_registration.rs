@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{Env, Method};
 
-use crate::config::{CoordinatorConfig, WebhookRegistrationConfig};
+use crate::config::{CoordinatorConfig, WebhookRegistrationConfig, WEBHOOK_BASE_URL};
 use crate::durable_object::{self, SYSTEM_INSTANCE};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -86,14 +86,6 @@ fn settings(env: &Env) -> WebhookRegistrationConfig {
     CoordinatorConfig::new(env).webhook_registration()
 }
 
-fn keap_hook_url(base: &str, hook_token: &str) -> String {
-    format!("{base}/webhook/keap/{hook_token}")
-}
-
-fn shopify_callback(base: &str, connection_id: &str) -> String {
-    format!("{base}/webhook/shopify/{connection_id}")
-}
-
 fn shopify_graphql_url(settings: &WebhookRegistrationConfig, shop: &str) -> String {
     shopify_hooks::graphql_url(
         &settings.shopify_admin_base,
@@ -108,7 +100,7 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
     let Some(base) = settings.webhook_base_url.as_deref() else {
         log::event(WORKER, Level::Warn, "webhook_registration_skipped")
             .with_connection_id(connection_id)
-            .with_reason("WEBHOOK_BASE_URL is not configured")
+            .with_reason(format!("{WEBHOOK_BASE_URL} is not configured"))
             .emit();
         return;
     };
@@ -197,7 +189,7 @@ async fn register_keap(
         return registered;
     }
     let api = KeapHooksApi::new(&settings.keap_rest_v1_base, token);
-    let hook_url = keap_hook_url(base, &hook_token);
+    let hook_url = keap_hooks::hook_url(base, &hook_token);
     for event_key in &settings.keap_event_keys {
         match create_keap_hook(&api, event_key, &hook_url).await {
             Ok(Some(key)) => registered.keap_hook_keys.push(key),
@@ -223,7 +215,7 @@ async fn register_shopify(
     base: &str,
 ) -> Registered {
     let mut registered = Registered::default();
-    let callback = shopify_callback(base, connection_id);
+    let callback = shopify_hooks::callback_url(base, connection_id);
     for topic in SUBSCRIBED_TOPICS {
         match create_shopify_subscription(api, topic, &callback).await {
             Ok(id) => registered.shopify_subscription_ids.push(id),
@@ -358,7 +350,7 @@ pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account:
             let api = ShopifyHooksApi::new(&url, &token);
             ensure_shopify(
                 &api,
-                &shopify_callback(base, connection_id),
+                &shopify_hooks::callback_url(base, connection_id),
                 &mut registered,
             )
             .await
@@ -418,7 +410,7 @@ async fn ensure_keap(
         return ensured;
     };
     let api = KeapHooksApi::new(&settings.keap_rest_v1_base, token);
-    let hook_url = keap_hook_url(base, &hook_token);
+    let hook_url = keap_hooks::hook_url(base, &hook_token);
     let listed = match call(&api.list_hooks(), keap_hooks::parse_list_hooks).await {
         Ok(listed) => listed,
         Err(e) => {
