@@ -330,11 +330,22 @@ mod tests {
     #[test]
     fn parses_listed_hooks() {
         let hooks = parse_list_hooks(200, LISTED).unwrap();
-        assert_eq!(hooks.len(), 3);
-        assert_eq!(hooks[0].status, HookStatus::Verified);
-        assert_eq!(hooks[1].status, HookStatus::Inactive);
-        assert_eq!(hooks[2].status, HookStatus::Unverified);
-        assert_eq!(hooks[1].key, "2");
+        assert_eq!(hooks.len(), 4);
+        let statuses: Vec<_> = hooks.iter().map(|h| h.status.clone()).collect();
+        assert_eq!(
+            statuses,
+            [
+                HookStatus::Unverified,
+                HookStatus::Unverified,
+                HookStatus::Verified,
+                HookStatus::Inactive
+            ]
+        );
+        assert_eq!(hooks[2].key, "4");
+        assert!(hooks[3].is_for(
+            "task.add",
+            "http://127.0.0.1:18800/webhook/keap/4f1c0a9e5b7d2c3e"
+        ));
         assert_eq!(parse_list_hooks(200, "[]").unwrap(), Vec::new());
         assert_eq!(parse_list_hooks(200, "{}"), Err(HookApiError::Malformed));
         // Entries that cannot be ours are skipped, not fatal.
@@ -350,7 +361,7 @@ mod tests {
         let hook = parse_verify_hook(200, VERIFIED).unwrap().unwrap();
         assert_eq!(
             (hook.key.as_str(), hook.status),
-            ("2", HookStatus::Verified)
+            ("5", HookStatus::Verified)
         );
     }
 

@@ -362,7 +362,7 @@ mod tests {
     fn parses_a_created_subscription_and_user_errors() {
         assert_eq!(
             parse_create_subscription(200, CREATED).unwrap(),
-            "gid://shopify/WebhookSubscription/1000000001"
+            "gid://shopify/WebhookSubscription/780000000000000001"
         );
         let taken = parse_create_subscription(200, TAKEN).unwrap_err();
         assert_eq!(
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!(
             listed[1],
             Subscription {
-                id: "gid://shopify/WebhookSubscription/1000000002".into(),
+                id: "gid://shopify/WebhookSubscription/780000000000000002".into(),
                 topic: "PRODUCTS_UPDATE".into(),
             }
         );
@@ -407,7 +407,7 @@ mod tests {
     fn parses_deletes() {
         assert_eq!(
             parse_delete_subscription(200, DELETED).unwrap(),
-            Deleted::Deleted("gid://shopify/WebhookSubscription/1000000001".into())
+            Deleted::Deleted("gid://shopify/WebhookSubscription/780000000000000001".into())
         );
         assert_eq!(
             parse_delete_subscription(200, DELETE_UNKNOWN).unwrap(),
