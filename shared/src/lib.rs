@@ -11,6 +11,7 @@ pub mod coordinator_api;
 pub mod health;
 pub mod log;
 pub mod oauth;
+pub mod provider_hooks;
 pub mod rate_budget;
 pub mod secret;
 pub mod sync;

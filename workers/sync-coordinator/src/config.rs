@@ -3,6 +3,8 @@
 
 use edge_sync_shared::{
     oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
+    provider_hooks,
+    sync::SourceConfig,
     token_cipher::{CipherError, TokenCipher},
     token_lifecycle::TokenPolicy,
     Secret,
@@ -18,6 +20,33 @@ const KEAP_TOKEN_URL: &str = "https://api.infusionsoft.com/token";
 const KEAP_DEFAULT_RATE_PER_MINUTE: u32 = 150;
 /// Shopify GraphQL restores 100 points/s on Standard plans; pace calls, not points.
 const SHOPIFY_DEFAULT_RATE_PER_MINUTE: u32 = 120;
+
+/// Variable: public base URL of webhook-handler, where providers deliver webhooks; unset
+/// means webhooks are not registered (the cron sync alone keeps data current).
+pub const WEBHOOK_BASE_URL: &str = "WEBHOOK_BASE_URL";
+/// Variable: Keap's v1 REST base (REST hooks exist only in v1); the sandbox's locally.
+pub const KEAP_REST_V1_BASE_URL: &str = "KEAP_REST_V1_BASE_URL";
+/// Variable: comma-separated Keap event keys to register hooks for.
+pub const KEAP_HOOK_EVENT_KEYS: &str = "KEAP_HOOK_EVENT_KEYS";
+/// Variable: Shopify Admin base with a `{shop}` placeholder; the sandbox's locally.
+pub const SHOPIFY_ADMIN_BASE_URL: &str = "SHOPIFY_ADMIN_BASE_URL";
+/// Variable: Shopify Admin API version, e.g. `2025-01`.
+pub const SHOPIFY_API_VERSION: &str = "SHOPIFY_API_VERSION";
+
+/// Where providers deliver webhooks and how to reach their registration APIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRegistrationConfig {
+    /// webhook-handler's public base, without a trailing slash (`None`: do not register).
+    pub webhook_base_url: Option<String>,
+    /// Keap's v1 REST base.
+    pub keap_rest_v1_base: String,
+    /// Keap event keys to register, in order.
+    pub keap_event_keys: Vec<String>,
+    /// Shopify Admin base with a `{shop}` placeholder.
+    pub shopify_admin_base: String,
+    /// Shopify Admin API version.
+    pub shopify_api_version: String,
+}
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -139,5 +168,28 @@ impl CoordinatorConfig {
     /// The single browser origin allowed to call management endpoints (no wildcard).
     pub fn allowed_origin(&self) -> Option<String> {
         var(&self.env, "ALLOWED_ORIGIN").filter(|o| o != "*")
+    }
+
+    /// Webhook registration settings (defaults: production endpoints, the sync's Shopify API
+    /// version, [`provider_hooks::keap::DEFAULT_EVENT_KEYS`]).
+    pub fn webhook_registration(&self) -> WebhookRegistrationConfig {
+        let source = SourceConfig::default();
+        WebhookRegistrationConfig {
+            webhook_base_url: var(&self.env, WEBHOOK_BASE_URL)
+                .map(|base| base.trim_end_matches('/').to_owned()),
+            keap_rest_v1_base: var(&self.env, KEAP_REST_V1_BASE_URL)
+                .unwrap_or_else(|| provider_hooks::keap::PRODUCTION_REST_V1_BASE.into()),
+            keap_event_keys: var(&self.env, KEAP_HOOK_EVENT_KEYS)
+                .map(|keys| provider_hooks::keap::parse_event_keys(&keys))
+                .unwrap_or_else(|| {
+                    provider_hooks::keap::DEFAULT_EVENT_KEYS
+                        .map(str::to_owned)
+                        .to_vec()
+                }),
+            shopify_admin_base: var(&self.env, SHOPIFY_ADMIN_BASE_URL)
+                .unwrap_or(source.shopify_admin_base),
+            shopify_api_version: var(&self.env, SHOPIFY_API_VERSION)
+                .unwrap_or(source.shopify_api_version),
+        }
     }
 }

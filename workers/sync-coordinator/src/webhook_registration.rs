@@ -6,33 +6,22 @@
 
 use std::time::Duration;
 
+use edge_sync_shared::provider_hooks::{
+    keap::{self as keap_hooks, KeapHooksApi},
+    shopify::{self as shopify_hooks, ShopifyHooksApi, SUBSCRIBED_TOPICS},
+    HookApiError,
+};
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{connection::Provider, oauth::HttpRequestSpec, Secret};
 use edge_sync_worker_kit::log::{self, Emit};
-use edge_sync_worker_kit::{env_vars::text as var, outbound, random};
+use edge_sync_worker_kit::{outbound, random};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{Env, Method};
 
+use crate::config::{CoordinatorConfig, WebhookRegistrationConfig, WEBHOOK_BASE_URL};
 use crate::durable_object::{self, SYSTEM_INSTANCE};
 
-/// Keap v1 REST base in production (hooks exist only in v1:
-/// <https://developer.infusionsoft.com/rest-hook-documentation>).
-const KEAP_REST_V1_BASE: &str = "https://api.infusionsoft.com/crm/rest/v1";
-const DEFAULT_KEAP_EVENT_KEYS: &str = "contact.add,contact.edit,contact.delete,opportunity.add,opportunity.edit,opportunity.delete,order.add,order.edit,order.delete,task.add,task.edit,task.delete";
-/// Shopify topics the seed consumes, and `app/uninstalled` (which revokes the connection).
-/// The mandatory privacy topics are not subscribed here: Shopify takes them only from the
-/// app's configuration (`compliance_topics`; shopify.dev/docs/apps/build/compliance/
-/// privacy-law-compliance).
-const SHOPIFY_TOPICS: [&str; 7] = [
-    "PRODUCTS_CREATE",
-    "PRODUCTS_UPDATE",
-    "PRODUCTS_DELETE",
-    "COLLECTIONS_CREATE",
-    "ORDERS_CREATE",
-    "INVENTORY_LEVELS_UPDATE",
-    "APP_UNINSTALLED",
-];
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What was registered for a connection (stored in its Durable Object).
@@ -68,44 +57,53 @@ async fn access_token(env: &Env, connection_id: &str) -> Result<Secret, String> 
         .ok_or_else(|| format!("no token ({})", body["error"]))
 }
 
-fn spec(
-    method: &'static str,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Option<Value>,
-) -> HttpRequestSpec {
-    let mut headers = headers;
-    if body.is_some() {
-        headers.push(("Content-Type".into(), "application/json".into()));
-    }
-    headers.push(("Accept".into(), "application/json".into()));
-    HttpRequestSpec {
-        method,
-        url,
-        headers,
-        body: body.map(|b| b.to_string()).unwrap_or_default(),
+/// Why a provider call failed: no answer, or an answer the shared parser refused.
+enum CallError {
+    NoAnswer(String),
+    Refused(HookApiError),
+}
+
+/// The text kept in `errors` (connection status) and logged.
+fn described(e: CallError) -> String {
+    match e {
+        CallError::NoAnswer(why) => why,
+        CallError::Refused(e) => e.to_string(),
     }
 }
 
-fn shopify_graphql_url(env: &Env, shop: &str) -> String {
-    let base = var(env, "SHOPIFY_ADMIN_BASE_URL").unwrap_or_else(|| "https://{shop}".into());
-    let version = var(env, "SHOPIFY_API_VERSION").unwrap_or_else(|| "2025-01".into());
-    format!(
-        "{}/admin/api/{version}/graphql.json",
-        base.replace("{shop}", shop)
+/// Sends `request` and parses the answer with the shared `parse`.
+async fn call<T>(
+    request: &HttpRequestSpec,
+    parse: impl FnOnce(u16, &str) -> Result<T, HookApiError>,
+) -> Result<T, CallError> {
+    let answer = outbound::send(request, TIMEOUT)
+        .await
+        .map_err(|e| CallError::NoAnswer(e.0))?;
+    parse(answer.status, &answer.body).map_err(CallError::Refused)
+}
+
+fn settings(env: &Env) -> WebhookRegistrationConfig {
+    CoordinatorConfig::new(env).webhook_registration()
+}
+
+fn shopify_graphql_url(settings: &WebhookRegistrationConfig, shop: &str) -> String {
+    shopify_hooks::graphql_url(
+        &settings.shopify_admin_base,
+        &settings.shopify_api_version,
+        shop,
     )
 }
 
 /// Registers the provider's webhooks for a new connection, unless already registered.
 pub async fn register(env: &Env, connection_id: &str, provider: Provider, account: &str) {
-    let Some(base) = var(env, "WEBHOOK_BASE_URL") else {
+    let settings = settings(env);
+    let Some(base) = settings.webhook_base_url.as_deref() else {
         log::event(WORKER, Level::Warn, "webhook_registration_skipped")
             .with_connection_id(connection_id)
-            .with_reason("WEBHOOK_BASE_URL is not configured")
+            .with_reason(format!("{WEBHOOK_BASE_URL} is not configured"))
             .emit();
         return;
     };
-    let base = base.trim_end_matches('/').to_owned();
     let existing =
         durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None).await;
     if let Ok(mut response) = existing {
@@ -126,8 +124,11 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
         }
     };
     let registered = match provider {
-        Provider::Keap => register_keap(env, connection_id, &base, &token).await,
-        Provider::Shopify => register_shopify(env, connection_id, account, &base, &token).await,
+        Provider::Keap => register_keap(env, &settings, connection_id, base, &token).await,
+        Provider::Shopify => {
+            let url = shopify_graphql_url(&settings, account);
+            register_shopify(&ShopifyHooksApi::new(&url, &token), connection_id, base).await
+        }
     };
     log::event(
         WORKER,
@@ -157,7 +158,13 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
     .await;
 }
 
-async fn register_keap(env: &Env, connection_id: &str, base: &str, token: &Secret) -> Registered {
+async fn register_keap(
+    env: &Env,
+    settings: &WebhookRegistrationConfig,
+    connection_id: &str,
+    base: &str,
+    token: &Secret,
+) -> Registered {
     let mut registered = Registered::default();
     let hook_token = match random::secret_hex::<32>() {
         Ok(token) => token,
@@ -181,15 +188,10 @@ async fn register_keap(env: &Env, connection_id: &str, base: &str, token: &Secre
         registered.errors.push(format!("hook token: {e}"));
         return registered;
     }
-    let v1 = var(env, "KEAP_REST_V1_BASE_URL").unwrap_or_else(|| KEAP_REST_V1_BASE.into());
-    let keys = var(env, "KEAP_HOOK_EVENT_KEYS").unwrap_or_else(|| DEFAULT_KEAP_EVENT_KEYS.into());
-    let auth = vec![(
-        "Authorization".to_owned(),
-        format!("Bearer {}", token.expose()),
-    )];
-    let hook_url = format!("{base}/webhook/keap/{hook_token}");
-    for event_key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-        match create_keap_hook(&v1, &auth, event_key, &hook_url).await {
+    let api = KeapHooksApi::new(&settings.keap_rest_v1_base, token);
+    let hook_url = keap_hooks::hook_url(base, &hook_token);
+    for event_key in &settings.keap_event_keys {
+        match create_keap_hook(&api, event_key, &hook_url).await {
             Ok(Some(key)) => registered.keap_hook_keys.push(key),
             Ok(None) => {}
             Err(e) => registered.errors.push(e),
@@ -208,21 +210,14 @@ async fn register_keap(env: &Env, connection_id: &str, base: &str, token: &Secre
 }
 
 async fn register_shopify(
-    env: &Env,
+    api: &ShopifyHooksApi<'_>,
     connection_id: &str,
-    shop: &str,
     base: &str,
-    token: &Secret,
 ) -> Registered {
     let mut registered = Registered::default();
-    let url = shopify_graphql_url(env, shop);
-    let auth = vec![(
-        "X-Shopify-Access-Token".to_owned(),
-        token.expose().to_owned(),
-    )];
-    let callback = format!("{base}/webhook/shopify/{connection_id}");
-    for topic in SHOPIFY_TOPICS {
-        match create_shopify_subscription(&url, &auth, topic, &callback).await {
+    let callback = shopify_hooks::callback_url(base, connection_id);
+    for topic in SUBSCRIBED_TOPICS {
+        match create_shopify_subscription(api, topic, &callback).await {
             Ok(id) => registered.shopify_subscription_ids.push(id),
             Err(e) => registered.errors.push(e),
         }
@@ -253,22 +248,15 @@ pub async fn unregister(env: &Env, connection_id: &str, provider: Provider, acco
             return;
         }
     };
+    let settings = settings(env);
     let mut removed = 0;
     match provider {
         Provider::Keap => {
-            let v1 = var(env, "KEAP_REST_V1_BASE_URL").unwrap_or_else(|| KEAP_REST_V1_BASE.into());
-            let auth = vec![(
-                "Authorization".to_owned(),
-                format!("Bearer {}", token.expose()),
-            )];
+            let api = KeapHooksApi::new(&settings.keap_rest_v1_base, &token);
             for key in &registered.keap_hook_keys {
-                let request = spec(
-                    "DELETE",
-                    format!("{}/hooks/{key}", v1.trim_end_matches('/')),
-                    auth.clone(),
-                    None,
-                );
-                if matches!(outbound::send(&request, TIMEOUT).await, Ok(a) if (200..300).contains(&a.status) || a.status == 404)
+                if call(&api.delete_hook(key), keap_hooks::parse_delete_hook)
+                    .await
+                    .is_ok()
                 {
                     removed += 1;
                 }
@@ -285,16 +273,15 @@ pub async fn unregister(env: &Env, connection_id: &str, provider: Provider, acco
             }
         }
         Provider::Shopify => {
-            let url = shopify_graphql_url(env, account);
-            let auth = vec![(
-                "X-Shopify-Access-Token".to_owned(),
-                token.expose().to_owned(),
-            )];
-            let mutation = "mutation Delete($id: ID!) { webhookSubscriptionDelete(id: $id) { deletedWebhookSubscriptionId userErrors { field message } } }";
+            let url = shopify_graphql_url(&settings, account);
+            let api = ShopifyHooksApi::new(&url, &token);
             for id in &registered.shopify_subscription_ids {
-                let body = json!({ "query": mutation, "variables": { "id": id } });
-                if matches!(outbound::send(&spec("POST", url.clone(), auth.clone(), Some(body)), TIMEOUT).await, Ok(a) if a.status == 200)
-                {
+                let deleted = call(
+                    &api.delete_subscription(id),
+                    shopify_hooks::parse_delete_subscription,
+                )
+                .await;
+                if deleted.is_ok() {
                     removed += 1;
                 }
             }
@@ -323,10 +310,10 @@ pub struct Ensured {
 /// failing. Run by the sync-worker's cron for every active connection; registers from
 /// scratch when nothing was ever registered.
 pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account: &str) -> Ensured {
-    let Some(base) = var(env, "WEBHOOK_BASE_URL") else {
+    let settings = settings(env);
+    let Some(base) = settings.webhook_base_url.as_deref() else {
         return Ensured::default();
     };
-    let base = base.trim_end_matches('/').to_owned();
     let current =
         match durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None)
             .await
@@ -357,9 +344,16 @@ pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account:
     };
     let mut registered = current;
     let ensured = match provider {
-        Provider::Keap => ensure_keap(env, &base, &token, &mut registered).await,
+        Provider::Keap => ensure_keap(&settings, base, &token, &mut registered).await,
         Provider::Shopify => {
-            ensure_shopify(env, connection_id, account, &base, &token, &mut registered).await
+            let url = shopify_graphql_url(&settings, account);
+            let api = ShopifyHooksApi::new(&url, &token);
+            ensure_shopify(
+                &api,
+                &shopify_hooks::callback_url(base, connection_id),
+                &mut registered,
+            )
+            .await
         }
     };
     if !ensured.recreated.is_empty() {
@@ -406,7 +400,7 @@ pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account:
 }
 
 async fn ensure_keap(
-    env: &Env,
+    settings: &WebhookRegistrationConfig,
     base: &str,
     token: &Secret,
     registered: &mut Registered,
@@ -415,67 +409,33 @@ async fn ensure_keap(
     let Some(hook_token) = registered.keap_hook_token.clone() else {
         return ensured;
     };
-    let v1 = var(env, "KEAP_REST_V1_BASE_URL").unwrap_or_else(|| KEAP_REST_V1_BASE.into());
-    let v1 = v1.trim_end_matches('/');
-    let auth = vec![(
-        "Authorization".to_owned(),
-        format!("Bearer {}", token.expose()),
-    )];
-    let hook_url = format!("{base}/webhook/keap/{hook_token}");
-    let listed = match outbound::send(
-        &spec("GET", format!("{v1}/hooks"), auth.clone(), None),
-        TIMEOUT,
-    )
-    .await
-    {
-        Ok(answer) if answer.status == 200 => {
-            serde_json::from_str::<Vec<Value>>(&answer.body).unwrap_or_default()
-        }
-        Ok(answer) => {
-            ensured
-                .errors
-                .push(format!("list hooks: HTTP {}", answer.status));
-            return ensured;
-        }
+    let api = KeapHooksApi::new(&settings.keap_rest_v1_base, token);
+    let hook_url = keap_hooks::hook_url(base, &hook_token);
+    let listed = match call(&api.list_hooks(), keap_hooks::parse_list_hooks).await {
+        Ok(listed) => listed,
         Err(e) => {
-            ensured.errors.push(format!("list hooks: {}", e.0));
+            ensured.errors.push(format!("list hooks: {}", described(e)));
             return ensured;
         }
     };
-    let keys = var(env, "KEAP_HOOK_EVENT_KEYS").unwrap_or_else(|| DEFAULT_KEAP_EVENT_KEYS.into());
     let mut present = Vec::new();
-    for event_key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-        let ours = listed
-            .iter()
-            .find(|h| h["eventKey"] == event_key && h["hookUrl"] == hook_url.as_str());
-        match ours {
+    for event_key in &settings.keap_event_keys {
+        match listed.iter().find(|h| h.is_for(event_key, &hook_url)) {
             Some(hook) => {
-                let Some(key) = keap_hook_key(hook) else {
-                    continue;
-                };
-                if hook["status"] != "Verified" {
-                    let request = spec(
-                        "POST",
-                        format!("{v1}/hooks/{key}/verify"),
-                        auth.clone(),
-                        None,
-                    );
-                    match outbound::send(&request, TIMEOUT).await {
-                        Ok(answer) if (200..300).contains(&answer.status) => {
-                            ensured.reverified.push(event_key.to_owned());
-                        }
-                        Ok(answer) => ensured
+                if hook.status != keap_hooks::HookStatus::Verified {
+                    match call(&api.verify_hook(&hook.key), keap_hooks::parse_verify_hook).await {
+                        Ok(_) => ensured.reverified.push(event_key.clone()),
+                        Err(e) => ensured
                             .errors
-                            .push(format!("{event_key}: verify HTTP {}", answer.status)),
-                        Err(e) => ensured.errors.push(format!("{event_key}: verify {}", e.0)),
+                            .push(format!("{event_key}: verify {}", described(e))),
                     }
                 }
-                present.push(key);
+                present.push(hook.key.clone());
             }
-            None => match create_keap_hook(v1, &auth, event_key, &hook_url).await {
+            None => match create_keap_hook(&api, event_key, &hook_url).await {
                 Ok(key) => {
                     present.extend(key);
-                    ensured.recreated.push(event_key.to_owned());
+                    ensured.recreated.push(event_key.clone());
                 }
                 Err(e) => ensured.errors.push(e),
             },
@@ -488,60 +448,32 @@ async fn ensure_keap(
 }
 
 async fn ensure_shopify(
-    env: &Env,
-    connection_id: &str,
-    shop: &str,
-    base: &str,
-    token: &Secret,
+    api: &ShopifyHooksApi<'_>,
+    callback: &str,
     registered: &mut Registered,
 ) -> Ensured {
     let mut ensured = Ensured::default();
-    let url = shopify_graphql_url(env, shop);
-    let auth = vec![(
-        "X-Shopify-Access-Token".to_owned(),
-        token.expose().to_owned(),
-    )];
-    let callback = format!("{base}/webhook/shopify/{connection_id}");
-    let query = "query Ours($url: URL!) { webhookSubscriptions(first: 100, callbackUrl: $url) { nodes { id topic } } }";
-    let body = json!({ "query": query, "variables": { "url": callback } });
-    let nodes = match outbound::send(
-        &spec("POST", url.clone(), auth.clone(), Some(body)),
-        TIMEOUT,
+    let listed = match call(
+        &api.list_subscriptions(callback),
+        shopify_hooks::parse_list_subscriptions,
     )
     .await
     {
-        Ok(answer) if answer.status == 200 => {
-            let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-            match value["data"]["webhookSubscriptions"]["nodes"].as_array() {
-                Some(nodes) => nodes.clone(),
-                None => {
-                    ensured
-                        .errors
-                        .push("list subscriptions: unexpected answer".into());
-                    return ensured;
-                }
-            }
-        }
-        Ok(answer) => {
+        Ok(listed) => listed,
+        Err(e) => {
             ensured
                 .errors
-                .push(format!("list subscriptions: HTTP {}", answer.status));
-            return ensured;
-        }
-        Err(e) => {
-            ensured.errors.push(format!("list subscriptions: {}", e.0));
+                .push(format!("list subscriptions: {}", described(e)));
             return ensured;
         }
     };
     let mut ids: Vec<String> = Vec::new();
-    for topic in SHOPIFY_TOPICS {
-        if let Some(node) = nodes.iter().find(|n| n["topic"] == topic) {
-            if let Some(id) = node["id"].as_str() {
-                ids.push(id.to_owned());
-            }
+    for topic in SUBSCRIBED_TOPICS {
+        if let Some(subscription) = listed.iter().find(|s| s.topic == topic) {
+            ids.push(subscription.id.clone());
             continue;
         }
-        match create_shopify_subscription(&url, &auth, topic, &callback).await {
+        match create_shopify_subscription(api, topic, callback).await {
             Ok(id) => {
                 ids.push(id);
                 ensured.recreated.push(topic.to_owned());
@@ -555,67 +487,31 @@ async fn ensure_shopify(
     ensured
 }
 
-/// A Keap hook's key (Keap answers it as a number; the sandbox too, but be lenient).
-fn keap_hook_key(hook: &Value) -> Option<String> {
-    hook["key"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| hook["key"].as_i64().map(|k| k.to_string()))
-}
-
 /// Creates one Keap REST hook; its key (when Keap names it), or why not.
 async fn create_keap_hook(
-    v1: &str,
-    auth: &[(String, String)],
+    api: &KeapHooksApi<'_>,
     event_key: &str,
     hook_url: &str,
 ) -> Result<Option<String>, String> {
-    let body = json!({ "eventKey": event_key, "hookUrl": hook_url });
-    let request = spec(
-        "POST",
-        format!("{}/hooks", v1.trim_end_matches('/')),
-        auth.to_vec(),
-        Some(body),
-    );
-    match outbound::send(&request, TIMEOUT).await {
-        Ok(answer) if (200..300).contains(&answer.status) => {
-            let hook: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-            Ok(keap_hook_key(&hook))
-        }
-        Ok(answer) => Err(format!("{event_key}: HTTP {}", answer.status)),
-        Err(e) => Err(format!("{event_key}: {}", e.0)),
-    }
+    call(
+        &api.create_hook(event_key, hook_url),
+        keap_hooks::parse_create_hook,
+    )
+    .await
+    .map(|hook| hook.map(|h| h.key))
+    .map_err(|e| format!("{event_key}: {}", described(e)))
 }
 
 /// Creates one Shopify webhook subscription; its id (GID), or why not.
 async fn create_shopify_subscription(
-    graphql_url: &str,
-    auth: &[(String, String)],
+    api: &ShopifyHooksApi<'_>,
     topic: &str,
     callback: &str,
 ) -> Result<String, String> {
-    let mutation = "mutation Create($topic: WebhookSubscriptionTopic!, $url: URL!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: {callbackUrl: $url, format: JSON}) { webhookSubscription { id } userErrors { field message } } }";
-    let body = json!({ "query": mutation, "variables": { "topic": topic, "url": callback } });
-    let request = spec("POST", graphql_url.to_owned(), auth.to_vec(), Some(body));
-    match outbound::send(&request, TIMEOUT).await {
-        Ok(answer) if answer.status == 200 => {
-            let value: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-            let created = &value["data"]["webhookSubscriptionCreate"];
-            created["webhookSubscription"]["id"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    format!(
-                        "{topic}: {}",
-                        created["userErrors"]
-                            .to_string()
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                    )
-                })
-        }
-        Ok(answer) => Err(format!("{topic}: HTTP {}", answer.status)),
-        Err(e) => Err(format!("{topic}: {}", e.0)),
-    }
+    call(
+        &api.create_subscription(topic, callback),
+        shopify_hooks::parse_create_subscription,
+    )
+    .await
+    .map_err(|e| format!("{topic}: {}", described(e)))
 }

@@ -22,7 +22,7 @@ pub async fn store(
     event: IncomingEvent,
     connection_id: Option<&str>,
 ) -> HttpResult {
-    let config = WebhookConfig::new(env);
+    let config = WebhookConfig::from_env(env)?;
     let event_type = event.event_type.clone();
     if event_type.is_none() && event.record_change.is_none() {
         // A topic the seed does not know: acknowledged, logged, not stored.

@@ -6,9 +6,9 @@
 //! Contacts are kept as pre-serialised JSON plus the few fields that sorting and filtering
 //! need, so 100,000 of them cost about 120 MB and a page is a string concatenation.
 //!
-//! Pagination is keyset-based: a page token carries the order, the filter and the last
-//! `(sort key, id)` seen. Ties on the sort key are broken by id, so a walk returns every
-//! matching record exactly once even when thousands share one `update_time` (bulk imports).
+//! Pagination is keyset-based ([`crate::keap::pagination`]): a page token carries the order,
+//! the filter and the last `(sort key, id)` seen, so a walk returns every matching record
+//! exactly once even when thousands share one `update_time` (bulk imports).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -17,22 +17,18 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::control::{parse_json_body, ControlError};
 use crate::keap::model::Contact;
+use crate::keap::pagination::{self, PageToken};
 use crate::keap::{authenticate, KeapError};
 use crate::seed;
 use crate::state::{read, write, SharedState};
 use crate::time::{format_ms, parse_ms};
 
-/// Page size when the request gives none.
-pub const DEFAULT_PAGE_SIZE: usize = 50;
-/// Keap's maximum page size (`page_size` in keap-sdk `sdks/v2/swagger.yml`).
-pub const MAX_PAGE_SIZE: usize = 1000;
+pub use crate::keap::pagination::{Direction, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// Properties the v2 `fields` parameter may name (keap-sdk `ListContacts`).
 #[rustfmt::skip]
@@ -178,17 +174,6 @@ pub enum SortField {
     Email,
 }
 
-/// Sort direction.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Ascending (the default).
-    #[default]
-    Asc,
-    /// Descending.
-    Desc,
-}
-
 /// An `order_by` value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
@@ -266,44 +251,27 @@ pub enum SortKey {
 }
 
 /// The last record a page ended on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cursor {
-    key: SortKey,
-    id: u64,
-}
+pub type Cursor = pagination::Cursor<SortKey>;
 
-/// What a page token carries: the query it belongs to and where it stopped.
+/// The request a page token belongs to.
 #[derive(Debug, Serialize, Deserialize)]
-struct PageToken {
-    v: u32,
+struct TokenQuery {
     order: Order,
     filter: Filter,
-    key: SortKey,
-    id: u64,
 }
 
-const PAGE_TOKEN_VERSION: u32 = 1;
-
-impl PageToken {
-    fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text.trim().trim_end_matches('='))
-            .ok()?;
-        let token: Self = serde_json::from_slice(&bytes).ok()?;
-        let key_fits = matches!(
-            (token.order.field, &token.key),
-            (SortField::Email, SortKey::Str(_))
-                | (
-                    SortField::Id | SortField::CreateTime | SortField::UpdateTime,
-                    SortKey::Int(_)
-                )
-        );
-        (token.v == PAGE_TOKEN_VERSION && key_fits).then_some(token)
-    }
+/// A page token's request and cursor, if its sort key has the type its order needs.
+fn decode_token(text: &str) -> Option<(TokenQuery, Cursor)> {
+    let (query, cursor) = PageToken::<TokenQuery, SortKey>::decode(text)?;
+    let key_fits = matches!(
+        (query.order.field, &cursor.key),
+        (SortField::Email, SortKey::Str(_))
+            | (
+                SortField::Id | SortField::CreateTime | SortField::UpdateTime,
+                SortKey::Int(_)
+            )
+    );
+    key_fits.then_some((query, cursor))
 }
 
 /// A parsed list request.
@@ -332,7 +300,7 @@ impl ListQuery {
         let (mut order, mut filter, mut token, mut fields) = (None, None, None, None);
         for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
             match key.as_ref() {
-                "page_size" => page_size = parse_page_size(&value)?,
+                "page_size" => page_size = pagination::parse_page_size(&value)?,
                 // An empty token is what the last page returns: treat it as "from the start".
                 "page_token" if !value.trim().is_empty() => token = Some(value.into_owned()),
                 "order_by" if !value.trim().is_empty() => order = Some(parse_order(&value)?),
@@ -345,23 +313,11 @@ impl ListQuery {
         let (order, filter, after) = match token {
             None => (order.unwrap_or_default(), filter.unwrap_or_default(), None),
             Some(text) => {
-                let token = PageToken::decode(&text)
+                let (token, cursor) = decode_token(&text)
                     .ok_or_else(|| KeapError::bad_request("Invalid page_token"))?;
-                if order.is_some_and(|o| o != token.order) {
-                    return Err(KeapError::bad_request(
-                        "order_by differs from the request that issued page_token",
-                    ));
-                }
-                if filter.is_some_and(|f| f != token.filter) {
-                    return Err(KeapError::bad_request(
-                        "filter differs from the request that issued page_token",
-                    ));
-                }
-                let cursor = Cursor {
-                    key: token.key,
-                    id: token.id,
-                };
-                (token.order, token.filter, Some(cursor))
+                let (order, filter) =
+                    pagination::pinned_by_token(order, filter, token.order, token.filter)?;
+                (order, filter, Some(cursor))
             }
         };
         Ok(Self {
@@ -374,45 +330,17 @@ impl ListQuery {
     }
 }
 
-fn parse_page_size(text: &str) -> Result<usize, KeapError> {
-    match text.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-        _ => Err(KeapError::bad_request(format!(
-            "page_size must be between 1 and {MAX_PAGE_SIZE}"
-        ))),
-    }
-}
-
 /// `id`, `update_time desc`, `create_time+asc`, ... (a `+` may arrive encoded as `%2B`).
 fn parse_order(text: &str) -> Result<Order, KeapError> {
-    let mut words = text
-        .split(|c: char| c.is_whitespace() || c == '+' || c == ',')
-        .filter(|w| !w.is_empty());
-    let field = match words.next().unwrap_or("") {
-        "id" => SortField::Id,
-        "create_time" | "date_created" => SortField::CreateTime,
-        "update_time" | "last_updated" => SortField::UpdateTime,
-        "email" => SortField::Email,
-        other => {
-            return Err(KeapError::bad_request(format!(
-                "Invalid order_by field '{other}': use id, create_time, update_time or email"
-            )))
-        }
-    };
-    let dir = match words.next().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("asc") => Direction::Asc,
-        Some("desc") => Direction::Desc,
-        Some(other) => {
-            return Err(KeapError::bad_request(format!(
-                "Invalid order_by direction '{other}': use asc or desc"
-            )))
-        }
-    };
-    if words.next().is_some() {
-        return Err(KeapError::bad_request(
-            "order_by takes one field and one direction",
-        ));
-    }
+    let (field, dir) = pagination::parse_order(text, |word| match word {
+        "id" => Ok(SortField::Id),
+        "create_time" | "date_created" => Ok(SortField::CreateTime),
+        "update_time" | "last_updated" => Ok(SortField::UpdateTime),
+        "email" => Ok(SortField::Email),
+        other => Err(KeapError::bad_request(format!(
+            "Invalid order_by field '{other}': use id, create_time, update_time or email"
+        ))),
+    })?;
     Ok(Order { field, dir })
 }
 
@@ -527,19 +455,6 @@ pub struct ContactStore {
     by_email: Vec<usize>,
 }
 
-fn partition_point(len: usize, pred: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, len);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if pred(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
-}
-
 impl ContactStore {
     /// Generates `count` contacts from `seed`.
     pub fn generate(seed: u64, count: usize) -> Self {
@@ -608,55 +523,28 @@ impl ContactStore {
 
     /// One page of records for `query`.
     pub fn list(&self, query: &ListQuery) -> Page<'_> {
-        let n = self.records.len();
         let order = query.order;
         let field = order.field;
-        // Seek past the cursor by binary search, then scan forward (or backward for desc).
-        let positions: Box<dyn Iterator<Item = usize>> = match (&query.after, order.dir) {
-            (None, Direction::Asc) => Box::new(0..n),
-            (None, Direction::Desc) => Box::new((0..n).rev()),
-            (Some(c), Direction::Asc) => Box::new(
-                partition_point(n, |i| {
-                    self.at(field, i).cmp_cursor(field, c) != Ordering::Greater
-                })..n,
-            ),
-            (Some(c), Direction::Desc) => Box::new(
-                (0..partition_point(n, |i| {
-                    self.at(field, i).cmp_cursor(field, c) == Ordering::Less
-                }))
-                    .rev(),
-            ),
-        };
-        let mut items = Vec::with_capacity(query.page_size.min(n));
-        let mut more = false;
-        for i in positions {
-            let record = self.at(field, i);
-            if query.filter.past_range(order, record) {
-                break;
-            }
-            if !query.filter.matches(record) {
-                continue;
-            }
-            if items.len() == query.page_size {
-                more = true;
-                break;
-            }
-            items.push(record);
-        }
-        let next_page_token = if more {
-            items.last().map(|last| {
-                PageToken {
-                    v: PAGE_TOKEN_VERSION,
-                    order,
-                    filter: query.filter.clone(),
-                    key: last.sort_key(field),
-                    id: last.id,
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
+        let after = query
+            .after
+            .as_ref()
+            .map(|c| move |r: &ContactRecord| r.cmp_cursor(field, c));
+        let (items, more) = pagination::page(
+            self.records.len(),
+            |i| self.at(field, i),
+            order.dir,
+            after,
+            query.page_size,
+            |r| query.filter.past_range(order, r),
+            |r| query.filter.matches(r),
+        );
+        let next_page_token = more.then(|| items.last()).flatten().map(|last| {
+            let token = TokenQuery {
+                order,
+                filter: query.filter.clone(),
+            };
+            PageToken::encode(token, last.sort_key(field), last.id)
+        });
         Page {
             items,
             next_page_token,

@@ -7,6 +7,7 @@ pub mod controls;
 pub mod hooks;
 pub mod model;
 pub mod oauth;
+pub mod pagination;
 pub mod quota;
 pub mod records;
 pub mod records_seed;

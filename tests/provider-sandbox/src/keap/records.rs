@@ -1,8 +1,7 @@
 //! Keap REST v2 opportunities, orders and tasks: `GET /crm/rest/v2/{resource}` and
 //! `GET /crm/rest/v2/{resource}/{id}`, with the same credentials, quota headers,
 //! `page_size`/`page_token` pagination and error shapes as contacts (see
-//! [`crate::keap::contacts`], whose keyset pagination this module mirrors for the integer
-//! sort keys these resources have).
+//! [`crate::keap::contacts`]; both use [`crate::keap::pagination`]).
 //!
 //! What each resource accepts follows keap-sdk's `sdks/v2/swagger.yml` (`listOpportunities`,
 //! `listOrders`, `listTasks`;
@@ -25,13 +24,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::endpoint::Endpoint;
-use crate::keap::contacts::{Direction, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::keap::pagination::{self, Direction, PageToken, DEFAULT_PAGE_SIZE};
 use crate::keap::{authenticate, records_seed, KeapError};
 use crate::seed;
 use crate::state::{read, SharedState};
@@ -451,37 +448,21 @@ impl Filter {
 }
 
 /// The last record a page ended on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cursor {
-    key: i64,
-    id: u64,
-}
+pub type Cursor = pagination::Cursor<i64>;
 
+/// The request a page token belongs to.
 #[derive(Debug, Serialize, Deserialize)]
-struct PageToken {
-    v: u32,
+struct TokenQuery {
     /// The resource it was issued for: a token from another list is refused.
     r: String,
     order: Order,
     filter: Filter,
-    key: i64,
-    id: u64,
 }
 
-const PAGE_TOKEN_VERSION: u32 = 1;
-
-impl PageToken {
-    fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    fn decode(text: &str, resource: Resource) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text.trim().trim_end_matches('='))
-            .ok()?;
-        let token: Self = serde_json::from_slice(&bytes).ok()?;
-        (token.v == PAGE_TOKEN_VERSION && token.r == resource.plural()).then_some(token)
-    }
+/// A page token's request and cursor, if it was issued for `resource`.
+fn decode_token(text: &str, resource: Resource) -> Option<(TokenQuery, Cursor)> {
+    let (query, cursor) = PageToken::<TokenQuery, i64>::decode(text)?;
+    (query.r == resource.plural()).then_some((query, cursor))
 }
 
 /// A parsed list request.
@@ -507,7 +488,7 @@ impl ListQuery {
         for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
             let value = value.trim();
             match key.as_ref() {
-                "page_size" => page_size = parse_page_size(value)?,
+                "page_size" => page_size = pagination::parse_page_size(value)?,
                 "page_token" if !value.is_empty() => token = Some(value.to_owned()),
                 "order_by" if !value.is_empty() => order = Some(parse_order(resource, value)?),
                 "filter" if !value.is_empty() => {
@@ -533,23 +514,11 @@ impl ListQuery {
         let (order, filter, after) = match token {
             None => (order.unwrap_or_default(), filter.unwrap_or_default(), None),
             Some(text) => {
-                let token = PageToken::decode(&text, resource)
+                let (token, cursor) = decode_token(&text, resource)
                     .ok_or_else(|| KeapError::bad_request("Invalid page_token"))?;
-                if order.is_some_and(|o| o != token.order) {
-                    return Err(KeapError::bad_request(
-                        "order_by differs from the request that issued page_token",
-                    ));
-                }
-                if filter.is_some_and(|f| f != token.filter) {
-                    return Err(KeapError::bad_request(
-                        "filter differs from the request that issued page_token",
-                    ));
-                }
-                let cursor = Cursor {
-                    key: token.key,
-                    id: token.id,
-                };
-                (token.order, token.filter, Some(cursor))
+                let (order, filter) =
+                    pagination::pinned_by_token(order, filter, token.order, token.filter)?;
+                (order, filter, Some(cursor))
             }
         };
         Ok(Self {
@@ -561,34 +530,8 @@ impl ListQuery {
     }
 }
 
-fn parse_page_size(text: &str) -> Result<usize, KeapError> {
-    match text.parse::<usize>() {
-        Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-        _ => Err(KeapError::bad_request(format!(
-            "page_size must be between 1 and {MAX_PAGE_SIZE}"
-        ))),
-    }
-}
-
 fn parse_order(resource: Resource, text: &str) -> Result<Order, KeapError> {
-    let mut words = text
-        .split(|c: char| c.is_whitespace() || c == '+' || c == ',')
-        .filter(|w| !w.is_empty());
-    let field = resource.parse_sort_field(words.next().unwrap_or(""))?;
-    let dir = match words.next().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("asc") => Direction::Asc,
-        Some("desc") => Direction::Desc,
-        Some(other) => {
-            return Err(KeapError::bad_request(format!(
-                "Invalid order_by direction '{other}': use asc or desc"
-            )))
-        }
-    };
-    if words.next().is_some() {
-        return Err(KeapError::bad_request(
-            "order_by takes one field and one direction",
-        ));
-    }
+    let (field, dir) = pagination::parse_order(text, |word| resource.parse_sort_field(word))?;
     Ok(Order { field, dir })
 }
 
@@ -631,19 +574,6 @@ pub struct RecordStore {
     records: Vec<Record>,
     by_create: Vec<usize>,
     by_update: Vec<usize>,
-}
-
-fn partition_point(len: usize, pred: impl Fn(usize) -> bool) -> usize {
-    let (mut lo, mut hi) = (0, len);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if pred(mid) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    lo
 }
 
 impl RecordStore {
@@ -719,55 +649,29 @@ impl RecordStore {
 
     /// One page for `query`.
     pub fn list(&self, query: &ListQuery) -> Page<'_> {
-        let n = self.records.len();
         let order = query.order;
         let field = order.field;
-        let positions: Box<dyn Iterator<Item = usize>> = match (&query.after, order.dir) {
-            (None, Direction::Asc) => Box::new(0..n),
-            (None, Direction::Desc) => Box::new((0..n).rev()),
-            (Some(c), Direction::Asc) => Box::new(
-                partition_point(n, |i| {
-                    self.at(field, i).cmp_cursor(field, c) != Ordering::Greater
-                })..n,
-            ),
-            (Some(c), Direction::Desc) => Box::new(
-                (0..partition_point(n, |i| {
-                    self.at(field, i).cmp_cursor(field, c) == Ordering::Less
-                }))
-                    .rev(),
-            ),
-        };
-        let mut items = Vec::with_capacity(query.page_size.min(n));
-        let mut more = false;
-        for i in positions {
-            let record = self.at(field, i);
-            if query.filter.past_range(order, record) {
-                break;
-            }
-            if !query.filter.matches(record) {
-                continue;
-            }
-            if items.len() == query.page_size {
-                more = true;
-                break;
-            }
-            items.push(record);
-        }
-        let next_page_token = if more {
-            items.last().map(|last| {
-                PageToken {
-                    v: PAGE_TOKEN_VERSION,
-                    r: self.resource.plural().to_owned(),
-                    order,
-                    filter: query.filter.clone(),
-                    key: last.key(field),
-                    id: last.id,
-                }
-                .encode()
-            })
-        } else {
-            None
-        };
+        let after = query
+            .after
+            .as_ref()
+            .map(|c| move |r: &Record| r.cmp_cursor(field, c));
+        let (items, more) = pagination::page(
+            self.records.len(),
+            |i| self.at(field, i),
+            order.dir,
+            after,
+            query.page_size,
+            |r| query.filter.past_range(order, r),
+            |r| query.filter.matches(r),
+        );
+        let next_page_token = more.then(|| items.last()).flatten().map(|last| {
+            let token = TokenQuery {
+                r: self.resource.plural().to_owned(),
+                order,
+                filter: query.filter.clone(),
+            };
+            PageToken::encode(token, last.key(field), last.id)
+        });
         Page {
             items,
             next_page_token,

@@ -8,11 +8,16 @@ use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
 use worker::{Env, Request};
 
 use super::{header, malformed, unauthorized};
-use crate::{body::read_limited, config::WebhookConfig, handoff};
+use crate::config::{names, WebhookConfig};
+use crate::{body::read_limited, handoff};
 
 /// Verifies with the sending host's secret, classifies, hands over.
-pub async fn receive(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
-    let config = WebhookConfig::new(env);
+pub async fn receive(
+    mut req: Request,
+    env: &Env,
+    config: &WebhookConfig,
+    ctx: &RequestContext,
+) -> HttpResult {
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
     let names = [
         "X-GitHub-Event",
@@ -42,25 +47,25 @@ pub async fn receive(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpR
     match host {
         Source::GitHub => {
             let secret = config
-                .secret("GITHUB_WEBHOOK_SECRET")
-                .ok_or_else(|| missing_secret("GITHUB_WEBHOOK_SECRET"))?;
+                .github_secret()
+                .ok_or_else(|| missing_secret(names::GITHUB_WEBHOOK_SECRET))?;
             verify_github(
                 &body,
                 header(&req, "X-Hub-Signature-256").as_deref(),
-                &secret,
+                secret,
             )
         }
         Source::GitLab => {
             let secret = config
-                .secret("GITLAB_WEBHOOK_TOKEN")
-                .ok_or_else(|| missing_secret("GITLAB_WEBHOOK_TOKEN"))?;
-            verify_gitlab(header(&req, "X-Gitlab-Token").as_deref(), &secret)
+                .gitlab_token()
+                .ok_or_else(|| missing_secret(names::GITLAB_WEBHOOK_TOKEN))?;
+            verify_gitlab(header(&req, "X-Gitlab-Token").as_deref(), secret)
         }
         _ => {
             let secret = config
-                .secret("BITBUCKET_WEBHOOK_SECRET")
-                .ok_or_else(|| missing_secret("BITBUCKET_WEBHOOK_SECRET"))?;
-            verify_bitbucket(&body, header(&req, "X-Hub-Signature").as_deref(), &secret)
+                .bitbucket_secret()
+                .ok_or_else(|| missing_secret(names::BITBUCKET_WEBHOOK_SECRET))?;
+            verify_bitbucket(&body, header(&req, "X-Hub-Signature").as_deref(), secret)
         }
     }
     .map_err(unauthorized)?;

@@ -29,10 +29,10 @@ fn handshake(secret: &str) -> HttpResult {
 pub async fn hook_route(
     mut req: Request,
     env: &Env,
+    config: &WebhookConfig,
     ctx: &RequestContext,
     token: &str,
 ) -> HttpResult {
-    let config = WebhookConfig::new(env);
     let valid = !token.is_empty()
         && token.len() <= 128
         && token
@@ -81,17 +81,21 @@ pub async fn hook_route(
 /// `POST /webhook` (the seed's route): requires the seed's `X-Hook-Signature` HMAC (with
 /// no per-hook token there is nothing else to authenticate by); the connection is
 /// `?connection=` or the only Keap connection.
-pub async fn seed_route(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
-    let config = WebhookConfig::new(env);
+pub async fn seed_route(
+    mut req: Request,
+    env: &Env,
+    config: &WebhookConfig,
+    ctx: &RequestContext,
+) -> HttpResult {
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
-    let Some(secret) = config.secret("KEAP_WEBHOOK_SECRET") else {
+    let Some(secret) = config.keap_secret() else {
         return Err(unauthorized(VerifyError::Missing)
             .with_reason("POST /webhook needs KEAP_WEBHOOK_SECRET; use the per-hook URL"));
     };
     if let Some(handshake_secret) = header(&req, "X-Hook-Secret") {
         return handshake(&handshake_secret);
     }
-    verify_keap_signature(&body, header(&req, "X-Hook-Signature").as_deref(), &secret)
+    verify_keap_signature(&body, header(&req, "X-Hook-Signature").as_deref(), secret)
         .map_err(unauthorized)?;
     let event = classify_keap(&body).map_err(malformed)?;
     let wanted = req

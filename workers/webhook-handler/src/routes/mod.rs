@@ -24,22 +24,32 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method();
     let is_post = method == Method::Post;
+    // Health reports on the bindings even when a setting is malformed.
+    if segments.as_slice() == ["health"] {
+        return if method == Method::Get {
+            health::get(&env, &ctx).await
+        } else {
+            Err(HttpError::method_not_allowed("GET"))
+        };
+    }
+    let config = WebhookConfig::from_env(&env)?;
+    let (env, config) = (&env, &config);
     match segments.as_slice() {
-        ["health"] if method == Method::Get => health::get(&env, &ctx).await,
-        ["health"] => Err(HttpError::method_not_allowed("GET")),
-        ["webhook"] if is_post => keap::seed_route(req, &env, &ctx).await,
-        ["webhook", "keap", token] if is_post => keap::hook_route(req, &env, &ctx, token).await,
-        ["webhooks", "shopify"] if is_post => shopify::receive(req, &env, &ctx, None).await,
+        ["webhook"] if is_post => keap::seed_route(req, env, config, &ctx).await,
+        ["webhook", "keap", token] if is_post => {
+            keap::hook_route(req, env, config, &ctx, token).await
+        }
+        ["webhooks", "shopify"] if is_post => shopify::receive(req, env, config, &ctx, None).await,
         ["webhook", "shopify", connection_id] if is_post => {
-            shopify::receive(req, &env, &ctx, Some(connection_id)).await
+            shopify::receive(req, env, config, &ctx, Some(connection_id)).await
         }
-        ["webhooks", "supabase"] if is_post => supabase::receive(req, &env, &ctx).await,
-        ["webhooks", "code-repo"] if is_post => code_repo::receive(req, &env, &ctx).await,
+        ["webhooks", "supabase"] if is_post => supabase::receive(req, env, config, &ctx).await,
+        ["webhooks", "code-repo"] if is_post => code_repo::receive(req, env, config, &ctx).await,
         ["webhooks", "standard", source] if is_post => {
-            standard::receive(req, &env, &ctx, source).await
+            standard::receive(req, env, config, &ctx, source).await
         }
-        ["test", ..] if WebhookConfig::new(&env).test_routes_enabled() => {
-            test_routes::dispatch(req, &env, &segments[1..]).await
+        ["test", ..] if config.test_routes_enabled() => {
+            test_routes::dispatch(req, config, &segments[1..]).await
         }
         ["webhook"]
         | ["webhook", "keap", _]

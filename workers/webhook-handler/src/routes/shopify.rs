@@ -21,15 +21,15 @@ use crate::{body::read_limited, config::WebhookConfig, handoff};
 pub async fn receive(
     mut req: Request,
     env: &Env,
+    config: &WebhookConfig,
     ctx: &RequestContext,
     connection_id: Option<&str>,
 ) -> HttpResult {
-    let config = WebhookConfig::new(env);
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
     verify_shopify(
         &body,
         header(&req, "X-Shopify-Hmac-Sha256").as_deref(),
-        &config.shopify_secrets(),
+        config.shopify_secrets(),
     )
     .map_err(unauthorized)?;
     let topic = header(&req, "X-Shopify-Topic")

@@ -15,26 +15,21 @@ use crate::{body::read_limited, config::WebhookConfig, handoff};
 pub async fn receive(
     mut req: Request,
     env: &Env,
+    config: &WebhookConfig,
     ctx: &RequestContext,
     source: &str,
 ) -> HttpResult {
-    let config = WebhookConfig::new(env);
     let valid = !source.is_empty()
         && source.len() <= 64
         && source
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let secret_name = format!(
-        "STANDARD_WEBHOOK_SECRET_{}",
-        source.to_ascii_uppercase().replace('-', "_")
-    );
-    let secret = valid
-        .then(|| config.secret(&secret_name))
-        .flatten()
-        .ok_or_else(|| {
-            HttpError::new(404, "unknown webhook source")
-                .with_reason(format!("{secret_name} is not configured"))
-        })?;
+    let unknown = |why: String| HttpError::new(404, "unknown webhook source").with_reason(why);
+    if !valid {
+        return Err(unknown("malformed source name".to_owned()));
+    }
+    let (secret_name, secret) = config.standard_secret(source);
+    let secret = secret.ok_or_else(|| unknown(format!("{secret_name} is not configured")))?;
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
     let (id, timestamp, signature) = (
         header(&req, "webhook-id"),

@@ -8,17 +8,25 @@ use edge_sync_worker_kit::{HttpResult, RequestContext};
 use worker::{Env, Request};
 
 use super::{header, malformed, unauthorized};
-use crate::{body::read_limited, config::WebhookConfig, handoff};
+use crate::config::{names, WebhookConfig};
+use crate::{body::read_limited, handoff};
 
 /// `POST /webhooks/supabase`.
-pub async fn receive(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
-    let config = WebhookConfig::new(env);
+pub async fn receive(
+    mut req: Request,
+    env: &Env,
+    config: &WebhookConfig,
+    ctx: &RequestContext,
+) -> HttpResult {
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
-    let secret = config.secret("SUPABASE_WEBHOOK_SECRET").ok_or_else(|| {
-        unauthorized(VerifyError::Mismatch).with_reason("SUPABASE_WEBHOOK_SECRET is not configured")
+    let secret = config.supabase_secret().ok_or_else(|| {
+        unauthorized(VerifyError::Mismatch).with_reason(format!(
+            "{} is not configured",
+            names::SUPABASE_WEBHOOK_SECRET
+        ))
     })?;
     let presented = header(&req, "X-Webhook-Secret").or_else(|| header(&req, "Authorization"));
-    verify_shared_secret(presented.as_deref(), &secret).map_err(unauthorized)?;
+    verify_shared_secret(presented.as_deref(), secret).map_err(unauthorized)?;
     let event = classify_supabase(&body).map_err(malformed)?;
     handoff::store(env, ctx, event, None).await
 }

@@ -5,12 +5,12 @@
 use edge_sync_shared::webhook::{sign_github, sign_keap, sign_shopify, sign_standard_webhook};
 use edge_sync_worker_kit::{clock, http::json_response, HttpError, HttpResult};
 use serde_json::{json, Value};
-use worker::{Env, Request};
+use worker::Request;
 
-use crate::config::WebhookConfig;
+use crate::config::{names, WebhookConfig};
 
 /// Dispatches `/test/...` (segments after `test`).
-pub async fn dispatch(mut req: Request, env: &Env, segments: &[&str]) -> HttpResult {
+pub async fn dispatch(mut req: Request, config: &WebhookConfig, segments: &[&str]) -> HttpResult {
     match segments {
         ["webhook", "echo"] => {
             let body = req.text().await.unwrap_or_default();
@@ -25,7 +25,7 @@ pub async fn dispatch(mut req: Request, env: &Env, segments: &[&str]) -> HttpRes
             )?)
         }
         ["webhook", "generate", platform, topic @ ..] if !topic.is_empty() => {
-            generate(env, platform, &topic.join("/"))
+            generate(config, platform, &topic.join("/"))
         }
         _ => Err(HttpError::not_found()),
     }
@@ -35,16 +35,14 @@ fn id() -> String {
     edge_sync_worker_kit::random::hex_id().unwrap_or_default()
 }
 
-fn generate(env: &Env, platform: &str, topic: &str) -> HttpResult {
-    let config = WebhookConfig::new(env);
+fn generate(config: &WebhookConfig, platform: &str, topic: &str) -> HttpResult {
     let missing = |name: &str| HttpError::new(409, format!("{name} is not configured"));
     let (path, headers, body): (String, Vec<(&str, String)>, Value) = match platform {
         "shopify" => {
             let secret = config
                 .shopify_secrets()
-                .into_iter()
-                .next()
-                .ok_or_else(|| missing("SHOPIFY_CLIENT_SECRET"))?;
+                .first()
+                .ok_or_else(|| missing(names::SHOPIFY_CLIENT_SECRET))?;
             let body = json!({ "id": 788_032_119_674_292_922_u64, "title": "Sample product", "handle": "sample-product", "status": "active",
                 "vendor": "Edge Sync", "product_type": "sample", "created_at": "2026-01-01T00:00:00Z", "updated_at": clock::now().to_iso8601(), "variants": [] });
             let text = body.to_string();
@@ -54,7 +52,7 @@ fn generate(env: &Env, platform: &str, topic: &str) -> HttpResult {
                     ("X-Shopify-Topic", topic.to_owned()),
                     (
                         "X-Shopify-Hmac-Sha256",
-                        sign_shopify(text.as_bytes(), &secret),
+                        sign_shopify(text.as_bytes(), secret),
                     ),
                     ("X-Shopify-Shop-Domain", "your-shop.myshopify.com".into()),
                     ("X-Shopify-Webhook-Id", id()),
@@ -66,8 +64,8 @@ fn generate(env: &Env, platform: &str, topic: &str) -> HttpResult {
         }
         "github" => {
             let secret = config
-                .secret("GITHUB_WEBHOOK_SECRET")
-                .ok_or_else(|| missing("GITHUB_WEBHOOK_SECRET"))?;
+                .github_secret()
+                .ok_or_else(|| missing(names::GITHUB_WEBHOOK_SECRET))?;
             let body = json!({ "ref": "refs/heads/main", "repository": { "full_name": "example/repo" }, "commits": [] });
             let text = body.to_string();
             (
@@ -75,31 +73,28 @@ fn generate(env: &Env, platform: &str, topic: &str) -> HttpResult {
                 vec![
                     ("X-GitHub-Event", topic.to_owned()),
                     ("X-GitHub-Delivery", id()),
-                    ("X-Hub-Signature-256", sign_github(text.as_bytes(), &secret)),
+                    ("X-Hub-Signature-256", sign_github(text.as_bytes(), secret)),
                 ],
                 body,
             )
         }
         "keap" => {
             let secret = config
-                .secret("KEAP_WEBHOOK_SECRET")
-                .ok_or_else(|| missing("KEAP_WEBHOOK_SECRET"))?;
+                .keap_secret()
+                .ok_or_else(|| missing(names::KEAP_WEBHOOK_SECRET))?;
             let object = topic.split('.').next().unwrap_or("contact");
             let body = json!({ "event_key": topic, "object_type": object, "object_keys": [{ "id": 1, "apiUrl": "", "timestamp": clock::now().to_iso8601() }] });
             let text = body.to_string();
             (
                 "/webhook".into(),
-                vec![("X-Hook-Signature", sign_keap(text.as_bytes(), &secret))],
+                vec![("X-Hook-Signature", sign_keap(text.as_bytes(), secret))],
                 body,
             )
         }
         "standard" => {
             let source = topic.split('/').next().unwrap_or("billing");
-            let name = format!(
-                "STANDARD_WEBHOOK_SECRET_{}",
-                source.to_ascii_uppercase().replace('-', "_")
-            );
-            let secret = config.secret(&name).ok_or_else(|| missing(&name))?;
+            let (name, secret) = config.standard_secret(source);
+            let secret = secret.ok_or_else(|| missing(&name))?;
             let body = json!({ "type": "sample.created", "data": { "id": id() } });
             let text = body.to_string();
             let (msg_id, ts) = (format!("msg_{}", id()), clock::now().as_millis() / 1000);
