@@ -25,6 +25,7 @@ mod plan;
 mod resource;
 mod retry;
 mod shopify;
+pub mod shopify_bulk;
 mod upsert;
 pub(crate) mod values;
 

@@ -243,13 +243,13 @@ fn classify_errors(status: u16, value: &Value, errors: &Value) -> PageError {
     }
 }
 
-/// Parses a GraphQL answer into a page of the resource's records.
-pub(crate) fn parse_page(
-    resource: Resource,
+/// The JSON of a GraphQL answer, or the [`PageError`] its status or `errors` mean (401,
+/// 429 and `THROTTLED`, 5xx and internal errors, other refusals, non-JSON).
+pub(crate) fn classify(
     status: u16,
     headers: &[(String, String)],
     body: &str,
-) -> Result<Page, PageError> {
+) -> Result<Value, PageError> {
     if !(200..300).contains(&status) {
         return Err(classify_status(status, headers, body));
     }
@@ -261,6 +261,17 @@ pub(crate) fn parse_page(
     {
         return Err(classify_errors(status, &value, errors));
     }
+    Ok(value)
+}
+
+/// Parses a GraphQL answer into a page of the resource's records.
+pub(crate) fn parse_page(
+    resource: Resource,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<Page, PageError> {
+    let value = classify(status, headers, body)?;
     let field = root_field(resource);
     let connection = at(&value, &["data", field])
         .ok_or_else(|| PageError::Malformed(format!("no `data.{field}`")))?;
