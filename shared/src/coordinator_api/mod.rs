@@ -4,6 +4,12 @@
 //! message, which names the field), and sync state exists only for the provider's real
 //! resources ([`Resource::for_provider`]).
 
+mod answers;
+mod error;
+
+pub use answers::*;
+pub use error::{CoordinatorError, ErrorBody};
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::connection::Provider;
