@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::connection::ConnectionView;
 use crate::sync_state::{Cursor, Lease};
 
 /// `GET /internal/health`: the storage answered.
@@ -148,6 +149,30 @@ pub struct ReplaySince {
 pub struct Replayed {
     /// Their ids.
     pub replayed: Vec<String>,
+}
+
+/// `POST .../token`: a valid access token. No `Debug`: it holds the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_debug_implementations)]
+pub struct IssuedAccessToken {
+    /// The provider access token.
+    pub access_token: String,
+    /// When it expires (ISO 8601), if the provider said.
+    pub expires_at: Option<String>,
+}
+
+/// `DELETE .../connection`: the deleted connection's last view, and what became of its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionDeleted {
+    /// The connection as it was when deleted (status `revoked`).
+    #[serde(flatten)]
+    pub connection: ConnectionView,
+    /// Accepted events still waiting for delivery.
+    pub pending_events: usize,
+    /// Events that could not be delivered and were dead-lettered.
+    pub dead_events: usize,
+    /// Rows deleted from the record tables (`null` without `purge=true`).
+    pub purged_rows: Option<u64>,
 }
 
 #[cfg(test)]

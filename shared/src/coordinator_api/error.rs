@@ -221,7 +221,12 @@ mod tests {
                 r#"{"error":"invalid resource name"}"#,
                 None,
             ),
-            (CoordinatorError::Expired, 410, r#"{"error":"expired"}"#, None),
+            (
+                CoordinatorError::Expired,
+                410,
+                r#"{"error":"expired"}"#,
+                None,
+            ),
             (
                 CoordinatorError::LeaseHeld(LeaseHeld {
                     run_id: "r1".into(),
@@ -293,7 +298,11 @@ mod tests {
             ),
         ];
         for (error, status, body, retry_after) in cases {
-            assert_eq!(wire(&error), (status, body.to_owned(), retry_after), "{error:?}");
+            assert_eq!(
+                wire(&error),
+                (status, body.to_owned(), retry_after),
+                "{error:?}"
+            );
             let read: ErrorBody = serde_json::from_str(body).expect("callers read it back");
             assert_eq!(read, error.body());
         }

@@ -7,6 +7,7 @@
 
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
+    coordinator_api::{CoordinatorError, EventAccepted, EventList, EventSummary, Replayed},
     sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
     webhook::{
         admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
@@ -15,12 +16,13 @@ use edge_sync_shared::{
     Timestamp,
 };
 use edge_sync_worker_kit::log::{self, Emit};
-use edge_sync_worker_kit::{clock, env_vars, postgres, random};
+use edge_sync_worker_kit::{clock, postgres, random};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::Response;
 
-use super::{json, SyncCoordinator};
+use super::SyncCoordinator;
+use crate::api_error::Handled;
+use crate::config::CoordinatorConfig;
 use crate::store::Store;
 
 /// The event queue and the dedup window live in their own indexed tables, so accepting an
@@ -279,7 +281,7 @@ impl SyncCoordinator {
         instance: &str,
         envelope: EventEnvelope,
         now: Timestamp,
-    ) -> worker::Result<Response> {
+    ) -> Handled<(u16, EventAccepted)> {
         let queue = Queue::open(&self.store)?;
         let existing = match &envelope.dedup_key {
             Some(key) => queue.dedup_get(key, now)?,
@@ -289,17 +291,16 @@ impl SyncCoordinator {
         let mut window: WindowCounter = self.store.get(&bucket, now)?.unwrap_or_default();
         match admit(existing, &mut window, now, envelope.rate_limit_per_minute) {
             Admission::Duplicate(id) => {
-                return json(200, &json!({ "duplicate": true, "id": id }));
+                return Ok((
+                    200,
+                    EventAccepted::Duplicate {
+                        duplicate: true,
+                        id,
+                    },
+                ));
             }
             Admission::Limited { retry_after_secs } => {
-                let mut response = json(
-                    429,
-                    &json!({ "error": "rate limited", "retry_after_secs": retry_after_secs }),
-                )?;
-                response
-                    .headers_mut()
-                    .set("Retry-After", &retry_after_secs.to_string())?;
-                return Ok(response);
+                return Err(CoordinatorError::RateLimited { retry_after_secs }.into());
             }
             Admission::Store => {}
         }
@@ -310,7 +311,7 @@ impl SyncCoordinator {
                 if c["lifecycle"]["status"] == "revoked"
                     && !event_accepted_after_uninstall(envelope.event_type.as_deref()) =>
             {
-                return json(404, &json!({ "error": "connection revoked" }));
+                return Err(CoordinatorError::NotFound("connection revoked").into());
             }
             Some(c) => (
                 c["user_id"].as_str().unwrap_or_default().to_owned(),
@@ -318,7 +319,7 @@ impl SyncCoordinator {
             ),
             // A connection instance without a connection: deleted (or never made).
             None if instance.starts_with("keap_") || instance.starts_with("shopify_") => {
-                return json(404, &json!({ "error": "unknown connection" }));
+                return Err(CoordinatorError::NotFound("unknown connection").into());
             }
             None => (
                 envelope.user_id.clone().unwrap_or_else(|| "system".into()),
@@ -352,9 +353,10 @@ impl SyncCoordinator {
         }
         // Delivery waits a moment so a burst reaches Postgres in a few batches, not one
         // transaction (and connection) per event.
-        let delay_ms = env_vars::number(&self.env, "EVENT_DELIVERY_DELAY_MS", 200_i64)
-            .unwrap_or(200)
-            .max(0);
+        let delay_ms = CoordinatorConfig::new(&self.env)
+            .event_delivery()
+            .unwrap_or_default()
+            .delay_ms;
         self.alarm_no_later_than(now.plus_millis(delay_ms)).await?;
         log::event(WORKER, Level::Info, "event_stored")
             .with_connection_id(instance)
@@ -362,23 +364,32 @@ impl SyncCoordinator {
             .with("event_type", &event.envelope.event_type)
             .with("source", &event.envelope.source)
             .emit();
-        json(201, &json!({ "stored": true, "id": event.id }))
+        Ok((
+            201,
+            EventAccepted::Stored {
+                stored: true,
+                id: event.id,
+            },
+        ))
     }
 
     /// Dead-lettered (and pending) events, for status.
-    pub(super) fn list_events(&self, state: Option<&str>) -> worker::Result<Response> {
-        let events: Vec<Value> = Queue::open(&self.store)?
+    pub(super) fn list_events(&self, state: Option<&str>) -> Handled<EventList> {
+        let events = Queue::open(&self.store)?
             .all(state)?
             .into_iter()
-            .map(|e| {
-                json!({
-                    "id": e.id, "state": e.state, "event_type": e.envelope.event_type, "source": e.envelope.source,
-                    "attempts": e.attempts, "last_error": e.last_error, "received_at": e.received_at.to_iso8601(),
-                    "next_attempt_at": e.next_attempt_at.to_iso8601(),
-                })
+            .map(|e| EventSummary {
+                id: e.id,
+                state: e.state,
+                event_type: e.envelope.event_type,
+                source: e.envelope.source,
+                attempts: e.attempts,
+                last_error: e.last_error,
+                received_at: e.received_at.to_iso8601(),
+                next_attempt_at: e.next_attempt_at.to_iso8601(),
             })
             .collect();
-        json(200, &json!({ "events": events }))
+        Ok(EventList { events })
     }
 
     /// Puts dead-lettered events back in the queue: one by id, or all received since a time.
@@ -387,7 +398,7 @@ impl SyncCoordinator {
         id: Option<&str>,
         since: Option<Timestamp>,
         now: Timestamp,
-    ) -> worker::Result<Response> {
+    ) -> Handled<Replayed> {
         let mut replayed = Vec::new();
         let queue = Queue::open(&self.store)?;
         for mut event in queue.all(None)? {
@@ -405,10 +416,10 @@ impl SyncCoordinator {
             }
         }
         if id.is_some() && replayed.is_empty() {
-            return json(404, &json!({ "error": "no such event" }));
+            return Err(CoordinatorError::NotFound("no such event").into());
         }
         self.reschedule(now).await?;
-        json(200, &json!({ "replayed": replayed }))
+        Ok(Replayed { replayed })
     }
 
     /// Delivers due events to Postgres (from the alarm).
@@ -419,11 +430,10 @@ impl SyncCoordinator {
         if due.is_empty() {
             return Ok(());
         }
-        let max_attempts =
-            u32::try_from(env_vars::number(&self.env, "EVENT_MAX_ATTEMPTS", 10_i64).unwrap_or(10))
-                .unwrap_or(10);
-        let max_backoff_ms =
-            env_vars::number(&self.env, "EVENT_RETRY_MAX_MS", 60_000_i64).unwrap_or(60_000);
+        let backoff = CoordinatorConfig::new(&self.env)
+            .event_delivery()
+            .unwrap_or_default()
+            .backoff;
         let instance = due[0]
             .connection_id
             .clone()
@@ -458,7 +468,7 @@ impl SyncCoordinator {
                 Err(reason) => {
                     event.attempts += 1;
                     event.last_error = Some(reason.clone());
-                    if event.attempts >= max_attempts {
+                    if !backoff.should_retry(event.attempts) {
                         event.state = "dead".into();
                         log::event(WORKER, Level::Error, "event_dead_lettered")
                             .with_connection_id(&instance)
@@ -467,13 +477,14 @@ impl SyncCoordinator {
                             .with_reason(reason)
                             .emit();
                     } else {
-                        let backoff = (1000_i64 << event.attempts.min(16)).min(max_backoff_ms);
-                        event.next_attempt_at = now.plus_millis(backoff);
+                        let delay = backoff.delay_ms(event.attempts, super::sync_state::NO_JITTER);
+                        event.next_attempt_at =
+                            now.plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
                         log::event(WORKER, Level::Warn, "event_delivery_failed")
                             .with_connection_id(&instance)
                             .with("event_id", &event.id)
                             .with("attempts", event.attempts)
-                            .with("retry_in_ms", backoff)
+                            .with("retry_in_ms", delay)
                             .with_reason(reason)
                             .emit();
                     }
