@@ -175,6 +175,13 @@ pub struct ConnectionDeleted {
     pub purged_rows: Option<u64>,
 }
 
+/// `POST .../webhooks/ensure` for a connection that is not active: nothing was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhooksSkipped {
+    /// Why (`connection is "revoked"`).
+    pub skipped: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +220,12 @@ mod tests {
         round_trip(&Deleted { deleted: true }, r#"{"deleted":true}"#);
         round_trip(&Released { released: true }, r#"{"released":true}"#);
         round_trip(&Granted { granted: 2 }, r#"{"granted":2}"#);
+        round_trip(
+            &WebhooksSkipped {
+                skipped: "connection is \"revoked\"".into(),
+            },
+            r#"{"skipped":"connection is \"revoked\""}"#,
+        );
         round_trip(
             &Penalized {
                 penalized_until_ms: 9,

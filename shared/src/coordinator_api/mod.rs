@@ -6,9 +6,11 @@
 
 mod answers;
 mod error;
+mod events;
 
 pub use answers::*;
 pub use error::{CoordinatorError, ErrorBody};
+pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 

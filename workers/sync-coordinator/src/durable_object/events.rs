@@ -7,7 +7,9 @@
 
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
-    coordinator_api::{CoordinatorError, EventAccepted, EventList, EventSummary, Replayed},
+    coordinator_api::{
+        CoordinatorError, EventAccepted, EventEnvelope, EventList, EventSummary, Replayed,
+    },
     sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
     webhook::{
         admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
@@ -173,35 +175,6 @@ impl<'a> Queue<'a> {
 /// Events delivered per alarm (one Postgres transaction each).
 const DELIVERY_BATCH: usize = 100;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// What webhook-handler hands over for one verified delivery.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventEnvelope {
-    /// `keap`, `shopify`, `github`, ...
-    pub source: String,
-    /// The seed's event type, e.g. `shopify.product.updated`; `None` for a delivery that only
-    /// changes a record (e.g. Shopify `orders/updated`): applied, not stored as an event.
-    #[serde(default)]
-    pub event_type: Option<String>,
-    /// What identifies a redelivery (provider delivery id or body digest, prefixed by
-    /// source); `None` when the sender has none and every delivery is a new event.
-    #[serde(default)]
-    pub dedup_key: Option<String>,
-    /// The parsed body.
-    pub event_data: Value,
-    /// When the provider says it happened.
-    #[serde(default)]
-    pub occurred_at: Option<Timestamp>,
-    /// The record change to apply with it.
-    #[serde(default)]
-    pub record_change: Option<RecordChange>,
-    /// Owner for `background_events.user_id` when the instance is not a connection.
-    #[serde(default)]
-    pub user_id: Option<String>,
-    /// Deliveries per minute this connection/source may send (0 = unlimited).
-    #[serde(default)]
-    pub rate_limit_per_minute: u32,
-}
 
 /// An event as stored until it reaches Postgres.
 #[derive(Debug, Clone, Serialize, Deserialize)]

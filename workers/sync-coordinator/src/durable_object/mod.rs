@@ -53,7 +53,6 @@ fn query(req: &Request, name: &str) -> Handled<Option<String>> {
 }
 
 pub use connection::ConnectRequest;
-pub use events::EventEnvelope;
 pub use system::IndexEntry;
 
 /// Name of the instance that holds deployment-wide state.
@@ -312,6 +311,25 @@ pub async fn call(
     }
     let request = Request::new_with_init(&format!("https://{name}.do{path}"), &init)?;
     stub(env, name)?.fetch_with_request(request).await
+}
+
+/// Sends `method path` with a typed JSON body to the instance named `name`.
+pub async fn send<B: serde::Serialize>(
+    env: &Env,
+    name: &str,
+    method: Method,
+    path: &str,
+    body: &B,
+) -> worker::Result<Response> {
+    let body = serde_json::to_value(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    call(env, name, method, path, Some(&body)).await
+}
+
+/// Reads a Durable Object's answer as `T` (it is the coordinator's own contract: a body
+/// that does not decode is an internal error).
+pub async fn read<T: DeserializeOwned>(response: &mut Response) -> worker::Result<T> {
+    let text = response.text().await?;
+    serde_json::from_str(&text).map_err(|e| worker::Error::RustError(format!("answer: {e}")))
 }
 
 /// Sends a request to the `system` instance.

@@ -197,19 +197,17 @@ pub async fn status(req: &Request, env: &Env, ctx: &RequestContext) -> HttpResul
             .map_err(|e| {
                 HttpError::new(502, "coordinator unavailable").with_reason(e.to_string())
             })?;
-        let resources: Vec<Value> = states["resources"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let resources: Vec<Value> = states
+            .resources
             .into_iter()
             .map(|r| {
-                let last = &r["last_run"];
+                let last = &r.last_run.unwrap_or_default();
                 json!({
-                    "resource": r["resource"],
+                    "resource": r.resource,
                     "state": last["state"].as_str().unwrap_or("never_run"),
                     "run_id": last["run_id"],
                     "mode": last["checkpoint"]["mode"],
-                    "cursor": r["cursor"],
+                    "cursor": r.cursor,
                     "pages": last["checkpoint"]["pages"],
                     "records": last["checkpoint"]["records"],
                     "requests": last["requests"],
@@ -217,7 +215,7 @@ pub async fn status(req: &Request, env: &Env, ctx: &RequestContext) -> HttpResul
                     "started_at": last["started_at"],
                     "updated_at": last["updated_at"],
                     "finished_at": last["finished_at"],
-                    "lease": r["lease"],
+                    "lease": r.lease,
                 })
             })
             .collect();

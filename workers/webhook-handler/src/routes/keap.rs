@@ -99,9 +99,9 @@ pub async fn seed_route(mut req: Request, env: &Env, ctx: &RequestContext) -> Ht
         .query_pairs()
         .find(|(k, _)| k == "connection")
         .map(|(_, v)| v.into_owned());
-    let keap: Vec<Value> = handoff::connections(env, ctx, Provider::Keap, None).await?;
+    let keap = handoff::connections(env, ctx, Provider::Keap, None).await?;
     let connection = match &wanted {
-        Some(id) => keap.iter().find(|c| c["id"] == id.as_str()),
+        Some(id) => keap.iter().find(|c| &c.id == id),
         None if keap.len() == 1 => keap.first(),
         None => None,
     };
@@ -109,5 +109,5 @@ pub async fn seed_route(mut req: Request, env: &Env, ctx: &RequestContext) -> Ht
         return Err(HttpError::new(404, "unknown connection")
             .with_reason("no single Keap connection; pass ?connection="));
     };
-    handoff::store(env, ctx, event, connection["id"].as_str()).await
+    handoff::store(env, ctx, event, Some(&connection.id)).await
 }
