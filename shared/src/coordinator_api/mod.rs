@@ -7,10 +7,12 @@
 mod answers;
 mod error;
 mod events;
+mod runs;
 
 pub use answers::*;
 pub use error::{CoordinatorError, ErrorBody};
 pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
+pub use runs::ContinueRun;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 

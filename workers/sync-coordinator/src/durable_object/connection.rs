@@ -137,7 +137,7 @@ fn internal(e: impl std::fmt::Display) -> TokenFailure {
     TokenFailure::Internal(e.to_string())
 }
 
-fn load(store: &Store, now: Timestamp) -> worker::Result<Option<StoredConnection>> {
+pub(super) fn load(store: &Store, now: Timestamp) -> worker::Result<Option<StoredConnection>> {
     store.get(CONNECTION_KEY, now)
 }
 

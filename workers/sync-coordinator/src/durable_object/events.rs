@@ -11,6 +11,7 @@ use edge_sync_shared::{
         CoordinatorError, EventAccepted, EventEnvelope, EventList, EventSummary, Replayed,
     },
     sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
+    token_lifecycle::ConnectionStatus,
     webhook::{
         admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
         WindowCounter, DEDUP_RETENTION_DAYS,
@@ -277,19 +278,16 @@ impl SyncCoordinator {
             }
             Admission::Store => {}
         }
-        let connection: Option<Value> = self.store.get("connection", now)?;
-        let (user_id, connection_id) = match &connection {
+        let connection = super::connection::load(&self.store, now)?;
+        let (user_id, connection_id) = match connection {
             // An uninstalled shop: only the privacy and lifecycle topics still count.
             Some(c)
-                if c["lifecycle"]["status"] == "revoked"
+                if c.lifecycle.status == ConnectionStatus::Revoked
                     && !event_accepted_after_uninstall(envelope.event_type.as_deref()) =>
             {
                 return Err(CoordinatorError::NotFound("connection revoked").into());
             }
-            Some(c) => (
-                c["user_id"].as_str().unwrap_or_default().to_owned(),
-                c["id"].as_str().map(str::to_owned),
-            ),
+            Some(c) => (c.user_id, Some(c.id)),
             // A connection instance without a connection: deleted (or never made).
             None if instance.starts_with("keap_") || instance.starts_with("shopify_") => {
                 return Err(CoordinatorError::NotFound("unknown connection").into());

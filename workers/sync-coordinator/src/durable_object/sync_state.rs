@@ -7,8 +7,8 @@ use crate::store::Store;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     coordinator_api::{
-        AcquireLease, CoordinatorError, Granted, Penalize, Penalized, PutCursor, PutRun, Released,
-        ResourceStateView, ResourceStates, RunRef, TakeBudget,
+        AcquireLease, ContinueRun, CoordinatorError, Granted, Penalize, Penalized, PutCursor,
+        PutRun, Released, ResourceStateView, ResourceStates, RunRef, TakeBudget,
     },
     rate_budget::RateBudget,
     sync::RetryPolicy,
@@ -224,17 +224,18 @@ pub async fn run_due_continuations(
     env: &worker::Env,
     now: Timestamp,
 ) -> worker::Result<()> {
-    let connection_id = match store.get::<serde_json::Value>("connection", now)? {
-        Some(connection) => connection["id"].as_str().unwrap_or_default().to_owned(),
-        None => return Ok(()),
+    let Some(connection_id) = super::connection::load(store, now)?.map(|c| c.id) else {
+        return Ok(());
     };
     for (key, mut continuation) in store.list::<Continuation>("continue:", now)? {
         if continuation.at > now {
             continue;
         }
-        let body = serde_json::json!({
-            "connection_id": connection_id, "resource": continuation.resource, "run_id": continuation.run_id,
-        });
+        let body = ContinueRun {
+            connection_id: connection_id.clone(),
+            resource: continuation.resource.clone(),
+            run_id: continuation.run_id.clone(),
+        };
         let outcome = call_sync_worker(env, "/sync/continue", &body).await;
         let ok = matches!(outcome, Ok(status) if status < 500);
         if !ok {
@@ -265,8 +266,9 @@ pub async fn run_due_continuations(
 pub(super) async fn call_sync_worker(
     env: &worker::Env,
     path: &str,
-    body: &serde_json::Value,
+    body: &impl Serialize,
 ) -> Result<u16, String> {
+    let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
     let service = env
         .service(edge_sync_shared::bindings::SYNC_WORKER_SERVICE)
         .map_err(|e| e.to_string())?;
@@ -284,7 +286,7 @@ pub(super) async fn call_sync_worker(
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post)
         .with_headers(headers)
-        .with_body(Some(body.to_string().into()));
+        .with_body(Some(body.into()));
     let response = service
         .fetch(format!("https://sync-worker{path}"), Some(init))
         .await

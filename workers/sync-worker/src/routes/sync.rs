@@ -156,13 +156,7 @@ pub async fn hook(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResu
 /// `POST /sync/continue` (internal; the coordinator's alarm): one invocation's worth of pages.
 pub async fn continue_run(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
     require(&req, env, Capability::ContinueSync)?;
-    #[derive(serde::Deserialize)]
-    struct Continue {
-        connection_id: String,
-        resource: String,
-        run_id: String,
-    }
-    let body: Continue = req
+    let body: edge_sync_shared::coordinator_api::ContinueRun = req
         .json()
         .await
         .map_err(|_| HttpError::bad_request("body must be {connection_id, resource, run_id}"))?;
