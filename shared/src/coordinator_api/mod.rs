@@ -5,14 +5,18 @@
 //! resources ([`Resource::for_provider`]).
 
 mod answers;
+mod connection;
 mod error;
 mod events;
 mod runs;
+mod system;
 
 pub use answers::*;
+pub use connection::ConnectRequest;
 pub use error::{CoordinatorError, ErrorBody};
 pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
 pub use runs::ContinueRun;
+pub use system::{AuthorizeUrl, ConsumeState, HookToken, IndexEntry, PendingState};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 

@@ -13,7 +13,9 @@ use std::time::Duration;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     connection::{ConnectionView, Provider},
-    coordinator_api::{ConnectionDeleted, CoordinatorError, Granted, IssuedAccessToken},
+    coordinator_api::{
+        ConnectRequest, ConnectionDeleted, CoordinatorError, Granted, IssuedAccessToken,
+    },
     oauth::{keap::parse_token_response, TokenEndpointError},
     sync::{purge_sql, Resource},
     token_cipher::{associated_data, TokenCipher},
@@ -82,30 +84,6 @@ impl StoredConnection {
         view.id.clone_from(&self.id);
         view
     }
-}
-
-/// Tokens handed over by the Worker after an OAuth code exchange or a token registration.
-/// Travels only inside Cloudflare (Worker → its own Durable Object); never stored as is.
-/// No `Debug`: it holds plain tokens.
-#[derive(Serialize, Deserialize)]
-#[allow(missing_debug_implementations)]
-pub struct ConnectRequest {
-    /// Connection id.
-    pub id: String,
-    /// Owner.
-    pub user_id: String,
-    /// Provider.
-    pub provider: Provider,
-    /// Provider account.
-    pub account: String,
-    /// Scopes granted.
-    pub scopes: Option<String>,
-    /// The access token.
-    pub access_token: String,
-    /// The refresh token, when the provider issues one.
-    pub refresh_token: Option<String>,
-    /// Access token lifetime; 0 = never expires.
-    pub expires_in_secs: i64,
 }
 
 /// A usable access token.

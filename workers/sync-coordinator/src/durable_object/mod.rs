@@ -52,8 +52,7 @@ fn query(req: &Request, name: &str) -> Handled<Option<String>> {
         .map(|(_, v)| v.into_owned()))
 }
 
-pub use connection::ConnectRequest;
-pub use system::IndexEntry;
+pub use edge_sync_shared::coordinator_api::{ConnectRequest, IndexEntry};
 
 /// Name of the instance that holds deployment-wide state.
 pub const SYSTEM_INSTANCE: &str = "system";

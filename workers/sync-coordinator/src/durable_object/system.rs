@@ -1,44 +1,16 @@
 //! The `system` instance: single-use OAuth states and the index of connections.
 
 use edge_sync_shared::{
-    connection::Provider,
-    coordinator_api::{CoordinatorError, Deleted, DeletedId, Pong, Stored},
+    coordinator_api::{
+        ConsumeState, CoordinatorError, Deleted, DeletedId, HookToken, IndexEntry, PendingState,
+        Pong, Stored,
+    },
     oauth::OAuthState,
     Timestamp,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::api_error::Handled;
 use crate::store::Store;
-
-/// A pending OAuth state with its expiry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PendingState {
-    /// The state and who it is bound to.
-    pub state: OAuthState,
-    /// When it stops being accepted.
-    pub expires_at: Timestamp,
-}
-
-/// Request to consume a state.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ConsumeState {
-    /// The `state` query parameter the provider sent back.
-    pub value: String,
-}
-
-/// One connection in the index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IndexEntry {
-    /// Connection id (also the name of its Durable Object).
-    pub id: String,
-    /// Owner.
-    pub user_id: String,
-    /// Provider.
-    pub provider: Provider,
-    /// Provider account.
-    pub account: String,
-}
 
 /// Counts a ping in durable storage and returns the count.
 pub fn ping(store: &Store, now: Timestamp) -> Handled<Pong> {
@@ -94,19 +66,6 @@ pub fn index_list(store: &Store, now: Timestamp) -> Handled<Vec<IndexEntry>> {
         .into_iter()
         .map(|(_, e)| e)
         .collect())
-}
-
-/// A Keap REST hook's token (the unguessable part of its URL) and what it belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HookToken {
-    /// Connection the hook delivers for.
-    pub connection_id: String,
-    /// Keap's hook keys registered with this token (to delete them with the connection).
-    #[serde(default)]
-    pub hook_keys: Vec<String>,
-    /// Whether Keap completed the X-Hook-Secret handshake.
-    #[serde(default)]
-    pub verified: bool,
 }
 
 fn hook_key(token: &str) -> String {
