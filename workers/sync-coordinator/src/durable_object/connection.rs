@@ -589,23 +589,17 @@ impl SyncCoordinator {
 /// transaction; answers how many.
 async fn purge_records(env: &Env, connection: &StoredConnection) -> Result<u64, String> {
     let client = postgres::connect(env).await.map_err(|e| e.to_string())?;
-    let text = |e: tokio_postgres::Error| e.to_string();
-    client.batch_execute("BEGIN").await.map_err(text)?;
-    let mut rows = 0;
-    for resource in Resource::for_provider(connection.provider) {
-        match client
-            .execute(purge_sql(*resource).as_str(), &[&connection.id])
-            .await
-        {
-            Ok(n) => rows += n,
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Err(e.to_string());
-            }
+    super::events::in_transaction(&client, async {
+        let mut rows = 0;
+        for resource in Resource::for_provider(connection.provider) {
+            rows += client
+                .execute(purge_sql(*resource).as_str(), &[&connection.id])
+                .await
+                .map_err(|e| e.to_string())?;
         }
-    }
-    client.batch_execute("COMMIT").await.map_err(text)?;
-    Ok(rows)
+        Ok(rows)
+    })
+    .await
 }
 
 /// The token, or the refusal saying why not (and when to come back).

@@ -509,8 +509,7 @@ impl SyncCoordinator {
             })
             .collect();
         let text = |e: tokio_postgres::Error| e.to_string();
-        client.batch_execute("BEGIN").await.map_err(text)?;
-        let result = async {
+        in_transaction(client, async {
             if !rows.is_empty() {
                 client
                     .execute(
@@ -533,15 +532,8 @@ impl SyncCoordinator {
                 super::privacy::apply(client, event).await?;
             }
             Ok::<_, String>(())
-        }
-        .await;
-        match result {
-            Ok(()) => client.batch_execute("COMMIT").await.map_err(text),
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        })
+        .await
     }
 
     /// Stores one event and applies its record change, in one transaction.
@@ -558,8 +550,7 @@ impl SyncCoordinator {
             other => other.clone(),
         };
         let text = |e: tokio_postgres::Error| e.to_string();
-        client.batch_execute("BEGIN").await.map_err(text)?;
-        let result = async {
+        in_transaction(client, async {
             let Some(event_type) = &event.envelope.event_type else {
                 if let (Some(change), Some(connection_id)) = (&change, &event.connection_id) {
                     apply_change(client, connection_id, change).await?;
@@ -592,15 +583,8 @@ impl SyncCoordinator {
             }
             super::privacy::apply(client, event).await?;
             Ok::<_, String>(())
-        }
-        .await;
-        match result {
-            Ok(()) => client.batch_execute("COMMIT").await.map_err(text),
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        })
+        .await
     }
 
     /// Keap hooks carry ids only (up to 1,000): rather than fetch each, ask for the
@@ -675,4 +659,29 @@ async fn apply_change(
         _ => {}
     }
     Ok(())
+}
+
+/// Runs `work` in one Postgres transaction on `client`: committed when it succeeds, rolled
+/// back when it fails (the one way the event store and the connection purge write).
+pub(super) async fn in_transaction<T>(
+    client: &tokio_postgres::Client,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| e.to_string())?;
+    match work.await {
+        Ok(value) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
 }
