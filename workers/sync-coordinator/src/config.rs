@@ -4,7 +4,7 @@
 use edge_sync_shared::{
     oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
     provider_hooks,
-    sync::SourceConfig,
+    sync::{RetryPolicy, SourceConfig},
     token_cipher::{CipherError, TokenCipher},
     token_lifecycle::TokenPolicy,
     Secret,
@@ -190,6 +190,51 @@ impl CoordinatorConfig {
                 .unwrap_or(source.shopify_admin_base),
             shopify_api_version: var(&self.env, SHOPIFY_API_VERSION)
                 .unwrap_or(source.shopify_api_version),
+        }
+    }
+
+    /// How the event store delivers: the batching delay and the retry backoff
+    /// (`EVENT_DELIVERY_DELAY_MS`, `EVENT_MAX_ATTEMPTS`, `EVENT_RETRY_MAX_MS`).
+    pub fn event_delivery(&self) -> Result<EventDelivery, ConfigError> {
+        let defaults = EventDelivery::default();
+        Ok(EventDelivery {
+            delay_ms: number(&self.env, EVENT_DELIVERY_DELAY_MS, defaults.delay_ms)?.max(0),
+            backoff: RetryPolicy {
+                max_attempts: number(&self.env, EVENT_MAX_ATTEMPTS, defaults.backoff.max_attempts)?,
+                max_ms: number(&self.env, EVENT_RETRY_MAX_MS, defaults.backoff.max_ms)?,
+                ..defaults.backoff
+            },
+        })
+    }
+}
+
+/// Variable: ms an accepted event waits so a burst reaches Postgres in a few batches.
+pub const EVENT_DELIVERY_DELAY_MS: &str = "EVENT_DELIVERY_DELAY_MS";
+/// Variable: failed deliveries after which an event is dead-lettered.
+pub const EVENT_MAX_ATTEMPTS: &str = "EVENT_MAX_ATTEMPTS";
+/// Variable: longest wait between two deliveries of an event, ms.
+pub const EVENT_RETRY_MAX_MS: &str = "EVENT_RETRY_MAX_MS";
+
+/// How the event store delivers to Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventDelivery {
+    /// How long an accepted event waits before its delivery, ms.
+    pub delay_ms: i64,
+    /// Backoff between failed deliveries (2 s doubling to `max_ms`), and the attempts before
+    /// an event is dead-lettered.
+    pub backoff: RetryPolicy,
+}
+
+impl Default for EventDelivery {
+    /// 200 ms; 2 s doubling to 60 s; dead after 10 attempts.
+    fn default() -> Self {
+        Self {
+            delay_ms: 200,
+            backoff: RetryPolicy {
+                base_ms: 2_000,
+                max_ms: 60_000,
+                max_attempts: 10,
+            },
         }
     }
 }

@@ -86,6 +86,16 @@ fn body(request: &impl serde::Serialize) -> Value {
     serde_json::to_value(request).unwrap_or(Value::Null)
 }
 
+/// Reads a 200 answer as its typed struct.
+fn answer<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, CoordinatorError> {
+    serde_json::from_value(body).map_err(|e| CoordinatorError::Unreachable(e.to_string()))
+}
+
+/// Reads a refusal's typed body (`{"error": ..., ...}`); `None` when it is not one.
+fn refusal(body: &Value) -> Option<api::ErrorBody> {
+    serde_json::from_value(body.clone()).ok()
+}
+
 fn unexpected(status: u16, body: &Value) -> CoordinatorError {
     let mut body = body.to_string();
     body.truncate(300);
@@ -108,8 +118,7 @@ pub async fn connections(
     if status != 200 {
         return Err(unexpected(status, &body));
     }
-    serde_json::from_value(body["connections"].clone())
-        .map_err(|e| CoordinatorError::Unreachable(e.to_string()))
+    Ok(answer::<api::ConnectionLookup>(body)?.connections)
 }
 
 /// Why no token was handed out.
@@ -143,13 +152,15 @@ pub async fn access_token(
     .await
     .map_err(TokenError::Other)?;
     match status {
-        200 => body["access_token"]
-            .as_str()
-            .map(Secret::new)
-            .ok_or_else(|| TokenError::Other(unexpected(status, &Value::Null))),
+        200 => serde_json::from_value::<api::IssuedAccessToken>(body)
+            .map(|issued| Secret::new(issued.access_token))
+            .map_err(|_| TokenError::Other(unexpected(status, &Value::Null))),
         409 => Err(TokenError::ReauthRequired),
         // Never echo the body: a 200 would hold the token, other bodies are safe but terse.
-        _ => Err(TokenError::Other(unexpected(status, &body["error"]))),
+        _ => {
+            let error = refusal(&body).map_or(Value::Null, |b| Value::String(b.error));
+            Err(TokenError::Other(unexpected(status, &error)))
+        }
     }
 }
 
@@ -189,7 +200,7 @@ pub async fn acquire_lease(
     match status {
         200 => Ok(LeaseOutcome::Acquired),
         409 => Ok(LeaseOutcome::Held {
-            run_id: body["run_id"].as_str().unwrap_or_default().to_owned(),
+            run_id: refusal(&body).and_then(|b| b.run_id).unwrap_or_default(),
         }),
         _ => Err(unexpected(status, &body)),
     }
@@ -217,19 +228,19 @@ pub async fn release_lease(
     Ok(())
 }
 
-/// The resource's stored state: `{cursor, last_run, lease, ...}`.
+/// The resource's stored state: cursor, last run, lease.
 pub async fn resource_state(
     env: &worker::Env,
     connection_id: &str,
     resource: &str,
     request_id: &str,
-) -> Result<Value, CoordinatorError> {
+) -> Result<api::ResourceStateView, CoordinatorError> {
     let path = format!("/coordinator/connections/{connection_id}/sync/{resource}");
     let (status, body) = call(env, Method::Get, &path, None, request_id).await?;
     if status != 200 {
         return Err(unexpected(status, &body));
     }
-    Ok(body)
+    answer(body)
 }
 
 /// Every resource's stored state of a connection.
@@ -237,7 +248,7 @@ pub async fn all_resource_states(
     env: &worker::Env,
     connection_id: &str,
     request_id: &str,
-) -> Result<Value, CoordinatorError> {
+) -> Result<api::ResourceStates, CoordinatorError> {
     let (status, body) = call(
         env,
         Method::Get,
@@ -249,7 +260,7 @@ pub async fn all_resource_states(
     if status != 200 {
         return Err(unexpected(status, &body));
     }
-    Ok(body)
+    answer(body)
 }
 
 /// What a checkpoint write carries.
@@ -308,7 +319,11 @@ pub async fn take_budget(
     .await?;
     match status {
         200 => Ok(None),
-        429 => Ok(Some(body["retry_after_ms"].as_u64().unwrap_or(1000))),
+        429 => Ok(Some(
+            refusal(&body)
+                .and_then(|b| b.retry_after_ms)
+                .unwrap_or(1000),
+        )),
         _ => Err(unexpected(status, &body)),
     }
 }
@@ -347,9 +362,7 @@ pub async fn connection(
     )
     .await?;
     match status {
-        200 => serde_json::from_value(body)
-            .map(Some)
-            .map_err(|e| CoordinatorError::Unreachable(e.to_string())),
+        200 => answer(body).map(Some),
         404 => Ok(None),
         _ => Err(unexpected(status, &body)),
     }

@@ -126,7 +126,7 @@ pub async fn start(
     let state = coordinator::resource_state(env, &connection.id, name, request_id)
         .await
         .map_err(infra)?;
-    let previous: Option<RunRecord> = serde_json::from_value(state["last_run"].clone()).ok();
+    let previous: Option<RunRecord> = state.last_run.and_then(|r| serde_json::from_value(r).ok());
     // A failed run of the same mode is resumed from its last committed page (keeping its
     // marker, so a resumed full resync still knows every row it saw).
     let resumed =
@@ -135,7 +135,7 @@ pub async fn start(
         Some(previous) => previous.checkpoint.clone(),
         None => {
             let since = match mode {
-                SyncMode::Incremental => serde_json::from_value(state["cursor"].clone()).ok(),
+                SyncMode::Incremental => state.cursor,
                 SyncMode::Full => None,
             };
             RunCheckpoint::new(&run_id, resource, mode, since, now)
@@ -247,7 +247,7 @@ pub async fn continue_run(
     let state = coordinator::resource_state(env, connection_id, resource_name, request_id)
         .await
         .map_err(infra)?;
-    let Ok(mut record) = serde_json::from_value::<RunRecord>(state["last_run"].clone()) else {
+    let Some(Ok(mut record)) = state.last_run.map(serde_json::from_value::<RunRecord>) else {
         return Ok(not_running());
     };
     if record.run_id != run_id || record.state != "running" {

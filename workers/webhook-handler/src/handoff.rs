@@ -4,16 +4,37 @@
 
 use std::{cell::RefCell, collections::HashMap};
 
-use edge_sync_shared::{auth::Caller, webhook::IncomingEvent, Provider, Timestamp};
+use edge_sync_shared::{
+    auth::Caller,
+    connection::ConnectionView,
+    coordinator_api::{ConnectionLookup, ErrorBody, EventAccepted, EventEnvelope, StoreEvent},
+    webhook::IncomingEvent,
+    Provider, Timestamp,
+};
 use edge_sync_shared::{bindings::workers::WEBHOOK_HANDLER, log::Level};
 use edge_sync_worker_kit::log::{self, Emit};
 use edge_sync_worker_kit::{
     clock, coordinator, http::json_response, HttpError, HttpResult, RequestContext,
 };
-use serde_json::{json, Value};
+use serde::Serialize;
 use worker::{Env, Method};
 
 use crate::config::WebhookConfig;
+
+/// What webhook-handler answers the provider for a delivery it acknowledges.
+#[derive(Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum HandoffAnswer {
+    /// Stored durably; delivered to Postgres shortly.
+    Stored {
+        event_id: String,
+        event_type: Option<String>,
+    },
+    /// A redelivery of a stored event.
+    Duplicate { event_id: String },
+    /// A topic the seed does not know: acknowledged, not stored.
+    Ignored { reason: &'static str },
+}
 
 /// Stores `event` (for `connection_id`, or for its source) and answers the provider.
 pub async fn store(
@@ -36,28 +57,30 @@ pub async fn store(
         line.emit();
         return Ok(json_response(
             200,
-            &json!({ "status": "ignored", "reason": "unknown topic" }),
+            &HandoffAnswer::Ignored {
+                reason: "unknown topic",
+            },
         )?);
     }
-    let mut envelope = json!({
-        "source": event.source,
-        "event_type": event_type,
-        "dedup_key": event.dedup_key,
-        "event_data": event.event_data,
-        "occurred_at": event.occurred_at,
-        "record_change": event.record_change,
-        "user_id": config.default_user_id(),
-        "rate_limit_per_minute": config.rate_limit_per_minute(),
-    });
-    if let Some(id) = connection_id {
-        envelope["connection_id"] = Value::String(id.to_owned());
-    }
-    let mut response = coordinator::call(
+    let request = StoreEvent {
+        connection_id: connection_id.map(str::to_owned),
+        envelope: EventEnvelope {
+            source: event.source,
+            event_type: event_type.clone(),
+            dedup_key: event.dedup_key,
+            event_data: event.event_data,
+            occurred_at: event.occurred_at,
+            record_change: event.record_change,
+            user_id: Some(config.default_user_id()),
+            rate_limit_per_minute: config.rate_limit_per_minute(),
+        },
+    };
+    let mut response = coordinator::send(
         env,
         Caller::WebhookHandler,
         Method::Post,
         "/coordinator/events",
-        Some(&envelope),
+        &request,
         &ctx.request_id,
     )
     .await
@@ -65,18 +88,27 @@ pub async fn store(
         HttpError::new(503, "event store unavailable; retry").with_reason(e.to_string())
     })?;
     let status = response.status_code();
-    let body: Value = response.json().await.unwrap_or_default();
     match status {
-        201 => Ok(json_response(
-            200,
-            &json!({ "status": "stored", "event_id": body["id"], "event_type": event_type }),
-        )?),
-        200 => Ok(json_response(
-            200,
-            &json!({ "status": "duplicate", "event_id": body["id"] }),
-        )?),
+        201 | 200 => {
+            let accepted: EventAccepted = coordinator::read(&mut response).await.map_err(|e| {
+                HttpError::new(503, "event store unavailable; retry").with_reason(e.to_string())
+            })?;
+            let answer = match accepted {
+                EventAccepted::Stored { id, .. } => HandoffAnswer::Stored {
+                    event_id: id,
+                    event_type,
+                },
+                EventAccepted::Duplicate { id, .. } => HandoffAnswer::Duplicate { event_id: id },
+            };
+            Ok(json_response(200, &answer)?)
+        }
         429 => {
-            let retry = body["retry_after_secs"].as_u64().unwrap_or(60).to_string();
+            let refusal: Option<ErrorBody> = coordinator::read(&mut response).await.ok();
+            let retry = refusal
+                .and_then(|b| b.retry_after_secs)
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(60)
+                .to_string();
             Err(HttpError::new(429, "too many deliveries")
                 .with_header("Retry-After", retry)
                 .with_reason("rate limit"))
@@ -91,7 +123,7 @@ thread_local! {
     /// Lookups, cached per isolate so a burst of deliveries costs one coordinator call per
     /// delivery, not two. A stale entry is harmless: the coordinator refuses events for a
     /// deleted connection.
-    static LOOKUPS: RefCell<HashMap<String, (Timestamp, Vec<Value>)>> = RefCell::new(HashMap::new());
+    static LOOKUPS: RefCell<HashMap<String, (Timestamp, Vec<ConnectionView>)>> = RefCell::new(HashMap::new());
 }
 
 /// How long a cached lookup is trusted.
@@ -104,8 +136,8 @@ pub async fn find_connection(
     ctx: &RequestContext,
     provider: Provider,
     account: Option<&str>,
-    wanted: impl Fn(&Value) -> bool,
-) -> Result<Option<Value>, HttpError> {
+    wanted: impl Fn(&ConnectionView) -> bool,
+) -> Result<Option<ConnectionView>, HttpError> {
     let now = clock::now();
     let key = format!("{provider}:{}", account.unwrap_or_default());
     let cached = LOOKUPS.with(|c| {
@@ -129,7 +161,7 @@ pub async fn connections(
     ctx: &RequestContext,
     provider: Provider,
     account: Option<&str>,
-) -> Result<Vec<Value>, HttpError> {
+) -> Result<Vec<ConnectionView>, HttpError> {
     let mut url = worker::Url::parse("https://coordinator/coordinator/lookup")
         .map_err(|e| HttpError::internal(e.to_string()))?;
     url.query_pairs_mut()
@@ -152,6 +184,6 @@ pub async fn connections(
         return Err(HttpError::new(503, "coordinator unavailable")
             .with_reason(format!("lookup: {}", response.status_code())));
     }
-    let body: Value = response.json().await?;
-    Ok(body["connections"].as_array().cloned().unwrap_or_default())
+    let lookup: ConnectionLookup = coordinator::read(&mut response).await?;
+    Ok(lookup.connections)
 }

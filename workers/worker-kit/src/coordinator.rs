@@ -35,3 +35,22 @@ pub async fn call(
         )
         .await
 }
+
+/// [`call`] with a typed request as its JSON body (the coordinator decodes the same struct).
+pub async fn send<B: serde::Serialize>(
+    env: &Env,
+    caller: Caller,
+    method: Method,
+    path: &str,
+    body: &B,
+    request_id: &str,
+) -> worker::Result<Response> {
+    let body = serde_json::to_value(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    call(env, caller, method, path, Some(&body), request_id).await
+}
+
+/// Reads a coordinator answer as `T`, exactly (serde, not the runtime's JSON.parse).
+pub async fn read<T: serde::de::DeserializeOwned>(response: &mut Response) -> worker::Result<T> {
+    let text = response.text().await?;
+    serde_json::from_str(&text).map_err(|e| worker::Error::RustError(format!("answer: {e}")))
+}

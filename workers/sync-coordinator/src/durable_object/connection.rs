@@ -13,10 +13,13 @@ use std::time::Duration;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     connection::{ConnectionView, Provider},
+    coordinator_api::{
+        ConnectRequest, ConnectionDeleted, CoordinatorError, Granted, IssuedAccessToken,
+    },
     oauth::{keap::parse_token_response, TokenEndpointError},
     sync::{purge_sql, Resource},
     token_cipher::{associated_data, TokenCipher},
-    token_lifecycle::{ConnectionStatus, RefreshWriteBack, TokenDecision, TokenLifecycle},
+    token_lifecycle::{RefreshWriteBack, TokenDecision, TokenLifecycle},
     Secret, Timestamp,
 };
 use edge_sync_worker_kit::log::{self, Emit};
@@ -26,10 +29,10 @@ use futures::{
     FutureExt,
 };
 use serde::{Deserialize, Serialize};
-use worker::{Env, Response};
+use worker::Env;
 
-use super::{json, SyncCoordinator};
-use crate::{config::CoordinatorConfig, mirror, store::Store};
+use super::SyncCoordinator;
+use crate::{api_error::Handled, config::CoordinatorConfig, mirror, store::Store};
 
 /// Storage key of the connection record.
 const CONNECTION_KEY: &str = "connection";
@@ -83,30 +86,6 @@ impl StoredConnection {
     }
 }
 
-/// Tokens handed over by the Worker after an OAuth code exchange or a token registration.
-/// Travels only inside Cloudflare (Worker → its own Durable Object); never stored as is.
-/// No `Debug`: it holds plain tokens.
-#[derive(Serialize, Deserialize)]
-#[allow(missing_debug_implementations)]
-pub struct ConnectRequest {
-    /// Connection id.
-    pub id: String,
-    /// Owner.
-    pub user_id: String,
-    /// Provider.
-    pub provider: Provider,
-    /// Provider account.
-    pub account: String,
-    /// Scopes granted.
-    pub scopes: Option<String>,
-    /// The access token.
-    pub access_token: String,
-    /// The refresh token, when the provider issues one.
-    pub refresh_token: Option<String>,
-    /// Access token lifetime; 0 = never expires.
-    pub expires_in_secs: i64,
-}
-
 /// A usable access token.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
@@ -136,7 +115,7 @@ fn internal(e: impl std::fmt::Display) -> TokenFailure {
     TokenFailure::Internal(e.to_string())
 }
 
-fn load(store: &Store, now: Timestamp) -> worker::Result<Option<StoredConnection>> {
+pub(super) fn load(store: &Store, now: Timestamp) -> worker::Result<Option<StoredConnection>> {
     store.get(CONNECTION_KEY, now)
 }
 
@@ -323,12 +302,11 @@ impl SyncCoordinator {
         &self,
         request: ConnectRequest,
         now: Timestamp,
-    ) -> worker::Result<Response> {
+    ) -> Handled<ConnectionView> {
         let config = CoordinatorConfig::new(&self.env);
-        let cipher = match config.token_cipher() {
-            Ok(cipher) => cipher,
-            Err(e) => return json(500, &serde_json::json!({ "error": e.to_string() })),
-        };
+        let cipher = config
+            .token_cipher()
+            .map_err(|e| CoordinatorError::Misconfigured(e.to_string()))?;
         let has_refresh = request.refresh_token.is_some();
         let seal_field = |field: &str, value: &str| {
             seal(&cipher, &request.id, field, &Secret::new(value))
@@ -375,15 +353,17 @@ impl SyncCoordinator {
         log::event(WORKER, Level::Info, "connection_stored")
             .with_connection_id(&view.id)
             .emit();
-        json(200, &view)
+        Ok(view)
+    }
+
+    /// The stored connection, or 404.
+    fn require(&self, now: Timestamp) -> Handled<StoredConnection> {
+        load(&self.store, now)?.ok_or_else(|| CONNECTION_NOT_FOUND.into())
     }
 
     /// The connection's status (never tokens).
-    pub(super) fn view(&self, now: Timestamp) -> worker::Result<Response> {
-        match load(&self.store, now)? {
-            Some(connection) => json(200, &connection.view()),
-            None => json(404, &serde_json::json!({ "error": "connection not found" })),
-        }
+    pub(super) fn view(&self, now: Timestamp) -> Handled<ConnectionView> {
+        Ok(self.require(now)?.view())
     }
 
     /// Deletes the connection: tokens and sync state are gone. Events already accepted for
@@ -392,10 +372,8 @@ impl SyncCoordinator {
     /// the alarm keeps trying. With `purge` the rows it synced are deleted from the record
     /// tables too (after those events, so none brings a row back); if Postgres cannot be
     /// reached for that, nothing is deleted (503, try again).
-    pub(super) async fn revoke(&self, purge: bool, now: Timestamp) -> worker::Result<Response> {
-        let Some(connection) = load(&self.store, now)? else {
-            return json(404, &serde_json::json!({ "error": "connection not found" }));
-        };
+    pub(super) async fn revoke(&self, purge: bool, now: Timestamp) -> Handled<ConnectionDeleted> {
+        let connection = self.require(now)?;
         let mut pending = super::events::make_pending_due(&self.store, now)?;
         // Each pass delivers a batch; failures are rescheduled for later and end the loop.
         for _ in 0..20 {
@@ -413,10 +391,11 @@ impl SyncCoordinator {
         let mut purged_rows: u64 = 0;
         if purge {
             if pending > 0 {
-                return retry_later(
-                    "events accepted for this connection could not be delivered yet; nothing was deleted",
-                    pending,
-                );
+                return Err(CoordinatorError::RetryLater {
+                    reason: "events accepted for this connection could not be delivered yet; nothing was deleted",
+                    pending_events: pending,
+                }
+                .into());
             }
             match purge_records(&self.env, &connection).await {
                 Ok(rows) => purged_rows = rows,
@@ -425,17 +404,16 @@ impl SyncCoordinator {
                         .with_connection_id(&connection.id)
                         .with_reason(reason)
                         .emit();
-                    return retry_later(
-                        "the record tables could not be purged; nothing was deleted",
-                        0,
-                    );
+                    return Err(CoordinatorError::RetryLater {
+                        reason: "the record tables could not be purged; nothing was deleted",
+                        pending_events: 0,
+                    }
+                    .into());
                 }
             }
         }
         // Re-read: a refresh or a new OAuth flow may have finished during the awaits above.
-        let Some(mut connection) = load(&self.store, clock::now())? else {
-            return json(404, &serde_json::json!({ "error": "connection not found" }));
-        };
+        let mut connection = self.require(clock::now())?;
         connection.lifecycle.revoke();
         self.store.clear()?;
         self.store.put(
@@ -450,16 +428,12 @@ impl SyncCoordinator {
         log::event(WORKER, Level::Info, "connection_deleted")
             .with_connection_id(&view.id)
             .emit();
-        let mut body =
-            serde_json::to_value(&view).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        body["pending_events"] = pending.into();
-        body["dead_events"] = super::events::count(&self.store, "dead")?.into();
-        body["purged_rows"] = if purge {
-            purged_rows.into()
-        } else {
-            serde_json::Value::Null
-        };
-        json(200, &body)
+        Ok(ConnectionDeleted {
+            connection: view,
+            pending_events: pending,
+            dead_events: super::events::count(&self.store, "dead")?,
+            purged_rows: purge.then_some(purged_rows),
+        })
     }
 
     /// Starts a refresh, or joins the one in flight.
@@ -492,7 +466,7 @@ impl SyncCoordinator {
         &self,
         request: edge_sync_shared::coordinator_api::TokenRequest,
         now: Timestamp,
-    ) -> worker::Result<Response> {
+    ) -> Handled<IssuedAccessToken> {
         let config = CoordinatorConfig::new(&self.env);
         if let (Some(rejected), Some(mut connection)) =
             (request.rejected_access_token, load(&self.store, now)?)
@@ -515,7 +489,7 @@ impl SyncCoordinator {
                     .emit();
             }
         }
-        token_response(self.valid_token(now).await?, now)
+        token_answer(self.valid_token(now).await?, now)
     }
 
     /// Decides, refreshes when needed (single flight) and returns the token or why not.
@@ -554,28 +528,22 @@ impl SyncCoordinator {
         Ok(outcome)
     }
 
-    /// The answer refusing sync state for `resource` (a `lease` may also be the start
-    /// lease): 404 when the connection does not exist or its provider has no such resource;
-    /// `None` when it may go ahead.
-    pub(super) fn refuse_resource(
+    /// Refuses sync state for `resource` (a `lease` may also be the start lease) with 404
+    /// when the connection does not exist or its provider has no such resource.
+    pub(super) fn check_resource(
         &self,
         resource: &str,
         lease: bool,
         now: Timestamp,
-    ) -> worker::Result<Option<Response>> {
+    ) -> Handled<()> {
         use edge_sync_shared::coordinator_api as api;
-        let Some(connection) = load(&self.store, now)? else {
-            return json(404, &serde_json::json!({ "error": "connection not found" })).map(Some);
-        };
-        let allowed = if lease {
-            api::lease_scope(connection.provider, resource)
+        let connection = self.require(now)?;
+        if lease {
+            api::lease_scope(connection.provider, resource)?;
         } else {
-            api::resource(connection.provider, resource).map(|_| ())
-        };
-        match allowed {
-            Ok(()) => Ok(None),
-            Err(e) => crate::api_error::response(&e).map(Some),
+            api::resource(connection.provider, resource)?;
         }
+        Ok(())
     }
 
     /// Draws `cost` requests from the connection's shared rate budget.
@@ -583,10 +551,8 @@ impl SyncCoordinator {
         &self,
         request: edge_sync_shared::coordinator_api::TakeBudget,
         now: Timestamp,
-    ) -> worker::Result<Response> {
-        let Some(connection) = load(&self.store, now)? else {
-            return json(404, &serde_json::json!({ "error": "connection not found" }));
-        };
+    ) -> Handled<Granted> {
+        let connection = self.require(now)?;
         let per_minute = CoordinatorConfig::new(&self.env)
             .rate_per_minute(connection.provider)
             .unwrap_or(150);
@@ -619,75 +585,53 @@ impl SyncCoordinator {
     }
 }
 
-/// 503 with `Retry-After` for a delete that could not be completed now.
-fn retry_later(reason: &str, pending_events: usize) -> worker::Result<Response> {
-    let mut response = json(
-        503,
-        &serde_json::json!({ "error": reason, "pending_events": pending_events }),
-    )?;
-    response.headers_mut().set("Retry-After", "5")?;
-    Ok(response)
-}
-
 /// Deletes the rows `connection` synced into its provider's record tables, in one
 /// transaction; answers how many.
 async fn purge_records(env: &Env, connection: &StoredConnection) -> Result<u64, String> {
     let client = postgres::connect(env).await.map_err(|e| e.to_string())?;
-    let text = |e: tokio_postgres::Error| e.to_string();
-    client.batch_execute("BEGIN").await.map_err(text)?;
-    let mut rows = 0;
-    for resource in Resource::for_provider(connection.provider) {
-        match client
-            .execute(purge_sql(*resource).as_str(), &[&connection.id])
-            .await
-        {
-            Ok(n) => rows += n,
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Err(e.to_string());
-            }
+    super::events::in_transaction(&client, async {
+        let mut rows = 0;
+        for resource in Resource::for_provider(connection.provider) {
+            rows += client
+                .execute(purge_sql(*resource).as_str(), &[&connection.id])
+                .await
+                .map_err(|e| e.to_string())?;
         }
-    }
-    client.batch_execute("COMMIT").await.map_err(text)?;
-    Ok(rows)
+        Ok(rows)
+    })
+    .await
 }
 
-fn token_response(
+/// The token, or the refusal saying why not (and when to come back).
+fn token_answer(
     outcome: Result<IssuedToken, TokenFailure>,
     now: Timestamp,
-) -> worker::Result<Response> {
+) -> Handled<IssuedAccessToken> {
     match outcome {
-        Ok(token) => json(
-            200,
-            &serde_json::json!({
-                "access_token": token.access_token.expose(),
-                "expires_at": token.expires_at.map(Timestamp::to_iso8601),
-            }),
-        ),
-        Err(TokenFailure::ReauthRequired(reason)) => json(
-            409,
-            &serde_json::json!({ "error": "reauth_required", "status": ConnectionStatus::ReauthRequired, "reason": reason }),
-        ),
+        Ok(token) => Ok(IssuedAccessToken {
+            access_token: token.access_token.expose().to_owned(),
+            expires_at: token.expires_at.map(Timestamp::to_iso8601),
+        }),
+        Err(TokenFailure::ReauthRequired(reason)) => {
+            Err(CoordinatorError::ReauthRequired { reason }.into())
+        }
         Err(TokenFailure::Unavailable { reason, retry_at }) => {
-            let retry_after_secs = retry_at.map_or(30, |at| (at.millis_since(now) / 1000).max(1));
-            let mut response = json(
-                503,
-                &serde_json::json!({ "error": "token endpoint unavailable", "reason": reason, "retry_after_secs": retry_after_secs }),
-            )?;
-            response
-                .headers_mut()
-                .set("Retry-After", &retry_after_secs.to_string())?;
-            Ok(response)
+            Err(CoordinatorError::TokenUnavailable {
+                reason,
+                retry_after_secs: retry_at.map_or(30, |at| (at.millis_since(now) / 1000).max(1)),
+            }
+            .into())
         }
-        Err(TokenFailure::Gone) => {
-            json(404, &serde_json::json!({ "error": "connection not found" }))
-        }
+        Err(TokenFailure::Gone) => Err(CONNECTION_NOT_FOUND.into()),
         Err(TokenFailure::Internal(reason)) => {
             log::event(WORKER, Level::Error, "token_internal_error")
                 .with_connection_id("")
                 .with_reason(reason)
                 .emit();
-            json(500, &serde_json::json!({ "error": "internal error" }))
+            Err(CoordinatorError::Internal.into())
         }
     }
 }
+
+/// The refusal of every route about a connection that does not exist.
+const CONNECTION_NOT_FOUND: CoordinatorError = CoordinatorError::NotFound("connection not found");

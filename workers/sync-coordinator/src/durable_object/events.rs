@@ -7,7 +7,11 @@
 
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
+    coordinator_api::{
+        CoordinatorError, EventAccepted, EventEnvelope, EventList, EventSummary, Replayed,
+    },
     sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
+    token_lifecycle::ConnectionStatus,
     webhook::{
         admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
         WindowCounter, DEDUP_RETENTION_DAYS,
@@ -15,12 +19,13 @@ use edge_sync_shared::{
     Timestamp,
 };
 use edge_sync_worker_kit::log::{self, Emit};
-use edge_sync_worker_kit::{clock, env_vars, postgres, random};
+use edge_sync_worker_kit::{clock, postgres, random};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use worker::Response;
 
-use super::{json, SyncCoordinator};
+use super::SyncCoordinator;
+use crate::api_error::Handled;
+use crate::config::CoordinatorConfig;
 use crate::store::Store;
 
 /// The event queue and the dedup window live in their own indexed tables, so accepting an
@@ -172,35 +177,6 @@ impl<'a> Queue<'a> {
 const DELIVERY_BATCH: usize = 100;
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// What webhook-handler hands over for one verified delivery.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventEnvelope {
-    /// `keap`, `shopify`, `github`, ...
-    pub source: String,
-    /// The seed's event type, e.g. `shopify.product.updated`; `None` for a delivery that only
-    /// changes a record (e.g. Shopify `orders/updated`): applied, not stored as an event.
-    #[serde(default)]
-    pub event_type: Option<String>,
-    /// What identifies a redelivery (provider delivery id or body digest, prefixed by
-    /// source); `None` when the sender has none and every delivery is a new event.
-    #[serde(default)]
-    pub dedup_key: Option<String>,
-    /// The parsed body.
-    pub event_data: Value,
-    /// When the provider says it happened.
-    #[serde(default)]
-    pub occurred_at: Option<Timestamp>,
-    /// The record change to apply with it.
-    #[serde(default)]
-    pub record_change: Option<RecordChange>,
-    /// Owner for `background_events.user_id` when the instance is not a connection.
-    #[serde(default)]
-    pub user_id: Option<String>,
-    /// Deliveries per minute this connection/source may send (0 = unlimited).
-    #[serde(default)]
-    pub rate_limit_per_minute: u32,
-}
-
 /// An event as stored until it reaches Postgres.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -279,7 +255,7 @@ impl SyncCoordinator {
         instance: &str,
         envelope: EventEnvelope,
         now: Timestamp,
-    ) -> worker::Result<Response> {
+    ) -> Handled<(u16, EventAccepted)> {
         let queue = Queue::open(&self.store)?;
         let existing = match &envelope.dedup_key {
             Some(key) => queue.dedup_get(key, now)?,
@@ -289,36 +265,32 @@ impl SyncCoordinator {
         let mut window: WindowCounter = self.store.get(&bucket, now)?.unwrap_or_default();
         match admit(existing, &mut window, now, envelope.rate_limit_per_minute) {
             Admission::Duplicate(id) => {
-                return json(200, &json!({ "duplicate": true, "id": id }));
+                return Ok((
+                    200,
+                    EventAccepted::Duplicate {
+                        duplicate: true,
+                        id,
+                    },
+                ));
             }
             Admission::Limited { retry_after_secs } => {
-                let mut response = json(
-                    429,
-                    &json!({ "error": "rate limited", "retry_after_secs": retry_after_secs }),
-                )?;
-                response
-                    .headers_mut()
-                    .set("Retry-After", &retry_after_secs.to_string())?;
-                return Ok(response);
+                return Err(CoordinatorError::RateLimited { retry_after_secs }.into());
             }
             Admission::Store => {}
         }
-        let connection: Option<Value> = self.store.get("connection", now)?;
-        let (user_id, connection_id) = match &connection {
+        let connection = super::connection::load(&self.store, now)?;
+        let (user_id, connection_id) = match connection {
             // An uninstalled shop: only the privacy and lifecycle topics still count.
             Some(c)
-                if c["lifecycle"]["status"] == "revoked"
+                if c.lifecycle.status == ConnectionStatus::Revoked
                     && !event_accepted_after_uninstall(envelope.event_type.as_deref()) =>
             {
-                return json(404, &json!({ "error": "connection revoked" }));
+                return Err(CoordinatorError::NotFound("connection revoked").into());
             }
-            Some(c) => (
-                c["user_id"].as_str().unwrap_or_default().to_owned(),
-                c["id"].as_str().map(str::to_owned),
-            ),
+            Some(c) => (c.user_id, Some(c.id)),
             // A connection instance without a connection: deleted (or never made).
             None if instance.starts_with("keap_") || instance.starts_with("shopify_") => {
-                return json(404, &json!({ "error": "unknown connection" }));
+                return Err(CoordinatorError::NotFound("unknown connection").into());
             }
             None => (
                 envelope.user_id.clone().unwrap_or_else(|| "system".into()),
@@ -352,9 +324,10 @@ impl SyncCoordinator {
         }
         // Delivery waits a moment so a burst reaches Postgres in a few batches, not one
         // transaction (and connection) per event.
-        let delay_ms = env_vars::number(&self.env, "EVENT_DELIVERY_DELAY_MS", 200_i64)
-            .unwrap_or(200)
-            .max(0);
+        let delay_ms = CoordinatorConfig::new(&self.env)
+            .event_delivery()
+            .unwrap_or_default()
+            .delay_ms;
         self.alarm_no_later_than(now.plus_millis(delay_ms)).await?;
         log::event(WORKER, Level::Info, "event_stored")
             .with_connection_id(instance)
@@ -362,23 +335,32 @@ impl SyncCoordinator {
             .with("event_type", &event.envelope.event_type)
             .with("source", &event.envelope.source)
             .emit();
-        json(201, &json!({ "stored": true, "id": event.id }))
+        Ok((
+            201,
+            EventAccepted::Stored {
+                stored: true,
+                id: event.id,
+            },
+        ))
     }
 
     /// Dead-lettered (and pending) events, for status.
-    pub(super) fn list_events(&self, state: Option<&str>) -> worker::Result<Response> {
-        let events: Vec<Value> = Queue::open(&self.store)?
+    pub(super) fn list_events(&self, state: Option<&str>) -> Handled<EventList> {
+        let events = Queue::open(&self.store)?
             .all(state)?
             .into_iter()
-            .map(|e| {
-                json!({
-                    "id": e.id, "state": e.state, "event_type": e.envelope.event_type, "source": e.envelope.source,
-                    "attempts": e.attempts, "last_error": e.last_error, "received_at": e.received_at.to_iso8601(),
-                    "next_attempt_at": e.next_attempt_at.to_iso8601(),
-                })
+            .map(|e| EventSummary {
+                id: e.id,
+                state: e.state,
+                event_type: e.envelope.event_type,
+                source: e.envelope.source,
+                attempts: e.attempts,
+                last_error: e.last_error,
+                received_at: e.received_at.to_iso8601(),
+                next_attempt_at: e.next_attempt_at.to_iso8601(),
             })
             .collect();
-        json(200, &json!({ "events": events }))
+        Ok(EventList { events })
     }
 
     /// Puts dead-lettered events back in the queue: one by id, or all received since a time.
@@ -387,7 +369,7 @@ impl SyncCoordinator {
         id: Option<&str>,
         since: Option<Timestamp>,
         now: Timestamp,
-    ) -> worker::Result<Response> {
+    ) -> Handled<Replayed> {
         let mut replayed = Vec::new();
         let queue = Queue::open(&self.store)?;
         for mut event in queue.all(None)? {
@@ -405,10 +387,10 @@ impl SyncCoordinator {
             }
         }
         if id.is_some() && replayed.is_empty() {
-            return json(404, &json!({ "error": "no such event" }));
+            return Err(CoordinatorError::NotFound("no such event").into());
         }
         self.reschedule(now).await?;
-        json(200, &json!({ "replayed": replayed }))
+        Ok(Replayed { replayed })
     }
 
     /// Delivers due events to Postgres (from the alarm).
@@ -419,11 +401,10 @@ impl SyncCoordinator {
         if due.is_empty() {
             return Ok(());
         }
-        let max_attempts =
-            u32::try_from(env_vars::number(&self.env, "EVENT_MAX_ATTEMPTS", 10_i64).unwrap_or(10))
-                .unwrap_or(10);
-        let max_backoff_ms =
-            env_vars::number(&self.env, "EVENT_RETRY_MAX_MS", 60_000_i64).unwrap_or(60_000);
+        let backoff = CoordinatorConfig::new(&self.env)
+            .event_delivery()
+            .unwrap_or_default()
+            .backoff;
         let instance = due[0]
             .connection_id
             .clone()
@@ -458,7 +439,7 @@ impl SyncCoordinator {
                 Err(reason) => {
                     event.attempts += 1;
                     event.last_error = Some(reason.clone());
-                    if event.attempts >= max_attempts {
+                    if !backoff.should_retry(event.attempts) {
                         event.state = "dead".into();
                         log::event(WORKER, Level::Error, "event_dead_lettered")
                             .with_connection_id(&instance)
@@ -467,13 +448,14 @@ impl SyncCoordinator {
                             .with_reason(reason)
                             .emit();
                     } else {
-                        let backoff = (1000_i64 << event.attempts.min(16)).min(max_backoff_ms);
-                        event.next_attempt_at = now.plus_millis(backoff);
+                        let delay = backoff.delay_ms(event.attempts, super::sync_state::NO_JITTER);
+                        event.next_attempt_at =
+                            now.plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
                         log::event(WORKER, Level::Warn, "event_delivery_failed")
                             .with_connection_id(&instance)
                             .with("event_id", &event.id)
                             .with("attempts", event.attempts)
-                            .with("retry_in_ms", backoff)
+                            .with("retry_in_ms", delay)
                             .with_reason(reason)
                             .emit();
                     }
@@ -527,8 +509,7 @@ impl SyncCoordinator {
             })
             .collect();
         let text = |e: tokio_postgres::Error| e.to_string();
-        client.batch_execute("BEGIN").await.map_err(text)?;
-        let result = async {
+        in_transaction(client, async {
             if !rows.is_empty() {
                 client
                     .execute(
@@ -551,15 +532,8 @@ impl SyncCoordinator {
                 super::privacy::apply(client, event).await?;
             }
             Ok::<_, String>(())
-        }
-        .await;
-        match result {
-            Ok(()) => client.batch_execute("COMMIT").await.map_err(text),
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        })
+        .await
     }
 
     /// Stores one event and applies its record change, in one transaction.
@@ -576,8 +550,7 @@ impl SyncCoordinator {
             other => other.clone(),
         };
         let text = |e: tokio_postgres::Error| e.to_string();
-        client.batch_execute("BEGIN").await.map_err(text)?;
-        let result = async {
+        in_transaction(client, async {
             let Some(event_type) = &event.envelope.event_type else {
                 if let (Some(change), Some(connection_id)) = (&change, &event.connection_id) {
                     apply_change(client, connection_id, change).await?;
@@ -610,15 +583,8 @@ impl SyncCoordinator {
             }
             super::privacy::apply(client, event).await?;
             Ok::<_, String>(())
-        }
-        .await;
-        match result {
-            Ok(()) => client.batch_execute("COMMIT").await.map_err(text),
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+        })
+        .await
     }
 
     /// Keap hooks carry ids only (up to 1,000): rather than fetch each, ask for the
@@ -693,4 +659,29 @@ async fn apply_change(
         _ => {}
     }
     Ok(())
+}
+
+/// Runs `work` in one Postgres transaction on `client`: committed when it succeeds, rolled
+/// back when it fails (the one way the event store and the connection purge write).
+pub(super) async fn in_transaction<T>(
+    client: &tokio_postgres::Client,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(|e| e.to_string())?;
+    match work.await {
+        Ok(value) => {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
 }

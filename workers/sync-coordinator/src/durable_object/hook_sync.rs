@@ -37,8 +37,8 @@ pub fn next_due(store: &Store, now: Timestamp) -> worker::Result<Option<Timestam
 
 /// Asks the sync-worker for every run that is due (from the alarm).
 pub async fn run_due(store: &Store, env: &worker::Env, now: Timestamp) -> worker::Result<()> {
-    let connection_id = match store.get::<serde_json::Value>("connection", now)? {
-        Some(connection) => connection["id"].as_str().unwrap_or_default().to_owned(),
+    let connection_id = match super::connection::load(store, now)? {
+        Some(connection) => connection.id,
         None => {
             // The connection is gone: nothing to sync, and nothing may keep the alarm busy.
             for (key, _) in store.list::<HookSyncRequest>(PREFIX, now)? {
@@ -51,11 +51,10 @@ pub async fn run_due(store: &Store, env: &worker::Env, now: Timestamp) -> worker
         if sent.due_at > now {
             continue;
         }
-        let body = serde_json::to_value(HookSyncIn {
+        let body = HookSyncIn {
             connection_id: connection_id.clone(),
             resource: sent.resource.name().to_owned(),
-        })
-        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+        };
         let outcome = call_sync_worker(env, "/sync/hook", &body).await;
         let answer = HookSyncAnswer::from_status(outcome.as_ref().ok().copied());
         let after = super::clock_now();

@@ -15,39 +15,44 @@ use std::{cell::RefCell, rc::Rc};
 
 use edge_sync_shared::{
     bindings,
-    coordinator_api::{self, AcquireLease, RequestError, TokenRequest},
+    coordinator_api::{
+        self, AcquireLease, CoordinatorError, ReplaySince, StorageHealth, TokenRequest,
+    },
     Timestamp,
 };
 use edge_sync_worker_kit::clock;
-use serde::Serialize;
+use serde::de::DeserializeOwned;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State, Stub,
 };
 
-use crate::{api_error, store::Store};
+use crate::{
+    api_error::{self, ok, Handled},
+    store::Store,
+};
 
-/// Reads and decodes a request body into its typed request.
-async fn body<T: serde::de::DeserializeOwned>(req: &mut Request) -> Result<T, RequestError> {
-    let text = req
-        .text()
+/// Reads and decodes a request body into its typed request (400 naming what is wrong).
+async fn decode<T: DeserializeOwned>(req: &mut Request) -> Handled<T> {
+    Ok(coordinator_api::decode(&text(req).await?)?)
+}
+
+/// The request body as text (400 when it cannot be read).
+async fn text(req: &mut Request) -> Handled<String> {
+    req.text()
         .await
-        .map_err(|e| RequestError::MalformedJson(e.to_string()))?;
-    coordinator_api::decode(&text)
+        .map_err(|e| coordinator_api::RequestError::MalformedJson(e.to_string()).into())
 }
 
-/// The decoded body, or an early 400 naming what is wrong with it.
-macro_rules! decoded {
-    ($req:expr) => {
-        match body(&mut $req).await {
-            Ok(value) => value,
-            Err(e) => return api_error::response(&e),
-        }
-    };
+/// The value of the query parameter `name`, if given.
+fn query(req: &Request, name: &str) -> Handled<Option<String>> {
+    Ok(req
+        .url()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned()))
 }
 
-pub use connection::ConnectRequest;
-pub use events::EventEnvelope;
-pub use system::IndexEntry;
+pub use edge_sync_shared::coordinator_api::{ConnectRequest, IndexEntry};
 
 /// Name of the instance that holds deployment-wide state.
 pub const SYSTEM_INSTANCE: &str = "system";
@@ -78,129 +83,7 @@ impl DurableObject for SyncCoordinator {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let path = req.path();
-        let method = req.method();
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let now = clock::now();
-        // Sync state exists only for a connection's own provider's resources.
-        if let ["internal", "sync", resource, rest @ ..] = segments.as_slice() {
-            if let Some(refusal) = self.refuse_resource(resource, rest == ["lease"], now)? {
-                return Ok(refusal);
-            }
-        }
-        match (method, segments.as_slice()) {
-            (Method::Get, ["internal", "health"]) => self.health(),
-            (Method::Get, ["internal", "ping"]) => system::ping(&self.store, now),
-            // System instance.
-            (Method::Post, ["internal", "oauth-states"]) => {
-                system::put_state(&self.store, decoded!(req), now)
-            }
-            (Method::Post, ["internal", "oauth-states", "consume"]) => {
-                system::consume_state(&self.store, decoded!(req), now)
-            }
-            (Method::Put, ["internal", "index"]) => system::index_put(&self.store, decoded!(req)),
-            (Method::Delete, ["internal", "index", id]) => system::index_delete(&self.store, id),
-            (Method::Get, ["internal", "index"]) => system::index_list(&self.store, now),
-            // Connection instances.
-            (Method::Put, ["internal", "connection"]) => {
-                self.store_tokens(decoded!(req), now).await
-            }
-            (Method::Get, ["internal", "connection"]) => self.view(now),
-            (Method::Delete, ["internal", "connection"]) => {
-                let purge = req
-                    .url()?
-                    .query_pairs()
-                    .any(|(k, v)| k == "purge" && v == "true");
-                self.revoke(purge, now).await
-            }
-            (Method::Post, ["internal", "connection", "uninstalled"]) => {
-                self.uninstalled(now).await
-            }
-            (Method::Post, ["internal", "connection", "token"]) => {
-                let body = req.text().await?;
-                match TokenRequest::decode(&body) {
-                    Ok(request) => self.token(request, now).await,
-                    Err(e) => api_error::response(&e),
-                }
-            }
-            (Method::Get, ["internal", "sync"]) => sync_state::all(&self.store, now),
-            (Method::Get, ["internal", "sync", resource]) => {
-                sync_state::get(&self.store, resource, now)
-            }
-            (Method::Post, ["internal", "sync", resource, "lease"]) => {
-                let request: AcquireLease = decoded!(req);
-                match request.validate() {
-                    Ok(request) => sync_state::acquire_lease(&self.store, resource, request, now),
-                    Err(e) => api_error::response(&e),
-                }
-            }
-            (Method::Delete, ["internal", "sync", resource, "lease"]) => {
-                sync_state::release_lease(&self.store, resource, decoded!(req), now)
-            }
-            (Method::Put, ["internal", "sync", resource, "cursor"]) => {
-                sync_state::put_cursor(&self.store, resource, decoded!(req), now)
-            }
-            (Method::Put, ["internal", "sync", resource, "run"]) => {
-                let response = sync_state::put_run(&self.store, resource, decoded!(req), now)?;
-                self.reschedule(now).await?;
-                Ok(response)
-            }
-            (Method::Post, ["internal", "events"]) => {
-                let url = req.url()?;
-                let instance = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "instance")
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                // Decoded by serde, not JSON.parse: ids beyond 2^53 stay exact.
-                self.ingest(&instance, decoded!(req), now).await
-            }
-            (Method::Get, ["internal", "events"]) => {
-                let url = req.url()?;
-                let state = url
-                    .query_pairs()
-                    .find(|(k, _)| k == "state")
-                    .map(|(_, v)| v.into_owned());
-                self.list_events(state.as_deref())
-            }
-            (Method::Post, ["internal", "events", "replay"]) => {
-                let body: serde_json::Value = req.json().await.unwrap_or_default();
-                let since = body["since_ms"].as_i64().map(Timestamp::from_millis);
-                self.replay(None, since, now).await
-            }
-            (Method::Post, ["internal", "events", id, "replay"]) => {
-                self.replay(Some(id), None, now).await
-            }
-            (Method::Put, ["internal", "hooks", token]) => {
-                system::hook_put(&self.store, token, decoded!(req))
-            }
-            (Method::Get, ["internal", "hooks", token]) => {
-                system::hook_get(&self.store, token, now)
-            }
-            (Method::Post, ["internal", "hooks", token, "verified"]) => {
-                system::hook_verified(&self.store, token, now)
-            }
-            (Method::Delete, ["internal", "hooks", token]) => {
-                system::hook_delete(&self.store, token)
-            }
-            (Method::Get, ["internal", "webhooks"]) => {
-                let registered: serde_json::Value = self
-                    .store
-                    .get("webhooks", now)?
-                    .unwrap_or_else(|| serde_json::json!({}));
-                json(200, &registered)
-            }
-            (Method::Put, ["internal", "webhooks"]) => {
-                let registered: serde_json::Value = decoded!(req);
-                self.store.put("webhooks", &registered, None)?;
-                json(200, &registered)
-            }
-            (Method::Post, ["internal", "budget", "take"]) => self.take_budget(decoded!(req), now),
-            (Method::Post, ["internal", "budget", "penalize"]) => {
-                sync_state::penalize_budget(&self.store, decoded!(req), now)
-            }
-            _ => json(404, &serde_json::json!({ "error": "not found" })),
-        }
+        api_error::respond(self.route(&mut req, clock::now()).await)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -209,11 +92,149 @@ impl DurableObject for SyncCoordinator {
 }
 
 impl SyncCoordinator {
+    /// The route table: each route decodes its typed request, calls its handler and
+    /// answers with the handler's typed answer; refusals are written by
+    /// [`api_error::respond`].
+    async fn route(&self, req: &mut Request, now: Timestamp) -> Handled<Response> {
+        let path = req.path();
+        let method = req.method();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Sync state exists only for a connection's own provider's resources.
+        if let ["internal", "sync", resource, rest @ ..] = segments.as_slice() {
+            self.check_resource(resource, rest == ["lease"], now)?;
+        }
+        match (method, segments.as_slice()) {
+            (Method::Get, ["internal", "health"]) => ok(200, &self.health()?),
+            (Method::Get, ["internal", "ping"]) => ok(200, &system::ping(&self.store, now)?),
+            // System instance.
+            (Method::Post, ["internal", "oauth-states"]) => ok(
+                201,
+                &system::put_state(&self.store, decode(req).await?, now)?,
+            ),
+            (Method::Post, ["internal", "oauth-states", "consume"]) => ok(
+                200,
+                &system::consume_state(&self.store, decode(req).await?, now)?,
+            ),
+            (Method::Put, ["internal", "index"]) => {
+                ok(200, &system::index_put(&self.store, decode(req).await?)?)
+            }
+            (Method::Delete, ["internal", "index", id]) => {
+                ok(200, &system::index_delete(&self.store, id)?)
+            }
+            (Method::Get, ["internal", "index"]) => ok(200, &system::index_list(&self.store, now)?),
+            // Connection instances.
+            (Method::Put, ["internal", "connection"]) => {
+                ok(200, &self.store_tokens(decode(req).await?, now).await?)
+            }
+            (Method::Get, ["internal", "connection"]) => ok(200, &self.view(now)?),
+            (Method::Delete, ["internal", "connection"]) => {
+                let purge = query(req, "purge")?.as_deref() == Some("true");
+                ok(200, &self.revoke(purge, now).await?)
+            }
+            (Method::Post, ["internal", "connection", "uninstalled"]) => {
+                ok(200, &self.uninstalled(now).await?)
+            }
+            (Method::Post, ["internal", "connection", "token"]) => {
+                let request = TokenRequest::decode(&text(req).await?)?;
+                ok(200, &self.token(request, now).await?)
+            }
+            (Method::Get, ["internal", "sync"]) => ok(200, &sync_state::all(&self.store, now)?),
+            (Method::Get, ["internal", "sync", resource]) => {
+                ok(200, &sync_state::get(&self.store, resource, now)?)
+            }
+            (Method::Post, ["internal", "sync", resource, "lease"]) => {
+                let request = decode::<AcquireLease>(req).await?.validate()?;
+                ok(
+                    200,
+                    &sync_state::acquire_lease(&self.store, resource, request, now)?,
+                )
+            }
+            (Method::Delete, ["internal", "sync", resource, "lease"]) => {
+                let request = decode(req).await?;
+                ok(
+                    200,
+                    &sync_state::release_lease(&self.store, resource, request, now)?,
+                )
+            }
+            (Method::Put, ["internal", "sync", resource, "cursor"]) => {
+                let request = decode(req).await?;
+                ok(
+                    200,
+                    &sync_state::put_cursor(&self.store, resource, request, now)?,
+                )
+            }
+            (Method::Put, ["internal", "sync", resource, "run"]) => {
+                let request = decode(req).await?;
+                let answer = sync_state::put_run(&self.store, resource, request, now)?;
+                self.reschedule(now).await?;
+                ok(200, &answer)
+            }
+            (Method::Post, ["internal", "events"]) => {
+                let instance = query(req, "instance")?.unwrap_or_default();
+                // Decoded by serde, not JSON.parse: ids beyond 2^53 stay exact.
+                let (status, answer) = self.ingest(&instance, decode(req).await?, now).await?;
+                ok(status, &answer)
+            }
+            (Method::Get, ["internal", "events"]) => {
+                ok(200, &self.list_events(query(req, "state")?.as_deref())?)
+            }
+            (Method::Post, ["internal", "events", "replay"]) => {
+                let body = text(req).await?;
+                let request: ReplaySince = if body.trim().is_empty() {
+                    ReplaySince::default()
+                } else {
+                    coordinator_api::decode(&body)?
+                };
+                let since = request.since_ms.map(Timestamp::from_millis);
+                ok(200, &self.replay(None, since, now).await?)
+            }
+            (Method::Post, ["internal", "events", id, "replay"]) => {
+                ok(200, &self.replay(Some(id), None, now).await?)
+            }
+            (Method::Put, ["internal", "hooks", token]) => ok(
+                200,
+                &system::hook_put(&self.store, token, decode(req).await?)?,
+            ),
+            (Method::Get, ["internal", "hooks", token]) => {
+                ok(200, &system::hook_get(&self.store, token, now)?)
+            }
+            (Method::Post, ["internal", "hooks", token, "verified"]) => {
+                ok(200, &system::hook_verified(&self.store, token, now)?)
+            }
+            (Method::Delete, ["internal", "hooks", token]) => {
+                ok(200, &system::hook_delete(&self.store, token)?)
+            }
+            // The webhook registration record, kept as webhook_registration writes it.
+            (Method::Get, ["internal", "webhooks"]) => {
+                let registered: serde_json::Value = self
+                    .store
+                    .get("webhooks", now)?
+                    .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+                ok(200, &registered)
+            }
+            (Method::Put, ["internal", "webhooks"]) => {
+                let registered: serde_json::Value = decode(req).await?;
+                self.store.put("webhooks", &registered, None)?;
+                ok(200, &registered)
+            }
+            (Method::Post, ["internal", "budget", "take"]) => {
+                ok(200, &self.take_budget(decode(req).await?, now)?)
+            }
+            (Method::Post, ["internal", "budget", "penalize"]) => ok(
+                200,
+                &sync_state::penalize_budget(&self.store, decode(req).await?, now)?,
+            ),
+            _ => Err(CoordinatorError::NotFound("not found").into()),
+        }
+    }
+
     /// Proves the SQLite storage answers.
-    fn health(&self) -> worker::Result<Response> {
+    fn health(&self) -> Handled<StorageHealth> {
         self.store
             .get::<serde_json::Value>("health", clock::now())?;
-        json(200, &serde_json::json!({ "storage": "ok" }))
+        Ok(StorageHealth {
+            storage: "ok".to_owned(),
+        })
     }
 
     /// Sets the alarm to the earliest thing due: a token refresh, a sync continuation, an
@@ -264,11 +285,6 @@ pub fn clock_now() -> Timestamp {
     clock::now()
 }
 
-/// A JSON answer with `status`.
-pub fn json(status: u16, body: &impl Serialize) -> worker::Result<Response> {
-    Ok(Response::from_json(body)?.with_status(status))
-}
-
 /// The stub of the instance named `name`.
 pub fn stub(env: &Env, name: &str) -> worker::Result<Stub> {
     env.durable_object(bindings::SYNC_COORDINATOR_DO)?
@@ -294,6 +310,25 @@ pub async fn call(
     }
     let request = Request::new_with_init(&format!("https://{name}.do{path}"), &init)?;
     stub(env, name)?.fetch_with_request(request).await
+}
+
+/// Sends `method path` with a typed JSON body to the instance named `name`.
+pub async fn send<B: serde::Serialize>(
+    env: &Env,
+    name: &str,
+    method: Method,
+    path: &str,
+    body: &B,
+) -> worker::Result<Response> {
+    let body = serde_json::to_value(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    call(env, name, method, path, Some(&body)).await
+}
+
+/// Reads a Durable Object's answer as `T` (it is the coordinator's own contract: a body
+/// that does not decode is an internal error).
+pub async fn read<T: DeserializeOwned>(response: &mut Response) -> worker::Result<T> {
+    let text = response.text().await?;
+    serde_json::from_str(&text).map_err(|e| worker::Error::RustError(format!("answer: {e}")))
 }
 
 /// Sends a request to the `system` instance.

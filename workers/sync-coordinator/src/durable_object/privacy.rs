@@ -4,12 +4,15 @@
 //! the event (so a failure retries both), and `app/uninstalled`, which revokes the
 //! connection. Each request leaves a `privacy_requests` row for the operator.
 
-use edge_sync_shared::webhook::{PrivacySubject, RecordChange};
+use edge_sync_shared::{
+    connection::ConnectionView,
+    coordinator_api::CoordinatorError,
+    webhook::{PrivacySubject, RecordChange},
+};
 use serde_json::{json, Value};
-use worker::Response;
 
-use super::{connection::StoredConnection, events::StoredEvent, json, SyncCoordinator};
-use crate::mirror;
+use super::{connection::StoredConnection, events::StoredEvent, SyncCoordinator};
+use crate::{api_error::Handled, mirror};
 
 /// Rows of the connection that concern the subject. `$1` connection, `$2` customer id,
 /// `$3` email (lowercase), then for events `$4` phone and `$5` order ids; for orders `$4`
@@ -193,9 +196,9 @@ impl SyncCoordinator {
     pub(super) async fn uninstalled(
         &self,
         now: edge_sync_shared::Timestamp,
-    ) -> worker::Result<Response> {
+    ) -> Handled<ConnectionView> {
         let Some(mut connection) = self.store.get::<StoredConnection>("connection", now)? else {
-            return json(404, &json!({ "error": "connection not found" }));
+            return Err(CoordinatorError::NotFound("connection not found").into());
         };
         connection.lifecycle.revoke();
         connection.access_token.clear();
@@ -210,6 +213,6 @@ impl SyncCoordinator {
         self.reschedule(now).await?;
         let view = connection.view();
         mirror::publish(&self.env, view.clone());
-        json(200, &view)
+        Ok(view)
     }
 }

@@ -2,24 +2,36 @@
 //! run at a time proceeds (it expires, so a crashed run cannot block forever), the last
 //! run's result, and the connection's shared rate budget that every Worker draws from.
 
+use crate::api_error::Handled;
+use crate::store::Store;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
-    coordinator_api::{AcquireLease, Penalize, PutCursor, PutRun, RunRef, TakeBudget},
+    coordinator_api::{
+        AcquireLease, ContinueRun, CoordinatorError, Granted, Penalize, Penalized, PutCursor,
+        PutRun, Released, ResourceStateView, ResourceStates, RunRef, TakeBudget,
+    },
     rate_budget::RateBudget,
+    sync::RetryPolicy,
     sync_state::{release, try_acquire, Cursor, Lease},
     Timestamp,
 };
 use edge_sync_worker_kit::log::{self, Emit};
 use serde::{Deserialize, Serialize};
-use worker::Response;
-
-use super::json;
-use crate::store::Store;
 
 /// Leases last at most this long unless the caller asks for less.
 const MAX_LEASE_MS: i64 = 15 * 60 * 1000;
 /// Longest resource name accepted (they are fixed names like `contacts`).
 const MAX_RESOURCE_LEN: usize = 64;
+
+/// How long a continuation waits after the sync-worker could not be reached: 10 s doubling
+/// to 5 minutes, for as long as it takes.
+const CONTINUATION_BACKOFF: RetryPolicy = RetryPolicy {
+    base_ms: 10_000,
+    max_ms: 300_000,
+    max_attempts: u32::MAX,
+};
+/// The full delay of [`RetryPolicy::delay_ms`]: one alarm per instance needs no spreading.
+pub(super) const NO_JITTER: f64 = 1.0;
 
 /// What the coordinator keeps per resource besides the lease.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,47 +74,41 @@ fn lease_key(resource: &str) -> String {
     format!("lease:{resource}")
 }
 
-fn invalid_resource() -> worker::Result<Response> {
-    json(
-        400,
-        &serde_json::json!({ "error": "invalid resource name" }),
-    )
+fn check_resource(resource: &str) -> Handled<()> {
+    if bad_resource(resource) {
+        return Err(CoordinatorError::InvalidResourceName.into());
+    }
+    Ok(())
 }
 
-fn resource_json(
-    store: &Store,
-    resource: &str,
-    now: Timestamp,
-) -> worker::Result<serde_json::Value> {
+fn resource_view(store: &Store, resource: &str, now: Timestamp) -> Handled<ResourceStateView> {
     let state: ResourceState = store.get(&state_key(resource), now)?.unwrap_or_default();
     let lease: Option<Lease> = store
         .get(&lease_key(resource), now)?
         .filter(|l: &Lease| l.expires_at > now);
-    Ok(serde_json::json!({
-        "resource": resource,
-        "cursor": state.cursor,
-        "last_run": state.last_run,
-        "updated_at": state.updated_at.map(Timestamp::to_iso8601),
-        "lease": lease,
-    }))
+    Ok(ResourceStateView {
+        resource: resource.to_owned(),
+        cursor: state.cursor,
+        last_run: state.last_run,
+        updated_at: state.updated_at.map(Timestamp::to_iso8601),
+        lease,
+    })
 }
 
 /// Every resource's state.
-pub fn all(store: &Store, now: Timestamp) -> worker::Result<Response> {
-    let resources: Vec<serde_json::Value> = store
+pub fn all(store: &Store, now: Timestamp) -> Handled<ResourceStates> {
+    let resources = store
         .list::<ResourceState>("sync:", now)?
         .into_iter()
-        .map(|(key, _)| resource_json(store, key.trim_start_matches("sync:"), now))
-        .collect::<worker::Result<_>>()?;
-    json(200, &serde_json::json!({ "resources": resources }))
+        .map(|(key, _)| resource_view(store, key.trim_start_matches("sync:"), now))
+        .collect::<Handled<_>>()?;
+    Ok(ResourceStates { resources })
 }
 
 /// One resource's state.
-pub fn get(store: &Store, resource: &str, now: Timestamp) -> worker::Result<Response> {
-    if bad_resource(resource) {
-        return invalid_resource();
-    }
-    json(200, &resource_json(store, resource, now)?)
+pub fn get(store: &Store, resource: &str, now: Timestamp) -> Handled<ResourceStateView> {
+    check_resource(resource)?;
+    resource_view(store, resource, now)
 }
 
 /// Takes the resource's lease for a run, or reports who holds it (409).
@@ -111,26 +117,18 @@ pub fn acquire_lease(
     resource: &str,
     request: AcquireLease,
     now: Timestamp,
-) -> worker::Result<Response> {
-    if bad_resource(resource) {
-        return invalid_resource();
-    }
+) -> Handled<Lease> {
+    check_resource(resource)?;
     let current: Option<Lease> = store.get(&lease_key(resource), now)?;
-    match try_acquire(
+    let lease = try_acquire(
         current.as_ref(),
         &request.run_id,
         now,
         request.ttl_ms.min(MAX_LEASE_MS),
-    ) {
-        Ok(lease) => {
-            store.put(&lease_key(resource), &lease, None)?;
-            json(200, &lease)
-        }
-        Err(held) => json(
-            409,
-            &serde_json::json!({ "error": "a run is already in flight", "run_id": held.run_id, "expires_at": held.expires_at }),
-        ),
-    }
+    )
+    .map_err(CoordinatorError::LeaseHeld)?;
+    store.put(&lease_key(resource), &lease, None)?;
+    Ok(lease)
 }
 
 /// Releases the lease if `run_id` holds it.
@@ -139,51 +137,24 @@ pub fn release_lease(
     resource: &str,
     request: RunRef,
     now: Timestamp,
-) -> worker::Result<Response> {
-    if bad_resource(resource) {
-        return invalid_resource();
-    }
+) -> Handled<Released> {
+    check_resource(resource)?;
     let current: Option<Lease> = store.get(&lease_key(resource), now)?;
-    if release(current.as_ref(), &request.run_id) {
-        store.delete(&lease_key(resource))?;
-        json(200, &serde_json::json!({ "released": true }))
-    } else {
-        json(
-            409,
-            &serde_json::json!({ "error": "lease not held by this run" }),
-        )
+    if !release(current.as_ref(), &request.run_id) {
+        return Err(CoordinatorError::LeaseNotHeld.into());
     }
+    store.delete(&lease_key(resource))?;
+    Ok(Released { released: true })
 }
 
-fn holds_lease(
-    store: &Store,
-    resource: &str,
-    run_id: &str,
-    now: Timestamp,
-) -> worker::Result<bool> {
+/// Refuses a write by anyone but the lease holder (400 bad resource, 409 not the holder).
+fn require_holder(store: &Store, resource: &str, run_id: &str, now: Timestamp) -> Handled<()> {
+    check_resource(resource)?;
     let current: Option<Lease> = store.get(&lease_key(resource), now)?;
-    Ok(current.is_some_and(|l| l.run_id == run_id && l.expires_at > now))
-}
-
-/// The answer for a write by anyone but the lease holder (400 bad resource, 409 not the
-/// holder); `None` when the write may go ahead.
-fn refuse_unless_holder(
-    store: &Store,
-    resource: &str,
-    run_id: &str,
-    now: Timestamp,
-) -> worker::Result<Option<Response>> {
-    if bad_resource(resource) {
-        return invalid_resource().map(Some);
+    if !current.is_some_and(|l| l.run_id == run_id && l.expires_at > now) {
+        return Err(CoordinatorError::LeaseNotHeld.into());
     }
-    if !holds_lease(store, resource, run_id, now)? {
-        return json(
-            409,
-            &serde_json::json!({ "error": "lease not held by this run" }),
-        )
-        .map(Some);
-    }
-    Ok(None)
+    Ok(())
 }
 
 /// Moves the cursor; only the run holding the lease may (a run whose lease expired and was
@@ -193,15 +164,13 @@ pub fn put_cursor(
     resource: &str,
     request: PutCursor,
     now: Timestamp,
-) -> worker::Result<Response> {
-    if let Some(refusal) = refuse_unless_holder(store, resource, &request.run_id, now)? {
-        return Ok(refusal);
-    }
+) -> Handled<ResourceStateView> {
+    require_holder(store, resource, &request.run_id, now)?;
     let mut state: ResourceState = store.get(&state_key(resource), now)?.unwrap_or_default();
     state.cursor = request.cursor;
     state.updated_at = Some(now);
     store.put(&state_key(resource), &state, None)?;
-    json(200, &resource_json(store, resource, now)?)
+    resource_view(store, resource, now)
 }
 
 /// Records a run's progress or result; a finished run releases its lease.
@@ -210,10 +179,8 @@ pub fn put_run(
     resource: &str,
     request: PutRun,
     now: Timestamp,
-) -> worker::Result<Response> {
-    if let Some(refusal) = refuse_unless_holder(store, resource, &request.run_id, now)? {
-        return Ok(refusal);
-    }
+) -> Handled<ResourceStateView> {
+    require_holder(store, resource, &request.run_id, now)?;
     let mut state: ResourceState = store.get(&state_key(resource), now)?.unwrap_or_default();
     state.last_run = Some(request.result);
     if let Some(cursor) = request.cursor {
@@ -233,7 +200,7 @@ pub fn put_run(
         };
         store.put(&continue_key(resource), &continuation, None)?;
     }
-    json(200, &resource_json(store, resource, now)?)
+    resource_view(store, resource, now)
 }
 
 fn continue_key(resource: &str) -> String {
@@ -257,24 +224,26 @@ pub async fn run_due_continuations(
     env: &worker::Env,
     now: Timestamp,
 ) -> worker::Result<()> {
-    let connection_id = match store.get::<serde_json::Value>("connection", now)? {
-        Some(connection) => connection["id"].as_str().unwrap_or_default().to_owned(),
-        None => return Ok(()),
+    let Some(connection_id) = super::connection::load(store, now)?.map(|c| c.id) else {
+        return Ok(());
     };
     for (key, mut continuation) in store.list::<Continuation>("continue:", now)? {
         if continuation.at > now {
             continue;
         }
-        let body = serde_json::json!({
-            "connection_id": connection_id, "resource": continuation.resource, "run_id": continuation.run_id,
-        });
+        let body = ContinueRun {
+            connection_id: connection_id.clone(),
+            resource: continuation.resource.clone(),
+            run_id: continuation.run_id.clone(),
+        };
         let outcome = call_sync_worker(env, "/sync/continue", &body).await;
         let ok = matches!(outcome, Ok(status) if status < 500);
         if !ok {
-            // Back off: 5 s, 10 s, ... up to 5 minutes, until the sync-worker answers.
+            // Back off: 10 s, 20 s, ... up to 5 minutes, until the sync-worker answers.
             continuation.attempts += 1;
-            let delay = (5_000_i64 << continuation.attempts.min(6)).min(300_000);
-            continuation.at = crate::durable_object::clock_now().plus_millis(delay);
+            let delay = CONTINUATION_BACKOFF.delay_ms(continuation.attempts, NO_JITTER);
+            continuation.at = crate::durable_object::clock_now()
+                .plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
             log::event(WORKER, Level::Warn, "sync_continuation_failed")
                 .with_connection_id(&connection_id)
                 .with("resource", &continuation.resource)
@@ -297,8 +266,9 @@ pub async fn run_due_continuations(
 pub(super) async fn call_sync_worker(
     env: &worker::Env,
     path: &str,
-    body: &serde_json::Value,
+    body: &impl Serialize,
 ) -> Result<u16, String> {
+    let body = serde_json::to_string(body).map_err(|e| e.to_string())?;
     let service = env
         .service(edge_sync_shared::bindings::SYNC_WORKER_SERVICE)
         .map_err(|e| e.to_string())?;
@@ -316,7 +286,7 @@ pub(super) async fn call_sync_worker(
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::Post)
         .with_headers(headers)
-        .with_body(Some(body.to_string().into()));
+        .with_body(Some(body.into()));
     let response = service
         .fetch(format!("https://sync-worker{path}"), Some(init))
         .await
@@ -324,13 +294,13 @@ pub(super) async fn call_sync_worker(
     Ok(response.status_code())
 }
 
-/// Draws from the budget: 200 when granted, 429 with the wait otherwise.
+/// Draws from the budget: granted, or 429 with the wait.
 pub fn take_budget(
     store: &Store,
     per_minute: u32,
     request: TakeBudget,
     now: Timestamp,
-) -> worker::Result<Response> {
+) -> Handled<Granted> {
     let mut budget: RateBudget = store
         .get("budget", now)?
         .filter(|b: &RateBudget| (b.capacity - f64::from(per_minute)).abs() < f64::EPSILON)
@@ -338,33 +308,24 @@ pub fn take_budget(
     let outcome = budget.try_take(request.cost.max(1), now);
     store.put("budget", &budget, None)?;
     match outcome {
-        Ok(()) => json(200, &serde_json::json!({ "granted": request.cost.max(1) })),
-        Err(wait_ms) => {
-            let mut response = json(
-                429,
-                &serde_json::json!({ "error": "rate budget exhausted", "retry_after_ms": wait_ms }),
-            )?;
-            response
-                .headers_mut()
-                .set("Retry-After", &wait_ms.div_ceil(1000).max(1).to_string())?;
-            Ok(response)
+        Ok(()) => Ok(Granted {
+            granted: request.cost.max(1),
+        }),
+        Err(wait_ms) => Err(CoordinatorError::BudgetExhausted {
+            retry_after_ms: wait_ms,
         }
+        .into()),
     }
 }
 
 /// Empties the budget until a time (the provider said to wait).
-pub fn penalize_budget(
-    store: &Store,
-    request: Penalize,
-    now: Timestamp,
-) -> worker::Result<Response> {
+pub fn penalize_budget(store: &Store, request: Penalize, now: Timestamp) -> Handled<Penalized> {
     let mut budget: RateBudget = store
         .get("budget", now)?
         .unwrap_or_else(|| RateBudget::per_minute(150, now));
     budget.penalize_until(Timestamp::from_millis(request.until_ms));
     store.put("budget", &budget, None)?;
-    json(
-        200,
-        &serde_json::json!({ "penalized_until_ms": request.until_ms }),
-    )
+    Ok(Penalized {
+        penalized_until_ms: request.until_ms,
+    })
 }

@@ -1,111 +1,71 @@
 //! The `system` instance: single-use OAuth states and the index of connections.
 
-use edge_sync_shared::{connection::Provider, oauth::OAuthState, Timestamp};
-use serde::{Deserialize, Serialize};
-use worker::Response;
+use edge_sync_shared::{
+    coordinator_api::{
+        ConsumeState, CoordinatorError, Deleted, DeletedId, HookToken, IndexEntry, PendingState,
+        Pong, Stored,
+    },
+    oauth::OAuthState,
+    Timestamp,
+};
 
-use super::json;
+use crate::api_error::Handled;
 use crate::store::Store;
 
-/// A pending OAuth state with its expiry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PendingState {
-    /// The state and who it is bound to.
-    pub state: OAuthState,
-    /// When it stops being accepted.
-    pub expires_at: Timestamp,
-}
-
-/// Request to consume a state.
-#[derive(Debug, Deserialize)]
-pub struct ConsumeState {
-    /// The `state` query parameter the provider sent back.
-    pub value: String,
-}
-
-/// One connection in the index.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IndexEntry {
-    /// Connection id (also the name of its Durable Object).
-    pub id: String,
-    /// Owner.
-    pub user_id: String,
-    /// Provider.
-    pub provider: Provider,
-    /// Provider account.
-    pub account: String,
-}
-
 /// Counts a ping in durable storage and returns the count.
-pub fn ping(store: &Store, now: Timestamp) -> worker::Result<Response> {
+pub fn ping(store: &Store, now: Timestamp) -> Handled<Pong> {
     let count: i64 = store.get("ping_count", now)?.unwrap_or(0) + 1;
     store.put("ping_count", &count, None)?;
-    json(
-        200,
-        &serde_json::json!({ "pong": true, "ping_count": count }),
-    )
+    Ok(Pong {
+        pong: true,
+        ping_count: count,
+    })
 }
 
 /// Stores a new OAuth state until it expires.
-pub fn put_state(store: &Store, pending: PendingState, now: Timestamp) -> worker::Result<Response> {
+pub fn put_state(store: &Store, pending: PendingState, now: Timestamp) -> Handled<Stored> {
     store.purge_expired(now)?;
     store.put(
         &format!("oauth_state:{}", pending.state.value),
         &pending,
         Some(pending.expires_at),
     )?;
-    json(201, &serde_json::json!({ "stored": true }))
+    Ok(Stored { stored: true })
 }
 
 /// Returns and deletes a state: a second use finds nothing. An expired state is reported
 /// as expired (and deleted) so the user learns to start over.
-pub fn consume_state(
-    store: &Store,
-    request: ConsumeState,
-    now: Timestamp,
-) -> worker::Result<Response> {
+pub fn consume_state(store: &Store, request: ConsumeState, now: Timestamp) -> Handled<OAuthState> {
     let key = format!("oauth_state:{}", request.value);
     let pending: Option<PendingState> = store.take_even_if_expired(&key)?;
     match pending {
-        None => json(404, &serde_json::json!({ "error": "unknown" })),
-        Some(p) if p.expires_at <= now => json(410, &serde_json::json!({ "error": "expired" })),
-        Some(p) => json(200, &p.state),
+        None => Err(CoordinatorError::NotFound("unknown").into()),
+        Some(p) if p.expires_at <= now => Err(CoordinatorError::Expired.into()),
+        Some(p) => Ok(p.state),
     }
 }
 
 /// Adds or replaces a connection in the index.
-pub fn index_put(store: &Store, entry: IndexEntry) -> worker::Result<Response> {
+pub fn index_put(store: &Store, entry: IndexEntry) -> Handled<IndexEntry> {
     store.put(&format!("index:{}", entry.id), &entry, None)?;
-    json(200, &entry)
+    Ok(entry)
 }
 
 /// Removes a connection from the index.
-pub fn index_delete(store: &Store, id: &str) -> worker::Result<Response> {
+pub fn index_delete(store: &Store, id: &str) -> Handled<DeletedId> {
     store.delete(&format!("index:{id}"))?;
-    json(200, &serde_json::json!({ "deleted": id }))
+    Ok(DeletedId {
+        deleted: id.to_owned(),
+    })
 }
 
 /// Every indexed connection.
-pub fn index_list(store: &Store, now: Timestamp) -> worker::Result<Response> {
-    let entries: Vec<IndexEntry> = store
+pub fn index_list(store: &Store, now: Timestamp) -> Handled<Vec<IndexEntry>> {
+    Ok(store
         .list("index:", now)?
         .into_iter()
         .map(|(_, e)| e)
-        .collect();
-    json(200, &entries)
-}
-
-/// A Keap REST hook's token (the unguessable part of its URL) and what it belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HookToken {
-    /// Connection the hook delivers for.
-    pub connection_id: String,
-    /// Keap's hook keys registered with this token (to delete them with the connection).
-    #[serde(default)]
-    pub hook_keys: Vec<String>,
-    /// Whether Keap completed the X-Hook-Secret handshake.
-    #[serde(default)]
-    pub verified: bool,
+        .collect())
 }
 
 fn hook_key(token: &str) -> String {
@@ -113,31 +73,28 @@ fn hook_key(token: &str) -> String {
 }
 
 /// Registers a hook token.
-pub fn hook_put(store: &Store, token: &str, hook: HookToken) -> worker::Result<Response> {
+pub fn hook_put(store: &Store, token: &str, hook: HookToken) -> Handled<HookToken> {
     store.put(&hook_key(token), &hook, None)?;
-    json(200, &hook)
+    Ok(hook)
 }
 
 /// Resolves a hook token (404 when unknown).
-pub fn hook_get(store: &Store, token: &str, now: Timestamp) -> worker::Result<Response> {
-    match store.get::<HookToken>(&hook_key(token), now)? {
-        Some(hook) => json(200, &hook),
-        None => json(404, &serde_json::json!({ "error": "unknown hook token" })),
-    }
+pub fn hook_get(store: &Store, token: &str, now: Timestamp) -> Handled<HookToken> {
+    store
+        .get::<HookToken>(&hook_key(token), now)?
+        .ok_or_else(|| CoordinatorError::NotFound("unknown hook token").into())
 }
 
 /// Marks a hook verified (Keap's handshake reached us and was answered).
-pub fn hook_verified(store: &Store, token: &str, now: Timestamp) -> worker::Result<Response> {
-    let Some(mut hook) = store.get::<HookToken>(&hook_key(token), now)? else {
-        return json(404, &serde_json::json!({ "error": "unknown hook token" }));
-    };
+pub fn hook_verified(store: &Store, token: &str, now: Timestamp) -> Handled<HookToken> {
+    let mut hook = hook_get(store, token, now)?;
     hook.verified = true;
     store.put(&hook_key(token), &hook, None)?;
-    json(200, &hook)
+    Ok(hook)
 }
 
 /// Forgets a hook token.
-pub fn hook_delete(store: &Store, token: &str) -> worker::Result<Response> {
+pub fn hook_delete(store: &Store, token: &str) -> Handled<Deleted> {
     store.delete(&hook_key(token))?;
-    json(200, &serde_json::json!({ "deleted": true }))
+    Ok(Deleted { deleted: true })
 }

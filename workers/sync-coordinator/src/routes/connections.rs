@@ -2,7 +2,10 @@
 //! access tokens and serve the sync-state API (sync-worker), find a delivery's connection
 //! (webhook-handler). Each route names the capability it needs (`edge_sync_shared::auth`).
 
-use edge_sync_shared::{auth::Capability, Provider};
+use edge_sync_shared::{
+    auth::Capability, connection::ConnectionView, coordinator_api::ConnectionLookup,
+    token_lifecycle::ConnectionStatus, Provider,
+};
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use worker::{Env, Method, Request, Response};
 
@@ -14,27 +17,33 @@ use crate::durable_object::{self, IndexEntry, SYSTEM_INSTANCE};
 /// Every indexed connection.
 async fn index(env: &Env) -> Result<Vec<IndexEntry>, HttpError> {
     let mut index = durable_object::call_system(env, "/internal/index").await?;
-    Ok(index.json().await?)
+    Ok(durable_object::read(&mut index).await?)
 }
 
 /// The status views (never tokens) of `entries`, skipping any deleted meanwhile.
-async fn views(env: &Env, entries: &[IndexEntry]) -> Result<Vec<serde_json::Value>, HttpError> {
+async fn views(env: &Env, entries: &[IndexEntry]) -> Result<ConnectionLookup, HttpError> {
     let mut connections = Vec::with_capacity(entries.len());
     for entry in entries {
-        let mut response =
-            durable_object::call(env, &entry.id, Method::Get, "/internal/connection", None).await?;
-        if response.status_code() == 200 {
-            connections.push(response.json::<serde_json::Value>().await?);
+        if let Some(view) = view(env, &entry.id).await? {
+            connections.push(view);
         }
     }
-    Ok(connections)
+    Ok(ConnectionLookup { connections })
+}
+
+/// The status view of connection `id`, unless it does not exist.
+async fn view(env: &Env, id: &str) -> Result<Option<ConnectionView>, HttpError> {
+    let mut response =
+        durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
+    if response.status_code() != 200 {
+        return Ok(None);
+    }
+    Ok(Some(durable_object::read(&mut response).await?))
 }
 
 async fn every_connection(env: &Env) -> HttpResult {
     let entries = index(env).await?;
-    Ok(Response::from_json(
-        &serde_json::json!({ "connections": views(env, &entries).await? }),
-    )?)
+    Ok(Response::from_json(&views(env, &entries).await?)?)
 }
 
 /// `GET /coordinator/connections` (operator): every connection with its status.
@@ -75,9 +84,7 @@ pub async fn lookup(req: &Request, env: &Env) -> HttpResult {
                 .is_none_or(|a| e.account.eq_ignore_ascii_case(a))
         })
         .collect();
-    Ok(Response::from_json(
-        &serde_json::json!({ "connections": views(env, &entries).await? }),
-    )?)
+    Ok(Response::from_json(&views(env, &entries).await?)?)
 }
 
 /// Everything under `/coordinator/connections/{id}/...`: authenticated here, then served by
@@ -144,29 +151,17 @@ pub async fn forward(mut req: Request, env: &Env, id: &str, rest: &[&str]) -> Ht
     };
     if method == Method::Delete && rest.is_empty() {
         // Remove the provider's webhooks while the tokens still work.
-        let mut current =
-            durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
-        if current.status_code() == 200 {
-            let view: serde_json::Value = current.json().await?;
-            if let (Some(provider), Some(account)) =
-                (view["provider"].as_str(), view["account"].as_str())
-            {
-                if let Ok(provider) = provider.parse() {
-                    crate::webhook_registration::unregister(env, id, provider, account).await;
-                }
-            }
+        if let Some(view) = view(env, id).await? {
+            crate::webhook_registration::unregister(env, id, view.provider, &view.account).await;
         }
     }
     let mut response = durable_object::call(env, id, method.clone(), &path, body.as_ref()).await?;
     if method == Method::Delete && rest.is_empty() && response.status_code() == 200 {
-        let deleted: serde_json::Value = response.json().await?;
+        let deleted: api::ConnectionDeleted = durable_object::read(&mut response).await?;
         let response = Response::from_json(&deleted)?;
         // Events that could not be delivered yet stay listed (GET /coordinator/events)
         // and replayable through the index until they are.
-        if deleted["pending_events"].as_u64().unwrap_or(0)
-            + deleted["dead_events"].as_u64().unwrap_or(0)
-            > 0
-        {
+        if deleted.pending_events + deleted.dead_events > 0 {
             return Ok(response);
         }
         durable_object::call(
@@ -222,22 +217,15 @@ fn purge_param(req: &Request) -> Result<bool, HttpError> {
 /// connection's hooks or subscriptions and repairs what is missing (the sync-worker's cron
 /// calls it for every active connection). Answers what was recreated or re-verified.
 async fn ensure_webhooks(env: &Env, id: &str) -> HttpResult {
-    let mut current =
-        durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
-    if current.status_code() != 200 {
-        return Err(HttpError::not_found());
+    let view = view(env, id).await?.ok_or_else(HttpError::not_found)?;
+    if view.status != ConnectionStatus::Active {
+        // The status as JSON (quoted), as this answer has always shown it.
+        let status =
+            serde_json::to_string(&view.status).map_err(|e| HttpError::internal(e.to_string()))?;
+        return Ok(Response::from_json(&api::WebhooksSkipped {
+            skipped: format!("connection is {status}"),
+        })?);
     }
-    let view: serde_json::Value = current.json().await?;
-    if view["status"] != "active" {
-        return Ok(Response::from_json(
-            &serde_json::json!({ "skipped": format!("connection is {}", view["status"]) }),
-        )?);
-    }
-    let provider = view["provider"]
-        .as_str()
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| HttpError::internal("stored connection without a provider"))?;
-    let account = view["account"].as_str().unwrap_or_default();
-    let ensured = crate::webhook_registration::ensure(env, id, provider, account).await;
+    let ensured = crate::webhook_registration::ensure(env, id, view.provider, &view.account).await;
     Ok(Response::from_json(&ensured)?)
 }

@@ -1,12 +1,35 @@
 //! `/coordinator/events*` and `/coordinator/hooks/*`: the durable handoff from
 //! webhook-handler, dead letters and replay (operator), and Keap hook tokens.
 
-use edge_sync_shared::{auth::Capability, webhook::APP_UNINSTALLED_EVENT, Provider, Timestamp};
+use edge_sync_shared::{
+    auth::Capability,
+    connection::ConnectionView,
+    coordinator_api::{
+        self, EventList, EventSummary, ReplaySince, Replayed, RequestError, StoreEvent,
+    },
+    token_lifecycle::ConnectionStatus,
+    webhook::APP_UNINSTALLED_EVENT,
+    Provider, Timestamp,
+};
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
-use serde_json::{json, Value};
+use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
-use crate::durable_object::{self, EventEnvelope, SYSTEM_INSTANCE};
+use crate::durable_object::{self, IndexEntry, SYSTEM_INSTANCE};
+
+/// `GET /coordinator/events`: every instance's events, each with the instance holding it.
+#[derive(Serialize)]
+struct AllEvents {
+    events: Vec<InstanceEvent>,
+}
+
+/// One event and the Durable Object instance that holds it.
+#[derive(Serialize)]
+struct InstanceEvent {
+    #[serde(flatten)]
+    event: EventSummary,
+    instance: String,
+}
 
 /// Instances that hold events of sources without a connection.
 const SOURCE_INSTANCES: [&str; 5] = [
@@ -38,25 +61,39 @@ pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
         .text()
         .await
         .map_err(|_| HttpError::bad_request("body must be JSON"))?;
-    let body: Value =
-        serde_json::from_str(&text).map_err(|_| HttpError::bad_request("body must be JSON"))?;
-    let envelope: EventEnvelope = serde_json::from_value(body.clone())
-        .map_err(|e| HttpError::bad_request(format!("not an event envelope: {e}")))?;
-    let instance = match body["connection_id"].as_str() {
+    let request: StoreEvent = match coordinator_api::decode(&text) {
+        Ok(request) => request,
+        Err(RequestError::MalformedJson(_)) => {
+            return Err(HttpError::bad_request("body must be JSON"))
+        }
+        Err(RequestError::InvalidBody(why)) => {
+            return Err(HttpError::bad_request(format!(
+                "not an event envelope: {why}"
+            )))
+        }
+        Err(e) => {
+            return Err(HttpError::bad_request(format!(
+                "not an event envelope: {e}"
+            )))
+        }
+    };
+    let StoreEvent {
+        connection_id,
+        envelope,
+    } = request;
+    let instance = match connection_id.as_deref() {
         Some(id) if edge_sync_shared::connection::is_connection_id(id) => id.to_owned(),
         Some(_) => return Err(HttpError::not_found()),
         None => source_instance(&envelope.source)?.to_owned(),
     };
-    let uninstalled = envelope.event_type.as_deref() == Some(APP_UNINSTALLED_EVENT)
-        && body["connection_id"].is_string();
-    let envelope =
-        serde_json::to_value(&envelope).map_err(|e| HttpError::internal(e.to_string()))?;
-    let response = durable_object::call(
+    let uninstalled =
+        envelope.event_type.as_deref() == Some(APP_UNINSTALLED_EVENT) && connection_id.is_some();
+    let response = durable_object::send(
         env,
         &instance,
         Method::Post,
         &format!("/internal/events?instance={instance}"),
-        Some(&envelope),
+        &envelope,
     )
     .await?;
     if uninstalled && matches!(response.status_code(), 200 | 201) {
@@ -81,13 +118,12 @@ async fn uninstall(env: &Env, connection_id: &str) -> Result<(), HttpError> {
     if current.status_code() != 200 {
         return Ok(());
     }
-    let view: Value = current.json().await?;
-    if view["status"] == "revoked" {
+    let view: ConnectionView = durable_object::read(&mut current).await?;
+    if view.status == ConnectionStatus::Revoked {
         return Ok(());
     }
-    if let Some(shop) = view["account"].as_str() {
-        crate::webhook_registration::unregister(env, connection_id, Provider::Shopify, shop).await;
-    }
+    crate::webhook_registration::unregister(env, connection_id, Provider::Shopify, &view.account)
+        .await;
     let revoked = durable_object::call(
         env,
         connection_id,
@@ -105,11 +141,8 @@ async fn uninstall(env: &Env, connection_id: &str) -> Result<(), HttpError> {
 /// Every instance that may hold events.
 async fn instances(env: &Env) -> Result<Vec<String>, HttpError> {
     let mut index = durable_object::call_system(env, "/internal/index").await?;
-    let entries: Vec<Value> = index.json().await?;
-    let mut out: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e["id"].as_str().map(str::to_owned))
-        .collect();
+    let entries: Vec<IndexEntry> = durable_object::read(&mut index).await?;
+    let mut out: Vec<String> = entries.into_iter().map(|e| e.id).collect();
     out.extend(SOURCE_INSTANCES.iter().map(|s| (*s).to_owned()));
     Ok(out)
 }
@@ -132,13 +165,13 @@ pub async fn list(req: &Request, env: &Env) -> HttpResult {
     let mut all = Vec::new();
     for instance in instances(env).await? {
         let mut response = durable_object::call(env, &instance, Method::Get, &path, None).await?;
-        let body: Value = response.json().await?;
-        for mut event in body["events"].as_array().cloned().unwrap_or_default() {
-            event["instance"] = json!(instance);
-            all.push(event);
-        }
+        let answer: EventList = durable_object::read(&mut response).await?;
+        all.extend(answer.events.into_iter().map(|event| InstanceEvent {
+            event,
+            instance: instance.clone(),
+        }));
     }
-    Ok(Response::from_json(&json!({ "events": all }))?)
+    Ok(Response::from_json(&AllEvents { events: all })?)
 }
 
 /// `POST /coordinator/events/{id}/replay`: re-queues one event.
@@ -172,21 +205,23 @@ pub async fn replay_since(req: &Request, env: &Env) -> HttpResult {
         ),
         None => None,
     };
-    let body = json!({ "since_ms": since.map(Timestamp::as_millis) });
+    let body = ReplaySince {
+        since_ms: since.map(Timestamp::as_millis),
+    };
     let mut replayed = Vec::new();
     for instance in instances(env).await? {
-        let mut response = durable_object::call(
+        let mut response = durable_object::send(
             env,
             &instance,
             Method::Post,
             "/internal/events/replay",
-            Some(&body),
+            &body,
         )
         .await?;
-        let answer: Value = response.json().await?;
-        replayed.extend(answer["replayed"].as_array().cloned().unwrap_or_default());
+        let answer: Replayed = durable_object::read(&mut response).await?;
+        replayed.extend(answer.replayed);
     }
-    Ok(Response::from_json(&json!({ "replayed": replayed }))?)
+    Ok(Response::from_json(&Replayed { replayed })?)
 }
 
 /// `GET /coordinator/hooks/{token}` and `POST /coordinator/hooks/{token}/verified`.

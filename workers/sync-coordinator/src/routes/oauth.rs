@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use edge_sync_shared::auth::Capability;
 use edge_sync_shared::{
-    connection::{connection_id, Provider},
+    connection::{connection_id, ConnectionView, Provider},
+    coordinator_api::{AuthorizeUrl, ConsumeState, IndexEntry, PendingState},
     oauth::{
         check_state, keap, parse_query, shopify, OAuthState, StateError, TokenEndpointError,
         TokenGrant,
@@ -16,7 +17,6 @@ use edge_sync_shared::{
     Timestamp,
 };
 use edge_sync_worker_kit::{auth::require, clock, outbound, HttpError, HttpResult};
-use serde_json::json;
 use worker::{Env, Method, Request, Response, Url};
 
 use crate::{
@@ -80,13 +80,16 @@ async fn new_state(
     let now = clock::now();
     let state = OAuthState::new(random_state_bytes()?, user, provider, account, now);
     let ttl = config.oauth_state_ttl_ms().map_err(config_error)?;
-    let pending = json!({ "state": state, "expires_at": now.plus_millis(ttl) });
-    let response = durable_object::call(
+    let pending = PendingState {
+        state: state.clone(),
+        expires_at: now.plus_millis(ttl),
+    };
+    let response = durable_object::send(
         env,
         SYSTEM_INSTANCE,
         Method::Post,
         "/internal/oauth-states",
-        Some(&pending),
+        &pending,
     )
     .await?;
     if response.status_code() != 201 {
@@ -109,12 +112,14 @@ async fn consume_state(
     if !edge_sync_shared::oauth::state::is_well_formed_state(value) {
         return Err(refused(StateError::Unknown));
     }
-    let mut response = durable_object::call(
+    let mut response = durable_object::send(
         env,
         SYSTEM_INSTANCE,
         Method::Post,
         "/internal/oauth-states/consume",
-        Some(&json!({ "value": value })),
+        &ConsumeState {
+            value: value.to_owned(),
+        },
     )
     .await?;
     match response.status_code() {
@@ -122,7 +127,7 @@ async fn consume_state(
         410 => return Err(refused(StateError::Expired)),
         _ => return Err(refused(StateError::Unknown)),
     }
-    let state: OAuthState = response.json().await?;
+    let state: OAuthState = durable_object::read(&mut response).await?;
     check_state(Some(&state), now).map_err(refused)?;
     if state.provider != provider {
         return Err(refused(StateError::Unknown));
@@ -139,7 +144,9 @@ fn redirect_or_json(req: &Request, location: &str) -> HttpResult {
         .flatten()
         .is_some_and(|a| a.contains("application/json"));
     if wants_json {
-        return Ok(Response::from_json(&json!({ "authorize_url": location }))?);
+        return Ok(Response::from_json(&AuthorizeUrl {
+            authorize_url: location.to_owned(),
+        })?);
     }
     let url =
         Url::parse(location).map_err(|_| HttpError::internal("authorize URL does not parse"))?;
@@ -188,7 +195,7 @@ async fn store_connection(
     provider: Provider,
     account: &str,
     grant: TokenGrant,
-) -> Result<serde_json::Value, HttpError> {
+) -> Result<ConnectionView, HttpError> {
     let id = connection_id(provider, account, user);
     let request = ConnectRequest {
         id: id.clone(),
@@ -200,33 +207,30 @@ async fn store_connection(
         refresh_token: grant.refresh_token.as_ref().map(|t| t.expose().to_owned()),
         expires_in_secs: grant.expires_in_secs,
     };
-    let body = serde_json::to_value(&request).map_err(|e| HttpError::internal(e.to_string()))?;
     let mut response =
-        durable_object::call(env, &id, Method::Put, "/internal/connection", Some(&body)).await?;
+        durable_object::send(env, &id, Method::Put, "/internal/connection", &request).await?;
     if response.status_code() != 200 {
         return Err(HttpError::internal(format!(
             "connection store answered {}",
             response.status_code()
         )));
     }
-    let view: serde_json::Value = response.json().await?;
-    let entry = json!({ "id": id, "user_id": user, "provider": provider, "account": account });
-    durable_object::call(
-        env,
-        SYSTEM_INSTANCE,
-        Method::Put,
-        "/internal/index",
-        Some(&entry),
-    )
-    .await?;
+    let view: ConnectionView = durable_object::read(&mut response).await?;
+    let entry = IndexEntry {
+        id: id.clone(),
+        user_id: user.to_owned(),
+        provider,
+        account: account.to_owned(),
+    };
+    durable_object::send(env, SYSTEM_INSTANCE, Method::Put, "/internal/index", &entry).await?;
     crate::webhook_registration::register(env, &id, provider, account).await;
     Ok(view)
 }
 
-fn success_page(view: &serde_json::Value) -> HttpResult {
-    let provider = view["provider"].as_str().unwrap_or("provider");
-    let account = html_escape(view["account"].as_str().unwrap_or(""));
-    let id = html_escape(view["id"].as_str().unwrap_or(""));
+fn success_page(view: &ConnectionView) -> HttpResult {
+    let provider = view.provider.as_str();
+    let account = html_escape(&view.account);
+    let id = html_escape(&view.id);
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Connected</title></head>\
          <body><h1>Connected to {provider}</h1><p>Account <b>{account}</b> is connected \

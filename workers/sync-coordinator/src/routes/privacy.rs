@@ -6,11 +6,17 @@
 
 use edge_sync_shared::auth::Capability;
 use edge_sync_worker_kit::{auth::require, postgres, HttpError, HttpResult};
-use serde_json::{json, Value};
+use serde_json::Value;
 use worker::{Env, Request, Response};
 
 const COLUMNS: &str = "jsonb_build_object('id', id, 'connection_id', connection_id, 'topic', topic,
     'customer_id', customer_id, 'report', report, 'received_at', received_at, 'completed_at', completed_at)";
+
+/// `GET /coordinator/privacy/requests`: the rows, as Postgres built them.
+#[derive(serde::Serialize)]
+struct PrivacyRequests {
+    requests: Vec<Value>,
+}
 
 async fn client(env: &Env) -> Result<tokio_postgres::Client, HttpError> {
     postgres::connect(env)
@@ -38,7 +44,7 @@ pub async fn list(req: &Request, env: &Env) -> HttpResult {
         .await
         .map_err(|e| HttpError::new(503, "database unavailable").with_reason(e.to_string()))?;
     let requests: Vec<Value> = rows.iter().map(|r| r.get(0)).collect();
-    Ok(Response::from_json(&json!({ "requests": requests }))?)
+    Ok(Response::from_json(&PrivacyRequests { requests })?)
 }
 
 /// One request by id.

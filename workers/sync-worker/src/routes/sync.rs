@@ -156,13 +156,7 @@ pub async fn hook(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResu
 /// `POST /sync/continue` (internal; the coordinator's alarm): one invocation's worth of pages.
 pub async fn continue_run(mut req: Request, env: &Env, ctx: &RequestContext) -> HttpResult {
     require(&req, env, Capability::ContinueSync)?;
-    #[derive(serde::Deserialize)]
-    struct Continue {
-        connection_id: String,
-        resource: String,
-        run_id: String,
-    }
-    let body: Continue = req
+    let body: edge_sync_shared::coordinator_api::ContinueRun = req
         .json()
         .await
         .map_err(|_| HttpError::bad_request("body must be {connection_id, resource, run_id}"))?;
@@ -197,19 +191,17 @@ pub async fn status(req: &Request, env: &Env, ctx: &RequestContext) -> HttpResul
             .map_err(|e| {
                 HttpError::new(502, "coordinator unavailable").with_reason(e.to_string())
             })?;
-        let resources: Vec<Value> = states["resources"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let resources: Vec<Value> = states
+            .resources
             .into_iter()
             .map(|r| {
-                let last = &r["last_run"];
+                let last = &r.last_run.unwrap_or_default();
                 json!({
-                    "resource": r["resource"],
+                    "resource": r.resource,
                     "state": last["state"].as_str().unwrap_or("never_run"),
                     "run_id": last["run_id"],
                     "mode": last["checkpoint"]["mode"],
-                    "cursor": r["cursor"],
+                    "cursor": r.cursor,
                     "pages": last["checkpoint"]["pages"],
                     "records": last["checkpoint"]["records"],
                     "requests": last["requests"],
@@ -217,7 +209,7 @@ pub async fn status(req: &Request, env: &Env, ctx: &RequestContext) -> HttpResul
                     "started_at": last["started_at"],
                     "updated_at": last["updated_at"],
                     "finished_at": last["finished_at"],
-                    "lease": r["lease"],
+                    "lease": r.lease,
                 })
             })
             .collect();

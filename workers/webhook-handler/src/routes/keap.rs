@@ -6,13 +6,13 @@
 //! verification handshake (`X-Hook-Secret`) is answered 200 echoing the header, and the hook
 //! is marked verified.
 
+use edge_sync_shared::coordinator_api::HookToken;
 use edge_sync_shared::{
     auth::Caller,
     webhook::{classify_keap, verify_keap_signature, VerifyError},
     Provider,
 };
 use edge_sync_worker_kit::{coordinator, HttpError, HttpResult, RequestContext};
-use serde_json::Value;
 use worker::{Env, Method, Request, Response};
 
 use super::{header, malformed, unauthorized};
@@ -59,7 +59,7 @@ pub async fn hook_route(
                 .with_reason(format!("hook lookup {status}")))
         }
     }
-    let hook: Value = lookup.json().await?;
+    let hook: HookToken = coordinator::read(&mut lookup).await?;
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
     if let Some(secret) = header(&req, "X-Hook-Secret") {
         coordinator::call(
@@ -75,7 +75,7 @@ pub async fn hook_route(
         return handshake(&secret);
     }
     let event = classify_keap(&body).map_err(malformed)?;
-    handoff::store(env, ctx, event, hook["connection_id"].as_str()).await
+    handoff::store(env, ctx, event, Some(&hook.connection_id)).await
 }
 
 /// `POST /webhook` (the seed's route): requires the seed's `X-Hook-Signature` HMAC (with
@@ -103,9 +103,9 @@ pub async fn seed_route(
         .query_pairs()
         .find(|(k, _)| k == "connection")
         .map(|(_, v)| v.into_owned());
-    let keap: Vec<Value> = handoff::connections(env, ctx, Provider::Keap, None).await?;
+    let keap = handoff::connections(env, ctx, Provider::Keap, None).await?;
     let connection = match &wanted {
-        Some(id) => keap.iter().find(|c| c["id"] == id.as_str()),
+        Some(id) => keap.iter().find(|c| &c.id == id),
         None if keap.len() == 1 => keap.first(),
         None => None,
     };
@@ -113,5 +113,5 @@ pub async fn seed_route(
         return Err(HttpError::new(404, "unknown connection")
             .with_reason("no single Keap connection; pass ?connection="));
     };
-    handoff::store(env, ctx, event, connection["id"].as_str()).await
+    handoff::store(env, ctx, event, Some(&connection.id)).await
 }

@@ -50,18 +50,14 @@ pub async fn receive(
     .map_err(malformed)?;
     let connection =
         handoff::find_connection(env, ctx, Provider::Shopify, Some(shop.as_str()), |c| {
-            (c["status"] == "active" || accepted_after_uninstall(&topic))
-                && delivery_belongs_to(
-                    &shop,
-                    connection_id,
-                    c["id"].as_str().unwrap_or_default(),
-                    c["account"].as_str().unwrap_or_default(),
-                )
+            (c.status == edge_sync_shared::token_lifecycle::ConnectionStatus::Active
+                || accepted_after_uninstall(&topic))
+                && delivery_belongs_to(&shop, connection_id, &c.id, &c.account)
         })
         .await?;
     let Some(connection) = connection else {
         return Err(HttpError::new(404, "unknown connection")
             .with_reason(format!("no Shopify connection of {shop} at this route")));
     };
-    handoff::store(env, ctx, event, connection["id"].as_str()).await
+    handoff::store(env, ctx, event, Some(&connection.id)).await
 }

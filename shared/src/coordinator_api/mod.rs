@@ -4,6 +4,20 @@
 //! message, which names the field), and sync state exists only for the provider's real
 //! resources ([`Resource::for_provider`]).
 
+mod answers;
+mod connection;
+mod error;
+mod events;
+mod runs;
+mod system;
+
+pub use answers::*;
+pub use connection::ConnectRequest;
+pub use error::{CoordinatorError, ErrorBody};
+pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
+pub use runs::ContinueRun;
+pub use system::{AuthorizeUrl, ConsumeState, HookToken, IndexEntry, PendingState};
+
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::connection::Provider;
