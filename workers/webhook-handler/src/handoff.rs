@@ -39,11 +39,11 @@ enum HandoffAnswer {
 /// Stores `event` (for `connection_id`, or for its source) and answers the provider.
 pub async fn store(
     env: &Env,
+    config: &WebhookConfig,
     ctx: &RequestContext,
     event: IncomingEvent,
     connection_id: Option<&str>,
 ) -> HttpResult {
-    let config = WebhookConfig::from_env(env)?;
     let event_type = event.event_type.clone();
     if event_type.is_none() && event.record_change.is_none() {
         // A topic the seed does not know: acknowledged, logged, not stored.
@@ -71,7 +71,7 @@ pub async fn store(
             event_data: event.event_data,
             occurred_at: event.occurred_at,
             record_change: event.record_change,
-            user_id: Some(config.default_user_id()),
+            user_id: Some(config.default_user_id().to_owned()),
             rate_limit_per_minute: config.rate_limit_per_minute(),
         },
     };

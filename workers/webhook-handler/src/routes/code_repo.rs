@@ -70,5 +70,5 @@ pub async fn receive(
     }
     .map_err(unauthorized)?;
     let (_, event) = classify_git(&headers, &body).map_err(malformed)?;
-    handoff::store(env, ctx, event, None).await
+    handoff::store(env, config, ctx, event, None).await
 }

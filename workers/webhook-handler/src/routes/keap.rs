@@ -75,7 +75,7 @@ pub async fn hook_route(
         return handshake(&secret);
     }
     let event = classify_keap(&body).map_err(malformed)?;
-    handoff::store(env, ctx, event, Some(&hook.connection_id)).await
+    handoff::store(env, config, ctx, event, Some(&hook.connection_id)).await
 }
 
 /// `POST /webhook` (the seed's route): requires the seed's `X-Hook-Signature` HMAC (with
@@ -113,5 +113,5 @@ pub async fn seed_route(
         return Err(HttpError::new(404, "unknown connection")
             .with_reason("no single Keap connection; pass ?connection="));
     };
-    handoff::store(env, ctx, event, Some(&connection.id)).await
+    handoff::store(env, config, ctx, event, Some(&connection.id)).await
 }

@@ -59,5 +59,5 @@ pub async fn receive(
         return Err(HttpError::new(404, "unknown connection")
             .with_reason(format!("no Shopify connection of {shop} at this route")));
     };
-    handoff::store(env, ctx, event, Some(&connection.id)).await
+    handoff::store(env, config, ctx, event, Some(&connection.id)).await
 }

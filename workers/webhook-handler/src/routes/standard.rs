@@ -48,5 +48,5 @@ pub async fn receive(
         &body,
     )
     .map_err(malformed)?;
-    handoff::store(env, ctx, event, None).await
+    handoff::store(env, config, ctx, event, None).await
 }

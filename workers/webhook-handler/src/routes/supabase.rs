@@ -28,5 +28,5 @@ pub async fn receive(
     let presented = header(&req, "X-Webhook-Secret").or_else(|| header(&req, "Authorization"));
     verify_shared_secret(presented.as_deref(), secret).map_err(unauthorized)?;
     let event = classify_supabase(&body).map_err(malformed)?;
-    handoff::store(env, ctx, event, None).await
+    handoff::store(env, config, ctx, event, None).await
 }
