@@ -9,7 +9,7 @@
 #   scripts/dev-setup.sh test-all    every test: native unit tests and end-to-end scenarios
 #
 # Ports (override with env): COORDINATOR_PORT=8787 SYNC_WORKER_PORT=8788
-# WEBHOOK_HANDLER_PORT=8789 SANDBOX_PORT=8790. Logs, pids and persisted Worker state
+# WEBHOOK_HANDLER_PORT=8789 SANDBOX_PORT=8790 CRON_TRIGGER_PORT=8791. Logs, pids and persisted Worker state
 # (Durable Objects, KV) live in .edge-sync/ and survive restarts.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -19,6 +19,7 @@ COORDINATOR_PORT="${COORDINATOR_PORT:-8787}"
 SYNC_WORKER_PORT="${SYNC_WORKER_PORT:-8788}"
 WEBHOOK_HANDLER_PORT="${WEBHOOK_HANDLER_PORT:-8789}"
 SANDBOX_PORT="${SANDBOX_PORT:-8790}"
+CRON_TRIGGER_PORT="${CRON_TRIGGER_PORT:-8791}"
 SANDBOX_SEED="${SANDBOX_SEED:-42}"
 SANDBOX_KEAP_CONTACTS="${SANDBOX_KEAP_CONTACTS:-1000}"
 SANDBOX_URL="http://127.0.0.1:$SANDBOX_PORT"
@@ -71,19 +72,23 @@ wait_healthy() {
 # $LOGS/<worker>.log; the launcher fires the sync-worker's cron at its times.
 start_workers() {
   local args=() worker
+  if pid="$(our_pid local-stack)"; then
+    echo "the Workers are already running (pid $pid)"; return
+  fi
   for worker in "${WORKERS[@]}"; do
     args+=(--worker "$worker=$(local_worker_config "$worker" "$EDGE_SYNC_HOME/wrangler/$worker"):$(port_of "$worker")")
     if port_in_use "$(port_of "$worker")"; then
       die "port $(port_of "$worker") for $worker is taken by another process; set the port variable (see --help)"
     fi
   done
-  if pid="$(our_pid local-stack)"; then
-    echo "the Workers are already running (pid $pid)"; return
+  if port_in_use "$CRON_TRIGGER_PORT"; then
+    die "port $CRON_TRIGGER_PORT for the cron trigger is taken by another process; set CRON_TRIGGER_PORT"
   fi
   # The guard keeps the local Hyperdrive proxy alive while PostgreSQL is down.
   launch_detached local-stack env CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE="$DATABASE_URL_LOCAL" \
     node --import "file://$ROOT/scripts/wrangler-dev-guard.mjs" "$ROOT/scripts/local-stack.mjs" \
     --persist "$EDGE_SYNC_HOME/state/v3" --log-dir "$LOGS" --run-crons \
+    --trigger-port "$CRON_TRIGGER_PORT" \
     --var "KEAP_AUTHORIZE_URL=$SANDBOX_URL/app/oauth/authorize" \
     --var "KEAP_TOKEN_URL=$SANDBOX_URL/token" \
     --var "KEAP_API_BASE_URL=$SANDBOX_URL/crm" \
@@ -127,7 +132,8 @@ start_all() {
 
 Edge Sync is running:
   sync-coordinator  http://127.0.0.1:$COORDINATOR_PORT   (/oauth/*, /coordinator/*, /health)
-  sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health; cron now: /cdn-cgi/handler/scheduled?cron=*/30+*+*+*+*)
+  sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health)
+  cron on demand    http://127.0.0.1:$CRON_TRIGGER_PORT/cdn-cgi/handler/scheduled?cron=*/30+*+*+*+*
   webhook-handler   http://127.0.0.1:$WEBHOOK_HANDLER_PORT   (/webhook*, /health)
   provider sandbox  $sandbox_url   (Keap and Shopify stand-in; control API under /__sandbox)
   PostgreSQL        $(url_host "$DATABASE_URL_LOCAL")

@@ -5,7 +5,7 @@
 // Used by scripts/dev-setup.sh, the e2e harness (tests/e2e/src/stack.rs) and the benchmarks:
 //
 //   node --import scripts/wrangler-dev-guard.mjs scripts/local-stack.mjs \
-//     --persist DIR --log-dir DIR [--var NAME=VALUE ...] [--run-crons] \
+//     --persist DIR --log-dir DIR [--var NAME=VALUE ...] [--run-crons] [--trigger-port N] \
 //     --worker NAME=WRANGLER_FILE:PORT ...      (one per Worker, the coordinator first)
 //
 // Bindings, vars and secrets come from each wrangler file and the `.dev.vars` beside it,
@@ -16,11 +16,18 @@
 // guard preloaded with `--import` reads it too, to keep the Hyperdrive proxy alive when
 // PostgreSQL is down).
 //
-// Cron triggers: the Worker whose wrangler file has `[triggers] crons` answers on Miniflare's
-// own entry socket, so its scheduled handler also runs on demand with
-// `GET /cdn-cgi/handler/scheduled?cron=...` (as under `wrangler dev --test-scheduled`). With
-// `--run-crons` the launcher also fires each cron at its times (UTC), as Cloudflare does;
-// the e2e harness leaves that off so that no run starts in the middle of a scenario. Each Worker's log lines (the JSON lines it writes, which name their
+// Every Worker answers on a socket of its own, straight into workerd. (Miniflare's entry
+// socket, which runs a routing Worker in front, closes a connection whose request body the
+// Worker did not read, so a client reusing it meets a reset: not how Cloudflare behaves.)
+//
+// Cron triggers: the scheduled handler of the Worker whose wrangler file has `[triggers]
+// crons` runs on demand with `GET /cdn-cgi/handler/scheduled?cron=...` on the trigger port
+// (`--trigger-port`, Miniflare's entry socket; as under `wrangler dev --test-scheduled`, but
+// on a port of its own). With `--run-crons` the launcher also fires each cron at its times
+// (UTC), as Cloudflare does; the e2e harness leaves that off so that no run starts in the
+// middle of a scenario.
+//
+// Each Worker's log lines (the JSON lines it writes, which name their
 // `worker`) go to `<log-dir>/<worker>.log`; runtime lines that name no Worker (a panic, an
 // uncaught error) go to every Worker's log, so none is missed. SIGTERM/SIGINT stop workerd.
 import fs from "node:fs";
@@ -43,6 +50,7 @@ function parseArgs(argv) {
     logDir: null,
     host: "127.0.0.1",
     runCrons: false,
+    triggerPort: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const value = () => argv[++i] ?? fail(`${argv[i - 1]} needs a value`);
@@ -66,6 +74,10 @@ function parseArgs(argv) {
         break;
       case "--log-dir":
         options.logDir = path.resolve(value());
+        break;
+      case "--trigger-port":
+        options.triggerPort = Number(value());
+        if (!Number.isInteger(options.triggerPort)) fail("--trigger-port needs a port number");
         break;
       case "--run-crons":
         options.runCrons = true;
@@ -118,11 +130,11 @@ for (const worker of options.workers) {
   worker.crons = unstable_readConfig({ config: worker.config }).triggers?.crons ?? [];
 }
 const scheduled = options.workers.filter((w) => w.crons.length > 0);
-if (scheduled.length > 1) fail("more than one Worker has cron triggers; only one can own the entry socket");
-// Miniflare's entry socket routes to the first Worker: the scheduled one, if any.
+if (scheduled.length > 1) fail("more than one Worker has cron triggers; only one can own the trigger port");
+// Miniflare's entry socket (the trigger port) routes to the first Worker: the scheduled one.
 options.workers.sort((a, b) => b.crons.length - a.crons.length);
 
-const workers = options.workers.map(({ name, config, port, crons }) => {
+const workers = options.workers.map(({ name, config, port }) => {
   const { workerOptions, main } = unstable_getMiniflareWorkerOptions(config);
   if (!main || !fs.existsSync(main)) fail(`${name} is not built (${main}): run scripts/bootstrap.sh`);
   const worker = {
@@ -136,8 +148,7 @@ const workers = options.workers.map(({ name, config, port, crons }) => {
       { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
-    // The scheduled Worker answers on the entry socket (for /cdn-cgi/handler/scheduled).
-    unsafeDirectSockets: crons.length > 0 ? [] : [{ host: options.host, port }],
+    unsafeDirectSockets: [{ host: options.host, port }],
     bindings: { ...workerOptions.bindings, ...options.vars },
   };
   return worker;
@@ -146,7 +157,7 @@ const workers = options.workers.map(({ name, config, port, crons }) => {
 const miniflare = new Miniflare({
   workers,
   host: options.host,
-  port: scheduled[0]?.port ?? 0,
+  port: options.triggerPort,
   defaultPersistRoot: options.persist,
   unsafeTriggerHandlers: true,
   log: new Log(LogLevel.WARN),
@@ -173,6 +184,10 @@ try {
 }
 for (const { name, port } of options.workers) {
   console.log(`local-stack: ${name} on http://${options.host}:${port}`);
+}
+if (scheduled.length > 0) {
+  const trigger = new URL("/cdn-cgi/handler/scheduled", await miniflare.ready);
+  console.log(`local-stack: ${scheduled[0].name}'s cron on demand: ${trigger.href}?cron=...`);
 }
 if (options.runCrons) {
   for (const { name, crons } of scheduled) {

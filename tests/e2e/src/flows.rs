@@ -265,7 +265,7 @@ pub async fn trigger_cron(stack: &Stack) {
         .http
         .get(format!(
             "{}/cdn-cgi/handler/scheduled?cron=*/30+*+*+*+*",
-            stack.sync_worker
+            stack.cron_trigger
         ))
         .send()
         .await

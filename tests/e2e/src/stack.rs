@@ -60,6 +60,8 @@ pub struct Stack {
     pub sync_worker: String,
     /// Base URL of webhook-handler.
     pub webhook_handler: String,
+    /// Base URL where sync-worker's cron runs on demand (`/cdn-cgi/handler/scheduled`).
+    pub cron_trigger: String,
     /// Base URL of the provider sandbox.
     pub sandbox: String,
     /// URL of this stack's own database.
@@ -140,6 +142,7 @@ struct WorkerPorts {
     coordinator: u16,
     sync_worker: u16,
     webhook_handler: u16,
+    cron_trigger: u16,
 }
 
 impl WorkerPorts {
@@ -360,11 +363,13 @@ impl Stack {
             coordinator: free_port(),
             sync_worker: free_port(),
             webhook_handler: free_port(),
+            cron_trigger: free_port(),
         };
         let mut stack = Stack {
             coordinator: format!("http://127.0.0.1:{}", ports.coordinator),
             sync_worker: format!("http://127.0.0.1:{}", ports.sync_worker),
             webhook_handler: format!("http://127.0.0.1:{}", ports.webhook_handler),
+            cron_trigger: format!("http://127.0.0.1:{}", ports.cron_trigger),
             sandbox: String::new(),
             database_url: database_url.clone(),
             admin_token: random_token("admin"),
@@ -431,6 +436,7 @@ impl Stack {
                     for worker in WORKERS {
                         self.ports.set(worker, free_port());
                     }
+                    self.ports.cron_trigger = free_port();
                     self.refresh_urls();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -618,6 +624,7 @@ impl Stack {
         self.coordinator = format!("http://127.0.0.1:{}", self.ports.coordinator);
         self.sync_worker = format!("http://127.0.0.1:{}", self.ports.sync_worker);
         self.webhook_handler = format!("http://127.0.0.1:{}", self.ports.webhook_handler);
+        self.cron_trigger = format!("http://127.0.0.1:{}", self.ports.cron_trigger);
     }
 
     /// One start attempt; `Err` with the exit status when the process died during start-up.
@@ -628,6 +635,9 @@ impl Stack {
             .clone()
             .unwrap_or_else(|| self.database_url.clone());
         let mut command = launcher(&self.state_dir(), self.dir.path());
+        command
+            .arg("--trigger-port")
+            .arg(self.ports.cron_trigger.to_string());
         command.env(
             "CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE",
             hyperdrive_url,
