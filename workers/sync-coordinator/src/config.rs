@@ -1,5 +1,6 @@
-//! The coordinator's configuration, read once per request from Worker vars and secrets into a
-//! typed struct. Missing or malformed values are reported by name, never by value.
+//! The coordinator's configuration, parsed once (per request in the Worker, per instance in
+//! the Durable Object) from Worker vars and secrets into a typed struct. Missing or malformed
+//! values are reported by name, never by value.
 
 use edge_sync_shared::{
     oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
@@ -67,10 +68,56 @@ pub enum ConfigError {
     Cipher(#[from] CipherError),
 }
 
-/// Everything the coordinator reads from its environment.
-#[derive(Debug)]
+/// Variable names the coordinator reads (besides the ones above), in one place.
+pub mod names {
+    /// Secret: 32-byte key (base64 or hex) that encrypts provider tokens at rest.
+    pub const TOKEN_ENCRYPTION_KEY: &str = "TOKEN_ENCRYPTION_KEY";
+    /// Keap's authorize page (default: production).
+    pub const KEAP_AUTHORIZE_URL: &str = "KEAP_AUTHORIZE_URL";
+    /// Keap's token endpoint (default: production).
+    pub const KEAP_TOKEN_URL: &str = "KEAP_TOKEN_URL";
+    /// Keap app client id.
+    pub const KEAP_CLIENT_ID: &str = "KEAP_CLIENT_ID";
+    /// Secret: Keap app client secret.
+    pub const KEAP_CLIENT_SECRET: &str = "KEAP_CLIENT_SECRET";
+    /// Our Keap OAuth callback URL.
+    pub const KEAP_REDIRECT_URI: &str = "KEAP_REDIRECT_URI";
+    /// Shopify app client id.
+    pub const SHOPIFY_CLIENT_ID: &str = "SHOPIFY_CLIENT_ID";
+    /// Secret: Shopify app client secret (also signs its webhooks).
+    pub const SHOPIFY_CLIENT_SECRET: &str = "SHOPIFY_CLIENT_SECRET";
+    /// Access scopes asked at install.
+    pub const SHOPIFY_SCOPES: &str = "SHOPIFY_SCOPES";
+    /// Our Shopify OAuth callback URL.
+    pub const SHOPIFY_REDIRECT_URI: &str = "SHOPIFY_REDIRECT_URI";
+    /// Seconds before expiry at which access tokens are refreshed.
+    pub const TOKEN_REFRESH_MARGIN_SECS: &str = "TOKEN_REFRESH_MARGIN_SECS";
+    /// Seconds an OAuth `state` stays valid.
+    pub const OAUTH_STATE_TTL_SECS: &str = "OAUTH_STATE_TTL_SECS";
+    /// Keap requests per minute per connection (shared by every Worker).
+    pub const KEAP_RATE_LIMIT_PER_MINUTE: &str = "KEAP_RATE_LIMIT_PER_MINUTE";
+    /// Shopify requests per minute per connection (shared by every Worker).
+    pub const SHOPIFY_RATE_LIMIT_PER_MINUTE: &str = "SHOPIFY_RATE_LIMIT_PER_MINUTE";
+    /// The one browser origin allowed to call management endpoints.
+    pub const ALLOWED_ORIGIN: &str = "ALLOWED_ORIGIN";
+}
+
+/// Everything the coordinator reads from its environment, parsed once
+/// ([`CoordinatorConfig::from_env`]: per request in the Worker, per instance in the Durable
+/// Object). A section that is missing or malformed keeps the error naming its variable and
+/// reports it where it is needed (e.g. OAuth answers 503 without client credentials), so one
+/// absent provider app does not stop the rest.
+#[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
-    env: Env,
+    token_cipher: Result<TokenCipher, ConfigError>,
+    keap_oauth: Result<KeapOAuthConfig, ConfigError>,
+    shopify_oauth: Result<ShopifyOAuthConfig, ConfigError>,
+    token_policy: Result<TokenPolicy, ConfigError>,
+    oauth_state_ttl_ms: Result<i64, ConfigError>,
+    keap_rate_per_minute: Result<u32, ConfigError>,
+    shopify_rate_per_minute: Result<u32, ConfigError>,
+    allowed_origin: Option<String>,
+    event_delivery: Result<EventDelivery, ConfigError>,
 }
 
 fn required(env: &Env, name: &'static str) -> Result<String, ConfigError> {
@@ -86,63 +133,57 @@ fn number<T: std::str::FromStr>(
 }
 
 impl CoordinatorConfig {
-    /// Wraps the environment; each accessor validates what it reads.
-    pub fn new(env: &Env) -> Self {
-        Self { env: env.clone() }
+    /// Reads and checks every setting.
+    pub fn from_env(env: &Env) -> Self {
+        Self {
+            token_cipher: parse_token_cipher(env),
+            keap_oauth: parse_keap_oauth(env),
+            shopify_oauth: parse_shopify_oauth(env),
+            token_policy: parse_token_policy(env),
+            oauth_state_ttl_ms: number(
+                env,
+                names::OAUTH_STATE_TTL_SECS,
+                edge_sync_shared::oauth::STATE_TTL_MS / 1000,
+            )
+            .map(|secs: i64| secs.saturating_mul(1000)),
+            keap_rate_per_minute: number(
+                env,
+                names::KEAP_RATE_LIMIT_PER_MINUTE,
+                KEAP_DEFAULT_RATE_PER_MINUTE,
+            ),
+            shopify_rate_per_minute: number(
+                env,
+                names::SHOPIFY_RATE_LIMIT_PER_MINUTE,
+                SHOPIFY_DEFAULT_RATE_PER_MINUTE,
+            ),
+            allowed_origin: var(env, names::ALLOWED_ORIGIN).filter(|o| o != "*"),
+            event_delivery: parse_event_delivery(env),
+        }
     }
 
     /// The AES-256-GCM cipher for tokens at rest (`TOKEN_ENCRYPTION_KEY`).
     pub fn token_cipher(&self) -> Result<TokenCipher, ConfigError> {
-        let key = Secret::new(var(&self.env, "TOKEN_ENCRYPTION_KEY").unwrap_or_default());
-        Ok(TokenCipher::from_base64_key(&key)?)
+        self.token_cipher.clone()
     }
 
     /// Keap OAuth client settings.
     pub fn keap_oauth(&self) -> Result<KeapOAuthConfig, ConfigError> {
-        Ok(KeapOAuthConfig {
-            authorize_url: var(&self.env, "KEAP_AUTHORIZE_URL")
-                .unwrap_or_else(|| KEAP_AUTHORIZE_URL.into()),
-            token_url: var(&self.env, "KEAP_TOKEN_URL").unwrap_or_else(|| KEAP_TOKEN_URL.into()),
-            client_id: required(&self.env, "KEAP_CLIENT_ID")?,
-            client_secret: Secret::new(required(&self.env, "KEAP_CLIENT_SECRET")?),
-            redirect_uri: required(&self.env, "KEAP_REDIRECT_URI")?,
-        })
+        self.keap_oauth.clone()
     }
 
     /// Shopify app settings.
     pub fn shopify_oauth(&self) -> Result<ShopifyOAuthConfig, ConfigError> {
-        Ok(ShopifyOAuthConfig {
-            client_id: required(&self.env, "SHOPIFY_CLIENT_ID")?,
-            client_secret: Secret::new(required(&self.env, "SHOPIFY_CLIENT_SECRET")?),
-            scopes: var(&self.env, "SHOPIFY_SCOPES").unwrap_or_else(|| {
-                "read_products,read_orders,read_customers,read_inventory".into()
-            }),
-            redirect_uri: required(&self.env, "SHOPIFY_REDIRECT_URI")?,
-            admin_base_url: var(&self.env, "SHOPIFY_ADMIN_BASE_URL"),
-        })
+        self.shopify_oauth.clone()
     }
 
     /// When to refresh tokens and how to back off.
     pub fn token_policy(&self) -> Result<TokenPolicy, ConfigError> {
-        let mut policy = TokenPolicy::default();
-        if let Some(secs) = var(&self.env, "TOKEN_REFRESH_MARGIN_SECS") {
-            let secs: i64 = secs.parse().map_err(|_| ConfigError::Invalid {
-                name: "TOKEN_REFRESH_MARGIN_SECS",
-                why: "not a number of seconds".into(),
-            })?;
-            policy.refresh_margin_ms = secs.saturating_mul(1000);
-        }
-        Ok(policy)
+        self.token_policy.clone()
     }
 
     /// How long an OAuth `state` stays valid (10 minutes unless overridden for tests).
     pub fn oauth_state_ttl_ms(&self) -> Result<i64, ConfigError> {
-        let secs: i64 = number(
-            &self.env,
-            "OAUTH_STATE_TTL_SECS",
-            edge_sync_shared::oauth::STATE_TTL_MS / 1000,
-        )?;
-        Ok(secs.saturating_mul(1000))
+        self.oauth_state_ttl_ms.clone()
     }
 
     /// Requests per minute each connection of `provider` may make (shared by every Worker).
@@ -152,60 +193,94 @@ impl CoordinatorConfig {
     ) -> Result<u32, ConfigError> {
         use edge_sync_shared::connection::Provider;
         match provider {
-            Provider::Keap => number(
-                &self.env,
-                "KEAP_RATE_LIMIT_PER_MINUTE",
-                KEAP_DEFAULT_RATE_PER_MINUTE,
-            ),
-            Provider::Shopify => number(
-                &self.env,
-                "SHOPIFY_RATE_LIMIT_PER_MINUTE",
-                SHOPIFY_DEFAULT_RATE_PER_MINUTE,
-            ),
+            Provider::Keap => self.keap_rate_per_minute.clone(),
+            Provider::Shopify => self.shopify_rate_per_minute.clone(),
         }
     }
 
     /// The single browser origin allowed to call management endpoints (no wildcard).
-    pub fn allowed_origin(&self) -> Option<String> {
-        var(&self.env, "ALLOWED_ORIGIN").filter(|o| o != "*")
-    }
-
-    /// Webhook registration settings (defaults: production endpoints, the sync's Shopify API
-    /// version, [`provider_hooks::keap::DEFAULT_EVENT_KEYS`]).
-    pub fn webhook_registration(&self) -> WebhookRegistrationConfig {
-        let source = SourceConfig::default();
-        WebhookRegistrationConfig {
-            webhook_base_url: var(&self.env, WEBHOOK_BASE_URL)
-                .map(|base| base.trim_end_matches('/').to_owned()),
-            keap_rest_v1_base: var(&self.env, KEAP_REST_V1_BASE_URL)
-                .unwrap_or_else(|| provider_hooks::keap::PRODUCTION_REST_V1_BASE.into()),
-            keap_event_keys: var(&self.env, KEAP_HOOK_EVENT_KEYS)
-                .map(|keys| provider_hooks::keap::parse_event_keys(&keys))
-                .unwrap_or_else(|| {
-                    provider_hooks::keap::DEFAULT_EVENT_KEYS
-                        .map(str::to_owned)
-                        .to_vec()
-                }),
-            shopify_admin_base: var(&self.env, SHOPIFY_ADMIN_BASE_URL)
-                .unwrap_or(source.shopify_admin_base),
-            shopify_api_version: var(&self.env, SHOPIFY_API_VERSION)
-                .unwrap_or(source.shopify_api_version),
-        }
+    pub fn allowed_origin(&self) -> Option<&str> {
+        self.allowed_origin.as_deref()
     }
 
     /// How the event store delivers: the batching delay and the retry backoff
     /// (`EVENT_DELIVERY_DELAY_MS`, `EVENT_MAX_ATTEMPTS`, `EVENT_RETRY_MAX_MS`).
     pub fn event_delivery(&self) -> Result<EventDelivery, ConfigError> {
-        let defaults = EventDelivery::default();
-        Ok(EventDelivery {
-            delay_ms: number(&self.env, EVENT_DELIVERY_DELAY_MS, defaults.delay_ms)?.max(0),
-            backoff: RetryPolicy {
-                max_attempts: number(&self.env, EVENT_MAX_ATTEMPTS, defaults.backoff.max_attempts)?,
-                max_ms: number(&self.env, EVENT_RETRY_MAX_MS, defaults.backoff.max_ms)?,
-                ..defaults.backoff
-            },
-        })
+        self.event_delivery.clone()
     }
+}
+
+fn parse_token_cipher(env: &Env) -> Result<TokenCipher, ConfigError> {
+    let key = Secret::new(var(env, names::TOKEN_ENCRYPTION_KEY).unwrap_or_default());
+    Ok(TokenCipher::from_base64_key(&key)?)
+}
+
+fn parse_keap_oauth(env: &Env) -> Result<KeapOAuthConfig, ConfigError> {
+    Ok(KeapOAuthConfig {
+        authorize_url: var(env, names::KEAP_AUTHORIZE_URL)
+            .unwrap_or_else(|| KEAP_AUTHORIZE_URL.into()),
+        token_url: var(env, names::KEAP_TOKEN_URL).unwrap_or_else(|| KEAP_TOKEN_URL.into()),
+        client_id: required(env, names::KEAP_CLIENT_ID)?,
+        client_secret: Secret::new(required(env, names::KEAP_CLIENT_SECRET)?),
+        redirect_uri: required(env, names::KEAP_REDIRECT_URI)?,
+    })
+}
+
+fn parse_shopify_oauth(env: &Env) -> Result<ShopifyOAuthConfig, ConfigError> {
+    Ok(ShopifyOAuthConfig {
+        client_id: required(env, names::SHOPIFY_CLIENT_ID)?,
+        client_secret: Secret::new(required(env, names::SHOPIFY_CLIENT_SECRET)?),
+        scopes: var(env, names::SHOPIFY_SCOPES)
+            .unwrap_or_else(|| "read_products,read_orders,read_customers,read_inventory".into()),
+        redirect_uri: required(env, names::SHOPIFY_REDIRECT_URI)?,
+        admin_base_url: var(env, SHOPIFY_ADMIN_BASE_URL),
+    })
+}
+
+fn parse_token_policy(env: &Env) -> Result<TokenPolicy, ConfigError> {
+    let mut policy = TokenPolicy::default();
+    if let Some(secs) = var(env, names::TOKEN_REFRESH_MARGIN_SECS) {
+        let secs: i64 = secs.parse().map_err(|_| ConfigError::Invalid {
+            name: names::TOKEN_REFRESH_MARGIN_SECS,
+            why: "not a number of seconds".into(),
+        })?;
+        policy.refresh_margin_ms = secs.saturating_mul(1000);
+    }
+    Ok(policy)
+}
+
+/// The webhook registration settings (defaults: production endpoints, the sync's Shopify API
+/// version, [`provider_hooks::keap::DEFAULT_EVENT_KEYS`]), for the routes that register,
+/// repair or remove a connection's webhooks.
+pub fn webhook_registration(env: &Env) -> WebhookRegistrationConfig {
+    let source = SourceConfig::default();
+    WebhookRegistrationConfig {
+        webhook_base_url: var(env, WEBHOOK_BASE_URL)
+            .map(|base| base.trim_end_matches('/').to_owned()),
+        keap_rest_v1_base: var(env, KEAP_REST_V1_BASE_URL)
+            .unwrap_or_else(|| provider_hooks::keap::PRODUCTION_REST_V1_BASE.into()),
+        keap_event_keys: var(env, KEAP_HOOK_EVENT_KEYS)
+            .map(|keys| provider_hooks::keap::parse_event_keys(&keys))
+            .unwrap_or_else(|| {
+                provider_hooks::keap::DEFAULT_EVENT_KEYS
+                    .map(str::to_owned)
+                    .to_vec()
+            }),
+        shopify_admin_base: var(env, SHOPIFY_ADMIN_BASE_URL).unwrap_or(source.shopify_admin_base),
+        shopify_api_version: var(env, SHOPIFY_API_VERSION).unwrap_or(source.shopify_api_version),
+    }
+}
+
+fn parse_event_delivery(env: &Env) -> Result<EventDelivery, ConfigError> {
+    let defaults = EventDelivery::default();
+    Ok(EventDelivery {
+        delay_ms: number(env, EVENT_DELIVERY_DELAY_MS, defaults.delay_ms)?.max(0),
+        backoff: RetryPolicy {
+            max_attempts: number(env, EVENT_MAX_ATTEMPTS, defaults.backoff.max_attempts)?,
+            max_ms: number(env, EVENT_RETRY_MAX_MS, defaults.backoff.max_ms)?,
+            ..defaults.backoff
+        },
+    })
 }
 
 /// Variable: ms an accepted event waits so a burst reaches Postgres in a few batches.

@@ -16,11 +16,11 @@ use edge_sync_shared::{connection::Provider, oauth::HttpRequestSpec, Secret};
 use edge_sync_worker_kit::log::{self, Emit};
 use edge_sync_worker_kit::{outbound, random};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use worker::{Env, Method};
 
-use crate::config::{CoordinatorConfig, WebhookRegistrationConfig, WEBHOOK_BASE_URL};
+use crate::config::{WebhookRegistrationConfig, WEBHOOK_BASE_URL};
 use crate::durable_object::{self, SYSTEM_INSTANCE};
+use edge_sync_shared::coordinator_api::{ErrorBody, HookToken, IssuedAccessToken};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -50,11 +50,54 @@ async fn access_token(env: &Env, connection_id: &str) -> Result<Secret, String> 
     )
     .await
     .map_err(|e| e.to_string())?;
-    let body: Value = response.json().await.map_err(|e| e.to_string())?;
-    body["access_token"]
-        .as_str()
-        .map(Secret::new)
-        .ok_or_else(|| format!("no token ({})", body["error"]))
+    if response.status_code() != 200 {
+        let refusal: ErrorBody = durable_object::read(&mut response)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Err(format!("no token ({})", refusal.error));
+    }
+    let issued: IssuedAccessToken = durable_object::read(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Secret::new(issued.access_token))
+}
+
+/// Records a Keap hook token in the `system` instance: the connection it delivers for and
+/// the hook keys registered with it (so a delivery to `/webhook/keap/{token}` resolves).
+async fn put_hook_token(
+    env: &Env,
+    hook_token: &str,
+    connection_id: &str,
+    hook_keys: &[String],
+) -> worker::Result<()> {
+    let entry = HookToken {
+        connection_id: connection_id.to_owned(),
+        hook_keys: hook_keys.to_vec(),
+        verified: false,
+    };
+    let path = format!("/internal/hooks/{hook_token}");
+    durable_object::send(env, SYSTEM_INSTANCE, Method::Put, &path, &entry)
+        .await
+        .map(|_| ())
+}
+
+/// What is registered for a connection, as its Durable Object keeps it.
+async fn registered_of(env: &Env, connection_id: &str) -> worker::Result<Registered> {
+    let mut response =
+        durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None).await?;
+    durable_object::read(&mut response).await
+}
+
+/// Keeps what is registered in the connection's Durable Object.
+async fn save_registered(env: &Env, connection_id: &str, registered: &Registered) {
+    let _ = durable_object::send(
+        env,
+        connection_id,
+        Method::Put,
+        "/internal/webhooks",
+        registered,
+    )
+    .await;
 }
 
 /// Why a provider call failed: no answer, or an answer the shared parser refused.
@@ -83,7 +126,7 @@ async fn call<T>(
 }
 
 fn settings(env: &Env) -> WebhookRegistrationConfig {
-    CoordinatorConfig::new(env).webhook_registration()
+    crate::config::webhook_registration(env)
 }
 
 fn shopify_graphql_url(settings: &WebhookRegistrationConfig, shop: &str) -> String {
@@ -104,13 +147,9 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
             .emit();
         return;
     };
-    let existing =
-        durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None).await;
-    if let Ok(mut response) = existing {
-        if let Ok(current) = response.json::<Registered>().await {
-            if current.keap_hook_token.is_some() || !current.shopify_subscription_ids.is_empty() {
-                return;
-            }
+    if let Ok(current) = registered_of(env, connection_id).await {
+        if current.keap_hook_token.is_some() || !current.shopify_subscription_ids.is_empty() {
+            return;
         }
     }
     let token = match access_token(env, connection_id).await {
@@ -147,15 +186,7 @@ pub async fn register(env: &Env, connection_id: &str, provider: Provider, accoun
     )
     .with("errors", &registered.errors)
     .emit();
-    let body = serde_json::to_value(&registered).unwrap_or_default();
-    let _ = durable_object::call(
-        env,
-        connection_id,
-        Method::Put,
-        "/internal/webhooks",
-        Some(&body),
-    )
-    .await;
+    save_registered(env, connection_id, &registered).await;
 }
 
 async fn register_keap(
@@ -175,16 +206,7 @@ async fn register_keap(
     };
     registered.keap_hook_token = Some(hook_token.clone());
     // The token must resolve before Keap's verification handshake arrives.
-    let entry = json!({ "connection_id": connection_id, "hook_keys": [] });
-    if let Err(e) = durable_object::call(
-        env,
-        SYSTEM_INSTANCE,
-        Method::Put,
-        &format!("/internal/hooks/{hook_token}"),
-        Some(&entry),
-    )
-    .await
-    {
+    if let Err(e) = put_hook_token(env, &hook_token, connection_id, &[]).await {
         registered.errors.push(format!("hook token: {e}"));
         return registered;
     }
@@ -197,15 +219,7 @@ async fn register_keap(
             Err(e) => registered.errors.push(e),
         }
     }
-    let entry = json!({ "connection_id": connection_id, "hook_keys": registered.keap_hook_keys });
-    let _ = durable_object::call(
-        env,
-        SYSTEM_INSTANCE,
-        Method::Put,
-        &format!("/internal/hooks/{hook_token}"),
-        Some(&entry),
-    )
-    .await;
+    let _ = put_hook_token(env, &hook_token, connection_id, &registered.keap_hook_keys).await;
     registered
 }
 
@@ -227,12 +241,7 @@ async fn register_shopify(
 
 /// Removes what [`register`] registered (call before the tokens are revoked).
 pub async fn unregister(env: &Env, connection_id: &str, provider: Provider, account: &str) {
-    let Ok(mut response) =
-        durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None).await
-    else {
-        return;
-    };
-    let Ok(registered) = response.json::<Registered>().await else {
+    let Ok(registered) = registered_of(env, connection_id).await else {
         return;
     };
     if registered.keap_hook_token.is_none() && registered.shopify_subscription_ids.is_empty() {
@@ -314,18 +323,15 @@ pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account:
     let Some(base) = settings.webhook_base_url.as_deref() else {
         return Ensured::default();
     };
-    let current =
-        match durable_object::call(env, connection_id, Method::Get, "/internal/webhooks", None)
-            .await
-        {
-            Ok(mut response) => response.json::<Registered>().await.unwrap_or_default(),
-            Err(e) => {
-                return Ensured {
-                    errors: vec![format!("stored registration: {e}")],
-                    ..Ensured::default()
-                }
+    let current = match registered_of(env, connection_id).await {
+        Ok(current) => current,
+        Err(e) => {
+            return Ensured {
+                errors: vec![format!("stored registration: {e}")],
+                ..Ensured::default()
             }
-        };
+        }
+    };
     if current.keap_hook_token.is_none() && current.shopify_subscription_ids.is_empty() {
         register(env, connection_id, provider, account).await;
         return Ensured {
@@ -357,26 +363,10 @@ pub async fn ensure(env: &Env, connection_id: &str, provider: Provider, account:
         }
     };
     if !ensured.recreated.is_empty() {
-        let body = serde_json::to_value(&registered).unwrap_or_default();
-        let _ = durable_object::call(
-            env,
-            connection_id,
-            Method::Put,
-            "/internal/webhooks",
-            Some(&body),
-        )
-        .await;
+        save_registered(env, connection_id, &registered).await;
         if let Some(hook_token) = &registered.keap_hook_token {
-            let entry =
-                json!({ "connection_id": connection_id, "hook_keys": registered.keap_hook_keys });
-            let _ = durable_object::call(
-                env,
-                SYSTEM_INSTANCE,
-                Method::Put,
-                &format!("/internal/hooks/{hook_token}"),
-                Some(&entry),
-            )
-            .await;
+            let _ =
+                put_hook_token(env, hook_token, connection_id, &registered.keap_hook_keys).await;
         }
     }
     if !ensured.recreated.is_empty() || !ensured.reverified.is_empty() || !ensured.errors.is_empty()

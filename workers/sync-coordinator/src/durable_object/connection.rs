@@ -178,8 +178,11 @@ fn still_current(
 /// One refresh against the token endpoint, with in-line retries for transient failures.
 /// Persists the rotated pair before returning it, unless the connection was deleted or
 /// reauthorised while the endpoint was answering (then the outcome is dropped).
-async fn refresh(store: Store, env: Env) -> Result<IssuedToken, TokenFailure> {
-    let config = CoordinatorConfig::new(&env);
+async fn refresh(
+    store: Store,
+    env: Env,
+    config: CoordinatorConfig,
+) -> Result<IssuedToken, TokenFailure> {
     let cipher = config.token_cipher().map_err(internal)?;
     let policy = config.token_policy().map_err(internal)?;
     let connection = load(&store, clock::now())
@@ -303,7 +306,7 @@ impl SyncCoordinator {
         request: ConnectRequest,
         now: Timestamp,
     ) -> Handled<ConnectionView> {
-        let config = CoordinatorConfig::new(&self.env);
+        let config = &self.config;
         let cipher = config
             .token_cipher()
             .map_err(|e| CoordinatorError::Misconfigured(e.to_string()))?;
@@ -441,7 +444,7 @@ impl SyncCoordinator {
         if let Some(inflight) = self.inflight_refresh.borrow().as_ref() {
             return inflight.clone();
         }
-        let future = refresh(self.store.clone(), self.env.clone())
+        let future = refresh(self.store.clone(), self.env.clone(), self.config.clone())
             .boxed_local()
             .shared();
         *self.inflight_refresh.borrow_mut() = Some(future.clone());
@@ -467,7 +470,7 @@ impl SyncCoordinator {
         request: edge_sync_shared::coordinator_api::TokenRequest,
         now: Timestamp,
     ) -> Handled<IssuedAccessToken> {
-        let config = CoordinatorConfig::new(&self.env);
+        let config = &self.config;
         if let (Some(rejected), Some(mut connection)) =
             (request.rejected_access_token, load(&self.store, now)?)
         {
@@ -497,7 +500,7 @@ impl SyncCoordinator {
         &self,
         now: Timestamp,
     ) -> worker::Result<Result<IssuedToken, TokenFailure>> {
-        let config = CoordinatorConfig::new(&self.env);
+        let config = &self.config;
         let Some(connection) = load(&self.store, now)? else {
             return Ok(Err(TokenFailure::Gone));
         };
@@ -553,7 +556,8 @@ impl SyncCoordinator {
         now: Timestamp,
     ) -> Handled<Granted> {
         let connection = self.require(now)?;
-        let per_minute = CoordinatorConfig::new(&self.env)
+        let per_minute = self
+            .config
             .rate_per_minute(connection.provider)
             .unwrap_or(150);
         super::sync_state::take_budget(&self.store, per_minute, request, now)
@@ -561,9 +565,7 @@ impl SyncCoordinator {
 
     /// When the token lifecycle next needs the alarm.
     pub(super) fn token_alarm(&self, now: Timestamp) -> worker::Result<Option<Timestamp>> {
-        let policy = CoordinatorConfig::new(&self.env)
-            .token_policy()
-            .unwrap_or_default();
+        let policy = self.config.token_policy().unwrap_or_default();
         Ok(load(&self.store, now)?.and_then(|c| c.lifecycle.next_alarm(now, &policy)))
     }
 

@@ -25,7 +25,6 @@ use serde_json::{json, Value};
 
 use super::SyncCoordinator;
 use crate::api_error::Handled;
-use crate::config::CoordinatorConfig;
 use crate::store::Store;
 
 /// The event queue and the dedup window live in their own indexed tables, so accepting an
@@ -324,10 +323,7 @@ impl SyncCoordinator {
         }
         // Delivery waits a moment so a burst reaches Postgres in a few batches, not one
         // transaction (and connection) per event.
-        let delay_ms = CoordinatorConfig::new(&self.env)
-            .event_delivery()
-            .unwrap_or_default()
-            .delay_ms;
+        let delay_ms = self.config.event_delivery().unwrap_or_default().delay_ms;
         self.alarm_no_later_than(now.plus_millis(delay_ms)).await?;
         log::event(WORKER, Level::Info, "event_stored")
             .with_connection_id(instance)
@@ -401,10 +397,7 @@ impl SyncCoordinator {
         if due.is_empty() {
             return Ok(());
         }
-        let backoff = CoordinatorConfig::new(&self.env)
-            .event_delivery()
-            .unwrap_or_default()
-            .backoff;
+        let backoff = self.config.event_delivery().unwrap_or_default().backoff;
         let instance = due[0]
             .connection_id
             .clone()

@@ -28,6 +28,7 @@ use worker::{
 
 use crate::{
     api_error::{self, ok, Handled},
+    config::CoordinatorConfig,
     store::Store,
 };
 
@@ -64,6 +65,8 @@ pub struct SyncCoordinator {
     state: State,
     env: Env,
     store: Store,
+    /// Settings, parsed once per instance.
+    config: CoordinatorConfig,
     /// The refresh in flight, shared by every caller that needs a new token meanwhile.
     inflight_refresh: Rc<RefCell<Option<connection::RefreshFuture>>>,
 }
@@ -76,6 +79,7 @@ impl DurableObject for SyncCoordinator {
         let _ = events::create_schema(&store);
         Self {
             state,
+            config: CoordinatorConfig::from_env(&env),
             env,
             store,
             inflight_refresh: Rc::new(RefCell::new(None)),

@@ -12,25 +12,30 @@ use edge_sync_shared::auth::Capability;
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult, RequestContext};
 use worker::{Env, Method, Request};
 
+use crate::config::CoordinatorConfig;
+
 /// Sends each request to the handler of its route.
 pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult {
     let path = req.path();
     let method = req.method();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let config = CoordinatorConfig::from_env(&env);
     if method == Method::Options
         && matches!(segments.first(), Some(&"coordinator") | Some(&"oauth"))
     {
-        return cors::preflight(&req, &env);
+        return cors::preflight(&req, &config);
     }
     let origin_req = req.clone()?;
     let response = match (method, segments.as_slice()) {
         (Method::Get, ["health"]) => health::get(&env).await,
         (_, ["health"]) => Err(HttpError::method_not_allowed("GET")),
-        (Method::Get, ["oauth", "initiate"]) => oauth::keap_initiate(&req, &env).await,
-        (Method::Get, ["oauth", "callback"]) => oauth::keap_callback(&req, &env).await,
-        (Method::Get, ["oauth", "shopify", "install"]) => oauth::shopify_install(&req, &env).await,
+        (Method::Get, ["oauth", "initiate"]) => oauth::keap_initiate(&req, &env, &config).await,
+        (Method::Get, ["oauth", "callback"]) => oauth::keap_callback(&req, &env, &config).await,
+        (Method::Get, ["oauth", "shopify", "install"]) => {
+            oauth::shopify_install(&req, &env, &config).await
+        }
         (Method::Get, ["oauth", "shopify", "callback"]) => {
-            oauth::shopify_callback(&req, &env).await
+            oauth::shopify_callback(&req, &env, &config).await
         }
         (_, ["oauth", ..]) => Err(HttpError::method_not_allowed("GET")),
         (Method::Get, ["coordinator", "ping"]) => coordinator::ping(&req, &env, &ctx).await,
@@ -80,5 +85,5 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         }
         _ => Err(HttpError::not_found()),
     }?;
-    Ok(cors::decorate(&origin_req, &env, response))
+    Ok(cors::decorate(&origin_req, &config, response))
 }

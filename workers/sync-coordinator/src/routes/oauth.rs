@@ -154,13 +154,12 @@ fn redirect_or_json(req: &Request, location: &str) -> HttpResult {
 }
 
 /// `GET /oauth/initiate?user_id=` (admin): redirects to Keap's authorize page.
-pub async fn keap_initiate(req: &Request, env: &Env) -> HttpResult {
+pub async fn keap_initiate(req: &Request, env: &Env, config: &CoordinatorConfig) -> HttpResult {
     require(req, env, Capability::Operate)?;
     let pairs = query(req)?;
     let user = user_id(&pairs)?;
-    let config = CoordinatorConfig::new(env);
     let keap = config.keap_oauth().map_err(config_error)?;
-    let state = new_state(env, &config, &user, Provider::Keap, None).await?;
+    let state = new_state(env, config, &user, Provider::Keap, None).await?;
     redirect_or_json(req, &keap.authorize_redirect(&state.value))
 }
 
@@ -249,7 +248,7 @@ fn html_escape(text: &str) -> String {
 }
 
 /// `GET /oauth/callback?code&state`: checks the state, exchanges the code, stores tokens.
-pub async fn keap_callback(req: &Request, env: &Env) -> HttpResult {
+pub async fn keap_callback(req: &Request, env: &Env, config: &CoordinatorConfig) -> HttpResult {
     let pairs = query(req)?;
     if let Some(error) = provider_error(&pairs) {
         return Err(error);
@@ -258,9 +257,7 @@ pub async fn keap_callback(req: &Request, env: &Env) -> HttpResult {
         param(&pairs, "state").ok_or_else(|| HttpError::bad_request("state is required"))?;
     let code = param(&pairs, "code").ok_or_else(|| HttpError::bad_request("code is required"))?;
     let state = consume_state(env, state_value, Provider::Keap, clock::now()).await?;
-    let keap = CoordinatorConfig::new(env)
-        .keap_oauth()
-        .map_err(config_error)?;
+    let keap = config.keap_oauth().map_err(config_error)?;
     let answer = outbound::send(&keap.code_exchange_request(code), TOKEN_ENDPOINT_TIMEOUT)
         .await
         .map_err(|e| {
@@ -279,26 +276,23 @@ pub async fn keap_callback(req: &Request, env: &Env) -> HttpResult {
 }
 
 /// `GET /oauth/shopify/install?shop=&user_id=` (admin): redirects to the shop's grant page.
-pub async fn shopify_install(req: &Request, env: &Env) -> HttpResult {
+pub async fn shopify_install(req: &Request, env: &Env, config: &CoordinatorConfig) -> HttpResult {
     require(req, env, Capability::Operate)?;
     let pairs = query(req)?;
     let user = user_id(&pairs)?;
     let shop = param(&pairs, "shop")
         .and_then(shopify::normalize_shop_domain)
         .ok_or_else(|| HttpError::bad_request("shop must be a <name>.myshopify.com domain"))?;
-    let config = CoordinatorConfig::new(env);
     let app = config.shopify_oauth().map_err(config_error)?;
-    let state = new_state(env, &config, &user, Provider::Shopify, Some(shop.clone())).await?;
+    let state = new_state(env, config, &user, Provider::Shopify, Some(shop.clone())).await?;
     redirect_or_json(req, &app.install_redirect(&shop, &state.value))
 }
 
 /// `GET /oauth/shopify/callback?code&hmac&shop&state&timestamp`: verifies Shopify's HMAC and
 /// the shop, checks the state, exchanges the code for an offline token.
-pub async fn shopify_callback(req: &Request, env: &Env) -> HttpResult {
+pub async fn shopify_callback(req: &Request, env: &Env, config: &CoordinatorConfig) -> HttpResult {
     let pairs = query(req)?;
-    let app = CoordinatorConfig::new(env)
-        .shopify_oauth()
-        .map_err(config_error)?;
+    let app = config.shopify_oauth().map_err(config_error)?;
     if !shopify::verify_callback_hmac(&pairs, &app.client_secret) {
         return Err(
             HttpError::bad_request("the request is not signed by Shopify")
