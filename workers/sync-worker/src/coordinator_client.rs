@@ -81,14 +81,39 @@ async fn call_once(
     ))
 }
 
-/// A typed request (the coordinator decodes the same struct) as the JSON body of a call.
-fn body(request: &impl serde::Serialize) -> Value {
-    serde_json::to_value(request).unwrap_or(Value::Null)
+/// Sends a typed request (the coordinator decodes the same struct) as the JSON body.
+async fn send(
+    env: &worker::Env,
+    method: Method,
+    path: &str,
+    request: &impl serde::Serialize,
+    request_id: &str,
+) -> Result<(u16, Value), CoordinatorError> {
+    let body = serde_json::to_value(request).unwrap_or(Value::Null);
+    call(env, method, path, Some(&body), request_id).await
+}
+
+/// `GET path`, read as its typed answer; any status but 200 is unexpected.
+async fn get<T: serde::de::DeserializeOwned>(
+    env: &worker::Env,
+    path: &str,
+    request_id: &str,
+) -> Result<T, CoordinatorError> {
+    let (status, body) = call(env, Method::Get, path, None, request_id).await?;
+    if status != 200 {
+        return Err(unexpected(status, &body));
+    }
+    answer(body)
 }
 
 /// Reads a 200 answer as its typed struct.
 fn answer<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, CoordinatorError> {
     serde_json::from_value(body).map_err(|e| CoordinatorError::Unreachable(e.to_string()))
+}
+
+/// `/coordinator/connections/{id}` and what follows it.
+fn connection_path(connection_id: &str, rest: &str) -> String {
+    format!("/coordinator/connections/{connection_id}{rest}")
 }
 
 /// Reads a refusal's typed body (`{"error": ..., ...}`); `None` when it is not one.
@@ -137,19 +162,16 @@ pub async fn access_token(
     rejected: Option<&Secret>,
     request_id: &str,
 ) -> Result<Secret, TokenError> {
-    let body = rejected.map(|t| {
-        body(&api::TokenRequest {
-            rejected_access_token: Some(t.expose().to_owned()),
-        })
-    });
-    let (status, body) = call(
-        env,
-        Method::Post,
-        &format!("/coordinator/connections/{connection_id}/token"),
-        body.as_ref(),
-        request_id,
-    )
-    .await
+    let path = connection_path(connection_id, "/token");
+    let (status, body) = match rejected {
+        Some(token) => {
+            let request = api::TokenRequest {
+                rejected_access_token: Some(token.expose().to_owned()),
+            };
+            send(env, Method::Post, &path, &request, request_id).await
+        }
+        None => call(env, Method::Post, &path, None, request_id).await,
+    }
     .map_err(TokenError::Other)?;
     match status {
         200 => serde_json::from_value::<api::IssuedAccessToken>(body)
@@ -185,18 +207,12 @@ pub async fn acquire_lease(
     ttl_ms: i64,
     request_id: &str,
 ) -> Result<LeaseOutcome, CoordinatorError> {
-    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}/lease");
-    let (status, body) = call(
-        env,
-        Method::Post,
-        &path,
-        Some(&body(&api::AcquireLease {
-            run_id: run_id.to_owned(),
-            ttl_ms,
-        })),
-        request_id,
-    )
-    .await?;
+    let path = connection_path(connection_id, &format!("/sync/{resource}/lease"));
+    let request = api::AcquireLease {
+        run_id: run_id.to_owned(),
+        ttl_ms,
+    };
+    let (status, body) = send(env, Method::Post, &path, &request, request_id).await?;
     match status {
         200 => Ok(LeaseOutcome::Acquired),
         409 => Ok(LeaseOutcome::Held {
@@ -214,17 +230,11 @@ pub async fn release_lease(
     run_id: &str,
     request_id: &str,
 ) -> Result<(), CoordinatorError> {
-    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}/lease");
-    call(
-        env,
-        Method::Delete,
-        &path,
-        Some(&body(&api::RunRef {
-            run_id: run_id.to_owned(),
-        })),
-        request_id,
-    )
-    .await?;
+    let path = connection_path(connection_id, &format!("/sync/{resource}/lease"));
+    let request = api::RunRef {
+        run_id: run_id.to_owned(),
+    };
+    send(env, Method::Delete, &path, &request, request_id).await?;
     Ok(())
 }
 
@@ -235,12 +245,8 @@ pub async fn resource_state(
     resource: &str,
     request_id: &str,
 ) -> Result<api::ResourceStateView, CoordinatorError> {
-    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}");
-    let (status, body) = call(env, Method::Get, &path, None, request_id).await?;
-    if status != 200 {
-        return Err(unexpected(status, &body));
-    }
-    answer(body)
+    let path = connection_path(connection_id, &format!("/sync/{resource}"));
+    get(env, &path, request_id).await
 }
 
 /// Every resource's stored state of a connection.
@@ -249,18 +255,7 @@ pub async fn all_resource_states(
     connection_id: &str,
     request_id: &str,
 ) -> Result<api::ResourceStates, CoordinatorError> {
-    let (status, body) = call(
-        env,
-        Method::Get,
-        &format!("/coordinator/connections/{connection_id}/sync"),
-        None,
-        request_id,
-    )
-    .await?;
-    if status != 200 {
-        return Err(unexpected(status, &body));
-    }
-    answer(body)
+    get(env, &connection_path(connection_id, "/sync"), request_id).await
 }
 
 /// What a checkpoint write carries.
@@ -286,15 +281,15 @@ pub async fn checkpoint(
     checkpoint: Checkpoint<'_>,
     request_id: &str,
 ) -> Result<bool, CoordinatorError> {
-    let path = format!("/coordinator/connections/{connection_id}/sync/{resource}/run");
-    let request = body(&api::PutRun {
+    let path = connection_path(connection_id, &format!("/sync/{resource}/run"));
+    let request = api::PutRun {
         run_id: checkpoint.run_id.to_owned(),
         result: checkpoint.result,
         cursor: checkpoint.cursor.cloned(),
         finished: checkpoint.finished,
         continue_at_ms: checkpoint.continue_at_ms,
-    });
-    let (status, body) = call(env, Method::Put, &path, Some(&request), request_id).await?;
+    };
+    let (status, body) = send(env, Method::Put, &path, &request, request_id).await?;
     match status {
         200 => Ok(true),
         409 => Ok(false),
@@ -308,12 +303,12 @@ pub async fn take_budget(
     connection_id: &str,
     request_id: &str,
 ) -> Result<Option<u64>, CoordinatorError> {
-    let path = format!("/coordinator/connections/{connection_id}/budget/take");
-    let (status, body) = call(
+    let path = connection_path(connection_id, "/budget/take");
+    let (status, body) = send(
         env,
         Method::Post,
         &path,
-        Some(&body(&api::TakeBudget { cost: 1 })),
+        &api::TakeBudget { cost: 1 },
         request_id,
     )
     .await?;
@@ -335,12 +330,12 @@ pub async fn penalize(
     until_ms: i64,
     request_id: &str,
 ) -> Result<(), CoordinatorError> {
-    let path = format!("/coordinator/connections/{connection_id}/budget/penalize");
-    call(
+    let path = connection_path(connection_id, "/budget/penalize");
+    send(
         env,
         Method::Post,
         &path,
-        Some(&body(&api::Penalize { until_ms })),
+        &api::Penalize { until_ms },
         request_id,
     )
     .await?;
@@ -353,14 +348,8 @@ pub async fn connection(
     connection_id: &str,
     request_id: &str,
 ) -> Result<Option<ConnectionView>, CoordinatorError> {
-    let (status, body) = call(
-        env,
-        Method::Get,
-        &format!("/coordinator/connections/{connection_id}"),
-        None,
-        request_id,
-    )
-    .await?;
+    let path = connection_path(connection_id, "");
+    let (status, body) = call(env, Method::Get, &path, None, request_id).await?;
     match status {
         200 => answer(body).map(Some),
         404 => Ok(None),
@@ -378,7 +367,7 @@ pub async fn ensure_webhooks(
     let (status, body) = call(
         env,
         Method::Post,
-        &format!("/coordinator/connections/{connection_id}/webhooks/ensure"),
+        &connection_path(connection_id, "/webhooks/ensure"),
         None,
         request_id,
     )
