@@ -149,6 +149,8 @@ pub enum Action {
     ContinueLater {
         /// When.
         at: Timestamp,
+        /// How long from now (0: at once).
+        after_ms: u64,
         /// Why.
         cause: WaitCause,
     },
@@ -398,6 +400,7 @@ impl RunMachine {
         if self.pages >= self.limits.max_pages_per_invocation {
             return Action::ContinueLater {
                 at: now,
+                after_ms: 0,
                 cause: WaitCause::PageBudget,
             };
         }
@@ -419,6 +422,7 @@ impl RunMachine {
         } else {
             Action::ContinueLater {
                 at: now.plus_millis(i64::try_from(ms).unwrap_or(i64::MAX)),
+                after_ms: ms,
                 cause,
             }
         }

@@ -379,6 +379,7 @@ fn a_429_with_retry_after_waits_as_told_inline_or_later() {
         world.invoke(None),
         End::Action(Action::ContinueLater {
             at: start.plus_millis(60_000),
+            after_ms: 60_000,
             cause: WaitCause::RateLimited
         })
     );
@@ -507,6 +508,7 @@ fn an_empty_budget_waits_inline_or_continues_later() {
         world.invoke(None),
         End::Action(Action::ContinueLater {
             at: start.plus_millis(45_000),
+            after_ms: 45_000,
             cause: WaitCause::Budget
         })
     );
@@ -550,6 +552,7 @@ fn the_page_budget_hands_the_run_to_a_later_invocation() {
         world.invoke(None),
         End::Action(Action::ContinueLater {
             at: now,
+            after_ms: 0,
             cause: WaitCause::PageBudget
         })
     );
