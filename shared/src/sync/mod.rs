@@ -49,7 +49,7 @@ pub use plan::{
 pub use resource::{Resource, SyncMode};
 pub use retry::RetryPolicy;
 pub use run_machine::{
-    Action, Event, InvocationCounts, InvocationState, RunLimits, RunMachine, RunState,
+    Action, Event, InvocationCounts, InvocationState, RunLimits, RunMachine, RunRecord, RunState,
     TokenRefusal, WaitCause,
 };
 pub use shopify::{shopify_numeric_id, shopify_page_size, SHOPIFY_MAX_QUERY_COST};

@@ -70,6 +70,55 @@ impl From<RunState> for InvocationState {
     }
 }
 
+/// What is persisted per resource (the coordinator's `last_run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Where the run stands.
+    pub state: RunState,
+    /// The run (lease holder, `sync_runs.id`).
+    pub run_id: String,
+    /// `cron`, `manual`, `webhook` (a Keap hook asked for it) or `continuation`.
+    pub trigger: String,
+    /// Where the walk is (its `run_id` is the marker full resyncs stamp rows with).
+    pub checkpoint: RunCheckpoint,
+    /// Provider requests made.
+    pub requests: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it started / last changed / ended (ISO).
+    pub started_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// End.
+    pub finished_at: Option<String>,
+    /// Invocations used so far.
+    pub invocations: u32,
+}
+
+impl RunRecord {
+    /// A run starting (or resuming) at `checkpoint`.
+    pub fn started(run_id: &str, trigger: &str, checkpoint: RunCheckpoint, now: Timestamp) -> Self {
+        Self {
+            state: RunState::Running,
+            run_id: run_id.to_owned(),
+            trigger: trigger.to_owned(),
+            checkpoint,
+            requests: 0,
+            error: None,
+            started_at: now.to_iso8601(),
+            updated_at: now.to_iso8601(),
+            finished_at: None,
+            invocations: 0,
+        }
+    }
+
+    /// Whether a new run of `mode` picks this one up where it stopped: it failed before
+    /// the end of a walk of the same mode.
+    pub fn resumable_as(&self, mode: SyncMode) -> bool {
+        self.state == RunState::Failed && self.checkpoint.mode == mode && !self.checkpoint.done
+    }
+}
+
 /// The settings the machine decides with (from the sync Worker's config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {

@@ -1,19 +1,18 @@
-//! A sync run of one connection's resource, carried out page by page:
-//! budget → token → fetch → parse → one upsert → checkpoint (cursor moves only after the
-//! page's rows are committed). One invocation does at most `max_pages_per_invocation`
-//! pages; the coordinator's alarm continues the run in a fresh invocation (and, as a
-//! watchdog, resumes it if an invocation dies). Decisions come from `edge-sync-shared`.
+//! One invocation of a sync run of one connection's resource: a driver that carries out
+//! what [`RunMachine`] decides (budget → token → fetch → parse → one upsert → checkpoint;
+//! the cursor moves only after the page's rows are committed). One invocation does at most
+//! `max_pages_per_invocation` pages; the coordinator's alarm continues the run in a fresh
+//! invocation (and, as a watchdog, resumes it if an invocation dies).
 
 use std::time::Duration;
 
 use edge_sync_shared::{bindings::workers::SYNC_WORKER as WORKER, log::Level};
 use edge_sync_shared::{
-    connection::{ConnectionView, Provider},
+    connection::Provider,
     sync::{
         cursor_to_persist, parse_page, try_page_request, Action, Event, InvocationState, PageError,
-        Resource, RunCheckpoint, RunMachine, RunState, SyncMode, TokenRefusal, WaitCause,
+        Resource, RunCheckpoint, RunMachine, RunRecord, RunState, TokenRefusal, WaitCause,
     },
-    token_lifecycle::ConnectionStatus,
     Secret, Timestamp,
 };
 use edge_sync_worker_kit::log::{self, Emit};
@@ -26,56 +25,6 @@ use crate::{
     coordinator_client::{self as coordinator, Checkpoint, LeaseOutcome, TokenError},
     postgres_writer::{RunProgress, Writer},
 };
-
-/// What starting a run led to; serialised as `status` plus its fields in start answers.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Started {
-    /// A new (or resumed) run, continued by the coordinator's alarm.
-    #[serde(rename = "started")]
-    Run {
-        /// Its id.
-        run_id: String,
-        /// It picks up a failed run where it stopped.
-        resumed: bool,
-    },
-    /// A run is already in flight for this connection and resource.
-    AlreadyRunning {
-        /// The running run.
-        run_id: String,
-    },
-    /// The connection cannot sync (reauthorisation needed, or deleted).
-    Skipped {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// What is persisted per resource (the coordinator's `last_run`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RunRecord {
-    /// Where the run stands.
-    pub state: RunState,
-    /// The run (lease holder, `sync_runs.id`).
-    pub run_id: String,
-    /// `cron`, `manual`, `webhook` (a Keap hook asked for it) or `continuation`.
-    pub trigger: String,
-    /// Where the walk is (its `run_id` is the marker full resyncs stamp rows with).
-    pub checkpoint: RunCheckpoint,
-    /// Provider requests made.
-    pub requests: u64,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// When it started / last changed / ended (ISO).
-    pub started_at: String,
-    /// Last change.
-    pub updated_at: String,
-    /// End.
-    pub finished_at: Option<String>,
-    /// Invocations used so far.
-    pub invocations: u32,
-}
-
 /// Errors that end an invocation without a page-level explanation.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RunError {
@@ -87,117 +36,9 @@ pub enum RunError {
     NotFound(String),
 }
 
-fn infra(e: impl std::fmt::Display) -> RunError {
+pub(crate) fn infra(e: impl std::fmt::Display) -> RunError {
     RunError::Infrastructure(e.to_string())
 }
-/// Starts a run (or resumes a failed one of the same mode) and hands it to the coordinator
-/// to continue at once. Returns without fetching anything.
-pub async fn start(
-    env: &Env,
-    config: &SyncConfig,
-    connection: &ConnectionView,
-    resource: Resource,
-    mode: SyncMode,
-    trigger: &str,
-    request_id: &str,
-) -> Result<Started, RunError> {
-    if connection.status != ConnectionStatus::Active {
-        return Ok(Started::Skipped {
-            reason: format!("connection is {}", connection.status),
-        });
-    }
-    let run_id = random::uuid_v4().map_err(infra)?;
-    let name = resource.name();
-    match coordinator::acquire_lease(
-        env,
-        &connection.id,
-        name,
-        &run_id,
-        config.lease_ttl_ms,
-        request_id,
-    )
-    .await
-    .map_err(infra)?
-    {
-        LeaseOutcome::Held { run_id } => return Ok(Started::AlreadyRunning { run_id }),
-        LeaseOutcome::Acquired => {}
-    }
-    let now = clock::now();
-    let state = coordinator::resource_state(env, &connection.id, name, request_id)
-        .await
-        .map_err(infra)?;
-    let previous: Option<RunRecord> = serde_json::from_value(state["last_run"].clone()).ok();
-    // A failed run of the same mode is resumed from its last committed page (keeping its
-    // marker, so a resumed full resync still knows every row it saw).
-    let resumed = previous
-        .filter(|p| p.state == RunState::Failed && p.checkpoint.mode == mode && !p.checkpoint.done);
-    let checkpoint = match &resumed {
-        Some(previous) => previous.checkpoint.clone(),
-        None => {
-            let since = match mode {
-                SyncMode::Incremental => serde_json::from_value(state["cursor"].clone()).ok(),
-                SyncMode::Full => None,
-            };
-            RunCheckpoint::new(&run_id, resource, mode, since, now)
-                .with_overlap_ms(config.source.overlap_ms)
-        }
-    };
-    let record = RunRecord {
-        state: RunState::Running,
-        run_id: run_id.clone(),
-        trigger: trigger.into(),
-        checkpoint,
-        requests: 0,
-        error: None,
-        started_at: now.to_iso8601(),
-        updated_at: now.to_iso8601(),
-        finished_at: None,
-        invocations: 0,
-    };
-    let writer = Writer::connect(env).await.map_err(infra)?;
-    writer
-        .run_started(
-            &run_id,
-            &connection.id,
-            resource,
-            trigger,
-            mode,
-            &json!(record.checkpoint.since),
-        )
-        .await
-        .map_err(infra)?;
-    let written = coordinator::checkpoint(
-        env,
-        &connection.id,
-        name,
-        Checkpoint {
-            run_id: &run_id,
-            result: serde_json::to_value(&record).map_err(infra)?,
-            cursor: None,
-            finished: false,
-            continue_at_ms: Some(now.as_millis()),
-        },
-        request_id,
-    )
-    .await
-    .map_err(infra)?;
-    if !written {
-        return Err(RunError::Infrastructure("lease lost while starting".into()));
-    }
-    log::event(WORKER, Level::Info, "sync_run_started")
-        .with_connection_id(&connection.id)
-        .with("resource", name)
-        .with("run_id", &run_id)
-        .with("mode", mode.as_str())
-        .with("trigger", trigger)
-        .with("resumed", resumed.is_some())
-        .emit();
-    Ok(Started::Run {
-        run_id,
-        resumed: resumed.is_some(),
-    })
-}
-
 /// How one invocation of a run ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InvocationOutcome {
