@@ -24,6 +24,7 @@ mod keap;
 mod plan;
 mod resource;
 mod retry;
+pub mod run_machine;
 mod shopify;
 pub mod shopify_bulk;
 mod upsert;
@@ -47,6 +48,10 @@ pub use plan::{
 };
 pub use resource::{Resource, SyncMode};
 pub use retry::RetryPolicy;
+pub use run_machine::{
+    Action, Event, InvocationCounts, InvocationState, RunLimits, RunMachine, RunRecord, RunState,
+    TokenRefusal, WaitCause,
+};
 pub use shopify::{shopify_numeric_id, shopify_page_size, SHOPIFY_MAX_QUERY_COST};
 // The webhook classifier maps Shopify payloads through the same node readers as the sync.
 pub(crate) use shopify::{

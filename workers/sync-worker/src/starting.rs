@@ -1,20 +1,26 @@
 //! Starting runs, for the routes (`/sync/full`, `/sync/<resource>`, `/sync/hook`) and the
 //! cron alike: all or nothing per request, answered with a typed [`StartReport`].
 
+use edge_sync_shared::{bindings::workers::SYNC_WORKER as WORKER, log::Level};
 use edge_sync_shared::{
     connection::ConnectionView,
     // The per-connection lease that serialises starting runs (named in the shared crate, so
     // the coordinator knows it is no resource).
     coordinator_api::START_LEASE,
-    sync::{Resource, SyncMode},
+    sync::{Resource, RunCheckpoint, RunRecord, SyncMode},
+    token_lifecycle::ConnectionStatus,
 };
+use edge_sync_worker_kit::log::{self, Emit};
+use edge_sync_worker_kit::{clock, random};
 use serde::Serialize;
+use serde_json::json;
 use worker::Env;
 
 use crate::{
     config::SyncConfig,
-    coordinator_client as coordinator,
-    run::{self, Started},
+    coordinator_client::{self as coordinator, Checkpoint, LeaseOutcome},
+    postgres_writer::Writer,
+    run::{infra, RunError},
 };
 
 /// What happened to one requested run.
@@ -211,7 +217,7 @@ async fn start_each(
             },
         };
         for resource in resources {
-            let outcome = run::start(env, config, connection, resource, mode, trigger, request_id)
+            let outcome = start(env, config, connection, resource, mode, trigger, request_id)
                 .await
                 .map_err(|e| StartError::Run(e.to_string()))?;
             runs.push(RunStart {
@@ -222,4 +228,124 @@ async fn start_each(
         }
     }
     Ok(StartReport::Runs { mode, runs })
+}
+
+/// What starting a run led to; serialised as `status` plus its fields in start answers.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Started {
+    /// A new (or resumed) run, continued by the coordinator's alarm.
+    #[serde(rename = "started")]
+    Run {
+        /// Its id.
+        run_id: String,
+        /// It picks up a failed run where it stopped.
+        resumed: bool,
+    },
+    /// A run is already in flight for this connection and resource.
+    AlreadyRunning {
+        /// The running run.
+        run_id: String,
+    },
+    /// The connection cannot sync (reauthorisation needed, or deleted).
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Starts a run (or resumes a failed one of the same mode) and hands it to the coordinator
+/// to continue at once. Returns without fetching anything.
+pub async fn start(
+    env: &Env,
+    config: &SyncConfig,
+    connection: &ConnectionView,
+    resource: Resource,
+    mode: SyncMode,
+    trigger: &str,
+    request_id: &str,
+) -> Result<Started, RunError> {
+    if connection.status != ConnectionStatus::Active {
+        return Ok(Started::Skipped {
+            reason: format!("connection is {}", connection.status),
+        });
+    }
+    let run_id = random::uuid_v4().map_err(infra)?;
+    let name = resource.name();
+    match coordinator::acquire_lease(
+        env,
+        &connection.id,
+        name,
+        &run_id,
+        config.lease_ttl_ms,
+        request_id,
+    )
+    .await
+    .map_err(infra)?
+    {
+        LeaseOutcome::Held { run_id } => return Ok(Started::AlreadyRunning { run_id }),
+        LeaseOutcome::Acquired => {}
+    }
+    let now = clock::now();
+    let state = coordinator::resource_state(env, &connection.id, name, request_id)
+        .await
+        .map_err(infra)?;
+    let previous: Option<RunRecord> = state.last_run.and_then(|r| serde_json::from_value(r).ok());
+    // A failed run of the same mode is resumed from its last committed page (keeping its
+    // marker, so a resumed full resync still knows every row it saw).
+    let resumed = previous.filter(|p| p.resumable_as(mode));
+    let checkpoint = match &resumed {
+        Some(previous) => previous.checkpoint.clone(),
+        None => {
+            let since = match mode {
+                SyncMode::Incremental => state.cursor,
+                SyncMode::Full => None,
+            };
+            RunCheckpoint::new(&run_id, resource, mode, since, now)
+                .with_overlap_ms(config.source.overlap_ms)
+        }
+    };
+    let record = RunRecord::started(&run_id, trigger, checkpoint, now);
+    let writer = Writer::connect(env).await.map_err(infra)?;
+    writer
+        .run_started(
+            &run_id,
+            &connection.id,
+            resource,
+            trigger,
+            mode,
+            &json!(record.checkpoint.since),
+        )
+        .await
+        .map_err(infra)?;
+    let written = coordinator::checkpoint(
+        env,
+        &connection.id,
+        name,
+        Checkpoint {
+            run_id: &run_id,
+            result: serde_json::to_value(&record).map_err(infra)?,
+            cursor: None,
+            finished: false,
+            continue_at_ms: Some(now.as_millis()),
+        },
+        request_id,
+    )
+    .await
+    .map_err(infra)?;
+    if !written {
+        return Err(RunError::Infrastructure("lease lost while starting".into()));
+    }
+    log::event(WORKER, Level::Info, "sync_run_started")
+        .with_connection_id(&connection.id)
+        .with("resource", name)
+        .with("run_id", &run_id)
+        .with("mode", mode.as_str())
+        .with("trigger", trigger)
+        .with("resumed", resumed.is_some())
+        .emit();
+    Ok(Started::Run {
+        run_id,
+        resumed: resumed.is_some(),
+    })
 }

@@ -3,11 +3,14 @@
 use edge_sync_shared::{
     auth::Capability,
     connection::ConnectionView,
-    sync::{HookSyncIn, Resource, SyncMode},
+    coordinator_api::ResourceStateView,
+    sync::{HookSyncIn, Resource, RunRecord, SyncMode},
+    sync_state::{Cursor, Lease},
 };
 use edge_sync_worker_kit::{
     auth::require, http::json_response, HttpError, HttpResult, RequestContext,
 };
+use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{Env, Request};
 
@@ -179,6 +182,48 @@ pub async fn continue_run(mut req: Request, env: &Env, ctx: &RequestContext) -> 
     Ok(json_response(200, &outcome)?)
 }
 
+/// One resource in `GET /sync/status`: its state (`never_run` before any run), cursor, lease
+/// and the last run's counts.
+#[derive(Debug, Serialize)]
+struct ResourceStatus {
+    resource: String,
+    state: String,
+    run_id: Option<String>,
+    mode: Option<SyncMode>,
+    cursor: Option<Cursor>,
+    pages: Option<u32>,
+    records: Option<u64>,
+    requests: Option<u64>,
+    error: Option<String>,
+    started_at: Option<String>,
+    updated_at: Option<String>,
+    finished_at: Option<String>,
+    lease: Option<Lease>,
+}
+
+impl From<ResourceStateView> for ResourceStatus {
+    fn from(view: ResourceStateView) -> Self {
+        let last: Option<RunRecord> = view.last_run.and_then(|r| serde_json::from_value(r).ok());
+        Self {
+            resource: view.resource,
+            state: last
+                .as_ref()
+                .map_or_else(|| "never_run".to_owned(), |r| r.state.as_str().to_owned()),
+            run_id: last.as_ref().map(|r| r.run_id.clone()),
+            mode: last.as_ref().map(|r| r.checkpoint.mode),
+            cursor: view.cursor,
+            pages: last.as_ref().map(|r| r.checkpoint.pages),
+            records: last.as_ref().map(|r| r.checkpoint.records),
+            requests: last.as_ref().map(|r| r.requests),
+            error: last.as_ref().and_then(|r| r.error.clone()),
+            started_at: last.as_ref().map(|r| r.started_at.clone()),
+            updated_at: last.as_ref().map(|r| r.updated_at.clone()),
+            finished_at: last.and_then(|r| r.finished_at),
+            lease: view.lease,
+        }
+    }
+}
+
 /// `GET /sync/status` (`?connection=`): per connection and resource: state, cursor, last
 /// run (pages, records, errors; progress while in flight), and the last cron run.
 pub async fn status(req: &Request, env: &Env, ctx: &RequestContext) -> HttpResult {
@@ -191,27 +236,10 @@ pub async fn status(req: &Request, env: &Env, ctx: &RequestContext) -> HttpResul
             .map_err(|e| {
                 HttpError::new(502, "coordinator unavailable").with_reason(e.to_string())
             })?;
-        let resources: Vec<Value> = states
+        let resources: Vec<ResourceStatus> = states
             .resources
             .into_iter()
-            .map(|r| {
-                let last = &r.last_run.unwrap_or_default();
-                json!({
-                    "resource": r.resource,
-                    "state": last["state"].as_str().unwrap_or("never_run"),
-                    "run_id": last["run_id"],
-                    "mode": last["checkpoint"]["mode"],
-                    "cursor": r.cursor,
-                    "pages": last["checkpoint"]["pages"],
-                    "records": last["checkpoint"]["records"],
-                    "requests": last["requests"],
-                    "error": last["error"],
-                    "started_at": last["started_at"],
-                    "updated_at": last["updated_at"],
-                    "finished_at": last["finished_at"],
-                    "lease": r.lease,
-                })
-            })
+            .map(ResourceStatus::from)
             .collect();
         out.push(json!({ "connection": connection, "resources": resources }));
     }
