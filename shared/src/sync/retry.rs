@@ -28,6 +28,10 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The jitter that gives the full delay (`ceiling`): for retries that need no spreading
+    /// (one alarm per Durable Object instance, a few quick retries of one call).
+    pub const NO_JITTER: f64 = 1.0;
+
     /// The delay before retrying after `attempt` failed attempts (1 = the first try
     /// failed; 0 is read as 1). The ceiling `min(base_ms × 2^(attempt-1), max_ms)` is
     /// split in half: one half always waits, the other is scaled by `jitter` (0.0..=1.0,

@@ -1,6 +1,7 @@
 //! The coordinator's API as sync-worker uses it (service binding, internal token): the
 //! connections, access tokens, leases, checkpoints and the shared rate budget.
 
+use edge_sync_shared::sync::RetryPolicy;
 use edge_sync_shared::{
     auth::Caller, connection::ConnectionView, coordinator_api as api, sync_state::Cursor, Secret,
 };
@@ -28,9 +29,12 @@ pub enum CoordinatorError {
 /// being reset, a broken hop) is retried briefly before the caller sees it. Every route used here is safe
 /// to repeat (leases and checkpoints are keyed by run id, a repeated budget draw only
 /// slows the run down).
-const CALL_ATTEMPTS: u32 = 3;
-/// Pause before the second attempt; doubled before the third.
-const CALL_RETRY_MS: u64 = 150;
+/// 150 ms before the second attempt, 300 ms before the third.
+const CALL_RETRY: RetryPolicy = RetryPolicy {
+    base_ms: 150,
+    max_ms: 300,
+    max_attempts: 3,
+};
 
 /// Calls the coordinator and returns (status, JSON body).
 async fn call(
@@ -49,13 +53,11 @@ async fn call(
             // Retry-After); other 5xx mean the call itself broke.
             Ok((status, _)) => *status >= 500 && *status != 503,
         };
-        if !transient || attempt >= CALL_ATTEMPTS {
+        if !transient || !CALL_RETRY.should_retry(attempt) {
             return outcome;
         }
-        worker::Delay::from(std::time::Duration::from_millis(
-            CALL_RETRY_MS << (attempt - 1),
-        ))
-        .await;
+        let delay = CALL_RETRY.delay_ms(attempt, RetryPolicy::NO_JITTER);
+        worker::Delay::from(std::time::Duration::from_millis(delay)).await;
         attempt += 1;
     }
 }

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use edge_sync_shared::sync::RetryPolicy;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     connection::{ConnectionView, Provider},
@@ -39,8 +40,12 @@ const CONNECTION_KEY: &str = "connection";
 /// Storage key of the last generation of a deleted connection (no tokens): a new grant
 /// continues after it, so a refresh from before the deletion cannot claim the new one.
 const DELETED_GENERATION_KEY: &str = "deleted_generation";
-/// Token endpoint attempts per refresh before backing off to the alarm.
-const REFRESH_ATTEMPTS: u32 = 3;
+/// Token endpoint attempts per refresh before backing off to the alarm: 1 s, then 2 s apart.
+const REFRESH_RETRY: RetryPolicy = RetryPolicy {
+    base_ms: 1_000,
+    max_ms: 2_000,
+    max_attempts: 3,
+};
 /// Longest wait for the token endpoint.
 const TOKEN_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -201,9 +206,10 @@ async fn refresh(
     let spec = keap.refresh_request(&refresh_token);
 
     let mut last_error = TokenEndpointError::Transient { status: 0 };
-    for attempt in 0..REFRESH_ATTEMPTS {
+    for attempt in 0..REFRESH_RETRY.max_attempts {
         if attempt > 0 {
-            worker::Delay::from(Duration::from_millis(500 << attempt)).await;
+            let delay = REFRESH_RETRY.delay_ms(attempt, RetryPolicy::NO_JITTER);
+            worker::Delay::from(Duration::from_millis(delay)).await;
         }
         let outcome = match outbound::send(&spec, TOKEN_ENDPOINT_TIMEOUT).await {
             Ok(answer) => parse_token_response(answer.status, &answer.body),

@@ -5,6 +5,7 @@
 //! failure. After `EVENT_MAX_ATTEMPTS` failures an event is dead-lettered: visible, and
 //! replayable. Nothing acknowledged is ever dropped.
 
+use edge_sync_shared::sync::RetryPolicy;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     coordinator_api::{
@@ -441,7 +442,7 @@ impl SyncCoordinator {
                             .with_reason(reason)
                             .emit();
                     } else {
-                        let delay = backoff.delay_ms(event.attempts, super::sync_state::NO_JITTER);
+                        let delay = backoff.delay_ms(event.attempts, RetryPolicy::NO_JITTER);
                         event.next_attempt_at =
                             now.plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
                         log::event(WORKER, Level::Warn, "event_delivery_failed")

@@ -30,8 +30,6 @@ const CONTINUATION_BACKOFF: RetryPolicy = RetryPolicy {
     max_ms: 300_000,
     max_attempts: u32::MAX,
 };
-/// The full delay of [`RetryPolicy::delay_ms`]: one alarm per instance needs no spreading.
-pub(super) const NO_JITTER: f64 = 1.0;
 
 /// What the coordinator keeps per resource besides the lease.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -241,7 +239,8 @@ pub async fn run_due_continuations(
         if !ok {
             // Back off: 10 s, 20 s, ... up to 5 minutes, until the sync-worker answers.
             continuation.attempts += 1;
-            let delay = CONTINUATION_BACKOFF.delay_ms(continuation.attempts, NO_JITTER);
+            let delay =
+                CONTINUATION_BACKOFF.delay_ms(continuation.attempts, RetryPolicy::NO_JITTER);
             continuation.at = crate::durable_object::clock_now()
                 .plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));
             log::event(WORKER, Level::Warn, "sync_continuation_failed")
