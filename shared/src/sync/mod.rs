@@ -14,6 +14,8 @@
 //!    did not see.
 //!
 //! Failures come back as [`PageError`]; [`RetryPolicy`] says whether and when to retry.
+//! [`run_machine`] puts these steps together: the run as a state machine ([`PageRun`])
+//! the Worker drives by carrying out its [`RunAction`]s.
 //! The provider facts followed here: keap-sdk's OpenAPI file
 //! (<https://github.com/infusionsoft/keap-sdk/blob/main/sdks/v2/swagger.yml>), Keap's quotas
 //! (<https://developer.infusionsoft.com/api-token-quota-and-usage-measurements>) and Shopify's
@@ -49,8 +51,8 @@ pub use plan::{
 pub use resource::{Resource, SyncMode};
 pub use retry::RetryPolicy;
 pub use run_machine::{
-    Action, Event, InvocationCounts, InvocationState, RunLimits, RunMachine, RunRecord, RunState,
-    TokenRefusal, WaitCause,
+    Commit, FetchOutcome, Finish, InvocationState, PageRun, Put, RunAction, RunEvent, RunLimits,
+    RunRecord, RunState, TokenRefusal, WaitReason,
 };
 pub use shopify::{shopify_numeric_id, shopify_page_size, SHOPIFY_MAX_QUERY_COST};
 // The webhook classifier maps Shopify payloads through the same node readers as the sync.

@@ -1,7 +1,8 @@
 //! Retry and backoff for page fetches, over jitter passed in by the caller (the crate has no
 //! randomness). The seed README asks for exponential backoff (`SYNC_RETRY_*` in README.md);
 //! provider-given waits (`Retry-After`, Keap throttle headers, Shopify restore
-//! rate) take precedence over the computed ones.
+//! rate) take precedence over the computed ones. The run machine
+//! ([`super::run_machine::PageRun`]) takes its delays and its retry budget from here.
 
 use super::PageError;
 

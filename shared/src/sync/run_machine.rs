@@ -1,71 +1,85 @@
-//! One invocation of a sync run as a pure state machine over passed-in time and jitter.
+//! One sync run as a pure state machine: what the sync Worker does next, decided from the
+//! results it reports and the time it passes in.
 //!
-//! The sync Worker creates a [`RunMachine`] from the run's stored [`RunCheckpoint`], asks
-//! [`RunMachine::start`] for the first [`Action`], carries it out, and feeds what happened
-//! back as an [`Event`] to [`RunMachine::on`], which answers the next action, until the
-//! action is terminal ([`Action::Finish`], [`Action::Fail`], [`Action::ContinueLater`],
-//! [`Action::Stop`]). The machine decides everything in between: fetch the next page, write
-//! it, wait (in-line or by handing the wait to the coordinator's alarm), back off, refresh
-//! the token once after a 401, stop on a lost lease, finish, fail.
+//! A run walks one resource page by page and spans several Worker invocations: each
+//! invocation loads the stored [`RunRecord`], builds a [`PageRun`], and carries out the
+//! [`RunAction`]s it returns, reporting each outcome as a [`RunEvent`] until the action is
+//! [`RunAction::Finish`] or [`RunAction::Stop`]. The machine holds no token values and does
+//! no I/O; jitter comes in as an argument like time.
 //!
-//! Invariants:
-//! - the checkpoint (and with it the cursor) moves only when a write is reported
-//!   [`Event::Committed`]; a crash anywhere before that leaves the stored checkpoint at the
-//!   last committed page, and a resumed run fetches that page again (upserts are idempotent);
-//! - page N+1 may be fetched while page N is written ([`Action::Write::fetch_ahead`]): the
-//!   next request depends only on page N's token, and the fetched-ahead page is used only
-//!   if page N commits ([`Action::Fetch::fetched_ahead`]);
-//! - provider waits (`Retry-After`, Keap throttle headers, Shopify's restore rate) are
-//!   taken as given; computed waits come from [`RetryPolicy`] with caller-supplied jitter.
+//! Invariants the simulation tests check:
+//! - the checkpoint (and the resource cursor) moves only after a page's rows are
+//!   committed: [`RunAction::Write`] carries the record to store *after* the commit;
+//! - a run that stops anywhere (crash, lease lost, failure) resumes from its last stored
+//!   checkpoint, so a page is written again only while the stored checkpoint still points
+//!   at it (upserts are idempotent);
+//! - a 401 refreshes the token once per invocation; a second 401 fails the run;
+//! - provider waits (`Retry-After`, Keap's throttle headers, Shopify's cost restore) are
+//!   used as given; computed waits come from [`RetryPolicy`];
+//! - a wait longer than [`RunLimits::max_inline_wait_ms`], or a spent page budget, ends the
+//!   invocation with the run still `running` and a time to continue at.
+//!
+//! Page N+1 may be fetched while page N is written ([`RunAction::Write::prefetch`]): the
+//! next request depends only on page N's token, and the cursor still moves only once page
+//! N is committed.
+//!
+//! [`PageRun`] is the paginated kind of run; another kind (e.g. a Shopify bulk operation)
+//! would be another machine speaking the same [`RunRecord`]/[`RunAction`]/[`Finish`] terms.
 
 use serde::{Deserialize, Serialize};
 
-use super::{advance, Page, PageError, RetryPolicy, RunCheckpoint, SyncMode};
+use super::{advance, cursor_to_persist, Page, PageError, RetryPolicy, RunCheckpoint, SyncMode};
+use crate::sync_state::Cursor;
 use crate::Timestamp;
 
-/// Where a run stands, as stored in the coordinator's `last_run.state`.
+/// How long after an invocation's start the coordinator continues a run whose invocation
+/// died, beyond the lease's lifetime.
+pub const WATCHDOG_GRACE_MS: i64 = 5_000;
+
+/// Where a run is, as stored in the coordinator's `last_run` (`running`, `completed`,
+/// `failed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
-    /// Started or continuing; the coordinator's alarm continues it.
+    /// In flight: an invocation works on it or the coordinator's alarm continues it.
     Running,
-    /// Walked to the end.
+    /// Every page is committed (and, for a full run, what was not seen is soft-deleted).
     Completed,
-    /// Stopped with an error (a later run of the same mode resumes it).
+    /// Stopped with an error; the next run of the same mode resumes from its checkpoint.
     Failed,
 }
 
 impl RunState {
-    /// The stored spelling (`running`, `completed`, `failed`).
+    /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
+            RunState::Running => "running",
+            RunState::Completed => "completed",
+            RunState::Failed => "failed",
         }
     }
 }
 
-/// How one invocation ended, as answered to the coordinator's continuation call.
+/// How one invocation of a run ended (`completed`, `running`, `failed`, `not_running`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvocationState {
-    /// The run continues in a later invocation.
-    Running,
     /// The run completed.
     Completed,
+    /// The run continues in a later invocation.
+    Running,
     /// The run failed.
     Failed,
-    /// Nothing to do: another run holds the lease, or this run is no longer current.
+    /// The run was not this invocation's to work on (another run, or the lease is gone).
     NotRunning,
 }
 
 impl From<RunState> for InvocationState {
     fn from(state: RunState) -> Self {
         match state {
-            RunState::Running => Self::Running,
-            RunState::Completed => Self::Completed,
-            RunState::Failed => Self::Failed,
+            RunState::Running => InvocationState::Running,
+            RunState::Completed => InvocationState::Completed,
+            RunState::Failed => InvocationState::Failed,
         }
     }
 }
@@ -73,7 +87,7 @@ impl From<RunState> for InvocationState {
 /// What is persisted per resource (the coordinator's `last_run`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
-    /// Where the run stands.
+    /// Running, completed or failed.
     pub state: RunState,
     /// The run (lease holder, `sync_runs.id`).
     pub run_id: String,
@@ -85,18 +99,18 @@ pub struct RunRecord {
     pub requests: u64,
     /// Why it failed.
     pub error: Option<String>,
-    /// When it started / last changed / ended (ISO).
+    /// When it started (ISO).
     pub started_at: String,
-    /// Last change.
+    /// Last change (ISO).
     pub updated_at: String,
-    /// End.
+    /// End (ISO).
     pub finished_at: Option<String>,
     /// Invocations used so far.
     pub invocations: u32,
 }
 
 impl RunRecord {
-    /// A run starting (or resuming) at `checkpoint`.
+    /// A run that has not fetched anything yet.
     pub fn started(run_id: &str, trigger: &str, checkpoint: RunCheckpoint, now: Timestamp) -> Self {
         Self {
             state: RunState::Running,
@@ -112,392 +126,546 @@ impl RunRecord {
         }
     }
 
-    /// Whether a new run of `mode` picks this one up where it stopped: it failed before
-    /// the end of a walk of the same mode.
+    /// Whether a new run of `mode` picks this one up where it stopped: a failed, unfinished
+    /// run of the same mode (keeping its marker, so a resumed full resync still knows every
+    /// row it saw).
     pub fn resumable_as(&self, mode: SyncMode) -> bool {
         self.state == RunState::Failed && self.checkpoint.mode == mode && !self.checkpoint.done
     }
+
+    /// Whether `run_id` is this record's run and still in flight.
+    pub fn is_running(&self, run_id: &str) -> bool {
+        self.run_id == run_id && self.state == RunState::Running
+    }
 }
 
-/// The settings the machine decides with (from the sync Worker's config).
+/// The limits one invocation works within.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {
-    /// Backoff for provider 5xx, 429 without a wait, and infrastructure failures;
-    /// `max_attempts` is also the infrastructure retry budget (`SYNC_RETRY_ATTEMPTS`).
+    /// Backoff for provider 5xx/429 and infrastructure failures; its `max_attempts` is the
+    /// retry budget (`SYNC_RETRY_ATTEMPTS`).
     pub retry: RetryPolicy,
-    /// Pages one invocation may commit before handing the run to a fresh invocation.
+    /// Pages per invocation before handing the run to a fresh invocation.
     pub max_pages_per_invocation: u32,
-    /// Longest wait done in-line; longer waits continue the run later.
+    /// Longest wait done in-line; longer waits continue the run later instead.
     pub max_inline_wait_ms: u64,
+    /// The run's lease lifetime (the watchdog continues a dead invocation after it).
+    pub lease_ttl_ms: i64,
 }
 
-/// Why the run waits.
+/// What to store with the coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Put {
+    /// The run's record.
+    pub record: RunRecord,
+    /// The resource cursor to store (only when safe, see [`cursor_to_persist`]).
+    pub cursor: Option<Cursor>,
+    /// The run is over: release the lease, drop the continuation.
+    pub finished: bool,
+    /// When the coordinator continues the run.
+    pub continue_at: Option<Timestamp>,
+}
+
+/// Why the Worker waits in-line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WaitCause {
-    /// The connection's shared request budget is empty.
+pub enum WaitReason {
+    /// The connection's shared request budget is empty for a while.
     Budget,
-    /// Shopify's cost bucket needs to refill before the next query.
-    Throttle,
-    /// The provider answered 429 (or Shopify `THROTTLED`).
-    RateLimited,
-    /// The provider failed temporarily; `attempt` retries so far.
-    ProviderError {
-        /// HTTP status (0: no answer).
-        status: u16,
-        /// Retries so far, this one included.
-        attempt: u32,
-    },
-    /// The coordinator or Postgres could not be reached.
+    /// The coordinator or Postgres failed; `reason` says how (log `sync_infrastructure_retry`).
     Infrastructure {
         /// What failed.
         reason: String,
     },
-    /// The invocation used its page budget.
-    PageBudget,
+    /// The provider is rate limiting (already logged with [`RunAction::Penalize`]).
+    RateLimited,
+    /// The provider failed with `status` (log `provider_error_retry`).
+    ProviderError {
+        /// HTTP status (0: no answer).
+        status: u16,
+        /// Provider failures in a row so far.
+        attempt: u32,
+    },
+    /// Shopify's cost bucket needs this long to hold the next query.
+    Throttle,
+}
+
+/// How an invocation ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    /// What the invocation answers.
+    pub state: InvocationState,
+    /// What to store (the record's state is `state`'s run state).
+    pub put: Put,
+    /// The run failed for this reason (log `sync_run_failed`).
+    pub failure: Option<String>,
+    /// Provider requests made in this invocation.
+    pub requests: u64,
 }
 
 /// What the Worker does next.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Ask the coordinator for an access token; `refresh`: the current one got a 401.
-    /// Answer [`Event::TokenIssued`] or [`Event::TokenRefused`].
+pub enum RunAction {
+    /// Ask the coordinator for an access token; `refresh`: the provider just refused the
+    /// current one (report [`RunEvent::TokenIssued`] / [`RunEvent::TokenRefused`]).
     GetToken {
-        /// Refresh the token that was refused.
+        /// Name the refused token so the coordinator refreshes it.
         refresh: bool,
     },
-    /// Draw one request from the budget, then fetch and parse the page `checkpoint` points
-    /// at. With `fetched_ahead`, use the page fetched during the last write instead.
-    /// Answer [`Event::BudgetEmpty`], [`Event::BudgetUnavailable`],
-    /// [`Event::RequestUnbuildable`], [`Event::PageFetched`] or [`Event::PageFailed`].
+    /// Take one request from the shared budget, then build ([`super::try_page_request`]),
+    /// send and parse ([`super::parse_page`]) the page `at` points at
+    /// (report [`RunEvent::Fetched`]).
     Fetch {
-        /// Where the page is.
-        checkpoint: RunCheckpoint,
-        /// The page was already fetched while the previous one was written.
-        fetched_ahead: bool,
+        /// The checkpoint of the page to fetch.
+        at: Box<RunCheckpoint>,
     },
-    /// Upsert `page` and commit, then store `checkpoint` (the run's position after the
-    /// page). With `fetch_ahead`, fetch the page `checkpoint` points at meanwhile and keep
-    /// it for the next [`Action::Fetch`]. Answer [`Event::Committed`],
-    /// [`Event::LeaseLost`] or [`Event::WriteFailed`].
+    /// Commit `page`'s rows in one statement, then store `then` (report
+    /// [`RunEvent::Written`]); meanwhile, when `prefetch` is set, fetch that page as for
+    /// [`RunAction::Fetch`] and report it in the same event.
     Write {
-        /// The page's records.
-        page: Page,
-        /// The checkpoint to store once the rows are committed.
-        checkpoint: RunCheckpoint,
-        /// Fetch the next page while writing.
-        fetch_ahead: bool,
+        /// The page whose rows to upsert (for the run `then.record.checkpoint` names).
+        page: Box<Page>,
+        /// What to store once the rows are committed.
+        then: Box<Put>,
+        /// The next page to fetch while writing.
+        prefetch: Option<Box<RunCheckpoint>>,
     },
-    /// Wait `ms` in-line, then answer [`Event::Waited`].
+    /// Tell every Worker to hold off the provider until `until` and log
+    /// `provider_rate_limited` with `wait_ms` (report [`RunEvent::Penalized`]).
+    Penalize {
+        /// End of the hold.
+        until: Timestamp,
+        /// The wait.
+        wait_ms: u64,
+    },
+    /// Sleep `ms`, then report [`RunEvent::Waited`].
     Wait {
         /// How long.
         ms: u64,
         /// Why.
-        cause: WaitCause,
+        reason: WaitReason,
     },
-    /// End the invocation; the coordinator's alarm continues the run at `at`.
-    ContinueLater {
-        /// When.
-        at: Timestamp,
-        /// How long from now (0: at once).
-        after_ms: u64,
-        /// Why.
-        cause: WaitCause,
-    },
-    /// The walk is complete; finish the run (a full run first soft-deletes what it did
-    /// not see).
-    Finish {
-        /// Soft-delete rows this full run did not see.
-        mark_missing_deleted: bool,
-    },
-    /// The run fails with `reason`.
-    Fail {
-        /// Why.
-        reason: String,
-    },
-    /// The lease is lost: another invocation owns the run; stop without writing.
+    /// Soft-delete the rows a completed full run did not see (report
+    /// [`RunEvent::MarkedMissingDeleted`]).
+    MarkMissingDeleted,
+    /// Record the run's progress in `sync_runs`, store `put`, answer `state`.
+    Finish(Box<Finish>),
+    /// The lease is gone (another invocation owns the run): stop without storing anything
+    /// (log `sync_lease_lost`; answer `not_running`).
     Stop,
 }
 
-impl Action {
-    /// Whether the invocation ends with this action.
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            Self::ContinueLater { .. } | Self::Finish { .. } | Self::Fail { .. } | Self::Stop
-        )
-    }
-}
-
-/// Why the coordinator gave no token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenRefusal {
-    /// The connection needs reauthorisation.
-    ReauthRequired,
-    /// Anything else (the coordinator unreachable, a failed refresh).
-    Other(String),
-}
-
-/// What carrying out the last action led to.
+/// The outcome of a [`RunAction::Fetch`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// [`Action::GetToken`] gave a token.
-    TokenIssued,
-    /// [`Action::GetToken`] gave none.
-    TokenRefused(TokenRefusal),
-    /// The budget is empty for `wait_ms`.
+pub enum FetchOutcome {
+    /// The provider answered (or did not: `Server { status: 0 }`); parsed.
+    Page(Result<Page, PageError>),
+    /// The shared budget is empty for this long.
     BudgetEmpty {
-        /// How long.
+        /// Milliseconds until a request is allowed.
         wait_ms: u64,
     },
     /// The coordinator could not be asked for the budget.
     BudgetUnavailable(String),
-    /// The page request could not be built.
-    RequestUnbuildable(String),
-    /// The provider answered with a page.
-    PageFetched(Page),
-    /// The provider's answer is not a usable page (no answer at all: `Server { status: 0 }`).
-    PageFailed(PageError),
-    /// The page's rows are committed and the checkpoint is stored.
-    Committed,
-    /// The checkpoint was refused: the lease is lost.
-    LeaseLost,
-    /// Postgres or the coordinator failed during the write.
-    WriteFailed(String),
-    /// An [`Action::Wait`] is over.
-    Waited,
+    /// The request could not be built.
+    NotBuilt(String),
 }
 
-/// One invocation of a run; see the module documentation.
+/// The outcome of the commit of a [`RunAction::Write`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// Rows committed and the checkpoint stored.
+    Committed,
+    /// Rows committed, but the lease is no longer ours: the checkpoint was refused.
+    LeaseLost,
+    /// Postgres or the coordinator failed (the cursor has not moved).
+    Failed(String),
+}
+
+/// Why no access token was handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// The connection needs the user to reauthorise.
+    ReauthRequired,
+    /// The coordinator (or the token endpoint behind it) failed.
+    Unavailable(String),
+}
+
+/// What the Worker reports after carrying out an action.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunMachine {
+pub enum RunEvent {
+    /// [`RunAction::GetToken`] got a token.
+    TokenIssued,
+    /// [`RunAction::GetToken`] got none.
+    TokenRefused(TokenRefusal),
+    /// [`RunAction::Fetch`] ended.
+    Fetched(FetchOutcome),
+    /// [`RunAction::Write`] ended; `prefetched` when it fetched too.
+    Written {
+        /// The commit's outcome.
+        commit: Commit,
+        /// The prefetched page's outcome.
+        prefetched: Option<FetchOutcome>,
+    },
+    /// [`RunAction::Penalize`] was carried out (whatever the coordinator answered).
+    Penalized,
+    /// [`RunAction::Wait`] is over.
+    Waited,
+    /// [`RunAction::MarkMissingDeleted`] ended (`Err`: why not).
+    MarkedMissingDeleted(Result<(), String>),
+}
+
+/// What the machine waits for.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// Nothing in flight: decide from the loop's top.
+    Ready,
+    /// A token (`refresh`: after a 401).
+    Token { refresh: bool },
+    /// A page.
+    Fetching,
+    /// A commit of a page of `page_records` rows; `then` is stored once committed.
+    Writing {
+        then: Box<RunRecord>,
+        page_records: u64,
+        throttle_wait_ms: u64,
+    },
+    /// The penalty for a rate limit of `wait_ms`.
+    Penalizing { wait_ms: u64 },
+    /// An in-line wait.
+    Waiting,
+    /// The soft-delete of a full run.
+    MarkingDeleted,
+    /// Finished or stopped.
+    Over,
+}
+
+/// One invocation of a paginated run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRun {
     limits: RunLimits,
-    /// The last committed position.
-    checkpoint: RunCheckpoint,
-    /// The page being written and the position after it.
-    writing: Option<(RunCheckpoint, u64)>,
-    /// Shopify's refill wait reported with the page being written.
-    throttle_wait_ms: u64,
-    /// A page was fetched during the last write.
-    fetched_ahead: bool,
+    record: RunRecord,
+    watchdog: Timestamp,
+    step: Step,
     has_token: bool,
-    refreshing: bool,
     refreshed_after_401: bool,
-    /// Provider failures (429, 5xx) since the last good page.
-    provider_attempts: u32,
-    /// Infrastructure failures in a row.
-    infra_attempts: u32,
+    prefetched: Option<FetchOutcome>,
+    /// Pages committed, records committed and provider answers in this invocation.
     pages: u32,
     records: u64,
     requests: u64,
+    /// Provider failures (429, 5xx) in a row.
+    provider_attempts: u32,
+    /// Failed attempts in a row to reach the coordinator or commit to Postgres.
+    infra_attempts: u32,
 }
 
-/// Counts of one invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct InvocationCounts {
-    /// Pages committed.
-    pub pages: u32,
-    /// Records committed.
-    pub records: u64,
-    /// Provider answers received.
-    pub requests: u64,
-}
-
-impl RunMachine {
-    /// An invocation continuing from `checkpoint` (the last committed position).
-    pub fn new(checkpoint: RunCheckpoint, limits: RunLimits) -> Self {
+impl PageRun {
+    /// Begins an invocation of the run `record` describes, at `now`: counts the invocation
+    /// and sets the watchdog (store [`PageRun::record`] with [`PageRun::watchdog`] as the
+    /// continuation before the first action, so a dead invocation is continued).
+    pub fn begin(mut record: RunRecord, limits: RunLimits, now: Timestamp) -> Self {
+        record.invocations = record.invocations.saturating_add(1);
         Self {
             limits,
-            checkpoint,
-            writing: None,
-            throttle_wait_ms: 0,
-            fetched_ahead: false,
+            record,
+            watchdog: now.plus_millis(limits.lease_ttl_ms.saturating_add(WATCHDOG_GRACE_MS)),
+            step: Step::Ready,
             has_token: false,
-            refreshing: false,
             refreshed_after_401: false,
-            provider_attempts: 0,
-            infra_attempts: 0,
+            prefetched: None,
             pages: 0,
             records: 0,
             requests: 0,
+            provider_attempts: 0,
+            infra_attempts: 0,
         }
     }
 
-    /// The last committed position.
-    pub fn checkpoint(&self) -> &RunCheckpoint {
-        &self.checkpoint
+    /// The run's record as last committed.
+    pub fn record(&self) -> &RunRecord {
+        &self.record
     }
 
-    /// What this invocation did so far.
-    pub fn counts(&self) -> InvocationCounts {
-        InvocationCounts {
-            pages: self.pages,
-            records: self.records,
-            requests: self.requests,
+    /// When the coordinator continues the run if this invocation dies.
+    pub fn watchdog(&self) -> Timestamp {
+        self.watchdog
+    }
+
+    /// What to store before the first action: the counted invocation, continued at the
+    /// watchdog.
+    pub fn watchdog_put(&self) -> Put {
+        Put {
+            record: self.record.clone(),
+            cursor: None,
+            finished: false,
+            continue_at: Some(self.watchdog),
         }
     }
 
-    /// The first action.
-    pub fn start(&mut self, now: Timestamp) -> Action {
-        self.next_step(now)
+    /// Pages committed in this invocation.
+    pub fn pages(&self) -> u32 {
+        self.pages
     }
 
-    /// The action after `event`, at `now`; `jitter` (0.0..=1.0) spreads computed waits.
-    pub fn on(&mut self, event: Event, now: Timestamp, jitter: f64) -> Action {
-        match event {
-            Event::TokenIssued => {
+    /// Records committed in this invocation.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The first action (after the watchdog is stored).
+    pub fn start(&mut self, now: Timestamp) -> RunAction {
+        self.step = Step::Ready;
+        self.next(now, 0.0)
+    }
+
+    /// Takes the outcome of the last action at `now`; `jitter` (0.0..=1.0, random) spreads
+    /// computed backoffs.
+    pub fn on(&mut self, now: Timestamp, event: RunEvent, jitter: f64) -> RunAction {
+        let step = std::mem::replace(&mut self.step, Step::Ready);
+        match (step, event) {
+            (Step::Token { .. }, RunEvent::TokenIssued) => {
                 self.has_token = true;
-                self.refreshing = false;
-                self.next_step(now)
+                self.next(now, jitter)
             }
-            Event::TokenRefused(TokenRefusal::ReauthRequired) => {
-                fail("connection needs reauthorization")
+            (Step::Token { .. }, RunEvent::TokenRefused(TokenRefusal::ReauthRequired)) => {
+                self.fail(now, "connection needs reauthorization".to_owned())
             }
-            Event::TokenRefused(TokenRefusal::Other(e)) if self.refreshing => {
-                fail(format!("token refresh failed: {e}"))
-            }
-            Event::TokenRefused(TokenRefusal::Other(e)) => {
-                self.infra_retry(format!("no access token: {e}"), jitter)
-            }
-            Event::BudgetEmpty { wait_ms } => self.wait(wait_ms, WaitCause::Budget, now),
-            Event::BudgetUnavailable(reason) => self.infra_retry(reason, jitter),
-            Event::RequestUnbuildable(reason) => fail(reason),
-            Event::PageFetched(page) => {
-                self.requests += 1;
-                self.provider_attempts = 0;
-                let mut next = self.checkpoint.clone();
-                advance(&mut next, &page);
-                self.throttle_wait_ms = page.throttle.map_or(0, |t| t.wait_before_next_ms());
-                let fetch_ahead = !next.done
-                    && self.pages + 1 < self.limits.max_pages_per_invocation
-                    && self.throttle_wait_ms == 0;
-                self.fetched_ahead = fetch_ahead;
-                self.writing = Some((next.clone(), page.records.len() as u64));
-                Action::Write {
-                    page,
-                    checkpoint: next,
-                    fetch_ahead,
+            (
+                Step::Token { refresh: false },
+                RunEvent::TokenRefused(TokenRefusal::Unavailable(e)),
+            ) => self.infra_retry(now, format!("no access token: {e}"), jitter),
+            (
+                Step::Token { refresh: true },
+                RunEvent::TokenRefused(TokenRefusal::Unavailable(e)),
+            ) => self.fail(now, format!("token refresh failed: {e}")),
+            (Step::Fetching, RunEvent::Fetched(outcome)) => self.on_fetched(now, outcome, jitter),
+            (
+                Step::Writing {
+                    then,
+                    page_records,
+                    throttle_wait_ms,
+                },
+                RunEvent::Written { commit, prefetched },
+            ) => match commit {
+                Commit::Committed => {
+                    self.infra_attempts = 0;
+                    self.records = self.records.saturating_add(page_records);
+                    self.pages = self.pages.saturating_add(1);
+                    self.record = *then;
+                    self.prefetched = prefetched;
+                    if throttle_wait_ms > 0 && !self.record.checkpoint.done {
+                        return self.wait(now, throttle_wait_ms, WaitReason::Throttle);
+                    }
+                    self.next(now, jitter)
                 }
-            }
-            Event::PageFailed(error) => {
-                self.requests += 1;
-                self.on_page_error(error, now, jitter)
-            }
-            Event::Committed => {
-                let Some((next, records)) = self.writing.take() else {
-                    return self.next_step(now);
-                };
-                self.infra_attempts = 0;
-                self.records += records;
-                self.pages += 1;
-                self.checkpoint = next;
-                let throttle = std::mem::take(&mut self.throttle_wait_ms);
-                if throttle > 0 && !self.checkpoint.done {
-                    return self.wait(throttle, WaitCause::Throttle, now);
+                Commit::LeaseLost => {
+                    self.step = Step::Over;
+                    RunAction::Stop
                 }
-                self.next_step(now)
+                // The page is fetched and written again: upserts are idempotent and the
+                // cursor has not moved.
+                Commit::Failed(reason) => self.infra_retry(now, reason, jitter),
+            },
+            (Step::Penalizing { wait_ms }, RunEvent::Penalized) => {
+                self.wait(now, wait_ms, WaitReason::RateLimited)
             }
-            Event::LeaseLost => Action::Stop,
-            Event::WriteFailed(reason) => {
-                // The page is fetched and written again: the cursor has not moved.
-                self.writing = None;
-                self.fetched_ahead = false;
-                self.throttle_wait_ms = 0;
-                self.infra_retry(reason, jitter)
+            (Step::Waiting, RunEvent::Waited) => self.next(now, jitter),
+            (Step::MarkingDeleted, RunEvent::MarkedMissingDeleted(outcome)) => match outcome {
+                Ok(()) => self.end(now, RunState::Completed, None, None),
+                Err(reason) => {
+                    self.record.error = Some(reason);
+                    self.end(now, RunState::Failed, None, None)
+                }
+            },
+            (step, event) => {
+                // An event the step did not ask for is a bug in the driver: fail loudly
+                // rather than guess.
+                self.fail(
+                    now,
+                    format!("sync run driver reported {event:?} while the run was {step:?}"),
+                )
             }
-            Event::Waited => self.next_step(now),
         }
     }
 
-    fn on_page_error(&mut self, error: PageError, now: Timestamp, jitter: f64) -> Action {
+    /// The top of the loop: finish, hand over, get a token or fetch.
+    fn next(&mut self, now: Timestamp, jitter: f64) -> RunAction {
+        if self.record.checkpoint.done {
+            if self.record.checkpoint.mode == SyncMode::Full {
+                self.step = Step::MarkingDeleted;
+                return RunAction::MarkMissingDeleted;
+            }
+            return self.end(now, RunState::Completed, None, None);
+        }
+        if self.pages >= self.limits.max_pages_per_invocation {
+            return self.end(now, RunState::Running, Some(now), None);
+        }
+        if !self.has_token {
+            self.step = Step::Token { refresh: false };
+            return RunAction::GetToken { refresh: false };
+        }
+        if let Some(prefetched) = self.prefetched.take() {
+            self.step = Step::Fetching;
+            return self.on_fetched(now, prefetched, jitter);
+        }
+        self.step = Step::Fetching;
+        RunAction::Fetch {
+            at: Box::new(self.record.checkpoint.clone()),
+        }
+    }
+
+    fn on_fetched(&mut self, now: Timestamp, outcome: FetchOutcome, jitter: f64) -> RunAction {
+        let answer = match outcome {
+            FetchOutcome::BudgetEmpty { wait_ms } => {
+                return self.wait(now, wait_ms, WaitReason::Budget)
+            }
+            FetchOutcome::BudgetUnavailable(reason) => {
+                return self.infra_retry(now, reason, jitter)
+            }
+            FetchOutcome::NotBuilt(reason) => return self.fail(now, reason),
+            FetchOutcome::Page(answer) => answer,
+        };
+        self.requests = self.requests.saturating_add(1);
         let retry = self.limits.retry;
-        match error {
-            PageError::Unauthorized if !self.refreshed_after_401 => {
-                // One refresh and retry: the coordinator refreshes only if this is still its token.
+        match answer {
+            Ok(page) => {
+                self.provider_attempts = 0;
+                let mut then = self.record.clone();
+                advance(&mut then.checkpoint, &page);
+                then.requests = then.requests.saturating_add(1);
+                then.updated_at = now.to_iso8601();
+                let throttle_wait_ms = page.throttle.map_or(0, |t| t.wait_before_next_ms());
+                let prefetch = !then.checkpoint.done
+                    && self.pages.saturating_add(1) < self.limits.max_pages_per_invocation
+                    && throttle_wait_ms == 0;
+                let put = Put {
+                    cursor: cursor_to_persist(&then.checkpoint),
+                    record: then.clone(),
+                    finished: false,
+                    continue_at: Some(self.watchdog),
+                };
+                let prefetch = prefetch.then(|| Box::new(then.checkpoint.clone()));
+                self.step = Step::Writing {
+                    then: Box::new(then),
+                    page_records: u64::try_from(page.records.len()).unwrap_or(u64::MAX),
+                    throttle_wait_ms,
+                };
+                RunAction::Write {
+                    page: Box::new(page),
+                    then: Box::new(put),
+                    prefetch,
+                }
+            }
+            // One refresh and retry: the coordinator refreshes only if this is still its token.
+            Err(PageError::Unauthorized) if !self.refreshed_after_401 => {
                 self.refreshed_after_401 = true;
-                self.refreshing = true;
-                self.has_token = false;
-                Action::GetToken { refresh: true }
+                self.step = Step::Token { refresh: true };
+                RunAction::GetToken { refresh: true }
             }
-            PageError::RateLimited { retry_after_ms } => {
-                let wait = retry_after_ms
+            Err(PageError::RateLimited { retry_after_ms }) => {
+                let wait_ms = retry_after_ms
                     .unwrap_or_else(|| retry.delay_ms(self.provider_attempts, jitter));
-                self.provider_attempts += 1;
-                self.wait(wait, WaitCause::RateLimited, now)
+                self.provider_attempts = self.provider_attempts.saturating_add(1);
+                self.step = Step::Penalizing { wait_ms };
+                RunAction::Penalize {
+                    until: now.plus_millis(i64::try_from(wait_ms).unwrap_or(i64::MAX)),
+                    wait_ms,
+                }
             }
-            PageError::Server { status } if self.provider_attempts + 1 < retry.max_attempts => {
+            Err(PageError::Server { status })
+                if retry.should_retry(self.provider_attempts.saturating_add(1)) =>
+            {
+                // Always in-line, like infrastructure retries: the streak must not outlive
+                // the invocation that counts it.
                 let ms = retry.delay_ms(self.provider_attempts, jitter);
                 self.provider_attempts += 1;
-                Action::Wait {
+                self.step = Step::Waiting;
+                RunAction::Wait {
                     ms,
-                    cause: WaitCause::ProviderError {
+                    reason: WaitReason::ProviderError {
                         status,
                         attempt: self.provider_attempts,
                     },
                 }
             }
-            error => fail(error.to_string()),
+            Err(error) => self.fail(now, error.to_string()),
         }
     }
 
-    /// Loop head: finished, out of pages, no token, or the next page.
-    fn next_step(&mut self, now: Timestamp) -> Action {
-        if self.checkpoint.done {
-            return Action::Finish {
-                mark_missing_deleted: self.checkpoint.mode == SyncMode::Full,
-            };
+    /// Waits in-line, or continues the run later when the wait is too long for one
+    /// invocation.
+    fn wait(&mut self, now: Timestamp, ms: u64, reason: WaitReason) -> RunAction {
+        if ms > self.limits.max_inline_wait_ms {
+            let at = now.plus_millis(i64::try_from(ms).unwrap_or(i64::MAX));
+            return self.end(now, RunState::Running, Some(at), None);
         }
-        if self.pages >= self.limits.max_pages_per_invocation {
-            return Action::ContinueLater {
-                at: now,
-                after_ms: 0,
-                cause: WaitCause::PageBudget,
-            };
-        }
-        if !self.has_token {
-            return Action::GetToken {
-                refresh: self.refreshing,
-            };
-        }
-        Action::Fetch {
-            checkpoint: self.checkpoint.clone(),
-            fetched_ahead: std::mem::take(&mut self.fetched_ahead),
-        }
-    }
-
-    /// In-line up to `max_inline_wait_ms`, else later.
-    fn wait(&self, ms: u64, cause: WaitCause, now: Timestamp) -> Action {
-        if ms <= self.limits.max_inline_wait_ms {
-            Action::Wait { ms, cause }
-        } else {
-            Action::ContinueLater {
-                at: now.plus_millis(i64::try_from(ms).unwrap_or(i64::MAX)),
-                after_ms: ms,
-                cause,
-            }
-        }
+        self.step = Step::Waiting;
+        RunAction::Wait { ms, reason }
     }
 
     /// After a failed attempt to reach the coordinator or to commit a page: wait and try
     /// again, or fail once the retry budget (`SYNC_RETRY_ATTEMPTS`) is spent (the next run
-    /// resumes from the last committed page).
-    fn infra_retry(&mut self, reason: String, jitter: f64) -> Action {
-        if self.infra_attempts + 1 >= self.limits.retry.max_attempts {
-            return Action::Fail { reason };
+    /// resumes from the last committed page). A prefetched page is dropped: it is fetched
+    /// again from the stored checkpoint.
+    fn infra_retry(&mut self, now: Timestamp, reason: String, jitter: f64) -> RunAction {
+        let retry = self.limits.retry;
+        if !retry.should_retry(self.infra_attempts.saturating_add(1)) {
+            return self.fail(now, reason);
         }
         self.infra_attempts += 1;
-        Action::Wait {
-            ms: self.limits.retry.delay_ms(self.infra_attempts, jitter),
-            cause: WaitCause::Infrastructure { reason },
+        self.prefetched = None;
+        let ms = retry.delay_ms(self.infra_attempts, jitter);
+        self.step = Step::Waiting;
+        RunAction::Wait {
+            ms,
+            reason: WaitReason::Infrastructure { reason },
         }
     }
-}
 
-fn fail(reason: impl Into<String>) -> Action {
-    Action::Fail {
-        reason: reason.into(),
+    fn fail(&mut self, now: Timestamp, reason: String) -> RunAction {
+        self.record.error = Some(reason.clone());
+        self.end(now, RunState::Failed, None, Some(reason))
+    }
+
+    /// Ends the invocation: `Running` continues at `continue_at`; `Completed` stores the
+    /// cursor; `Failed` does not (an incremental walk's cursor was stored page by page).
+    fn end(
+        &mut self,
+        now: Timestamp,
+        state: RunState,
+        continue_at: Option<Timestamp>,
+        failure: Option<String>,
+    ) -> RunAction {
+        self.step = Step::Over;
+        let mut record = self.record.clone();
+        record.updated_at = now.to_iso8601();
+        record.requests = record.requests.max(self.requests);
+        record.state = state;
+        let finished = state != RunState::Running;
+        if finished {
+            record.finished_at = Some(now.to_iso8601());
+        }
+        // A completed walk whose soft-delete failed still stores its cursor: every row it
+        // read is committed.
+        let cursor = if self.record.checkpoint.done && failure.is_none() && finished {
+            cursor_to_persist(&record.checkpoint)
+        } else {
+            None
+        };
+        self.record = record.clone();
+        RunAction::Finish(Box::new(Finish {
+            state: state.into(),
+            put: Put {
+                record,
+                cursor,
+                finished,
+                continue_at,
+            },
+            failure,
+            requests: self.requests,
+        }))
     }
 }
 
 #[cfg(test)]
-#[path = "run_machine_tests.rs"]
 mod tests;

@@ -52,7 +52,7 @@ async fn tick(
         .into_iter()
         .filter(|c| c.status == ConnectionStatus::Active)
         .collect();
-    let config = SyncConfig::from_env(env)?;
+    let config = SyncConfig::from_env(env).map_err(|e| e.to_string())?;
     let report = start_runs(
         env,
         &config,

@@ -2,7 +2,8 @@
 //! and the soft-deletes of a completed full resync. SQL text comes from `edge-sync-shared`.
 
 use edge_sync_shared::sync::{
-    mark_missing_deleted_sql, records_json, upsert_sql, Record, Resource, SyncMode,
+    cursor_to_persist, mark_missing_deleted_sql, records_json, upsert_sql, Record, Resource,
+    RunRecord, SyncMode,
 };
 use edge_sync_worker_kit::postgres;
 use serde_json::Value;
@@ -24,6 +25,20 @@ pub struct RunProgress<'a> {
     pub cursor_end: Value,
     /// Why it failed.
     pub error: Option<&'a str>,
+}
+
+impl<'a> RunProgress<'a> {
+    /// `record`'s counters, with `requests` made by this invocation.
+    pub fn of(record: &'a RunRecord, requests: u64) -> Self {
+        Self {
+            status: record.state.as_str(),
+            pages: i32::try_from(record.checkpoint.pages).unwrap_or(i32::MAX),
+            records: i32::try_from(record.checkpoint.records).unwrap_or(i32::MAX),
+            requests: i32::try_from(requests).unwrap_or(i32::MAX),
+            cursor_end: serde_json::json!(cursor_to_persist(&record.checkpoint)),
+            error: record.error.as_deref(),
+        }
+    }
 }
 
 /// A Postgres session for one invocation.

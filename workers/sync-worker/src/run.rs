@@ -1,8 +1,9 @@
-//! One invocation of a sync run of one connection's resource: a driver that carries out
-//! what [`RunMachine`] decides (budget → token → fetch → parse → one upsert → checkpoint;
-//! the cursor moves only after the page's rows are committed). One invocation does at most
-//! `max_pages_per_invocation` pages; the coordinator's alarm continues the run in a fresh
-//! invocation (and, as a watchdog, resumes it if an invocation dies).
+//! A sync run of one connection's resource, carried out page by page:
+//! budget → token → fetch → parse → one upsert → checkpoint (cursor moves only after the
+//! page's rows are committed). One invocation does at most `max_pages_per_invocation`
+//! pages; the coordinator's alarm continues the run in a fresh invocation (and, as a
+//! watchdog, resumes it if an invocation dies). Every decision comes from the shared
+//! crate's run machine ([`PageRun`]); this file only carries out its actions.
 
 use std::time::Duration;
 
@@ -10,21 +11,26 @@ use edge_sync_shared::{bindings::workers::SYNC_WORKER as WORKER, log::Level};
 use edge_sync_shared::{
     connection::Provider,
     sync::{
-        cursor_to_persist, parse_page, try_page_request, Action, Event, InvocationState, PageError,
-        Resource, RunCheckpoint, RunMachine, RunRecord, RunState, TokenRefusal, WaitCause,
+        Commit, InvocationState, PageRun, Put, Resource, RunAction, RunCheckpoint, RunEvent,
+        RunRecord, TokenRefusal, WaitReason,
     },
     Secret, Timestamp,
 };
 use edge_sync_worker_kit::log::{self, Emit};
-use edge_sync_worker_kit::{clock, outbound, random};
-use serde_json::{json, Value};
+use edge_sync_worker_kit::{clock, random};
+use serde_json::Value;
 use worker::Env;
+
+mod page_fetch;
+
+use page_fetch::Fetch;
 
 use crate::{
     config::SyncConfig,
     coordinator_client::{self as coordinator, Checkpoint, LeaseOutcome, TokenError},
     postgres_writer::{RunProgress, Writer},
 };
+
 /// Errors that end an invocation without a page-level explanation.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RunError {
@@ -36,9 +42,11 @@ pub enum RunError {
     NotFound(String),
 }
 
+/// An infrastructure error from any displayable one.
 pub(crate) fn infra(e: impl std::fmt::Display) -> RunError {
     RunError::Infrastructure(e.to_string())
 }
+
 /// How one invocation of a run ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InvocationOutcome {
@@ -50,8 +58,8 @@ pub struct InvocationOutcome {
     pub records: u64,
 }
 
-/// Continues run `run_id` for at most the configured number of pages: carries out what
-/// the [`RunMachine`] decides.
+/// Continues run `run_id` for at most the configured number of pages: loads the run, then
+/// carries out what [`PageRun`] decides until it finishes the invocation.
 pub async fn continue_run(
     env: &Env,
     config: &SyncConfig,
@@ -80,10 +88,10 @@ pub async fn continue_run(
     let state = coordinator::resource_state(env, connection_id, resource_name, request_id)
         .await
         .map_err(infra)?;
-    let Some(Ok(mut record)) = state.last_run.map(serde_json::from_value::<RunRecord>) else {
+    let Some(Ok(record)) = state.last_run.map(serde_json::from_value::<RunRecord>) else {
         return Ok(not_running(0, 0));
     };
-    if record.run_id != run_id || record.state != RunState::Running {
+    if !record.is_running(run_id) {
         return Ok(not_running(0, 0));
     }
     match coordinator::acquire_lease(
@@ -100,331 +108,204 @@ pub async fn continue_run(
         LeaseOutcome::Held { .. } => return Ok(not_running(0, 0)),
         LeaseOutcome::Acquired => {}
     }
-    record.invocations += 1;
-    // Watchdog: if this invocation dies, the coordinator continues the run after the lease expires.
-    let watchdog = clock::now().plus_millis(config.lease_ttl_ms + 5_000);
-    let put = |record: &RunRecord,
-               cursor: Option<edge_sync_shared::sync_state::Cursor>,
-               finished: bool,
-               continue_at: Option<Timestamp>| {
-        let result = serde_json::to_value(record).unwrap_or(Value::Null);
-        async move {
-            coordinator::checkpoint(
-                env,
-                connection_id,
-                resource_name,
-                Checkpoint {
-                    run_id,
-                    result,
-                    cursor: cursor.as_ref(),
-                    finished,
-                    continue_at_ms: continue_at.map(Timestamp::as_millis),
-                },
-                request_id,
-            )
-            .await
-        }
-    };
-    if !put(&record, None, false, Some(watchdog))
+    let mut run = PageRun::begin(record, config.run_limits(), clock::now());
+    let put = |put: Put| async move {
+        let result = serde_json::to_value(&put.record).unwrap_or(Value::Null);
+        coordinator::checkpoint(
+            env,
+            connection_id,
+            resource_name,
+            Checkpoint {
+                run_id,
+                result,
+                cursor: put.cursor.as_ref(),
+                finished: put.finished,
+                continue_at_ms: put.continue_at.map(Timestamp::as_millis),
+            },
+            request_id,
+        )
         .await
-        .map_err(infra)?
-    {
+    };
+    // Watchdog: if this invocation dies, the coordinator continues the run after the lease expires.
+    if !put(run.watchdog_put()).await.map_err(infra)? {
         return Ok(not_running(0, 0));
     }
 
     let mut writer = Writer::connect(env).await.map_err(infra)?;
-    let source = Source {
-        env,
-        config,
-        connection_id,
-        resource_name,
-        shop: (connection.provider == Provider::Shopify).then(|| connection.account.clone()),
-        request_id,
+    let shop = (connection.provider == Provider::Shopify).then(|| connection.account.clone());
+    let fetch = |at: &RunCheckpoint, access: Option<&Secret>| {
+        let page = Fetch {
+            env,
+            config,
+            connection_id,
+            resource_name,
+            shop: shop.as_deref(),
+            request_id,
+        };
+        let (at, access) = (at.clone(), access.cloned());
+        async move { page.run(&at, access.as_ref()).await }
     };
-    let mut machine = RunMachine::new(record.checkpoint.clone(), config.run_limits());
     let mut token: Option<Secret> = None;
-    // Page N+1, fetched while page N was written (used only if page N commits).
-    let mut fetched_ahead: Option<Event> = None;
-    let mut action = machine.start(clock::now());
-    let end = loop {
+    let mut action = run.start(clock::now());
+    let finish = loop {
         let event = match action {
-            Action::GetToken { refresh } => {
-                let rejected = token.as_ref().filter(|_| refresh);
+            RunAction::GetToken { refresh } => {
+                let rejected = if refresh { token.as_ref() } else { None };
                 match coordinator::access_token(env, connection_id, rejected, request_id).await {
                     Ok(fresh) => {
                         token = Some(fresh);
-                        Event::TokenIssued
+                        RunEvent::TokenIssued
                     }
                     Err(TokenError::ReauthRequired) => {
-                        Event::TokenRefused(TokenRefusal::ReauthRequired)
+                        RunEvent::TokenRefused(TokenRefusal::ReauthRequired)
                     }
                     Err(TokenError::Other(e)) => {
-                        Event::TokenRefused(TokenRefusal::Other(e.to_string()))
+                        RunEvent::TokenRefused(TokenRefusal::Unavailable(e.to_string()))
                     }
                 }
             }
-            Action::Fetch {
-                checkpoint,
-                fetched_ahead: ahead,
-            } => match fetched_ahead.take().filter(|_| ahead) {
-                Some(event) => event,
-                None => source.fetch(&checkpoint, token.as_ref()).await,
-            },
-            Action::Write {
+            RunAction::Fetch { at } => RunEvent::Fetched(fetch(&at, token.as_ref()).await),
+            RunAction::Write {
                 page,
-                checkpoint,
-                fetch_ahead,
+                then,
+                prefetch,
             } => {
-                let mut next = record.clone();
-                next.checkpoint = checkpoint;
-                next.requests += 1;
-                next.updated_at = clock::now().to_iso8601();
+                reconnect_if_closed(env, &mut writer).await;
+                let checkpoint = &run.record().checkpoint;
                 // The rows first; the checkpoint (and the cursor) only once they are committed.
                 let commit = async {
                     writer
                         .write_page(
                             resource,
-                            record.checkpoint.mode,
+                            checkpoint.mode,
                             connection_id,
-                            &record.checkpoint.run_id,
+                            &checkpoint.run_id,
                             &page.records,
                         )
                         .await
                         .map_err(|e| format!("postgres: {e}"))?;
-                    put(
-                        &next,
-                        cursor_to_persist(&next.checkpoint),
-                        false,
-                        Some(watchdog),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
+                    put(*then).await.map_err(|e| e.to_string())
                 };
-                let committed = if fetch_ahead {
-                    let (committed, fetched) =
-                        futures::join!(commit, source.fetch(&next.checkpoint, token.as_ref()));
-                    fetched_ahead = Some(fetched);
-                    committed
-                } else {
-                    commit.await
+                let (commit, prefetched) = match prefetch {
+                    Some(at) => {
+                        let (commit, fetched) = futures::join!(commit, fetch(&at, token.as_ref()));
+                        (commit, Some(fetched))
+                    }
+                    None => (commit.await, None),
                 };
-                match committed {
-                    Ok(true) => {
-                        record = next;
-                        Event::Committed
-                    }
-                    Ok(false) => Event::LeaseLost,
-                    Err(reason) => {
-                        // The page is fetched and written again: upserts are idempotent
-                        // and the cursor has not moved.
-                        fetched_ahead = None;
-                        Event::WriteFailed(reason)
-                    }
-                }
+                let commit = match commit {
+                    Ok(true) => Commit::Committed,
+                    Ok(false) => Commit::LeaseLost,
+                    Err(reason) => Commit::Failed(reason),
+                };
+                RunEvent::Written { commit, prefetched }
             }
-            Action::Wait { ms, cause } => {
-                source.announce_wait(&cause, ms).await;
+            RunAction::Penalize { until, wait_ms } => {
+                let _ =
+                    coordinator::penalize(env, connection_id, until.as_millis(), request_id).await;
+                log::event(WORKER, Level::Warn, "provider_rate_limited")
+                    .with_connection_id(connection_id)
+                    .with("resource", resource_name)
+                    .with("wait_ms", wait_ms)
+                    .emit();
+                RunEvent::Penalized
+            }
+            RunAction::Wait { ms, reason } => {
+                log_wait(connection_id, resource_name, ms, reason);
                 worker::Delay::from(Duration::from_millis(ms)).await;
-                if matches!(cause, WaitCause::Infrastructure { .. }) && writer.is_closed() {
-                    // A dropped session never recovers; a failed reconnect shows up as the
-                    // next attempt's error.
-                    if let Ok(fresh) = Writer::connect(env).await {
-                        writer = fresh;
-                    }
-                }
-                Event::Waited
+                RunEvent::Waited
             }
-            Action::ContinueLater {
-                at,
-                after_ms,
-                ref cause,
-            } => {
-                source.announce_wait(cause, after_ms).await;
-                break Action::ContinueLater {
-                    at,
-                    after_ms,
-                    cause: cause.clone(),
-                };
-            }
-            end => break end,
-        };
-        action = machine.on(event, clock::now(), random::unit_interval());
-    };
-    let counts = machine.counts();
-
-    if writer.is_closed() {
-        // So the run's end still reaches `sync_runs` after a dropped session.
-        if let Ok(fresh) = Writer::connect(env).await {
-            writer = fresh;
-        }
-    }
-    let now = clock::now();
-    record.updated_at = now.to_iso8601();
-    let (finished, continue_at, cursor) = match end {
-        Action::Finish {
-            mark_missing_deleted,
-        } => {
-            record.state = RunState::Completed;
-            if mark_missing_deleted {
-                if let Err(e) = writer
-                    .mark_missing_deleted(resource, connection_id, &record.checkpoint.run_id)
+            RunAction::MarkMissingDeleted => {
+                reconnect_if_closed(env, &mut writer).await;
+                let checkpoint = &run.record().checkpoint;
+                let outcome = writer
+                    .mark_missing_deleted(resource, connection_id, &checkpoint.run_id)
                     .await
-                {
-                    record.state = RunState::Failed;
-                    record.error = Some(format!("postgres: {e}"));
-                }
+                    .map(|_| ())
+                    .map_err(|e| format!("postgres: {e}"));
+                RunEvent::MarkedMissingDeleted(outcome)
             }
-            record.finished_at = Some(now.to_iso8601());
-            (true, None, cursor_to_persist(&record.checkpoint))
-        }
-        Action::ContinueLater { at, .. } => (false, Some(at.max(now)), None),
-        Action::Fail { reason } => {
-            record.state = RunState::Failed;
-            record.finished_at = Some(now.to_iso8601());
-            log::event(WORKER, Level::Error, "sync_run_failed")
-                .with_connection_id(connection_id)
-                .with("resource", resource_name)
-                .with("run_id", run_id)
-                .with_reason(&reason)
-                .with("pages", record.checkpoint.pages)
-                .emit();
-            record.error = Some(reason);
-            (true, None, None)
-        }
-        _ => {
-            log::event(WORKER, Level::Warn, "sync_lease_lost")
-                .with_connection_id(connection_id)
-                .with("resource", resource_name)
-                .with("run_id", run_id)
-                .emit();
-            return Ok(not_running(counts.pages, counts.records));
-        }
+            RunAction::Finish(finish) => break finish,
+            RunAction::Stop => {
+                log::event(WORKER, Level::Warn, "sync_lease_lost")
+                    .with_connection_id(connection_id)
+                    .with("resource", resource_name)
+                    .with("run_id", run_id)
+                    .emit();
+                return Ok(not_running(run.pages(), run.records()));
+            }
+        };
+        action = run.on(clock::now(), event, random::unit_interval());
     };
-    record.requests = record.requests.max(counts.requests);
-    let _ = writer
-        .run_progress(
-            run_id,
-            &RunProgress {
-                status: record.state.as_str(),
-                pages: i32::try_from(record.checkpoint.pages).unwrap_or(i32::MAX),
-                records: i32::try_from(record.checkpoint.records).unwrap_or(i32::MAX),
-                requests: i32::try_from(counts.requests).unwrap_or(i32::MAX),
-                cursor_end: json!(cursor_to_persist(&record.checkpoint)),
-                error: record.error.as_deref(),
-            },
-        )
-        .await
-        .map_err(|e| {
-            log::event(WORKER, Level::Warn, "sync_runs_update_failed")
-                .with_connection_id(connection_id)
-                .with("resource", resource_name)
-                .with_reason(e)
-                .emit()
-        });
-    put(&record, cursor, finished, continue_at)
-        .await
-        .map_err(infra)?;
-    if record.state == RunState::Completed {
+
+    let record = &finish.put.record;
+    if let Some(reason) = &finish.failure {
+        log::event(WORKER, Level::Error, "sync_run_failed")
+            .with_connection_id(connection_id)
+            .with("resource", resource_name)
+            .with("run_id", run_id)
+            .with_reason(reason)
+            .with("pages", record.checkpoint.pages)
+            .emit();
+    }
+    // So the run's end still reaches `sync_runs` after a dropped session.
+    reconnect_if_closed(env, &mut writer).await;
+    let progress = RunProgress::of(record, finish.requests);
+    if let Err(e) = writer.run_progress(run_id, &progress).await {
+        log::event(WORKER, Level::Warn, "sync_runs_update_failed")
+            .with_connection_id(connection_id)
+            .with("resource", resource_name)
+            .with_reason(e)
+            .emit();
+    }
+    let (pages, records) = (record.checkpoint.pages, record.checkpoint.records);
+    put(finish.put.clone()).await.map_err(infra)?;
+    if finish.state == InvocationState::Completed {
         log::event(WORKER, Level::Info, "sync_run_completed")
             .with_connection_id(connection_id)
             .with("resource", resource_name)
             .with("run_id", run_id)
-            .with("pages", record.checkpoint.pages)
-            .with("records", record.checkpoint.records)
+            .with("pages", pages)
+            .with("records", records)
             .emit();
     }
     Ok(InvocationOutcome {
-        state: record.state.into(),
-        pages: counts.pages,
-        records: counts.records,
+        state: finish.state,
+        pages: run.pages(),
+        records: run.records(),
     })
 }
 
-/// The provider side of one run: budget, request, answer.
-struct Source<'a> {
-    env: &'a Env,
-    config: &'a SyncConfig,
-    connection_id: &'a str,
-    resource_name: &'a str,
-    shop: Option<String>,
-    request_id: &'a str,
-}
-
-impl Source<'_> {
-    /// Draws one request from the shared budget, then fetches and parses the page
-    /// `checkpoint` points at.
-    async fn fetch(&self, checkpoint: &RunCheckpoint, token: Option<&Secret>) -> Event {
-        let Some(access) = token else {
-            return Event::RequestUnbuildable("no access token".into());
-        };
-        match coordinator::take_budget(self.env, self.connection_id, self.request_id).await {
-            Ok(None) => {}
-            Ok(Some(wait_ms)) => return Event::BudgetEmpty { wait_ms },
-            Err(e) => return Event::BudgetUnavailable(e.to_string()),
-        }
-        let request = match try_page_request(
-            checkpoint,
-            &self.config.source,
-            self.shop.as_deref(),
-            access,
-        ) {
-            Ok(request) => request,
-            Err(e) => return Event::RequestUnbuildable(e.to_string()),
-        };
-        let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let parsed = match outbound::send(&request, timeout).await {
-            Ok(answer) => parse_page(checkpoint, answer.status, &answer.headers, &answer.body),
-            Err(e) => {
-                log::event(WORKER, Level::Warn, "provider_no_answer")
-                    .with_connection_id(self.connection_id)
-                    .with("resource", self.resource_name)
-                    .with_reason(e.0)
-                    .emit();
-                Err(PageError::Server { status: 0 })
-            }
-        };
-        match parsed {
-            Ok(page) => Event::PageFetched(page),
-            Err(error) => Event::PageFailed(error),
+/// A dropped Postgres session never recovers: open a fresh one (a failed reconnect shows up
+/// as the next statement's error).
+async fn reconnect_if_closed(env: &Env, writer: &mut Writer) {
+    if writer.is_closed() {
+        if let Ok(fresh) = Writer::connect(env).await {
+            *writer = fresh;
         }
     }
+}
 
-    /// Logs a wait (and, for a rate limit, stops everyone through the shared budget).
-    async fn announce_wait(&self, cause: &WaitCause, wait_ms: u64) {
-        match cause {
-            WaitCause::Infrastructure { reason } => {
-                log::event(WORKER, Level::Warn, "sync_infrastructure_retry")
-                    .with_connection_id(self.connection_id)
-                    .with("resource", self.resource_name)
-                    .with_reason(reason)
-                    .with("wait_ms", wait_ms)
-                    .emit();
-            }
-            WaitCause::RateLimited => {
-                let until = clock::now().plus_millis(i64::try_from(wait_ms).unwrap_or(i64::MAX));
-                let _ = coordinator::penalize(
-                    self.env,
-                    self.connection_id,
-                    until.as_millis(),
-                    self.request_id,
-                )
-                .await;
-                log::event(WORKER, Level::Warn, "provider_rate_limited")
-                    .with_connection_id(self.connection_id)
-                    .with("resource", self.resource_name)
-                    .with("wait_ms", wait_ms)
-                    .emit();
-            }
-            WaitCause::ProviderError { status, attempt } => {
-                log::event(WORKER, Level::Warn, "provider_error_retry")
-                    .with_connection_id(self.connection_id)
-                    .with("resource", self.resource_name)
-                    .with("provider_status", status)
-                    .with("attempt", attempt)
-                    .with("wait_ms", wait_ms)
-                    .emit();
-            }
-            WaitCause::Budget | WaitCause::Throttle | WaitCause::PageBudget => {}
+/// Logs an in-line wait the machine asked for.
+fn log_wait(connection_id: &str, resource_name: &str, ms: u64, reason: WaitReason) {
+    match reason {
+        WaitReason::Infrastructure { reason } => {
+            log::event(WORKER, Level::Warn, "sync_infrastructure_retry")
+                .with_connection_id(connection_id)
+                .with("resource", resource_name)
+                .with_reason(&reason)
+                .with("wait_ms", ms)
+                .emit();
         }
+        WaitReason::ProviderError { status, attempt } => {
+            log::event(WORKER, Level::Warn, "provider_error_retry")
+                .with_connection_id(connection_id)
+                .with("resource", resource_name)
+                .with("provider_status", status)
+                .with("attempt", attempt)
+                .with("wait_ms", ms)
+                .emit();
+        }
+        WaitReason::Budget | WaitReason::RateLimited | WaitReason::Throttle => {}
     }
 }

@@ -1,12 +1,13 @@
 //! Starting runs, for the routes (`/sync/full`, `/sync/<resource>`, `/sync/hook`) and the
 //! cron alike: all or nothing per request, answered with a typed [`StartReport`].
 
-use edge_sync_shared::{bindings::workers::SYNC_WORKER as WORKER, log::Level};
 use edge_sync_shared::{
+    bindings::workers::SYNC_WORKER as WORKER,
     connection::ConnectionView,
     // The per-connection lease that serialises starting runs (named in the shared crate, so
     // the coordinator knows it is no resource).
     coordinator_api::START_LEASE,
+    log::Level,
     sync::{Resource, RunCheckpoint, RunRecord, SyncMode},
     token_lifecycle::ConnectionStatus,
 };

@@ -24,7 +24,7 @@ use crate::{
 
 fn config(env: &Env) -> Result<SyncConfig, HttpError> {
     SyncConfig::from_env(env)
-        .map_err(|e| HttpError::new(503, "sync is not configured").with_reason(e))
+        .map_err(|e| HttpError::new(503, "sync is not configured").with_reason(e.to_string()))
 }
 
 /// Starts runs for a route and answers with the report (409 with `Retry-After` when nothing
