@@ -1,10 +1,9 @@
-//! Retry and backoff for page fetches, over jitter passed in by the caller (the crate has no
-//! randomness). The seed README asks for exponential backoff (`SYNC_RETRY_*` in README.md);
-//! provider-given waits (`Retry-After`, Keap throttle headers, Shopify restore
-//! rate) take precedence over the computed ones. The run machine
-//! ([`super::run_machine::PageRun`]) takes its delays and its retry budget from here.
-
-use super::PageError;
+//! Exponential backoff over jitter passed in by the caller (the crate has no randomness): the
+//! one backoff policy of the project. The run machine ([`super::run_machine::PageRun`]) takes
+//! its delays and retry budget for page fetches from here (`SYNC_RETRY_*` in README.md), and
+//! decides per error; provider-given waits (`Retry-After`, Keap throttle headers, Shopify
+//! restore rate) take precedence over the computed ones. The coordinator's event deliveries,
+//! sync continuations, token refresh retries and sync-worker's coordinator calls use it too.
 
 /// Exponential backoff with equal jitter, bounded by `max_ms` and `max_attempts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,33 +57,6 @@ impl RetryPolicy {
     pub fn should_retry(&self, attempt: u32) -> bool {
         attempt < self.max_attempts
     }
-
-    /// What to do after `attempt` failed attempts ended in `error`: `Some(delay)` to retry
-    /// after `delay` ms, `None` to fail the run.
-    /// - [`PageError::Unauthorized`]: retry at once after the first failure only (the
-    ///   Worker refreshes the token first); a second 401 fails.
-    /// - [`PageError::RateLimited`]: the provider's wait when it gave one (it may exceed
-    ///   `max_ms`; a long wait is better spent by rescheduling), else the backoff.
-    /// - [`PageError::Server`] and [`PageError::Malformed`] (a truncated body is usually
-    ///   transient): the backoff.
-    /// - [`PageError::Rejected`] is never retried.
-    pub fn after_error(&self, error: &PageError, attempt: u32, jitter: f64) -> Option<u64> {
-        if !self.should_retry(attempt) {
-            return None;
-        }
-        match error {
-            PageError::Unauthorized => (attempt <= 1).then_some(0),
-            PageError::RateLimited {
-                retry_after_ms: Some(wait),
-            } => Some(*wait),
-            PageError::RateLimited {
-                retry_after_ms: None,
-            }
-            | PageError::Server { .. }
-            | PageError::Malformed(_) => Some(self.delay_ms(attempt, jitter)),
-            PageError::Rejected { .. } => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -123,57 +95,5 @@ mod tests {
             max_attempts: 3,
         };
         assert_eq!(huge.delay_ms(64, 1.0), u64::MAX);
-    }
-
-    #[test]
-    fn decides_by_error_kind_and_attempts() {
-        let policy = RetryPolicy::default();
-        assert_eq!(
-            policy.after_error(&PageError::Unauthorized, 1, 0.5),
-            Some(0)
-        );
-        assert_eq!(policy.after_error(&PageError::Unauthorized, 2, 0.5), None);
-        assert_eq!(
-            policy.after_error(
-                &PageError::RateLimited {
-                    retry_after_ms: Some(86_400_000)
-                },
-                1,
-                0.5
-            ),
-            Some(86_400_000)
-        );
-        assert_eq!(
-            policy.after_error(
-                &PageError::RateLimited {
-                    retry_after_ms: None
-                },
-                2,
-                1.0
-            ),
-            Some(1_000)
-        );
-        assert_eq!(
-            policy.after_error(&PageError::Server { status: 503 }, 4, 1.0),
-            Some(4_000)
-        );
-        assert_eq!(
-            policy.after_error(&PageError::Server { status: 503 }, 5, 1.0),
-            None
-        );
-        assert_eq!(
-            policy.after_error(
-                &PageError::Rejected {
-                    status: 400,
-                    message: String::new()
-                },
-                1,
-                0.5
-            ),
-            None
-        );
-        assert!(policy
-            .after_error(&PageError::Malformed("cut".to_owned()), 1, 0.0)
-            .is_some());
     }
 }
