@@ -12,7 +12,11 @@ use edge_sync_shared::{
 use edge_sync_worker_kit::{clock, log::Emit, random};
 use worker::Env;
 
-use crate::{config::SyncConfig, coordinator_client as coordinator, starting::start_runs};
+use crate::{
+    config::SyncConfig,
+    coordinator_client as coordinator,
+    starting::{start_runs, RunStart},
+};
 
 /// KV key of the last cron run's summary.
 pub const LAST_CRON_KEY: &str = "sync:cron:last";
@@ -65,7 +69,6 @@ async fn tick(
     .await
     .map_err(|e| e.to_string())?;
     let started_runs = report.started();
-    let runs = report.to_json()["runs"].clone();
     // Providers drop hooks that kept failing (and users delete them): put back what is
     // missing, so webhooks keep arriving between syncs.
     let mut webhooks = Vec::with_capacity(active.len());
@@ -74,14 +77,22 @@ async fn tick(
             Ok(ensured) => ensured,
             Err(e) => serde_json::json!({ "errors": [e.to_string()] }),
         };
-        webhooks.push(serde_json::json!({ "connection_id": connection.id, "webhooks": outcome }));
+        webhooks.push(WebhookCheck {
+            connection_id: &connection.id,
+            webhooks: outcome,
+        });
     }
-    let summary = serde_json::json!({
-        "cron": cron, "started_at": started.to_iso8601(), "connections": active.len(),
-        "runs_started": started_runs, "runs": runs, "webhooks": webhooks,
-    });
+    let summary = CronSummary {
+        cron,
+        started_at: started.to_iso8601(),
+        connections: active.len(),
+        runs_started: started_runs,
+        runs: report.runs(),
+        webhooks,
+    };
+    let summary = serde_json::to_string(&summary).map_err(|e| e.to_string())?;
     let kv = env.kv(bindings::SYNC_CACHE_KV).map_err(|e| e.to_string())?;
-    kv.put(LAST_CRON_KEY, summary.to_string())
+    kv.put(LAST_CRON_KEY, summary)
         .map_err(|e| e.to_string())?
         .execute()
         .await
@@ -90,4 +101,23 @@ async fn tick(
         "{} connections, {started_runs} runs started",
         active.len()
     ))
+}
+
+/// What the last cron run did, kept in KV for `/sync/status`.
+#[derive(serde::Serialize)]
+struct CronSummary<'a> {
+    cron: &'a str,
+    started_at: String,
+    connections: usize,
+    runs_started: usize,
+    runs: &'a [RunStart],
+    webhooks: Vec<WebhookCheck<'a>>,
+}
+
+/// One connection's webhook check in the cron summary.
+#[derive(serde::Serialize)]
+struct WebhookCheck<'a> {
+    connection_id: &'a str,
+    /// What the coordinator recreated or re-verified (its `ensure` answer).
+    webhooks: serde_json::Value,
 }
