@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sync benchmark: a full sync of BENCH_CONTACTS (default 100,000) sandbox Keap contacts
-# through the Workers under wrangler dev into local Postgres, against the native ceiling
-# (same pages, parser and SQL, straight into Postgres) measured in the same run. Prints
+# through the Workers (one workerd, scripts/local-stack.mjs) into local Postgres, against what
+# is measured in the same run: the sandbox's page serving, the native page-by-page path
+# (same pages, parser and SQL) and the database's ceiling (COPY + one upsert). Prints
 # figures; asserts only correctness (zero loss), never timings. BENCH_PAGES_PER_INVOCATION
 # (default 8, the Free-plan default of SYNC_MAX_PAGES_PER_INVOCATION) tunes the Worker side.
 set -euo pipefail

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Webhook benchmark: genuinely signed Shopify deliveries against webhook-handler under
-# wrangler dev versus a no-op Rust Worker in the same harness and run. Prints requests/s,
-# p50/p99, the ratio to the no-op Worker, CPU time of the Worker processes per request, and
+# Webhook benchmark: genuinely signed Shopify deliveries against webhook-handler (the three
+# Workers in one workerd) versus a no-op Rust Worker launched the same way, in the same run.
+# Prints requests/s, p50/p99, the ratio to the no-op Worker, CPU time per request of the
+# Workers' process (handler and coordinator share it), memory, and
 # checks accepted == stored. BENCH_SECONDS (10), BENCH_CONCURRENCY (16).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
