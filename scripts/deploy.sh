@@ -271,7 +271,7 @@ for w in "${WORKERS[@]}"; do
   elif [ "$gz" -gt "$FREE_LIMIT" ]; then verdict="needs Workers Paid (over Free)"
   else verdict="fits Free and Paid"; fi
   printf '  %-18s %10s KB %10s KB   %s\n' "$w" $((raw / 1024)) $((gz / 1024)) "$verdict"
-  BUNDLE_SUM[$w]="$( (find "$out" -type f ! -name '*.map' -print0 | sort -z | xargs -0 sha256sum | cut -d' ' -f1; sed 1d "$config") | sha256sum | cut -d' ' -f1)"
+  BUNDLE_SUM[$w]="$( (find "$out" -type f ! -name '*.map' ! -name README.md -print0 | sort -z | xargs -0 sha256sum | cut -d' ' -f1; sed 1d "$config") | sha256sum | cut -d' ' -f1)"
 done
 [ -z "${fail_size:-}" ] || die "a bundle is over the 10 MB compressed limit of Workers Paid"
 

@@ -143,7 +143,7 @@ fn redact(value: &Value) -> Value {
             Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        let hidden = (k == "text" && (is_secret || map.contains_key("name")))
+                        let hidden = (k == "text" && is_secret)
                             || k == "password"
                             || k == "access_client_secret";
                         (k.clone(), if hidden { json!("[redacted]") } else { redact(v) })
@@ -277,65 +277,36 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
         // https://developers.cloudflare.com/api/resources/workers/subresources/subdomains/methods/get/
         (Method::GET, ["accounts", _, "workers", "subdomain"]) => ok(json!({"subdomain": "edge-sync-stand-in"})),
         // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/methods/update/
-        (Method::PUT, ["accounts", _, "workers", "scripts", name]) => {
-            let name = (*name).to_owned();
-            let Some(metadata) = parts.iter().find(|p| p.0 == "metadata") else {
-                return fail(StatusCode::BAD_REQUEST, 10021, "metadata part is required");
+        (Method::PUT, ["accounts", _, "workers", "scripts", name]) => match upload(&mut account, name, &parts, true) {
+            Ok(result) => ok(result),
+            Err(response) => response,
+        },
+        // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/subresources/versions/methods/create/
+        (Method::POST, ["accounts", _, "workers", "scripts", name, "versions"]) => match upload(&mut account, name, &parts, false) {
+            Ok(result) => ok(result),
+            Err(response) => response,
+        },
+        // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/subresources/deployments/methods/create/
+        (Method::POST, ["accounts", _, "workers", "scripts", name, "deployments"]) => {
+            let Some(version_id) = body.get("versions").and_then(Value::as_array).and_then(|v| v.first()).and_then(|v| v["version_id"].as_str()).map(str::to_owned) else {
+                return fail(StatusCode::BAD_REQUEST, 10021, "versions[0].version_id is required");
             };
-            let metadata: Value = serde_json::from_slice(&metadata.3).unwrap_or(Value::Null);
-            let Some(main) = metadata.get("main_module").and_then(Value::as_str) else {
-                return fail(StatusCode::BAD_REQUEST, 10021, "main_module is required (ES module Workers)");
+            let Some(script) = account.scripts.get_mut(*name) else {
+                return fail(StatusCode::NOT_FOUND, 10007, "This Worker does not exist on your account.");
             };
-            if !parts.iter().any(|p| p.0 == main || p.1.as_deref() == Some(main)) {
-                return fail(StatusCode::BAD_REQUEST, 10021, &format!("no such module: {main}"));
-            }
-            // Bindings must name resources that exist (what a real account checks).
-            if let Some(bindings) = metadata.get("bindings").and_then(Value::as_array) {
-                for b in bindings {
-                    match b.get("type").and_then(Value::as_str) {
-                        Some("kv_namespace") => {
-                            let id = b["namespace_id"].as_str().unwrap_or_default();
-                            if !account.kv_namespaces.iter().any(|n| n["id"] == id) {
-                                return fail(StatusCode::BAD_REQUEST, 10041, &format!("KV namespace '{id}' is not valid. [code: 10041]"));
-                            }
-                        }
-                        Some("hyperdrive") => {
-                            let id = b["id"].as_str().unwrap_or_default();
-                            if !account.hyperdrive_configs.iter().any(|c| c["id"] == id) {
-                                return fail(StatusCode::BAD_REQUEST, 10021, &format!("Hyperdrive config '{id}' not found"));
-                            }
-                        }
-                        Some("service") => {
-                            let service = b["service"].as_str().unwrap_or_default();
-                            if service != name && !account.scripts.contains_key(service) {
-                                return fail(StatusCode::BAD_REQUEST, 10143, &format!("Could not resolve service binding '{}'. Target script '{service}' not found.", b["name"].as_str().unwrap_or_default()));
-                            }
-                        }
-                        _ => {}
-                    }
+            let Some(version) = script.get("versions").and_then(|v| v.get(&version_id)).cloned() else {
+                return fail(StatusCode::NOT_FOUND, 10209, "version not found");
+            };
+            for key in ["metadata", "modules", "migration_tag"] {
+                if let Some(v) = version.get(key).filter(|v| !v.is_null()) {
+                    script.insert(key.into(), v.clone());
                 }
             }
-            let etag = format!("{:032x}", rand::random::<u128>());
-            let modules: Vec<Value> = parts
-                .iter()
-                .filter(|p| p.0 != "metadata")
-                .map(|p| json!({"name": p.0, "content_type": p.2, "size": p.3.len()}))
-                .collect();
-            let script = account.scripts.entry(name.clone()).or_default();
             let uploads = script.get("uploads").and_then(Value::as_u64).unwrap_or(0) + 1;
-            // Secrets persist across uploads (inherited), like on a real account.
-            script.insert("metadata".into(), redact(&metadata));
-            script.insert("modules".into(), Value::Array(modules));
             script.insert("uploads".into(), json!(uploads));
-            script.insert("etag".into(), json!(etag));
-            script.entry("secrets").or_insert(json!({}));
-            ok(json!({
-                "id": name, "etag": etag, "handlers": ["fetch", "scheduled"],
-                "created_on": now(), "modified_on": now(), "usage_model": "standard",
-                "compatibility_date": metadata.get("compatibility_date"),
-                "has_assets": false, "has_modules": true, "startup_time_ms": 1,
-                "deployment_id": format!("{:032x}", rand::random::<u128>()),
-            }))
+            script.insert("etag".into(), json!(version_id));
+            ok(json!({"id": format!("d-{version_id}"), "created_on": now(), "source": "wrangler", "strategy": "percentage",
+                "versions": [{"version_id": version_id, "percentage": 100.0}]}))
         }
         // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/methods/get/
         (Method::GET, ["accounts", _, "workers", "services", name]) => match account.scripts.get(*name) {
@@ -438,11 +409,129 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
             }
             ok(settings_of(script))
         }
+        // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/subresources/script_and_version_settings/methods/edit/
+        // (wrangler sends observability and logpush here after an upload.)
+        (Method::PATCH, ["accounts", _, "workers", "scripts", name, "script-settings"]) => {
+            let Some(script) = account.scripts.get_mut(*name) else {
+                return fail(StatusCode::NOT_FOUND, 10007, "This Worker does not exist on your account.");
+            };
+            script.insert("script_settings".into(), body.clone());
+            ok(body)
+        }
+        // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/methods/list/
+        (Method::GET, ["accounts", _, "workers", "scripts"]) => ok(Value::Array(
+            account
+                .scripts
+                .iter()
+                .map(|(name, s)| json!({"id": name, "etag": s.get("etag"), "created_on": now(), "modified_on": now(), "handlers": ["fetch"], "migration_tag": s.get("migration_tag")}))
+                .collect(),
+        )),
+        // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/subresources/deployments/methods/list/
+        (Method::GET, ["accounts", _, "workers", "scripts", name, "deployments"]) => {
+            let deployments: Vec<Value> = account
+                .scripts
+                .get(*name)
+                .map(|s| {
+                    let version = s.get("etag").and_then(Value::as_str).unwrap_or_default();
+                    vec![json!({
+                        "id": format!("d-{version}"), "created_on": now(), "source": "wrangler",
+                        "strategy": "percentage", "author_email": "deploy@example.com",
+                        "versions": [{"version_id": version, "percentage": 100.0}],
+                        "annotations": {"workers/triggered_by": "upload"}
+                    })]
+                })
+                .unwrap_or_default();
+            ok(json!({"deployments": deployments}))
+        }
         _ => {
             eprintln!("unknown route: {method} {}", uri);
             fail(StatusCode::NOT_FOUND, 7003, "No route for that URI")
         }
     }
+}
+
+/// Validates an upload (script update or version upload) and, when `deploy`, makes it the
+/// script's live version. Ok: the API's result object.
+#[allow(clippy::too_many_lines)]
+fn upload(account: &mut Account, name: &str, parts: &[(String, Option<String>, String, Vec<u8>)], deploy: bool) -> Result<Value, Response> {
+            let name = (*name).to_owned();
+            let Some(metadata) = parts.iter().find(|p| p.0 == "metadata") else {
+                return Err(fail(StatusCode::BAD_REQUEST, 10021, "metadata part is required"));
+            };
+            let metadata: Value = serde_json::from_slice(&metadata.3).unwrap_or(Value::Null);
+            let Some(main) = metadata.get("main_module").and_then(Value::as_str) else {
+                return Err(fail(StatusCode::BAD_REQUEST, 10021, "main_module is required (ES module Workers)"));
+            };
+            if !parts.iter().any(|p| p.0 == main || p.1.as_deref() == Some(main)) {
+                return Err(fail(StatusCode::BAD_REQUEST, 10021, &format!("no such module: {main}")));
+            }
+            // Bindings must name resources that exist (what a real account checks).
+            if let Some(bindings) = metadata.get("bindings").and_then(Value::as_array) {
+                for b in bindings {
+                    match b.get("type").and_then(Value::as_str) {
+                        Some("kv_namespace") => {
+                            let id = b["namespace_id"].as_str().unwrap_or_default();
+                            if !account.kv_namespaces.iter().any(|n| n["id"] == id) {
+                                return Err(fail(StatusCode::BAD_REQUEST, 10041, &format!("KV namespace '{id}' is not valid. [code: 10041]")));
+                            }
+                        }
+                        Some("hyperdrive") => {
+                            let id = b["id"].as_str().unwrap_or_default();
+                            if !account.hyperdrive_configs.iter().any(|c| c["id"] == id) {
+                                return Err(fail(StatusCode::BAD_REQUEST, 10021, &format!("Hyperdrive config '{id}' not found")));
+                            }
+                        }
+                        Some("service") => {
+                            let service = b["service"].as_str().unwrap_or_default();
+                            if service != name && !account.scripts.contains_key(service) {
+                                return Err(fail(StatusCode::BAD_REQUEST, 10143, &format!("Could not resolve service binding '{}'. Target script '{service}' not found.", b["name"].as_str().unwrap_or_default())));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // Durable Object migrations apply on top of the script's current tag.
+            if let Some(migrations) = metadata.get("migrations") {
+                let current = account.scripts.get(&name).and_then(|s| s.get("migration_tag")).cloned();
+                let old = migrations.get("old_tag").cloned();
+                if current.is_some() && current != old {
+                    return Err(fail(StatusCode::BAD_REQUEST, 10079, "migration tag precondition failed: old_tag does not match the script's current migration tag"));
+                }
+            }
+            let etag = format!("{:032x}", rand::random::<u128>());
+            let modules: Vec<Value> = parts
+                .iter()
+                .filter(|p| p.0 != "metadata")
+                .map(|p| json!({"name": p.0, "content_type": p.2, "size": p.3.len()}))
+                .collect();
+            let migration_tag = metadata.get("migrations").and_then(|m| m.get("new_tag")).cloned();
+            let script = account.scripts.entry(name.clone()).or_default();
+            // Secrets persist across uploads (inherited), like on a real account.
+            script.entry("secrets").or_insert(json!({}));
+            if deploy {
+                let uploads = script.get("uploads").and_then(Value::as_u64).unwrap_or(0) + 1;
+                script.insert("metadata".into(), redact(&metadata));
+                script.insert("modules".into(), Value::Array(modules));
+                script.insert("uploads".into(), json!(uploads));
+                script.insert("etag".into(), json!(etag));
+                if let Some(tag) = migration_tag {
+                    script.insert("migration_tag".into(), tag);
+                }
+            } else {
+                let versions = script.entry("versions").or_insert(json!({}));
+                versions[&etag] = json!({"metadata": redact(&metadata), "modules": modules, "migration_tag": migration_tag});
+            }
+            Ok(json!({
+                "id": if deploy { name.clone() } else { etag.clone() }, "etag": etag, "number": 1,
+                "handlers": ["fetch", "scheduled"],
+                "created_on": now(), "modified_on": now(), "usage_model": "standard",
+                "compatibility_date": metadata.get("compatibility_date"),
+                "has_assets": false, "has_modules": true, "startup_time_ms": 1,
+                "metadata": {"author_email": "deploy@example.com", "source": "wrangler", "created_on": now()},
+                "resources": {"bindings": metadata.get("bindings").map(redact), "script": {"etag": etag, "handlers": ["fetch"]}},
+                "deployment_id": format!("{:032x}", rand::random::<u128>()),
+            }))
 }
 
 /// The settings view of a script: its bindings (secrets as secret_text without their text).
