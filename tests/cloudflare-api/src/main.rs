@@ -78,7 +78,10 @@ fn now() -> String {
 }
 
 /// Parts of a multipart/form-data body: (name, filename, content type, bytes).
-fn multipart_parts(headers: &HeaderMap, body: &[u8]) -> Vec<(String, Option<String>, String, Vec<u8>)> {
+fn multipart_parts(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Vec<(String, Option<String>, String, Vec<u8>)> {
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -127,7 +130,10 @@ fn multipart_parts(headers: &HeaderMap, body: &[u8]) -> Vec<(String, Option<Stri
                     }
                 }
             } else if lower.starts_with("content-type") {
-                ctype = line.split_once(':').map(|x| x.1.trim().to_owned()).unwrap_or_default();
+                ctype = line
+                    .split_once(':')
+                    .map(|x| x.1.trim().to_owned())
+                    .unwrap_or_default();
             }
         }
         parts.push((name, filename, ctype, content));
@@ -146,7 +152,14 @@ fn redact(value: &Value) -> Value {
                         let hidden = (k == "text" && is_secret)
                             || k == "password"
                             || k == "access_client_secret";
-                        (k.clone(), if hidden { json!("[redacted]") } else { redact(v) })
+                        (
+                            k.clone(),
+                            if hidden {
+                                json!("[redacted]")
+                            } else {
+                                redact(v)
+                            },
+                        )
                     })
                     .collect(),
             )
@@ -176,15 +189,28 @@ async fn account_state(State(state): State<Shared>) -> Response {
     .into_response()
 }
 
-async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
-    let path = path.strip_prefix("/client/v4").unwrap_or(path).trim_end_matches('/');
+    let path = path
+        .strip_prefix("/client/v4")
+        .unwrap_or(path)
+        .trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let is_multipart = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/"));
-    let parts = if is_multipart { multipart_parts(&headers, &body) } else { Vec::new() };
+    let parts = if is_multipart {
+        multipart_parts(&headers, &body)
+    } else {
+        Vec::new()
+    };
     let json_body: Option<Value> = if is_multipart {
         parts
             .iter()
@@ -453,91 +479,130 @@ async fn handle(State(state): State<Shared>, method: Method, uri: Uri, headers: 
 /// Validates an upload (script update or version upload) and, when `deploy`, makes it the
 /// script's live version. Ok: the API's result object.
 #[allow(clippy::too_many_lines)]
-fn upload(account: &mut Account, name: &str, parts: &[(String, Option<String>, String, Vec<u8>)], deploy: bool) -> Result<Value, Response> {
-            let name = (*name).to_owned();
-            let Some(metadata) = parts.iter().find(|p| p.0 == "metadata") else {
-                return Err(fail(StatusCode::BAD_REQUEST, 10021, "metadata part is required"));
-            };
-            let metadata: Value = serde_json::from_slice(&metadata.3).unwrap_or(Value::Null);
-            let Some(main) = metadata.get("main_module").and_then(Value::as_str) else {
-                return Err(fail(StatusCode::BAD_REQUEST, 10021, "main_module is required (ES module Workers)"));
-            };
-            if !parts.iter().any(|p| p.0 == main || p.1.as_deref() == Some(main)) {
-                return Err(fail(StatusCode::BAD_REQUEST, 10021, &format!("no such module: {main}")));
-            }
-            // Bindings must name resources that exist (what a real account checks).
-            if let Some(bindings) = metadata.get("bindings").and_then(Value::as_array) {
-                for b in bindings {
-                    match b.get("type").and_then(Value::as_str) {
-                        Some("kv_namespace") => {
-                            let id = b["namespace_id"].as_str().unwrap_or_default();
-                            if !account.kv_namespaces.iter().any(|n| n["id"] == id) {
-                                return Err(fail(StatusCode::BAD_REQUEST, 10041, &format!("KV namespace '{id}' is not valid. [code: 10041]")));
-                            }
-                        }
-                        Some("hyperdrive") => {
-                            let id = b["id"].as_str().unwrap_or_default();
-                            if !account.hyperdrive_configs.iter().any(|c| c["id"] == id) {
-                                return Err(fail(StatusCode::BAD_REQUEST, 10021, &format!("Hyperdrive config '{id}' not found")));
-                            }
-                        }
-                        Some("service") => {
-                            let service = b["service"].as_str().unwrap_or_default();
-                            if service != name && !account.scripts.contains_key(service) {
-                                return Err(fail(StatusCode::BAD_REQUEST, 10143, &format!("Could not resolve service binding '{}'. Target script '{service}' not found.", b["name"].as_str().unwrap_or_default())));
-                            }
-                        }
-                        _ => {}
+fn upload(
+    account: &mut Account,
+    name: &str,
+    parts: &[(String, Option<String>, String, Vec<u8>)],
+    deploy: bool,
+) -> Result<Value, Response> {
+    let name = (*name).to_owned();
+    let Some(metadata) = parts.iter().find(|p| p.0 == "metadata") else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            10021,
+            "metadata part is required",
+        ));
+    };
+    let metadata: Value = serde_json::from_slice(&metadata.3).unwrap_or(Value::Null);
+    let Some(main) = metadata.get("main_module").and_then(Value::as_str) else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            10021,
+            "main_module is required (ES module Workers)",
+        ));
+    };
+    if !parts
+        .iter()
+        .any(|p| p.0 == main || p.1.as_deref() == Some(main))
+    {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            10021,
+            &format!("no such module: {main}"),
+        ));
+    }
+    // Bindings must name resources that exist (what a real account checks).
+    if let Some(bindings) = metadata.get("bindings").and_then(Value::as_array) {
+        for b in bindings {
+            match b.get("type").and_then(Value::as_str) {
+                Some("kv_namespace") => {
+                    let id = b["namespace_id"].as_str().unwrap_or_default();
+                    if !account.kv_namespaces.iter().any(|n| n["id"] == id) {
+                        return Err(fail(
+                            StatusCode::BAD_REQUEST,
+                            10041,
+                            &format!("KV namespace '{id}' is not valid. [code: 10041]"),
+                        ));
                     }
                 }
-            }
-            // Durable Object migrations apply on top of the script's current tag.
-            if let Some(migrations) = metadata.get("migrations") {
-                let current = account.scripts.get(&name).and_then(|s| s.get("migration_tag")).cloned();
-                let old = migrations.get("old_tag").cloned();
-                if current.is_some() && current != old {
-                    return Err(fail(StatusCode::BAD_REQUEST, 10079, "migration tag precondition failed: old_tag does not match the script's current migration tag"));
+                Some("hyperdrive") => {
+                    let id = b["id"].as_str().unwrap_or_default();
+                    if !account.hyperdrive_configs.iter().any(|c| c["id"] == id) {
+                        return Err(fail(
+                            StatusCode::BAD_REQUEST,
+                            10021,
+                            &format!("Hyperdrive config '{id}' not found"),
+                        ));
+                    }
                 }
-            }
-            let etag = format!("{:032x}", rand::random::<u128>());
-            let modules: Vec<Value> = parts
-                .iter()
-                .filter(|p| p.0 != "metadata")
-                .map(|p| json!({"name": p.0, "content_type": p.2, "size": p.3.len()}))
-                .collect();
-            let migration_tag = metadata.get("migrations").and_then(|m| m.get("new_tag")).cloned();
-            let script = account.scripts.entry(name.clone()).or_default();
-            // Secrets persist across uploads (inherited), like on a real account.
-            script.entry("secrets").or_insert(json!({}));
-            if deploy {
-                let uploads = script.get("uploads").and_then(Value::as_u64).unwrap_or(0) + 1;
-                script.insert("metadata".into(), redact(&metadata));
-                script.insert("modules".into(), Value::Array(modules));
-                script.insert("uploads".into(), json!(uploads));
-                script.insert("etag".into(), json!(etag));
-                if let Some(tag) = migration_tag {
-                    script.insert("migration_tag".into(), tag);
+                Some("service") => {
+                    let service = b["service"].as_str().unwrap_or_default();
+                    if service != name && !account.scripts.contains_key(service) {
+                        return Err(fail(StatusCode::BAD_REQUEST, 10143, &format!("Could not resolve service binding '{}'. Target script '{service}' not found.", b["name"].as_str().unwrap_or_default())));
+                    }
                 }
-            } else {
-                let versions = script.entry("versions").or_insert(json!({}));
-                versions[&etag] = json!({"metadata": redact(&metadata), "modules": modules, "migration_tag": migration_tag});
+                _ => {}
             }
-            Ok(json!({
-                "id": if deploy { name.clone() } else { etag.clone() }, "etag": etag, "number": 1,
-                "handlers": ["fetch", "scheduled"],
-                "created_on": now(), "modified_on": now(), "usage_model": "standard",
-                "compatibility_date": metadata.get("compatibility_date"),
-                "has_assets": false, "has_modules": true, "startup_time_ms": 1,
-                "metadata": {"author_email": "deploy@example.com", "source": "wrangler", "created_on": now()},
-                "resources": {"bindings": metadata.get("bindings").map(redact), "script": {"etag": etag, "handlers": ["fetch"]}},
-                "deployment_id": format!("{:032x}", rand::random::<u128>()),
-            }))
+        }
+    }
+    // Durable Object migrations apply on top of the script's current tag.
+    if let Some(migrations) = metadata.get("migrations") {
+        let current = account
+            .scripts
+            .get(&name)
+            .and_then(|s| s.get("migration_tag"))
+            .cloned();
+        let old = migrations.get("old_tag").cloned();
+        if current.is_some() && current != old {
+            return Err(fail(StatusCode::BAD_REQUEST, 10079, "migration tag precondition failed: old_tag does not match the script's current migration tag"));
+        }
+    }
+    let etag = format!("{:032x}", rand::random::<u128>());
+    let modules: Vec<Value> = parts
+        .iter()
+        .filter(|p| p.0 != "metadata")
+        .map(|p| json!({"name": p.0, "content_type": p.2, "size": p.3.len()}))
+        .collect();
+    let migration_tag = metadata
+        .get("migrations")
+        .and_then(|m| m.get("new_tag"))
+        .cloned();
+    let script = account.scripts.entry(name.clone()).or_default();
+    // Secrets persist across uploads (inherited), like on a real account.
+    script.entry("secrets").or_insert(json!({}));
+    if deploy {
+        let uploads = script.get("uploads").and_then(Value::as_u64).unwrap_or(0) + 1;
+        script.insert("metadata".into(), redact(&metadata));
+        script.insert("modules".into(), Value::Array(modules));
+        script.insert("uploads".into(), json!(uploads));
+        script.insert("etag".into(), json!(etag));
+        if let Some(tag) = migration_tag {
+            script.insert("migration_tag".into(), tag);
+        }
+    } else {
+        let versions = script.entry("versions").or_insert(json!({}));
+        versions[&etag] = json!({"metadata": redact(&metadata), "modules": modules, "migration_tag": migration_tag});
+    }
+    Ok(json!({
+        "id": if deploy { name.clone() } else { etag.clone() }, "etag": etag, "number": 1,
+        "handlers": ["fetch", "scheduled"],
+        "created_on": now(), "modified_on": now(), "usage_model": "standard",
+        "compatibility_date": metadata.get("compatibility_date"),
+        "has_assets": false, "has_modules": true, "startup_time_ms": 1,
+        "metadata": {"author_email": "deploy@example.com", "source": "wrangler", "created_on": now()},
+        "resources": {"bindings": metadata.get("bindings").map(redact), "script": {"etag": etag, "handlers": ["fetch"]}},
+        "deployment_id": format!("{:032x}", rand::random::<u128>()),
+    }))
 }
 
 /// The settings view of a script: its bindings (secrets as secret_text without their text).
 fn settings_of(script: &Map<String, Value>) -> Value {
     let metadata = script.get("metadata").cloned().unwrap_or(json!({}));
-    let mut bindings: Vec<Value> = metadata.get("bindings").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut bindings: Vec<Value> = metadata
+        .get("bindings")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     bindings.retain(|b| b["type"] != "secret_text");
     if let Some(secrets) = script.get("secrets").and_then(Value::as_object) {
         for k in secrets.keys() {
@@ -557,12 +622,16 @@ fn settings_of(script: &Map<String, Value>) -> Value {
 
 /// The account id the stand-in answers lookups with (CF_STANDIN_ACCOUNT_ID).
 fn headers_account(_account: &Account) -> String {
-    std::env::var("CF_STANDIN_ACCOUNT_ID").unwrap_or_else(|_| "0123456789abcdef0123456789abcdef".into())
+    std::env::var("CF_STANDIN_ACCOUNT_ID")
+        .unwrap_or_else(|_| "0123456789abcdef0123456789abcdef".into())
 }
 
 #[tokio::main]
 async fn main() {
-    let mut port: u16 = std::env::var("CF_STANDIN_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8795);
+    let mut port: u16 = std::env::var("CF_STANDIN_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8795);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -583,14 +652,18 @@ async fn main() {
         .route("/__stand-in/state", get(account_state))
         .fallback(handle)
         .with_state(state);
-    let listener = match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
-            std::process::exit(1);
-        }
-    };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let listener =
+        match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on 127.0.0.1:{port}: {e}");
+                std::process::exit(1);
+            }
+        };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     println!("cloudflare-api listening on http://{addr}/client/v4");
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("error: {e}");

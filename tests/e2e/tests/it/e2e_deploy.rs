@@ -88,7 +88,13 @@ fn clean_checkout(dir: &Path) -> PathBuf {
     let root = repo_root();
     let checkout = dir.join("checkout");
     let files = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(&root)
         .output()
         .expect("git ls-files");
@@ -120,7 +126,10 @@ fn clean_checkout(dir: &Path) -> PathBuf {
 fn env_file(dir: &Path, database_url: &str) -> (PathBuf, Vec<(String, String)>) {
     let mut values: Vec<(String, String)> = vec![
         ("CLOUDFLARE_ACCOUNT_ID".into(), ACCOUNT.into()),
-        ("CLOUDFLARE_API_TOKEN".into(), "stand-in-api-token-7f3a".into()),
+        (
+            "CLOUDFLARE_API_TOKEN".into(),
+            "stand-in-api-token-7f3a".into(),
+        ),
         ("DATABASE_URL".into(), database_url.into()),
         ("ALLOWED_ORIGIN".into(), "https://admin.example.com".into()),
         ("KEAP_CLIENT_ID".into(), "keap-client-id-e2e".into()),
@@ -141,7 +150,10 @@ fn env_file(dir: &Path, database_url: &str) -> (PathBuf, Vec<(String, String)>) 
         "KEAP_WEBHOOK_SECRET",
         "STANDARD_WEBHOOK_SECRET_BILLING",
     ] {
-        values.push((name.into(), format!("secret-{}-d41d8cd9", name.to_lowercase())));
+        values.push((
+            name.into(),
+            format!("secret-{}-d41d8cd9", name.to_lowercase()),
+        ));
     }
     let path = dir.join("deploy.env");
     let text: String = values.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
@@ -203,8 +215,7 @@ fn secret_holders(worker: &str) -> Vec<String> {
     names
         .iter()
         .filter(|n| {
-            edge_sync_e2e::stack::secret_holders(n)
-                .is_some_and(|h| h.iter().any(|w| w == worker))
+            edge_sync_e2e::stack::secret_holders(n).is_some_and(|h| h.iter().any(|w| w == worker))
         })
         .map(|n| (*n).to_owned())
         .collect()
@@ -231,7 +242,12 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
     let api_url = api.api_url();
     let env = [("CLOUDFLARE_API_BASE_URL", api_url.as_str())];
 
-    let first = run(&checkout, "scripts/deploy.sh", &["--skip-build", "--env-file", &env_arg], &env);
+    let first = run(
+        &checkout,
+        "scripts/deploy.sh",
+        &["--skip-build", "--env-file", &env_arg],
+        &env,
+    );
     let first_out = text(&first);
     assert!(first.status.success(), "deploy failed:\n{first_out}");
     for printed in [
@@ -241,7 +257,10 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
         "https://sync-worker.edge-sync-stand-in.workers.dev",
         "fits Free and Paid",
     ] {
-        assert!(first_out.contains(printed), "deploy prints {printed}:\n{first_out}");
+        assert!(
+            first_out.contains(printed),
+            "deploy prints {printed}:\n{first_out}"
+        );
     }
 
     let state = api.state();
@@ -252,7 +271,10 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
     assert_eq!(hd.len(), 1, "one Hyperdrive config: {hd:?}");
     let hd_id = hd[0]["id"].as_str().expect("hyperdrive id").to_owned();
     let (_, db_name) = database.url.rsplit_once('/').expect("db name");
-    assert_eq!(hd[0]["origin"]["database"], db_name, "Hyperdrive targets the database");
+    assert_eq!(
+        hd[0]["origin"]["database"], db_name,
+        "Hyperdrive targets the database"
+    );
     assert_eq!(hd[0]["origin"]["host"], "127.0.0.1");
     assert_eq!(hd[0]["origin"]["scheme"], "postgres");
 
@@ -264,27 +286,65 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
         binding(coordinator, "durable_object_namespace", "SYNC_COORDINATOR")["class_name"],
         "SyncCoordinator"
     );
-    assert_eq!(coordinator["migration_tag"], "v1", "the Durable Object migration ran");
     assert_eq!(
-        coordinator["metadata"]["migrations"]["steps"][0]["new_sqlite_classes"][0],
+        coordinator["migration_tag"], "v1",
+        "the Durable Object migration ran"
+    );
+    // The upload that created the class carried the SQLite migration (later ones need none).
+    let migration = api
+        .calls()
+        .into_iter()
+        .find_map(|c| {
+            let m = c["metadata"]["migrations"].clone();
+            (c["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("/scripts/sync-coordinator"))
+                && !m.is_null())
+            .then_some(m)
+        })
+        .expect("an upload with the Durable Object migration");
+    assert_eq!(migration["new_tag"], "v1");
+    assert_eq!(
+        migration["steps"][0]["new_sqlite_classes"][0],
         "SyncCoordinator"
     );
-    assert_eq!(binding(coordinator, "service", "SYNC_WORKER")["service"], "sync-worker");
-    assert_eq!(binding(sync_worker, "service", "COORDINATOR")["service"], "sync-coordinator");
-    assert_eq!(binding(webhook_handler, "service", "COORDINATOR")["service"], "sync-coordinator");
+    assert_eq!(
+        binding(coordinator, "service", "SYNC_WORKER")["service"],
+        "sync-worker"
+    );
+    assert_eq!(
+        binding(sync_worker, "service", "COORDINATOR")["service"],
+        "sync-coordinator"
+    );
+    assert_eq!(
+        binding(webhook_handler, "service", "COORDINATOR")["service"],
+        "sync-coordinator"
+    );
     for script in [coordinator, sync_worker, webhook_handler] {
-        assert_eq!(binding(script, "kv_namespace", "SYNC_CACHE")["namespace_id"], kv_id.as_str());
-        assert_eq!(binding(script, "plain_text", "ENVIRONMENT")["text"], "production");
+        assert_eq!(
+            binding(script, "kv_namespace", "SYNC_CACHE")["namespace_id"],
+            kv_id.as_str()
+        );
+        assert_eq!(
+            binding(script, "plain_text", "ENVIRONMENT")["text"],
+            "production"
+        );
         assert_eq!(
             binding(script, "plain_text", "KEAP_REDIRECT_URI")["text"],
             "https://sync-coordinator.edge-sync-stand-in.workers.dev/oauth/callback"
         );
-        assert_eq!(binding(script, "plain_text", "KEAP_CLIENT_ID")["text"], "keap-client-id-e2e");
+        assert_eq!(
+            binding(script, "plain_text", "KEAP_CLIENT_ID")["text"],
+            "keap-client-id-e2e"
+        );
         assert_eq!(script["metadata"]["compatibility_date"], "2026-04-20");
         assert_eq!(script["metadata"]["main_module"], "shim.js");
     }
     for script in [coordinator, sync_worker] {
-        assert_eq!(binding(script, "hyperdrive", "HYPERDRIVE")["id"], hd_id.as_str());
+        assert_eq!(
+            binding(script, "hyperdrive", "HYPERDRIVE")["id"],
+            hd_id.as_str()
+        );
     }
     assert_eq!(sync_worker["schedules"][0]["cron"], "*/30 * * * *");
     for worker in ["sync-coordinator", "sync-worker", "webhook-handler"] {
@@ -300,13 +360,23 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
         assert_eq!(set, want, "{worker}'s secrets are exactly its own");
     }
     let migrated = Command::new("psql")
-        .args([&database.url, "-qtAc", "SELECT count(*) FROM edge_sync_schema_migrations"])
+        .args([
+            &database.url,
+            "-qtAc",
+            "SELECT count(*) FROM edge_sync_schema_migrations",
+        ])
         .output()
         .expect("psql");
-    let applied: usize = String::from_utf8_lossy(&migrated.stdout).trim().parse().unwrap_or(0);
+    let applied: usize = String::from_utf8_lossy(&migrated.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let files = std::fs::read_dir(repo_root().join("supabase/migrations"))
         .expect("migrations")
-        .filter(|f| f.as_ref().is_ok_and(|f| f.path().extension().is_some_and(|e| e == "sql")))
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "sql"))
+        })
         .count();
     assert_eq!(applied, files, "every migration applied");
 
@@ -315,41 +385,91 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
     let uploads: Vec<String> = calls
         .iter()
         .filter(|c| {
-            c["method"] == "PUT" && c["path"].as_str().is_some_and(|p| p.split('/').count() == 6 && p.contains("/workers/scripts/"))
+            c["method"] == "PUT"
+                && c["path"]
+                    .as_str()
+                    .is_some_and(|p| p.split('/').count() == 6 && p.contains("/workers/scripts/"))
         })
-        .map(|c| c["path"].as_str().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned())
+        .map(|c| {
+            c["path"]
+                .as_str()
+                .unwrap_or_default()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
-    assert_eq!(uploads.first().map(String::as_str), Some("sync-coordinator"), "uploads: {uploads:?}");
-    assert!(calls.iter().all(|c| c["authorized"] == true), "every call carries the token");
+    assert_eq!(
+        uploads.first().map(String::as_str),
+        Some("sync-coordinator"),
+        "uploads: {uploads:?}"
+    );
+    assert!(
+        calls.iter().all(|c| c["authorized"] == true),
+        "every call carries the token"
+    );
 
     // No secret value in the recording, the generated files or the output.
-    let recorded = serde_json::to_string(&calls).expect("json") + &serde_json::to_string(&state).expect("json");
+    let recorded = serde_json::to_string(&calls).expect("json")
+        + &serde_json::to_string(&state).expect("json");
     let generated: String = walk(&checkout.join(".edge-sync"))
         .iter()
         .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).to_string())
         .collect();
     for (name, value) in &values {
         if name.contains("SECRET") || name.ends_with("TOKEN") || name.ends_with("_KEY") {
-            assert!(!recorded.contains(value.as_str()), "{name} recorded by the stand-in");
-            assert!(!generated.contains(value.as_str()), "{name} in .edge-sync files");
+            assert!(
+                !recorded.contains(value.as_str()),
+                "{name} recorded by the stand-in"
+            );
+            assert!(
+                !generated.contains(value.as_str()),
+                "{name} in .edge-sync files"
+            );
             assert!(!first_out.contains(value.as_str()), "{name} printed");
         }
     }
-    assert!(!recorded.contains("postgres:postgres@"), "the database password is not recorded");
+    assert!(
+        !recorded.contains("postgres:postgres@"),
+        "the database password is not recorded"
+    );
     let tracked = Command::new("grep")
-        .args(["-rl", "--exclude-dir=.edge-sync", "--exclude-dir=node_modules", &kv_id, "."])
+        .args([
+            "-rl",
+            "--exclude-dir=.edge-sync",
+            "--exclude-dir=node_modules",
+            &kv_id,
+            ".",
+        ])
         .current_dir(&checkout)
         .output()
         .expect("grep");
-    assert!(tracked.stdout.is_empty(), "resource ids only in .edge-sync: {}", String::from_utf8_lossy(&tracked.stdout));
+    assert!(
+        tracked.stdout.is_empty(),
+        "resource ids only in .edge-sync: {}",
+        String::from_utf8_lossy(&tracked.stdout)
+    );
 
     // Second run: nothing created, nothing uploaded, no secret re-put.
     let before = calls.len();
-    let second = run(&checkout, "scripts/deploy.sh", &["--skip-build", "--env-file", &env_arg], &env);
-    assert!(second.status.success(), "second deploy failed:\n{}", text(&second));
+    let second = run(
+        &checkout,
+        "scripts/deploy.sh",
+        &["--skip-build", "--env-file", &env_arg],
+        &env,
+    );
+    assert!(
+        second.status.success(),
+        "second deploy failed:\n{}",
+        text(&second)
+    );
     let state = api.state();
     assert_eq!(state["kv_namespaces"].as_array().map(Vec::len), Some(1));
-    assert_eq!(state["hyperdrive_configs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        state["hyperdrive_configs"].as_array().map(Vec::len),
+        Some(1)
+    );
     let again: Vec<String> = api.calls()[before..]
         .iter()
         .filter(|c| c["method"] != "GET")
@@ -359,8 +479,17 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
     assert!(text(&second).contains("unchanged"), "{}", text(&second));
 
     // validate-deployment.sh config-only: passes here, fails on an empty account.
-    let valid = run(&checkout, "scripts/validate-deployment.sh", &["config-only", "--env-file", &env_arg], &env);
-    assert!(valid.status.success(), "config-only on the deployed account:\n{}", text(&valid));
+    let valid = run(
+        &checkout,
+        "scripts/validate-deployment.sh",
+        &["config-only", "--env-file", &env_arg],
+        &env,
+    );
+    assert!(
+        valid.status.success(),
+        "config-only on the deployed account:\n{}",
+        text(&valid)
+    );
     let empty = CloudflareApi::start();
     let empty_url = empty.api_url();
     let invalid = run(
@@ -369,8 +498,15 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
         &["config-only", "--env-file", &env_arg],
         &[("CLOUDFLARE_API_BASE_URL", empty_url.as_str())],
     );
-    assert!(!invalid.status.success(), "config-only on an empty account fails");
-    assert!(text(&invalid).contains("sync-coordinator is not deployed"), "{}", text(&invalid));
+    assert!(
+        !invalid.status.success(),
+        "config-only on an empty account fails"
+    );
+    assert!(
+        text(&invalid).contains("sync-coordinator is not deployed"),
+        "{}",
+        text(&invalid)
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -405,16 +541,34 @@ fn dry_run_validates_bundles_without_touching_an_account() {
         &repo_root(),
         "scripts/deploy.sh",
         &["--dry-run", "--skip-build", "--env-file", &missing],
-        &[("CLOUDFLARE_API_BASE_URL", api_url.as_str()), ("EDGE_SYNC_HOME", home_s.as_str())],
+        &[
+            ("CLOUDFLARE_API_BASE_URL", api_url.as_str()),
+            ("EDGE_SYNC_HOME", home_s.as_str()),
+        ],
     );
     let printed = text(&out);
     assert!(out.status.success(), "dry run failed:\n{printed}");
     for w in ["sync-coordinator", "sync-worker", "webhook-handler"] {
-        assert!(printed.lines().any(|l| l.contains(w) && l.contains("KB") && l.contains("Free")), "{w}'s size:\n{printed}");
-        assert!(home.join(format!("deploy/bundle-{w}/shim.js")).is_file(), "{w} bundled");
+        assert!(
+            printed
+                .lines()
+                .any(|l| l.contains(w) && l.contains("KB") && l.contains("Free")),
+            "{w}'s size:\n{printed}"
+        );
+        assert!(
+            home.join(format!("deploy/bundle-{w}/shim.js")).is_file(),
+            "{w} bundled"
+        );
     }
-    assert!(printed.contains("plan") && printed.contains("nothing was deployed"), "{printed}");
-    assert!(api.calls().is_empty(), "a dry run calls no API: {:?}", api.calls());
+    assert!(
+        printed.contains("plan") && printed.contains("nothing was deployed"),
+        "{printed}"
+    );
+    assert!(
+        api.calls().is_empty(),
+        "a dry run calls no API: {:?}",
+        api.calls()
+    );
 }
 
 /// Proves: `deploy.sh` refuses, with a message naming the problem, an `.env` missing values
@@ -425,23 +579,55 @@ fn deploy_refuses_missing_settings_and_the_pooler() {
     let api = CloudflareApi::start();
     let api_url = api.api_url();
     let home = dir.path().join("home").to_string_lossy().to_string();
-    let env = [("CLOUDFLARE_API_BASE_URL", api_url.as_str()), ("EDGE_SYNC_HOME", home.as_str())];
+    let env = [
+        ("CLOUDFLARE_API_BASE_URL", api_url.as_str()),
+        ("EDGE_SYNC_HOME", home.as_str()),
+    ];
     let partial = dir.path().join("partial.env");
     std::fs::write(&partial, "CLOUDFLARE_ACCOUNT_ID=abc\n").expect("write");
-    let out = run(&repo_root(), "scripts/deploy.sh", &["--skip-build", "--env-file", &partial.to_string_lossy()], &env);
+    let out = run(
+        &repo_root(),
+        "scripts/deploy.sh",
+        &["--skip-build", "--env-file", &partial.to_string_lossy()],
+        &env,
+    );
     assert!(!out.status.success());
-    assert!(text(&out).contains("missing in") && text(&out).contains("CLOUDFLARE_API_TOKEN") && text(&out).contains("ADMIN_TOKEN"), "{}", text(&out));
+    assert!(
+        text(&out).contains("missing in")
+            && text(&out).contains("CLOUDFLARE_API_TOKEN")
+            && text(&out).contains("ADMIN_TOKEN"),
+        "{}",
+        text(&out)
+    );
 
     let (pooled, _) = env_file(
         dir.path(),
         "postgresql://postgres.abcd:pw@aws-0-eu-central-1.pooler.supabase.com:6543/postgres",
     );
-    let out = run(&repo_root(), "scripts/deploy.sh", &["--skip-build", "--env-file", &pooled.to_string_lossy()], &env);
+    let out = run(
+        &repo_root(),
+        "scripts/deploy.sh",
+        &["--skip-build", "--env-file", &pooled.to_string_lossy()],
+        &env,
+    );
     assert!(!out.status.success());
-    assert!(text(&out).contains("DIRECT connection string"), "{}", text(&out));
+    assert!(
+        text(&out).contains("DIRECT connection string"),
+        "{}",
+        text(&out)
+    );
     let none = dir.path().join("absent.env");
-    let out = run(&repo_root(), "scripts/deploy.sh", &["--skip-build", "--env-file", &none.to_string_lossy()], &env);
-    assert!(!out.status.success() && text(&out).contains("cp .env.example .env"), "{}", text(&out));
+    let out = run(
+        &repo_root(),
+        "scripts/deploy.sh",
+        &["--skip-build", "--env-file", &none.to_string_lossy()],
+        &env,
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("cp .env.example .env"),
+        "{}",
+        text(&out)
+    );
     assert!(api.calls().is_empty(), "nothing touched: {:?}", api.calls());
 }
 
@@ -462,32 +648,67 @@ async fn validate_deployment_passes_on_the_local_stack_and_names_broken_setups()
             ("COORDINATOR_URL", stack.coordinator.clone()),
             ("SYNC_WORKER_URL", stack.sync_worker.clone()),
             ("WEBHOOK_HANDLER_URL", stack.webhook_handler.clone()),
-            ("ADMIN_TOKEN", if admin.is_empty() { stack.admin_token.clone() } else { admin.to_owned() }),
+            (
+                "ADMIN_TOKEN",
+                if admin.is_empty() {
+                    stack.admin_token.clone()
+                } else {
+                    admin.to_owned()
+                },
+            ),
             ("GITHUB_WEBHOOK_SECRET", github.to_owned()),
             ("EDGE_SYNC_HOME", home.clone()),
         ]
     };
     let go = |mode: &str, env: Vec<(&'static str, String)>| {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        run(&root, "scripts/validate-deployment.sh", &[mode, "--env-file", &no_env], &env)
+        run(
+            &root,
+            "scripts/validate-deployment.sh",
+            &[mode, "--env-file", &no_env],
+            &env,
+        )
     };
-    let health = tokio::task::block_in_place(|| go("health-only", base("", WEBHOOK_SECRETS.github)));
-    assert!(health.status.success(), "health-only on the local stack:\n{}", text(&health));
+    let health =
+        tokio::task::block_in_place(|| go("health-only", base("", WEBHOOK_SECRETS.github)));
+    assert!(
+        health.status.success(),
+        "health-only on the local stack:\n{}",
+        text(&health)
+    );
     let full = tokio::task::block_in_place(|| go("full", base("", WEBHOOK_SECRETS.github)));
-    assert!(full.status.success(), "full on the local stack:\n{}", text(&full));
-    assert!(text(&full).contains("accepted and stored"), "{}", text(&full));
+    assert!(
+        full.status.success(),
+        "full on the local stack:\n{}",
+        text(&full)
+    );
+    assert!(
+        text(&full).contains("accepted and stored"),
+        "{}",
+        text(&full)
+    );
 
     let mut dead = base("", WEBHOOK_SECRETS.github);
     dead[1].1 = "http://127.0.0.1:9".into();
     let out = tokio::task::block_in_place(|| go("health-only", dead));
     assert!(!out.status.success());
-    assert!(text(&out).contains("sync-worker: http://127.0.0.1:9/health unreachable"), "{}", text(&out));
+    assert!(
+        text(&out).contains("sync-worker: http://127.0.0.1:9/health unreachable"),
+        "{}",
+        text(&out)
+    );
 
-    let out = tokio::task::block_in_place(|| go("full", base("wrong-admin-token", WEBHOOK_SECRETS.github)));
+    let out = tokio::task::block_in_place(|| {
+        go("full", base("wrong-admin-token", WEBHOOK_SECRETS.github))
+    });
     assert!(!out.status.success());
     assert!(text(&out).contains("wrong ADMIN_TOKEN"), "{}", text(&out));
 
     let out = tokio::task::block_in_place(|| go("full", base("", "not-the-github-secret")));
     assert!(!out.status.success());
-    assert!(text(&out).contains("signature check failed"), "{}", text(&out));
+    assert!(
+        text(&out).contains("signature check failed"),
+        "{}",
+        text(&out)
+    );
 }
