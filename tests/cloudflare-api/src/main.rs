@@ -478,7 +478,7 @@ async fn handle(
 
 /// Validates an upload (script update or version upload) and, when `deploy`, makes it the
 /// script's live version. Ok: the API's result object.
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_lines, clippy::result_large_err)]
 fn upload(
     account: &mut Account,
     name: &str,
