@@ -49,10 +49,6 @@ missing=()
 for tool in node curl gzip sha256sum; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
 [ -x "$WRANGLER" ] || missing+=("wrangler (run: npm ci)")
 if [ "$DRY_RUN" -eq 0 ]; then command -v psql >/dev/null 2>&1 || missing+=("psql (PostgreSQL client, for migrations)"); fi
-if [ "$SKIP_BUILD" -eq 0 ]; then
-  command -v cargo >/dev/null 2>&1 || missing+=("cargo (run: scripts/bootstrap.sh)")
-  command -v worker-build >/dev/null 2>&1 || missing+=("worker-build (run: scripts/bootstrap.sh)")
-fi
 [ ${#missing[@]} -eq 0 ] || die "missing tools: ${missing[*]}"
 
 # --- settings ---------------------------------------------------------------------------------
@@ -134,6 +130,8 @@ for w in "${WORKERS[@]}"; do
     echo "  $w: release build is up to date"
   else
     say "building $w (release)"
+    command -v cargo >/dev/null 2>&1 || die "missing tool: cargo (run: scripts/bootstrap.sh)"
+    command -v worker-build >/dev/null 2>&1 || die "missing tool: worker-build (run: scripts/bootstrap.sh)"
     worker_build_env
     (cd "$ROOT/workers/$w" && worker-build --release) || die "build of $w failed"
   fi
@@ -185,22 +183,25 @@ if [ "$DRY_RUN" -eq 0 ]; then
   say "Hyperdrive configuration $HYPERDRIVE_NAME -> $(url_host "$(conf DATABASE_URL)")"
   list="$(cf GET "/accounts/$ACCOUNT/hyperdrive/configs")" || exit 1
   HYPERDRIVE_ID="$(node -e 'const c = JSON.parse(process.argv[1]).find(c => c.name === process.argv[2]); process.stdout.write(c ? c.id : "")' "$list" "$HYPERDRIVE_NAME")"
-  if [ -n "$HYPERDRIVE_ID" ]; then
-    echo "  found $HYPERDRIVE_ID"
-    existing="$(node -e 'const c = JSON.parse(process.argv[1]).find(c => c.name === process.argv[2]); const o = c.origin || {}; process.stdout.write(`${o.host}:${o.port}/${o.database}`)' "$list" "$HYPERDRIVE_NAME")"
-    wanted="$(url_host "$(conf DATABASE_URL)")"
-    [ "$existing" = "$wanted" ] || warn "Hyperdrive $HYPERDRIVE_NAME points at $existing, .env at $wanted; update it: npx wrangler hyperdrive update $HYPERDRIVE_ID --origin-host ... (docs/manual-setup.md)"
-  else
-    # The body (with the database password) goes through a mode-600 file.
-    (umask 077; DATABASE_URL_VALUE="$(conf DATABASE_URL)" node -e '
+  [ -z "$HYPERDRIVE_ID" ] || echo "  found $HYPERDRIVE_ID"
+  # The body (with the database password) goes through a mode-600 file.
+  (umask 077; DATABASE_URL_VALUE="$(conf DATABASE_URL)" node -e '
       const u = new URL(process.env.DATABASE_URL_VALUE);
       process.stdout.write(JSON.stringify({name: process.argv[1], origin: {
         scheme: "postgres", host: u.hostname, port: Number(u.port || 5432),
         database: decodeURIComponent(u.pathname.slice(1)) || "postgres",
         user: decodeURIComponent(u.username), password: decodeURIComponent(u.password)}}))' \
       "$HYPERDRIVE_NAME" > "$PRIVATE/hyperdrive.json")
+  # Changed DATABASE_URL (host, user, password...): update the existing config in place.
+  db_sum="$(printf '%s' "$(conf DATABASE_URL)" | sha256sum | cut -d' ' -f1)"
+  if [ -z "$HYPERDRIVE_ID" ]; then
     HYPERDRIVE_ID="$(json_get "$(cf POST "/accounts/$ACCOUNT/hyperdrive/configs" "$PRIVATE/hyperdrive.json")" id)" || exit 1
     echo "  created $HYPERDRIVE_ID"
+    echo "$db_sum" > "$DEPLOY_DIR/hyperdrive.sha256"
+  elif [ "$(cat "$DEPLOY_DIR/hyperdrive.sha256" 2>/dev/null)" != "$db_sum" ]; then
+    cf PATCH "/accounts/$ACCOUNT/hyperdrive/configs/$HYPERDRIVE_ID" "$PRIVATE/hyperdrive.json" >/dev/null || exit 1
+    echo "  updated its origin to $(url_host "$(conf DATABASE_URL)")"
+    echo "$db_sum" > "$DEPLOY_DIR/hyperdrive.sha256"
   fi
   SUBDOMAIN="$(json_get "$(cf GET "/accounts/$ACCOUNT/workers/subdomain")" subdomain)" \
     || die "no workers.dev subdomain on the account: open Workers & Pages in the dashboard once to choose one"

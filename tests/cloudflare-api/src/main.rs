@@ -300,6 +300,22 @@ async fn handle(
                 None => fail(StatusCode::NOT_FOUND, 2007, "Hyperdrive config not found"),
             }
         }
+        // https://developers.cloudflare.com/api/resources/hyperdrive/subresources/configs/methods/edit/
+        (Method::PATCH, ["accounts", _, "hyperdrive", "configs", id]) => {
+            let Some(config) = account.hyperdrive_configs.iter_mut().find(|c| c["id"] == *id) else {
+                return fail(StatusCode::NOT_FOUND, 2007, "Hyperdrive config not found");
+            };
+            if let Some(origin) = body.get("origin").and_then(Value::as_object) {
+                for (k, v) in origin {
+                    config["origin"][k] = v.clone();
+                }
+            }
+            if let Some(name) = body.get("name") {
+                config["name"] = name.clone();
+            }
+            config["modified_on"] = json!(now());
+            ok(redact(config))
+        }
         // https://developers.cloudflare.com/api/resources/workers/subresources/subdomains/methods/get/
         (Method::GET, ["accounts", _, "workers", "subdomain"]) => ok(json!({"subdomain": "edge-sync-stand-in"})),
         // https://developers.cloudflare.com/api/resources/workers/subresources/scripts/methods/update/

@@ -229,7 +229,8 @@ fn secret_holders(worker: &str) -> Vec<String> {
 /// URLs), the sync-worker's cron `*/30 * * * *`, every secret on exactly the Workers
 /// wrangler/secrets.txt names; migrations applied; the redirect and webhook URLs printed;
 /// no secret value in a recorded call, a command line or the generated files. A second run
-/// creates nothing and uploads nothing; `validate-deployment.sh config-only` passes on the
+/// creates nothing and uploads nothing; a changed DATABASE_URL only updates the Hyperdrive
+/// origin in place; `validate-deployment.sh config-only` passes on the
 /// result and fails on an empty account, naming what is missing.
 #[test]
 fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
@@ -477,6 +478,44 @@ fn deploy_sets_up_the_account_once_and_rerunning_changes_nothing() {
         .collect();
     assert!(again.is_empty(), "a re-run changes nothing: {again:?}");
     assert!(text(&second).contains("unchanged"), "{}", text(&second));
+
+    // A changed DATABASE_URL updates the Hyperdrive origin in place (no new config).
+    let moved = std::fs::read_to_string(&env_path)
+        .expect("read .env")
+        .replace("@127.0.0.1:", "@localhost:");
+    std::fs::write(&env_path, moved).expect("write .env");
+    let before = api.calls().len();
+    let third = run(
+        &checkout,
+        "scripts/deploy.sh",
+        &["--skip-build", "--env-file", &env_arg],
+        &env,
+    );
+    assert!(
+        third.status.success(),
+        "third deploy failed:\n{}",
+        text(&third)
+    );
+    let state = api.state();
+    assert_eq!(
+        state["hyperdrive_configs"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        state["hyperdrive_configs"][0]["origin"]["host"],
+        "localhost"
+    );
+    let changes: Vec<String> = api.calls()[before..]
+        .iter()
+        .filter(|c| c["method"] != "GET")
+        .map(|c| format!("{} {}", c["method"], c["path"]))
+        .collect();
+    assert_eq!(
+        changes,
+        vec![format!(
+            "\"PATCH\" \"/accounts/{ACCOUNT}/hyperdrive/configs/{hd_id}\""
+        )]
+    );
 
     // validate-deployment.sh config-only: passes here, fails on an empty account.
     let valid = run(
