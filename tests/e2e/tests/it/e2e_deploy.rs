@@ -228,7 +228,7 @@ fn secret_holders(worker: &str) -> Vec<String> {
 /// migration tag v1, KV, Hyperdrive, service bindings, production vars and OAuth redirect
 /// URLs), the sync-worker's cron `*/30 * * * *`, every secret on exactly the Workers
 /// wrangler/secrets.txt names; migrations applied; the redirect and webhook URLs printed;
-/// no secret value in a recorded call, a command line or the generated files. A second run
+/// no secret value in a recorded call, the output or the generated files. A second run
 /// creates nothing and uploads nothing; a changed DATABASE_URL only updates the Hyperdrive
 /// origin in place; `validate-deployment.sh config-only` passes on the
 /// result and fails on an empty account, naming what is missing.
