@@ -2,6 +2,7 @@
 //! provider sandbox. One binary; one module per area. Each test starts its own stack.
 
 mod e2e_coordinator;
+mod e2e_deploy;
 mod e2e_foundation;
 mod e2e_lifecycle;
 mod e2e_scripts;
