@@ -6,8 +6,8 @@
 #   3. npm packages from package-lock.json (wrangler, miniflare, binaryen's wasm-opt, esbuild)
 #   4. PostgreSQL: $DATABASE_URL if it answers, else a local server (installed and started
 #      when absent), and the edge_sync database
-#   5. migrations, wrangler/.dev.vars (random local secrets), the three Workers and the
-#      provider sandbox
+#   5. migrations, wrangler/.dev.vars (random local secrets), the three Workers, the
+#      provider sandbox and the Cloudflare API stand-in
 # Writes the database URL it settled on to .edge-sync/database_url for the other scripts.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -137,6 +137,6 @@ for worker in "${WORKERS[@]}"; do
   (cd "workers/$worker" && worker-build --release) || die "build of $worker failed"
   printf '%s\n' "$digest" > "$stamp"
 done
-say "building the provider sandbox"
-cargo build --release -q -p provider-sandbox
+say "building the test stand-ins (provider sandbox, Cloudflare API)"
+cargo build --release -q -p provider-sandbox -p cloudflare-api
 say "bootstrap done (database: $(url_host "$database_url"))"
