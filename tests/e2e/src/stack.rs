@@ -37,6 +37,10 @@ pub struct StackOptions {
     pub vars: Vec<(String, String)>,
     /// Route Hyperdrive through a proxy the test can switch off ([`Stack::set_postgres_down`]).
     pub postgres_proxy: bool,
+    /// Replace sync-worker's cron with this expression and let the launcher fire it at its
+    /// times (`--run-crons`), as Cloudflare does; off by default, so no run starts in the
+    /// middle of a scenario.
+    pub scheduled_cron: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -47,6 +51,7 @@ impl Default for StackOptions {
             readiness: Readiness::Green,
             vars: Vec::new(),
             postgres_proxy: false,
+            scheduled_cron: None,
         }
     }
 }
@@ -569,11 +574,20 @@ impl Stack {
         let original = fs::read_to_string(root.join(format!("wrangler/{worker}.toml")))
             .expect("wrangler file");
         let workers_dir = root.join("workers");
-        let config = original.replace("\"../workers/", &format!("\"{}/", workers_dir.display()));
+        let mut config =
+            original.replace("\"../workers/", &format!("\"{}/", workers_dir.display()));
         assert_ne!(
             config, original,
             "wrangler/{worker}.toml: main is not under ../workers/"
         );
+        if let (Some(cron), "sync-worker") = (&self.options.scheduled_cron, worker) {
+            let scheduled = config.replace(
+                "crons = [\"*/30 * * * *\"]",
+                &format!("crons = [\"{cron}\"]"),
+            );
+            assert_ne!(scheduled, config, "wrangler/sync-worker.toml: no */30 cron");
+            config = scheduled;
+        }
         let path = config_dir.join(format!("{worker}.toml"));
         fs::write(&path, config).expect("write config");
         let coordinator = &self.coordinator;
@@ -638,6 +652,9 @@ impl Stack {
         command
             .arg("--trigger-port")
             .arg(self.ports.cron_trigger.to_string());
+        if self.options.scheduled_cron.is_some() {
+            command.arg("--run-crons");
+        }
         command.env(
             "CLOUDFLARE_HYPERDRIVE_LOCAL_CONNECTION_STRING_HYPERDRIVE",
             hyperdrive_url,

@@ -183,6 +183,42 @@ async fn webhook_handler_reaches_the_durable_object_through_the_service_binding(
     assert_eq!(response.status(), 401);
 }
 
+/// Proves: a cron trigger fires by itself at its time, as on Cloudflare: with the sync-worker's
+/// cron set to every minute and nobody calling the trigger, a cron run is logged and recorded
+/// for `/sync/status` within about a minute.
+#[tokio::test]
+async fn the_cron_fires_at_its_times() {
+    let stack = Stack::start_with(StackOptions {
+        scheduled_cron: Some("* * * * *".to_owned()),
+        ..StackOptions::default()
+    })
+    .await;
+    let status_url = format!("{}/sync/status", stack.sync_worker);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let last_cron = loop {
+        let status: Value = stack
+            .admin_get(&status_url)
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        if !status["last_cron"].is_null() {
+            break status["last_cron"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cron run within 90 s\n{}",
+            stack.log_tail("local-stack")
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    assert_eq!(last_cron["cron"], "* * * * *");
+    assert!(stack
+        .json_log_lines("sync-worker")
+        .iter()
+        .any(|l| l["event"] == "cron" && l["level"] == "info"));
+}
+
 /// Proves: the cron handler runs through `/cdn-cgi/handler/scheduled` (the local trigger of
 /// the `*/30 * * * *` cron), records its run where `/sync/status` reports it, and logs a
 /// JSON line; `/sync/status` requires the admin token.
