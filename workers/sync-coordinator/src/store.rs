@@ -124,11 +124,13 @@ impl Store {
         let rows: Vec<Row> = self
             .sql
             .exec(
-                "SELECT key, value FROM records WHERE substr(key, 1, length(?)) = ?
+                // A key range, so the primary key's index finds the rows: every key that
+                // starts with `prefix` sorts between it and `prefix` + U+10FFFF.
+                "SELECT key, value FROM records WHERE key >= ? AND key < ?
                  AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
                 vec![
                     prefix.into(),
-                    prefix.into(),
+                    format!("{prefix}\u{10FFFF}").into(),
                     SqlStorageValue::from(now.as_millis()),
                 ],
             )?

@@ -123,7 +123,17 @@ impl SyncCoordinator {
                 ok(200, &system::index_put(&self.store, decode(req).await?)?)
             }
             (Method::Delete, ["internal", "index", id]) => {
-                ok(200, &system::index_delete(&self.store, id)?)
+                ok(200, &system::index_delete(&self.store, id, now)?)
+            }
+            (Method::Get, ["internal", "index", "account"]) => {
+                let provider = query(req, "provider")?
+                    .and_then(|p| p.parse().ok())
+                    .ok_or(CoordinatorError::NotFound("unknown provider"))?;
+                let account = query(req, "account")?.unwrap_or_default();
+                ok(
+                    200,
+                    &system::index_by_account(&self.store, provider, &account, now)?,
+                )
             }
             (Method::Get, ["internal", "index"]) => ok(200, &system::index_list(&self.store, now)?),
             // Connection instances.

@@ -6,7 +6,7 @@ use edge_sync_shared::{
         Pong, Stored,
     },
     oauth::OAuthState,
-    Timestamp,
+    Provider, Timestamp,
 };
 
 use crate::api_error::Handled;
@@ -45,18 +45,63 @@ pub fn consume_state(store: &Store, request: ConsumeState, now: Timestamp) -> Ha
     }
 }
 
+/// The key of a connection in the index by provider account (`account:<provider>:<account,
+/// lowercase>:<id>`), so a delivery finds its connection with one key-range read however
+/// many connections there are.
+fn account_key(entry: &IndexEntry) -> String {
+    format!(
+        "{}{}",
+        account_prefix(entry.provider, &entry.account),
+        entry.id
+    )
+}
+
+fn account_prefix(provider: Provider, account: &str) -> String {
+    format!("account:{provider}:{}:", account.to_ascii_lowercase())
+}
+
+/// Marks that every indexed connection also has its [`account_key`].
+const ACCOUNT_INDEX_BUILT: &str = "account_index_built";
+
 /// Adds or replaces a connection in the index.
 pub fn index_put(store: &Store, entry: IndexEntry) -> Handled<IndexEntry> {
     store.put(&format!("index:{}", entry.id), &entry, None)?;
+    store.put(&account_key(&entry), &entry, None)?;
     Ok(entry)
 }
 
 /// Removes a connection from the index.
-pub fn index_delete(store: &Store, id: &str) -> Handled<DeletedId> {
-    store.delete(&format!("index:{id}"))?;
+pub fn index_delete(store: &Store, id: &str, now: Timestamp) -> Handled<DeletedId> {
+    let key = format!("index:{id}");
+    if let Some(entry) = store.get::<IndexEntry>(&key, now)? {
+        store.delete(&account_key(&entry))?;
+    }
+    store.delete(&key)?;
     Ok(DeletedId {
         deleted: id.to_owned(),
     })
+}
+
+/// The indexed connections of one provider account (a Shopify shop domain, a Keap app
+/// host), read by key range.
+pub fn index_by_account(
+    store: &Store,
+    provider: Provider,
+    account: &str,
+    now: Timestamp,
+) -> Handled<Vec<IndexEntry>> {
+    // Connections indexed before the account keys existed get theirs once.
+    if store.get::<bool>(ACCOUNT_INDEX_BUILT, now)?.is_none() {
+        for (_, entry) in store.list::<IndexEntry>("index:", now)? {
+            store.put(&account_key(&entry), &entry, None)?;
+        }
+        store.put(ACCOUNT_INDEX_BUILT, &true, None)?;
+    }
+    Ok(store
+        .list(&account_prefix(provider, account), now)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
 }
 
 /// Every indexed connection.

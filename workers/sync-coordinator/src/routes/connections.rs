@@ -20,6 +20,22 @@ async fn index(env: &Env) -> Result<Vec<IndexEntry>, HttpError> {
     Ok(durable_object::read(&mut index).await?)
 }
 
+/// The indexed connections of one provider account.
+async fn index_by_account(
+    env: &Env,
+    provider: Provider,
+    account: &str,
+) -> Result<Vec<IndexEntry>, HttpError> {
+    let mut url = worker::Url::parse("https://system.do/internal/index/account")
+        .map_err(|e| HttpError::internal(e.to_string()))?;
+    url.query_pairs_mut()
+        .append_pair("provider", provider.as_str())
+        .append_pair("account", account);
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let mut index = durable_object::call_system(env, &path).await?;
+    Ok(durable_object::read(&mut index).await?)
+}
+
 /// The status views (never tokens) of `entries`, skipping any deleted meanwhile.
 async fn views(env: &Env, entries: &[IndexEntry]) -> Result<ConnectionLookup, HttpError> {
     let mut connections = Vec::with_capacity(entries.len());
@@ -73,17 +89,16 @@ pub async fn lookup(req: &Request, env: &Env) -> HttpResult {
     let provider: Provider = param("provider")
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| HttpError::bad_request("provider must be keap or shopify"))?;
-    let account = param("account").map(|a| a.to_ascii_lowercase());
-    let entries: Vec<IndexEntry> = index(env)
-        .await?
-        .into_iter()
-        .filter(|e| e.provider == provider)
-        .filter(|e| {
-            account
-                .as_deref()
-                .is_none_or(|a| e.account.eq_ignore_ascii_case(a))
-        })
-        .collect();
+    let entries: Vec<IndexEntry> = match param("account") {
+        // A delivery names its account: one key-range read in the index.
+        Some(account) => index_by_account(env, provider, &account).await?,
+        // The seed's Keap route takes the provider's only connection.
+        None => index(env)
+            .await?
+            .into_iter()
+            .filter(|e| e.provider == provider)
+            .collect(),
+    };
     Ok(Response::from_json(&views(env, &entries).await?)?)
 }
 
