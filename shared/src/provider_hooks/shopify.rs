@@ -11,7 +11,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{classify_status, json_request, shorten, HookApiError, UserError};
+use super::{classify_status, shorten, HookApiError, UserError};
 use crate::oauth::HttpRequestSpec;
 use crate::Secret;
 
@@ -75,15 +75,7 @@ impl<'a> ShopifyHooksApi<'a> {
 
     fn request(&self, query: &str, variables: serde_json::Value) -> HttpRequestSpec {
         let body = json!({ "query": query, "variables": variables });
-        json_request(
-            "POST",
-            self.graphql_url.to_owned(),
-            (
-                "X-Shopify-Access-Token".to_owned(),
-                self.token.expose().to_owned(),
-            ),
-            Some(body.to_string()),
-        )
+        crate::sync::shopify_graphql_request(self.graphql_url.to_owned(), self.token, &body)
     }
 
     /// `webhookSubscriptionCreate`: a JSON subscription of `topic` (enum name) to `callback`.

@@ -54,6 +54,8 @@ pub use run_machine::{
     Commit, FetchOutcome, Finish, InvocationState, PageRun, Put, RunAction, RunEvent, RunLimits,
     RunRecord, RunState, TokenRefusal, WaitReason,
 };
+/// The Shopify GraphQL request (also used by webhook registration).
+pub(crate) use shopify::graphql_request as shopify_graphql_request;
 pub use shopify::{shopify_numeric_id, shopify_page_size, SHOPIFY_MAX_QUERY_COST};
 // The webhook classifier maps Shopify payloads through the same node readers as the sync.
 pub(crate) use shopify::{

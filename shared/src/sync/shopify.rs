@@ -155,6 +155,12 @@ pub(crate) fn page_request(
             "query": lower_bound.map(updated_filter),
         },
     });
+    graphql_request(url, access_token, &body)
+}
+
+/// `POST` of a GraphQL document (`{"query", "variables"}`) with `X-Shopify-Access-Token` to
+/// the shop's GraphQL `url`.
+pub(crate) fn graphql_request(url: String, access_token: &Secret, body: &Value) -> HttpRequestSpec {
     HttpRequestSpec {
         method: "POST",
         url,

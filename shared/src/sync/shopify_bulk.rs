@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::shopify::{classify, inventory_records, record};
+use super::shopify::{classify, graphql_request, inventory_records, record};
 use super::values::at;
 use super::{shorten, PageError, Record, Resource};
 use crate::oauth::HttpRequestSpec;
@@ -53,22 +53,6 @@ fn child_field(child_gid: &str) -> Option<&'static str> {
     }
 }
 
-fn graphql_request(url: String, access_token: &Secret, body: Value) -> HttpRequestSpec {
-    HttpRequestSpec {
-        method: "POST",
-        url,
-        headers: vec![
-            (
-                "X-Shopify-Access-Token".to_owned(),
-                access_token.expose().to_owned(),
-            ),
-            ("Content-Type".to_owned(), "application/json".to_owned()),
-            ("Accept".to_owned(), "application/json".to_owned()),
-        ],
-        body: body.to_string(),
-    }
-}
-
 /// `bulkOperationRunQuery` for `resource`, to the shop's GraphQL `url`.
 pub fn run_request(
     url: String,
@@ -79,7 +63,7 @@ pub fn run_request(
     Some(graphql_request(
         url,
         access_token,
-        json!({
+        &json!({
             "query": "mutation EdgeSyncBulk($query: String!) { bulkOperationRunQuery(query: $query) { \
                       bulkOperation { id status } userErrors { field message } } }",
             "variables": { "query": query },
@@ -92,7 +76,7 @@ pub fn poll_request(url: String, access_token: &Secret) -> HttpRequestSpec {
     graphql_request(
         url,
         access_token,
-        json!({
+        &json!({
             "query": "query EdgeSyncBulkStatus { currentBulkOperation(type: QUERY) { id status \
                       errorCode objectCount rootObjectCount fileSize url partialDataUrl } }",
         }),

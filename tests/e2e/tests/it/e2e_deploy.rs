@@ -122,6 +122,23 @@ fn clean_checkout(dir: &Path) -> PathBuf {
     checkout
 }
 
+/// The secrets deploy puts, each on the Workers `wrangler/secrets.txt` names.
+const DEPLOYED_SECRETS: [&str; 13] = [
+    "ADMIN_TOKEN",
+    "WEBHOOK_HANDLER_TOKEN",
+    "SYNC_WORKER_TOKEN",
+    "COORDINATOR_TOKEN",
+    "TOKEN_ENCRYPTION_KEY",
+    "KEAP_CLIENT_SECRET",
+    "SHOPIFY_CLIENT_SECRET",
+    "GITHUB_WEBHOOK_SECRET",
+    "GITLAB_WEBHOOK_TOKEN",
+    "BITBUCKET_WEBHOOK_SECRET",
+    "SUPABASE_WEBHOOK_SECRET",
+    "KEAP_WEBHOOK_SECRET",
+    "STANDARD_WEBHOOK_SECRET_BILLING",
+];
+
 /// Every secret and setting deploy needs, with values unique enough to search for.
 fn env_file(dir: &Path, database_url: &str) -> (PathBuf, Vec<(String, String)>) {
     let mut values: Vec<(String, String)> = vec![
@@ -135,21 +152,7 @@ fn env_file(dir: &Path, database_url: &str) -> (PathBuf, Vec<(String, String)>) 
         ("KEAP_CLIENT_ID".into(), "keap-client-id-e2e".into()),
         ("SHOPIFY_CLIENT_ID".into(), "shopify-client-id-e2e".into()),
     ];
-    for name in [
-        "ADMIN_TOKEN",
-        "WEBHOOK_HANDLER_TOKEN",
-        "SYNC_WORKER_TOKEN",
-        "COORDINATOR_TOKEN",
-        "TOKEN_ENCRYPTION_KEY",
-        "KEAP_CLIENT_SECRET",
-        "SHOPIFY_CLIENT_SECRET",
-        "GITHUB_WEBHOOK_SECRET",
-        "GITLAB_WEBHOOK_TOKEN",
-        "BITBUCKET_WEBHOOK_SECRET",
-        "SUPABASE_WEBHOOK_SECRET",
-        "KEAP_WEBHOOK_SECRET",
-        "STANDARD_WEBHOOK_SECRET_BILLING",
-    ] {
+    for name in DEPLOYED_SECRETS {
         values.push((
             name.into(),
             format!("secret-{}-d41d8cd9", name.to_lowercase()),
@@ -197,22 +200,7 @@ fn binding<'a>(script: &'a Value, kind: &str, name: &str) -> &'a Value {
 }
 
 fn secret_holders(worker: &str) -> Vec<String> {
-    let names = [
-        "ADMIN_TOKEN",
-        "WEBHOOK_HANDLER_TOKEN",
-        "SYNC_WORKER_TOKEN",
-        "COORDINATOR_TOKEN",
-        "TOKEN_ENCRYPTION_KEY",
-        "KEAP_CLIENT_SECRET",
-        "SHOPIFY_CLIENT_SECRET",
-        "GITHUB_WEBHOOK_SECRET",
-        "GITLAB_WEBHOOK_TOKEN",
-        "BITBUCKET_WEBHOOK_SECRET",
-        "SUPABASE_WEBHOOK_SECRET",
-        "KEAP_WEBHOOK_SECRET",
-        "STANDARD_WEBHOOK_SECRET_BILLING",
-    ];
-    names
+    DEPLOYED_SECRETS
         .iter()
         .filter(|n| {
             edge_sync_e2e::stack::secret_holders(n).is_some_and(|h| h.iter().any(|w| w == worker))
