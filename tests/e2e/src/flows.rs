@@ -234,6 +234,25 @@ pub async fn wait_runs(stack: &Stack, run_ids: &[String]) -> Vec<Value> {
     panic!("runs {run_ids:?} did not finish; last status {last}");
 }
 
+/// Waits until the sandbox holds `n` requests to `endpoint` open.
+pub async fn wait_held(stack: &Stack, endpoint: &str, n: u64) {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        last = sandbox_get(stack, "holds").await;
+        let waiting = last["holds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["endpoint"] == endpoint)
+            .and_then(|h| h["waiting"].as_u64());
+        if waiting == Some(n) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the sandbox never held {n} request(s) to {endpoint}: {last}");
+}
+
 /// `GET /__sandbox/<path>` as JSON.
 pub async fn sandbox_get(stack: &Stack, path: &str) -> Value {
     stack

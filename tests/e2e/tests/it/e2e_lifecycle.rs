@@ -9,7 +9,7 @@ use edge_sync_e2e::{
     flows::{
         approve_at_provider, connect_keap, connect_shopify, db_count, keap_authorize_url,
         list_connections, request_token, run_ids, sandbox_control, sandbox_counters, sandbox_get,
-        start_sync, wait_runs,
+        start_sync, wait_held, wait_runs,
     },
     Stack, StackOptions,
 };
@@ -34,25 +34,6 @@ fn forced_refresh(
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
-}
-
-/// Waits until the sandbox holds `n` requests to `endpoint` open.
-async fn wait_held(stack: &Stack, endpoint: &str, n: u64) {
-    let mut last = Value::Null;
-    for _ in 0..300 {
-        last = sandbox_get(stack, "holds").await;
-        let waiting = last["holds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|h| h["endpoint"] == endpoint)
-            .and_then(|h| h["waiting"].as_u64());
-        if waiting == Some(n) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the sandbox never held {n} request(s) to {endpoint}: {last}");
 }
 
 fn refreshes(counters: &Value) -> u64 {

@@ -5,7 +5,7 @@
 use edge_sync_e2e::{
     flows::{
         connect_keap, db_count, run_ids, sandbox_control, sandbox_counters, sandbox_get,
-        start_sync, trigger_cron, wait_runs,
+        start_sync, trigger_cron, wait_held, wait_runs,
     },
     Stack, StackOptions,
 };
@@ -779,13 +779,11 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     let shop = "resync-race.myshopify.com";
     let connection = edge_sync_e2e::flows::connect_shopify(&stack, "race-owner", shop).await;
     sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
-    // Pages 2 and 3 answer slowly, so the delivery lands while the walk is in flight.
-    sandbox_control(
-        &stack,
-        "faults",
-        json!({ "endpoint": "shopify.graphql.products", "latency_ms": 3000, "times": 2, "after": 1 }),
-    )
-    .await;
+    // The sandbox holds the first page request, then (armed again before it is let go) the
+    // second, until the delivery has landed: the walk is in flight meanwhile whatever the
+    // Workers' speed.
+    let hold = json!({ "endpoint": "shopify.graphql.products", "times": 1 });
+    sandbox_control(&stack, "holds", hold.clone()).await;
     let (status, body) = start_sync(
         &stack,
         &format!(
@@ -796,14 +794,18 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     .await;
     assert_eq!(status, 202, "{body}");
     let run_id = run_ids(&body).remove(0);
+    wait_held(&stack, "shopify.graphql.products", 1).await;
+    sandbox_control(&stack, "holds", hold).await;
+    sandbox_control(&stack, "holds/release", json!({})).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while db_count(&stack, "SELECT count(*) FROM shopify_products").await < 10 {
+    while db_count(&stack, "SELECT count(*) FROM shopify_products").await < 9 {
         assert!(
             std::time::Instant::now() < deadline,
             "first page never landed"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    wait_held(&stack, "shopify.graphql.products", 1).await;
 
     let product = json!({ "id": 7_700_000_000_001_u64, "title": "Created meanwhile", "handle": "created-meanwhile",
         "status": "active", "vendor": "Acme", "product_type": "thing", "created_at": "2026-12-01T00:00:00Z",
@@ -835,6 +837,15 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    let runs = stack
+        .db()
+        .await
+        .query("SELECT id::text, status FROM sync_runs", &[])
+        .await
+        .expect("runs")
+        .iter()
+        .map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect::<Vec<_>>();
     assert_eq!(
         db_count(
             &stack,
@@ -842,8 +853,9 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
         )
         .await,
         1,
-        "the delivery must land while the resync runs"
+        "the delivery must land while the resync runs: {run_id} {runs:?}"
     );
+    sandbox_control(&stack, "holds/release", json!({})).await;
 
     let run = wait_runs(&stack, &[run_id]).await.remove(0);
     assert_eq!(run["state"], "completed", "{run}");
