@@ -44,6 +44,15 @@ pub struct StoreEvent {
     /// The connection the delivery belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_id: Option<String>,
+    /// A Shopify delivery's shop (`X-Shopify-Shop-Domain`, checked against the body): the
+    /// coordinator finds the shop's connection itself (one indexed read), so a delivery costs
+    /// webhook-handler one call; `connection_id`, when also given, must be that shop's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop: Option<String>,
+    /// A Keap REST hook's token (the unguessable part of its URL): the coordinator finds the
+    /// hook's connection itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_token: Option<String>,
     /// The event.
     #[serde(flatten)]
     pub envelope: EventEnvelope,

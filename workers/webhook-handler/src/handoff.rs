@@ -2,19 +2,17 @@
 //! it in a Durable Object before we answer 2xx. Anything but "stored" or "duplicate" is not
 //! acknowledged, so the provider retries.
 
-use std::{cell::RefCell, collections::HashMap};
-
 use edge_sync_shared::{
     auth::Caller,
     connection::ConnectionView,
     coordinator_api::{ConnectionLookup, ErrorBody, EventAccepted, EventEnvelope, StoreEvent},
     webhook::IncomingEvent,
-    Provider, Timestamp,
+    Provider,
 };
 use edge_sync_shared::{bindings::workers::WEBHOOK_HANDLER, log::Level};
 use edge_sync_worker_kit::log::{self, Emit};
 use edge_sync_worker_kit::{
-    clock, coordinator, http::json_response, HttpError, HttpResult, RequestContext,
+    coordinator, http::json_response, HttpError, HttpResult, RequestContext,
 };
 use serde::Serialize;
 use worker::{Env, Method};
@@ -36,13 +34,42 @@ enum HandoffAnswer {
     Ignored { reason: &'static str },
 }
 
-/// Stores `event` (for `connection_id`, or for its source) and answers the provider.
+/// Where a delivery's event is stored. The coordinator resolves a hook token or a shop to
+/// its connection itself, so every delivery costs one coordinator call.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// A connection known by id.
+    Connection(&'a str),
+    /// The connection of the Keap hook with this token.
+    KeapHook(&'a str),
+    /// The connection of this Shopify shop (on the route of `route_connection`, if any).
+    Shop {
+        /// The verified shop domain.
+        shop: &'a str,
+        /// The connection named by the delivery's URL.
+        route_connection: Option<&'a str>,
+    },
+    /// The source's own instance (deliveries that belong to no connection).
+    Source,
+}
+
+impl Destination<'_> {
+    /// What a 404 from the coordinator means here.
+    fn unknown(self) -> &'static str {
+        match self {
+            Destination::KeapHook(_) => "unknown hook",
+            _ => "unknown connection",
+        }
+    }
+}
+
+/// Stores `event` at `destination` and answers the provider.
 pub async fn store(
     env: &Env,
     config: &WebhookConfig,
     ctx: &RequestContext,
     event: IncomingEvent,
-    connection_id: Option<&str>,
+    destination: Destination<'_>,
 ) -> HttpResult {
     let event_type = event.event_type.clone();
     if event_type.is_none() && event.record_change.is_none() {
@@ -51,8 +78,8 @@ pub async fn store(
             .with_request_id(&ctx.request_id)
             .with("source", &event.source)
             .with_reason("unknown topic");
-        if let Some(connection_id) = connection_id {
-            line = line.with_connection_id(connection_id);
+        if let Destination::Connection(id) = destination {
+            line = line.with_connection_id(id);
         }
         line.emit();
         return Ok(json_response(
@@ -62,8 +89,19 @@ pub async fn store(
             },
         )?);
     }
+    let (connection_id, shop, hook_token) = match destination {
+        Destination::Connection(id) => (Some(id), None, None),
+        Destination::KeapHook(token) => (None, None, Some(token)),
+        Destination::Shop {
+            shop,
+            route_connection,
+        } => (route_connection, Some(shop), None),
+        Destination::Source => (None, None, None),
+    };
     let request = StoreEvent {
         connection_id: connection_id.map(str::to_owned),
+        shop: shop.map(str::to_owned),
+        hook_token: hook_token.map(str::to_owned),
         envelope: EventEnvelope {
             source: event.source,
             event_type: event_type.clone(),
@@ -113,68 +151,27 @@ pub async fn store(
                 .with_header("Retry-After", retry)
                 .with_reason("rate limit"))
         }
-        404 => Err(HttpError::new(404, "unknown connection")),
+        404 => {
+            let refusal: Option<ErrorBody> = coordinator::read(&mut response).await.ok();
+            Err(HttpError::new(404, destination.unknown())
+                .with_reason(refusal.map_or_else(|| "not found".to_owned(), |b| b.error)))
+        }
         _ => Err(HttpError::new(503, "event store unavailable; retry")
             .with_reason(format!("coordinator answered {status}"))),
     }
 }
 
-thread_local! {
-    /// Lookups, cached per isolate so a burst of deliveries costs one coordinator call per
-    /// delivery, not two. A stale entry is harmless: the coordinator refuses events for a
-    /// deleted connection.
-    static LOOKUPS: RefCell<HashMap<String, (Timestamp, Vec<ConnectionView>)>> = RefCell::new(HashMap::new());
-}
-
-/// How long a cached lookup is trusted.
-const LOOKUP_TTL_MS: i64 = 30_000;
-
-/// The connection of `provider` (and `account`, a Shopify shop) matching `wanted`, from the
-/// cache when fresh, else from the coordinator.
-pub async fn find_connection(
-    env: &Env,
-    ctx: &RequestContext,
-    provider: Provider,
-    account: Option<&str>,
-    wanted: impl Fn(&ConnectionView) -> bool,
-) -> Result<Option<ConnectionView>, HttpError> {
-    let now = clock::now();
-    let key = format!("{provider}:{}", account.unwrap_or_default());
-    let cached = LOOKUPS.with(|c| {
-        c.borrow()
-            .get(&key)
-            .filter(|(at, _)| now.millis_since(*at) < LOOKUP_TTL_MS)
-            .and_then(|(_, list)| list.iter().find(|c| wanted(c)).cloned())
-    });
-    if cached.is_some() {
-        return Ok(cached);
-    }
-    let list = connections(env, ctx, provider, account).await?;
-    let found = list.iter().find(|c| wanted(c)).cloned();
-    LOOKUPS.with(|c| c.borrow_mut().insert(key, (now, list)));
-    Ok(found)
-}
-
-/// The connections of `provider` (for Shopify, of the shop `account`), as status views.
+/// The connections of `provider`, as status views (the seed Keap route, which names none).
 pub async fn connections(
     env: &Env,
     ctx: &RequestContext,
     provider: Provider,
-    account: Option<&str>,
 ) -> Result<Vec<ConnectionView>, HttpError> {
-    let mut url = worker::Url::parse("https://coordinator/coordinator/lookup")
-        .map_err(|e| HttpError::internal(e.to_string()))?;
-    url.query_pairs_mut()
-        .append_pair("provider", provider.as_str());
-    if let Some(account) = account {
-        url.query_pairs_mut().append_pair("account", account);
-    }
-    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
     let mut response = coordinator::call(
         env,
         Caller::WebhookHandler,
         Method::Get,
-        &path,
+        &format!("/coordinator/lookup?provider={}", provider.as_str()),
         None,
         &ctx.request_id,
     )

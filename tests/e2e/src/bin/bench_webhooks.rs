@@ -10,7 +10,7 @@ use std::{
 
 use edge_sync_e2e::{
     bench_util::{cpu_secs, percentile, rss_kib},
-    flows::{connect_shopify, db_count},
+    flows::{connect_shopify, db_count, install_shopify},
     stack::repo_root,
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
@@ -197,13 +197,68 @@ async fn main() {
     )
     .await;
 
+    // The floor under the store: a Durable Object round trip that reads and writes nothing
+    // durable (the connection's status view), through the same Worker and binding.
+    let read_only = load(
+        &http,
+        connection_read(&stack, &connection_id),
+        "",
+        concurrency,
+        duration,
+        &worker_groups,
+    )
+    .await;
+
     let base_rps = report("no-op Rust Worker", &baseline);
     let real_rps = report("webhook-handler", &real);
-    report("  coordinator store", &direct);
+    let store_rps = report("  coordinator store", &direct);
+    let read_rps = report("  coordinator DO read", &read_only);
     println!(
         "ratio to no-op          {:>8.2}  (target at least 0.5)",
         real_rps / base_rps
     );
+    println!(
+        "handler / store alone   {:>8.2}   store / DO read {:.2}   DO read / no-op {:.2}",
+        real_rps / store_rps,
+        store_rps / read_rps,
+        read_rps / base_rps
+    );
+
+    // One hop whatever the number of connections: add connections of other shops, then
+    // drive the first shop's deliveries again.
+    let connections: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let mut crowded = None;
+    if connections > 1 {
+        let added = Instant::now();
+        add_connections(&stack, connections - 1).await;
+        println!(
+            "added {} connections in {:.1} s",
+            connections - 1,
+            added.elapsed().as_secs_f64()
+        );
+        let run = load(
+            &http,
+            shopify_delivery(
+                format!("{}/webhooks/shopify", stack.webhook_handler),
+                body.clone(),
+                hmac.clone(),
+            ),
+            "\"stored\"",
+            concurrency,
+            duration,
+            &worker_groups,
+        )
+        .await;
+        let rps = report(&format!("webhook-handler, {connections} conn."), &run);
+        println!(
+            "with {connections} connections / with 1 {:>6.2}",
+            rps / real_rps
+        );
+        crowded = Some(run);
+    }
     println!(
         "worker memory (RSS)     {:.0} MiB before the load, {:.0} MiB after",
         rss_before as f64 / 1024.0,
@@ -212,7 +267,8 @@ async fn main() {
 
     // Zero loss: everything acknowledged as stored reaches Postgres, once.
     let deadline = Instant::now() + Duration::from_secs(300);
-    let expected = i64::try_from(real.stored + direct.stored).unwrap_or(i64::MAX);
+    let crowded_stored = crowded.as_ref().map_or(0, |r| r.stored);
+    let expected = i64::try_from(real.stored + direct.stored + crowded_stored).unwrap_or(i64::MAX);
     let mut stored = 0;
     while Instant::now() < deadline {
         stored = db_count(
@@ -231,7 +287,7 @@ async fn main() {
     )
     .await;
     println!(
-        "accepted {} (stored {}, plus {} stored directly), in Postgres {stored} ({distinct} distinct): {}",
+        "accepted {} (stored {}, plus {} stored directly, {crowded_stored} with more connections), in Postgres {stored} ({distinct} distinct): {}",
         real.ok,
         real.stored,
         direct.stored,
@@ -274,4 +330,30 @@ fn coordinator_delivery(stack: &Stack, connection_id: &str, body: &str) -> Arc<D
             "connection_id": connection_id,
         }))
     })
+}
+
+/// The connection's status view, read through the coordinator (a Durable Object round trip
+/// that writes nothing).
+fn connection_read(stack: &Stack, connection_id: &str) -> Arc<Delivery> {
+    let url = format!(
+        "{}/coordinator/connections/{connection_id}",
+        stack.coordinator
+    );
+    let token = stack.admin_token.clone();
+    Arc::new(move |http: &reqwest::Client, _: usize, _: u64| http.get(&url).bearer_auth(&token))
+}
+
+/// Connects `count` more shops through the real OAuth flow, eight at a time.
+async fn add_connections(stack: &Stack, count: usize) {
+    use futures::StreamExt;
+    futures::stream::iter(0..count)
+        .for_each_concurrent(8, |n| async move {
+            install_shopify(
+                stack,
+                &format!("bench-user-{n}"),
+                &format!("bench-{n}.myshopify.com"),
+            )
+            .await;
+        })
+        .await;
 }

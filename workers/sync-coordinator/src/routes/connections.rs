@@ -21,7 +21,7 @@ async fn index(env: &Env) -> Result<Vec<IndexEntry>, HttpError> {
 }
 
 /// The indexed connections of one provider account.
-async fn index_by_account(
+pub(super) async fn index_by_account(
     env: &Env,
     provider: Provider,
     account: &str,
@@ -75,30 +75,23 @@ pub async fn sync_targets(req: &Request, env: &Env) -> HttpResult {
     every_connection(env).await
 }
 
-/// `GET /coordinator/lookup?provider=P[&account=A]` (webhook-handler): the connections of
-/// provider P (for Shopify, the one whose shop is A), found in the index without visiting
-/// every connection. Answers `{"connections":[...]}` status views.
+/// `GET /coordinator/lookup?provider=P` (webhook-handler's seed Keap route, which takes the
+/// provider's only connection): the connections of provider P, as `{"connections":[...]}`
+/// status views. Deliveries that name their account or hook are routed by
+/// `POST /coordinator/events` itself.
 pub async fn lookup(req: &Request, env: &Env) -> HttpResult {
     require(req, env, Capability::LookupConnection)?;
-    let url = req.url()?;
-    let param = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let provider: Provider = param("provider")
-        .and_then(|p| p.parse().ok())
+    let provider: Provider = req
+        .url()?
+        .query_pairs()
+        .find(|(k, _)| k == "provider")
+        .and_then(|(_, p)| p.parse().ok())
         .ok_or_else(|| HttpError::bad_request("provider must be keap or shopify"))?;
-    let entries: Vec<IndexEntry> = match param("account") {
-        // A delivery names its account: one key-range read in the index.
-        Some(account) => index_by_account(env, provider, &account).await?,
-        // The seed's Keap route takes the provider's only connection.
-        None => index(env)
-            .await?
-            .into_iter()
-            .filter(|e| e.provider == provider)
-            .collect(),
-    };
+    let entries: Vec<IndexEntry> = index(env)
+        .await?
+        .into_iter()
+        .filter(|e| e.provider == provider)
+        .collect();
     Ok(Response::from_json(&views(env, &entries).await?)?)
 }
 

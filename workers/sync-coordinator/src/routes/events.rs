@@ -5,16 +5,17 @@ use edge_sync_shared::{
     auth::Capability,
     connection::ConnectionView,
     coordinator_api::{
-        self, EventList, EventSummary, ReplaySince, Replayed, RequestError, StoreEvent,
+        self, EventList, EventSummary, HookToken, ReplaySince, Replayed, RequestError, StoreEvent,
     },
     token_lifecycle::ConnectionStatus,
-    webhook::APP_UNINSTALLED_EVENT,
+    webhook::{delivery_belongs_to, APP_UNINSTALLED_EVENT},
     Provider, Timestamp,
 };
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
+use super::connections::index_by_account;
 use crate::durable_object::{self, IndexEntry, SYSTEM_INSTANCE};
 
 /// `GET /coordinator/events`: every instance's events, each with the instance holding it.
@@ -79,28 +80,67 @@ pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
     };
     let StoreEvent {
         connection_id,
+        shop,
+        hook_token,
         envelope,
     } = request;
-    let instance = match connection_id.as_deref() {
-        Some(id) if edge_sync_shared::connection::is_connection_id(id) => id.to_owned(),
-        Some(_) => return Err(HttpError::not_found()),
-        None => source_instance(&envelope.source)?.to_owned(),
-    };
-    let uninstalled =
-        envelope.event_type.as_deref() == Some(APP_UNINSTALLED_EVENT) && connection_id.is_some();
-    let response = durable_object::send(
-        env,
-        &instance,
-        Method::Post,
-        &format!("/internal/events?instance={instance}"),
-        &envelope,
-    )
-    .await?;
-    if uninstalled && matches!(response.status_code(), 200 | 201) {
-        // Also on a redelivery: a first attempt may have stored the event and failed here.
-        uninstall(env, &instance).await?;
+    if let Some(id) = &connection_id {
+        if !edge_sync_shared::connection::is_connection_id(id) {
+            return Err(HttpError::not_found());
+        }
     }
-    Ok(response)
+    let candidates = match (&shop, &connection_id) {
+        // A Shopify delivery names its shop: its connections, by one indexed read. A
+        // connection that is revoked (or deleted meanwhile) refuses the event with 404 in
+        // its Durable Object, and the next of the shop's connections is tried.
+        (Some(shop), route_connection) => {
+            let candidates: Vec<String> = index_by_account(env, Provider::Shopify, shop)
+                .await?
+                .into_iter()
+                .filter(|e| {
+                    delivery_belongs_to(shop, route_connection.as_deref(), &e.id, &e.account)
+                })
+                .map(|e| e.id)
+                .collect();
+            if candidates.is_empty() {
+                return Err(HttpError::new(
+                    404,
+                    format!("no Shopify connection of {shop} at this route"),
+                ));
+            }
+            candidates
+        }
+        (None, Some(id)) => vec![id.clone()],
+        (None, None) if hook_token.is_some() => {
+            let token = hook_token.as_deref().unwrap_or_default();
+            match hook_connection(env, token).await? {
+                Some(id) => vec![id],
+                None => return Err(HttpError::new(404, "unknown hook token")),
+            }
+        }
+        (None, None) => vec![source_instance(&envelope.source)?.to_owned()],
+    };
+    let uninstalled = envelope.event_type.as_deref() == Some(APP_UNINSTALLED_EVENT)
+        && (connection_id.is_some() || shop.is_some());
+    for (n, instance) in candidates.iter().enumerate() {
+        let response = durable_object::send(
+            env,
+            instance,
+            Method::Post,
+            &format!("/internal/events?instance={instance}"),
+            &envelope,
+        )
+        .await?;
+        let status = response.status_code();
+        if uninstalled && matches!(status, 200 | 201) {
+            // Also on a redelivery: a first attempt may have stored the event and failed here.
+            uninstall(env, instance).await?;
+        }
+        if status != 404 || n + 1 == candidates.len() {
+            return Ok(response);
+        }
+    }
+    Err(HttpError::not_found())
 }
 
 /// `app/uninstalled` (shopify.dev/docs/apps/build/compliance/privacy-law-compliance):
@@ -227,11 +267,7 @@ pub async fn replay_since(req: &Request, env: &Env) -> HttpResult {
 /// `GET /coordinator/hooks/{token}` and `POST /coordinator/hooks/{token}/verified`.
 pub async fn hook(req: &Request, env: &Env, token: &str, verified: bool) -> HttpResult {
     require(req, env, Capability::LookupConnection)?;
-    if token.len() > 128
-        || !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !is_hook_token(token) {
         return Err(HttpError::not_found());
     }
     let (method, path) = if verified {
@@ -240,4 +276,33 @@ pub async fn hook(req: &Request, env: &Env, token: &str, verified: bool) -> Http
         (Method::Get, format!("/internal/hooks/{token}"))
     };
     Ok(durable_object::call(env, SYSTEM_INSTANCE, method, &path, None).await?)
+}
+
+/// Whether `token` can be a hook token at all (before it is looked up).
+fn is_hook_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 128
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The connection of the Keap hook whose token is `token`, if there is one.
+async fn hook_connection(env: &Env, token: &str) -> Result<Option<String>, HttpError> {
+    if !is_hook_token(token) {
+        return Ok(None);
+    }
+    let mut response = durable_object::call(
+        env,
+        SYSTEM_INSTANCE,
+        Method::Get,
+        &format!("/internal/hooks/{token}"),
+        None,
+    )
+    .await?;
+    if response.status_code() == 404 {
+        return Ok(None);
+    }
+    let hook: HookToken = durable_object::read(&mut response).await?;
+    Ok(Some(hook.connection_id))
 }

@@ -9,7 +9,10 @@ use worker::{Env, Request};
 
 use super::{header, malformed, unauthorized};
 use crate::config::{names, WebhookConfig};
-use crate::{body::read_limited, handoff};
+use crate::{
+    body::read_limited,
+    handoff::{self, Destination},
+};
 
 /// Verifies with the sending host's secret, classifies, hands over.
 pub async fn receive(
@@ -70,5 +73,5 @@ pub async fn receive(
     }
     .map_err(unauthorized)?;
     let (_, event) = classify_git(&headers, &body).map_err(malformed)?;
-    handoff::store(env, config, ctx, event, None).await
+    handoff::store(env, config, ctx, event, Destination::Source).await
 }

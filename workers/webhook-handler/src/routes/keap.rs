@@ -6,7 +6,6 @@
 //! verification handshake (`X-Hook-Secret`) is answered 200 echoing the header, and the hook
 //! is marked verified.
 
-use edge_sync_shared::coordinator_api::HookToken;
 use edge_sync_shared::{
     auth::Caller,
     webhook::{classify_keap, verify_keap_signature, VerifyError},
@@ -16,7 +15,11 @@ use edge_sync_worker_kit::{coordinator, HttpError, HttpResult, RequestContext};
 use worker::{Env, Method, Request, Response};
 
 use super::{header, malformed, unauthorized};
-use crate::{body::read_limited, config::WebhookConfig, handoff};
+use crate::{
+    body::read_limited,
+    config::WebhookConfig,
+    handoff::{self, Destination},
+};
 
 /// Answers the handshake: 200 with the same `X-Hook-Secret`.
 fn handshake(secret: &str) -> HttpResult {
@@ -41,27 +44,10 @@ pub async fn hook_route(
     if !valid {
         return Err(HttpError::new(404, "unknown hook").with_reason("malformed hook token"));
     }
-    let mut lookup = coordinator::call(
-        env,
-        Caller::WebhookHandler,
-        Method::Get,
-        &format!("/coordinator/hooks/{token}"),
-        None,
-        &ctx.request_id,
-    )
-    .await
-    .map_err(|e| HttpError::new(503, "coordinator unavailable").with_reason(e.to_string()))?;
-    match lookup.status_code() {
-        200 => {}
-        404 => return Err(HttpError::new(404, "unknown hook").with_reason("unknown hook token")),
-        status => {
-            return Err(HttpError::new(503, "coordinator unavailable")
-                .with_reason(format!("hook lookup {status}")))
-        }
-    }
-    let hook: HookToken = coordinator::read(&mut lookup).await?;
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
     if let Some(secret) = header(&req, "X-Hook-Secret") {
+        // The handshake (once per hook): the hook must exist, then it is marked verified.
+        require_hook(env, ctx, token).await?;
         coordinator::call(
             env,
             Caller::WebhookHandler,
@@ -74,8 +60,35 @@ pub async fn hook_route(
         .map_err(|e| HttpError::new(503, "coordinator unavailable").with_reason(e.to_string()))?;
         return handshake(&secret);
     }
-    let event = classify_keap(&body).map_err(malformed)?;
-    handoff::store(env, config, ctx, event, Some(&hook.connection_id)).await
+    match classify_keap(&body) {
+        // The coordinator finds the hook's connection: one call per delivery.
+        Ok(event) => handoff::store(env, config, ctx, event, Destination::KeapHook(token)).await,
+        // An unknown hook is 404 whatever it was sent; only a known one's body is judged.
+        Err(e) => {
+            require_hook(env, ctx, token).await?;
+            Err(malformed(e))
+        }
+    }
+}
+
+/// Refuses (404) a token no hook has.
+async fn require_hook(env: &Env, ctx: &RequestContext, token: &str) -> Result<(), HttpError> {
+    let lookup = coordinator::call(
+        env,
+        Caller::WebhookHandler,
+        Method::Get,
+        &format!("/coordinator/hooks/{token}"),
+        None,
+        &ctx.request_id,
+    )
+    .await
+    .map_err(|e| HttpError::new(503, "coordinator unavailable").with_reason(e.to_string()))?;
+    match lookup.status_code() {
+        200 => Ok(()),
+        404 => Err(HttpError::new(404, "unknown hook").with_reason("unknown hook token")),
+        status => Err(HttpError::new(503, "coordinator unavailable")
+            .with_reason(format!("hook lookup {status}"))),
+    }
 }
 
 /// `POST /webhook` (the seed's route): requires the seed's `X-Hook-Signature` HMAC (with
@@ -103,7 +116,7 @@ pub async fn seed_route(
         .query_pairs()
         .find(|(k, _)| k == "connection")
         .map(|(_, v)| v.into_owned());
-    let keap = handoff::connections(env, ctx, Provider::Keap, None).await?;
+    let keap = handoff::connections(env, ctx, Provider::Keap).await?;
     let connection = match &wanted {
         Some(id) => keap.iter().find(|c| &c.id == id),
         None if keap.len() == 1 => keap.first(),
@@ -113,5 +126,12 @@ pub async fn seed_route(
         return Err(HttpError::new(404, "unknown connection")
             .with_reason("no single Keap connection; pass ?connection="));
     };
-    handoff::store(env, config, ctx, event, Some(&connection.id)).await
+    handoff::store(
+        env,
+        config,
+        ctx,
+        event,
+        Destination::Connection(&connection.id),
+    )
+    .await
 }

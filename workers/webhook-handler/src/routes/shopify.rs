@@ -1,21 +1,20 @@
 //! Shopify webhooks: `POST /webhooks/shopify` (shop from `X-Shopify-Shop-Domain`) and
 //! `POST /webhook/shopify/{connection_id}`. HMAC-SHA256 of the raw body with the app secret
 //! (either of two during rotation), checked before anything else; then the delivery must
-//! belong to the connection it would land in (`edge_sync_shared::webhook::shop`): every shop
-//! of the app signs with the same secret, so a signature alone says nothing about the shop.
+//! belong to the connection it lands in, which the coordinator finds by the shop and checks
+//! (`edge_sync_shared::webhook::shop`): every shop of the app signs with the same secret, so
+//! a signature alone says nothing about the shop.
 
-use edge_sync_shared::{
-    webhook::{
-        accepted_after_uninstall, classify_shopify, delivery_belongs_to, delivery_shop,
-        verify_shopify,
-    },
-    Provider,
-};
+use edge_sync_shared::webhook::{classify_shopify, delivery_shop, verify_shopify};
 use edge_sync_worker_kit::{HttpError, HttpResult, RequestContext};
 use worker::{Env, Request};
 
 use super::{header, malformed, unauthorized};
-use crate::{body::read_limited, config::WebhookConfig, handoff};
+use crate::{
+    body::read_limited,
+    config::WebhookConfig,
+    handoff::{self, Destination},
+};
 
 /// Verifies, classifies and hands over one delivery.
 pub async fn receive(
@@ -48,16 +47,15 @@ pub async fn receive(
         config.low_stock_threshold(),
     )
     .map_err(malformed)?;
-    let connection =
-        handoff::find_connection(env, ctx, Provider::Shopify, Some(shop.as_str()), |c| {
-            (c.status == edge_sync_shared::token_lifecycle::ConnectionStatus::Active
-                || accepted_after_uninstall(&topic))
-                && delivery_belongs_to(&shop, connection_id, &c.id, &c.account)
-        })
-        .await?;
-    let Some(connection) = connection else {
-        return Err(HttpError::new(404, "unknown connection")
-            .with_reason(format!("no Shopify connection of {shop} at this route")));
-    };
-    handoff::store(env, config, ctx, event, Some(&connection.id)).await
+    handoff::store(
+        env,
+        config,
+        ctx,
+        event,
+        Destination::Shop {
+            shop: &shop,
+            route_connection: connection_id,
+        },
+    )
+    .await
 }

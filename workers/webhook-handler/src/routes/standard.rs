@@ -9,7 +9,11 @@ use edge_sync_worker_kit::{clock, HttpError, HttpResult, RequestContext};
 use worker::{Env, Request};
 
 use super::{header, malformed, unauthorized};
-use crate::{body::read_limited, config::WebhookConfig, handoff};
+use crate::{
+    body::read_limited,
+    config::WebhookConfig,
+    handoff::{self, Destination},
+};
 
 /// Verifies against the source's secret, classifies, hands over.
 pub async fn receive(
@@ -48,5 +52,5 @@ pub async fn receive(
         &body,
     )
     .map_err(malformed)?;
-    handoff::store(env, config, ctx, event, None).await
+    handoff::store(env, config, ctx, event, Destination::Source).await
 }

@@ -9,7 +9,10 @@ use worker::{Env, Request};
 
 use super::{header, malformed, unauthorized};
 use crate::config::{names, WebhookConfig};
-use crate::{body::read_limited, handoff};
+use crate::{
+    body::read_limited,
+    handoff::{self, Destination},
+};
 
 /// `POST /webhooks/supabase`.
 pub async fn receive(
@@ -28,5 +31,5 @@ pub async fn receive(
     let presented = header(&req, "X-Webhook-Secret").or_else(|| header(&req, "Authorization"));
     verify_shared_secret(presented.as_deref(), secret).map_err(unauthorized)?;
     let event = classify_supabase(&body).map_err(malformed)?;
-    handoff::store(env, config, ctx, event, None).await
+    handoff::store(env, config, ctx, event, Destination::Source).await
 }
