@@ -21,6 +21,9 @@ pub enum CoordinatorError {
     /// A resource name that cannot be one (400).
     #[error("invalid resource name")]
     InvalidResourceName,
+    /// A credential that opens nothing: an unknown, spent or expired live ticket (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// A single-use value that existed but has expired (410).
     #[error("expired")]
     Expired,
@@ -123,6 +126,7 @@ impl CoordinatorError {
             CoordinatorError::Request(e) if e.is_not_found() => 404,
             CoordinatorError::Request(_) | CoordinatorError::InvalidResourceName => 400,
             CoordinatorError::NotFound(_) => 404,
+            CoordinatorError::Unauthorized(_) => 401,
             CoordinatorError::Expired => 410,
             CoordinatorError::LeaseHeld(_)
             | CoordinatorError::LeaseNotHeld

@@ -8,6 +8,7 @@ mod answers;
 mod connection;
 mod error;
 mod events;
+mod live;
 mod runs;
 mod system;
 
@@ -15,6 +16,7 @@ pub use answers::*;
 pub use connection::ConnectRequest;
 pub use error::{CoordinatorError, ErrorBody};
 pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
+pub use live::{live_ticket_key, LiveMessage, LiveTicket, UserNotice, LIVE_TICKET_TTL_MS};
 pub use runs::ContinueRun;
 pub use system::{AuthorizeUrl, ConsumeState, HookToken, IndexEntry, PendingState};
 

@@ -1,9 +1,10 @@
 //! Multi-step flows tests share, driven over real HTTP like a browser and an operator would.
 
+use edge_sync_shared::{webhook::sign_shopify, Secret};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::Stack;
+use crate::{Stack, WEBHOOK_SECRETS};
 
 /// The `Location` of a redirect, asserting the status is 302/303/307.
 pub fn location(response: &reqwest::Response) -> String {
@@ -296,4 +297,35 @@ pub async fn trigger_cron(stack: &Stack) {
         .await
         .expect("GET /cdn-cgi/handler/scheduled");
     assert_eq!(response.status(), 200, "the cron handler did not run");
+}
+
+/// Headers of a Shopify delivery of `topic` signed with the app secret, with `shop` as
+/// `X-Shopify-Shop-Domain` when given.
+pub fn shopify_delivery(
+    topic: &str,
+    shop: Option<&str>,
+    delivery_id: &str,
+    body: &str,
+) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        ("X-Shopify-Topic", topic.to_owned()),
+        ("X-Shopify-Webhook-Id", format!("wh-{delivery_id}")),
+        ("X-Shopify-Event-Id", format!("ev-{delivery_id}")),
+        ("X-Shopify-Triggered-At", "2026-11-20T10:00:01Z".to_owned()),
+        (
+            "X-Shopify-Hmac-Sha256",
+            sign_shopify(body.as_bytes(), &Secret::new(WEBHOOK_SECRETS.shopify)),
+        ),
+    ];
+    if let Some(shop) = shop {
+        headers.push(("X-Shopify-Shop-Domain", shop.to_owned()));
+    }
+    headers
+}
+
+pub fn product_body(id: u64, title: &str) -> String {
+    json!({ "id": id, "title": title, "handle": "p", "status": "active", "vendor": "Acme",
+        "product_type": "thing", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-11-20T10:00:00Z",
+        "variants": [] })
+    .to_string()
 }

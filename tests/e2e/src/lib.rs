@@ -11,4 +11,4 @@ pub mod flows;
 pub mod pg_proxy;
 pub mod stack;
 
-pub use stack::{Readiness, ScratchDatabase, Stack, StackOptions, WEBHOOK_SECRETS};
+pub use stack::{Readiness, ScratchDatabase, Stack, StackOptions, SANDBOX_MODEL, WEBHOOK_SECRETS};

@@ -41,7 +41,13 @@ pub struct StackOptions {
     /// times (`--run-crons`), as Cloudflare does; off by default, so no run starts in the
     /// middle of a scenario.
     pub scheduled_cron: Option<String>,
+    /// Generate suggestions with the sandbox's OpenAI-compatible model endpoint
+    /// (`MODEL_BASE_URL` etc.) instead of templates.
+    pub model: bool,
 }
+
+/// The model the stack asks when [`StackOptions::model`] is set.
+pub const SANDBOX_MODEL: &str = "gpt-4o-mini";
 
 impl Default for StackOptions {
     fn default() -> Self {
@@ -52,6 +58,7 @@ impl Default for StackOptions {
             vars: Vec::new(),
             postgres_proxy: false,
             scheduled_cron: None,
+            model: false,
         }
     }
 }
@@ -619,6 +626,12 @@ impl Stack {
             coordinator_token = self.coordinator_token,
             key = self.token_encryption_key,
         );
+        if self.options.model {
+            dev_vars.push_str(&format!(
+                "MODEL_BASE_URL={sandbox}/openai/v1\nMODEL_NAME={SANDBOX_MODEL}\n\
+                 MODEL_API_KEY=sandbox-openai-key\n"
+            ));
+        }
         for (name, value) in &self.options.vars {
             dev_vars.push_str(&format!("{name}={value}\n"));
         }

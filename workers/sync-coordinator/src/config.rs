@@ -5,6 +5,7 @@
 use edge_sync_shared::{
     oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
     provider_hooks,
+    suggestions::{ModelConfig, AGENT_RETRY_POLICY},
     sync::{RetryPolicy, SourceConfig},
     token_cipher::{CipherError, TokenCipher},
     token_lifecycle::TokenPolicy,
@@ -118,6 +119,7 @@ pub struct CoordinatorConfig {
     shopify_rate_per_minute: Result<u32, ConfigError>,
     allowed_origin: Option<String>,
     event_delivery: Result<EventDelivery, ConfigError>,
+    agent: Result<AgentConfig, ConfigError>,
 }
 
 fn required(env: &Env, name: &'static str) -> Result<String, ConfigError> {
@@ -158,6 +160,7 @@ impl CoordinatorConfig {
             ),
             allowed_origin: var(env, names::ALLOWED_ORIGIN).filter(|o| o != "*"),
             event_delivery: parse_event_delivery(env),
+            agent: parse_agent(env),
         }
     }
 
@@ -207,6 +210,12 @@ impl CoordinatorConfig {
     /// (`EVENT_DELIVERY_DELAY_MS`, `EVENT_MAX_ATTEMPTS`, `EVENT_RETRY_MAX_MS`).
     pub fn event_delivery(&self) -> Result<EventDelivery, ConfigError> {
         self.event_delivery.clone()
+    }
+
+    /// How suggestions are generated: the model (`MODEL_BASE_URL`, `MODEL_NAME`,
+    /// `MODEL_API_KEY`) or, with none configured, templates; timeout and retries.
+    pub fn agent(&self) -> Result<AgentConfig, ConfigError> {
+        self.agent.clone()
     }
 }
 
@@ -312,4 +321,54 @@ impl Default for EventDelivery {
             },
         }
     }
+}
+
+/// Variable: an OpenAI-compatible API base, e.g. `https://api.openai.com/v1` or Workers AI's
+/// `https://api.cloudflare.com/client/v4/accounts/<account>/ai/v1`; unset: templates.
+pub const MODEL_BASE_URL: &str = "MODEL_BASE_URL";
+/// Variable: the model to ask, e.g. `gpt-4o-mini` or `@cf/meta/llama-3.1-8b-instruct`.
+pub const MODEL_NAME: &str = "MODEL_NAME";
+/// Secret: the endpoint's API key (Bearer).
+pub const MODEL_API_KEY: &str = "MODEL_API_KEY";
+/// Variable: ms to wait for the model's answer.
+pub const MODEL_TIMEOUT_MS: &str = "MODEL_TIMEOUT_MS";
+/// Variable: attempts of an agent run before it fails (retryable by API).
+pub const AGENT_MAX_ATTEMPTS: &str = "AGENT_MAX_ATTEMPTS";
+/// Variable: longest wait between two attempts of an agent run, ms.
+pub const AGENT_RETRY_MAX_MS: &str = "AGENT_RETRY_MAX_MS";
+
+/// How agent runs generate suggestions.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The model endpoint; `None` writes suggestions from templates.
+    pub model: Option<ModelConfig>,
+    /// How long one model call may take, ms.
+    pub timeout_ms: u64,
+    /// Backoff between attempts (429 honours `Retry-After` within it) and the attempts.
+    pub retry: RetryPolicy,
+}
+
+fn parse_agent(env: &Env) -> Result<AgentConfig, ConfigError> {
+    let model = match var(env, MODEL_BASE_URL) {
+        None => None,
+        Some(base_url) => {
+            let name = required(env, MODEL_NAME)?;
+            let key = Secret::new(required(env, MODEL_API_KEY)?);
+            Some(
+                ModelConfig::new(&base_url, &name, key).map_err(|e| ConfigError::Invalid {
+                    name: MODEL_BASE_URL,
+                    why: e.to_string(),
+                })?,
+            )
+        }
+    };
+    Ok(AgentConfig {
+        model,
+        timeout_ms: number(env, MODEL_TIMEOUT_MS, 30_000)?,
+        retry: RetryPolicy {
+            max_attempts: number(env, AGENT_MAX_ATTEMPTS, AGENT_RETRY_POLICY.max_attempts)?,
+            max_ms: number(env, AGENT_RETRY_MAX_MS, AGENT_RETRY_POLICY.max_ms)?,
+            ..AGENT_RETRY_POLICY
+        },
+    })
 }

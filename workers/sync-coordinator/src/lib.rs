@@ -8,6 +8,7 @@ mod durable_object;
 mod mirror;
 mod routes;
 mod store;
+mod suggestions;
 mod webhook_registration;
 
 pub use durable_object::SyncCoordinator;

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use edge_sync_e2e::{
-    flows::{connect_keap, connect_shopify, db_count, list_connections, start_sync, trigger_cron},
+    flows::{
+        connect_keap, connect_shopify, db_count, list_connections, product_body, shopify_delivery,
+        start_sync, trigger_cron,
+    },
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
 use edge_sync_shared::{
@@ -1084,37 +1087,6 @@ async fn cron_repairs_webhooks_the_provider_lost() {
     )
     .await;
     assert_eq!(delivered["deliveries"][0]["status"], 200, "{delivered}");
-}
-
-/// Headers of a Shopify delivery of `topic` signed with the app secret, with `shop` as
-/// `X-Shopify-Shop-Domain` when given.
-fn shopify_delivery(
-    topic: &str,
-    shop: Option<&str>,
-    delivery_id: &str,
-    body: &str,
-) -> Vec<(&'static str, String)> {
-    let mut headers = vec![
-        ("X-Shopify-Topic", topic.to_owned()),
-        ("X-Shopify-Webhook-Id", format!("wh-{delivery_id}")),
-        ("X-Shopify-Event-Id", format!("ev-{delivery_id}")),
-        ("X-Shopify-Triggered-At", "2026-11-20T10:00:01Z".to_owned()),
-        (
-            "X-Shopify-Hmac-Sha256",
-            sign_shopify(body.as_bytes(), &secret(WEBHOOK_SECRETS.shopify)),
-        ),
-    ];
-    if let Some(shop) = shop {
-        headers.push(("X-Shopify-Shop-Domain", shop.to_owned()));
-    }
-    headers
-}
-
-fn product_body(id: u64, title: &str) -> String {
-    json!({ "id": id, "title": title, "handle": "p", "status": "active", "vendor": "Acme",
-        "product_type": "thing", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-11-20T10:00:00Z",
-        "variants": [] })
-    .to_string()
 }
 
 /// Proves: a genuine (correctly signed) delivery of shop A never lands in shop B's

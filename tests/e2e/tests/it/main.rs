@@ -7,5 +7,6 @@ mod e2e_foundation;
 mod e2e_lifecycle;
 mod e2e_scripts;
 mod e2e_security;
+mod e2e_suggestions;
 mod e2e_sync;
 mod e2e_webhooks;

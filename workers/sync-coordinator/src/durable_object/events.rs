@@ -9,7 +9,8 @@ use edge_sync_shared::sync::RetryPolicy;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
     coordinator_api::{
-        CoordinatorError, EventAccepted, EventEnvelope, EventList, EventSummary, Replayed,
+        CoordinatorError, EventAccepted, EventEnvelope, EventList, EventSummary, LiveMessage,
+        Replayed,
     },
     sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
     token_lifecycle::ConnectionStatus,
@@ -424,11 +425,13 @@ impl SyncCoordinator {
         let now = clock::now();
         let queue = Queue::open(&self.store)?;
         let mut delivered = Vec::new();
+        let mut delivered_events = Vec::new();
         for (mut event, result) in due.into_iter().zip(outcome) {
             match result {
                 Ok(()) => {
                     queue.delete(&event.id)?;
-                    delivered.push(event.id);
+                    delivered.push(event.id.clone());
+                    delivered_events.push(event);
                 }
                 Err(reason) => {
                     event.attempts += 1;
@@ -457,6 +460,7 @@ impl SyncCoordinator {
                 }
             }
         }
+        self.notify_users(&delivered_events, now)?;
         if !delivered.is_empty() {
             // One line per batch: a burst of webhooks does not flood `wrangler tail`.
             log::event(WORKER, Level::Info, "events_delivered")
@@ -464,6 +468,32 @@ impl SyncCoordinator {
                 .with("count", delivered.len())
                 .with("event_ids", &delivered)
                 .emit();
+        }
+        Ok(())
+    }
+
+    /// Tells the users of `events` (now in Postgres) about them, through notices kept until
+    /// their instances take them: the live clients hear of each event and the user's
+    /// instance processes it. Events that only changed a record are not events of a user.
+    fn notify_users(&self, events: &[StoredEvent], now: Timestamp) -> worker::Result<()> {
+        let mut by_user: Vec<(&str, Vec<LiveMessage>)> = Vec::new();
+        for event in events {
+            let Some(event_type) = &event.envelope.event_type else {
+                continue;
+            };
+            let message = LiveMessage::Event {
+                id: event.id.clone(),
+                event_type: event_type.clone(),
+                source: event.envelope.source.clone(),
+                connection_id: event.connection_id.clone(),
+            };
+            match by_user.iter_mut().find(|(user, _)| *user == event.user_id) {
+                Some((_, messages)) => messages.push(message),
+                None => by_user.push((&event.user_id, vec![message])),
+            }
+        }
+        for (user_id, messages) in by_user {
+            super::live::queue_notice(&self.store, user_id, messages, true, now)?;
         }
         Ok(())
     }
@@ -657,7 +687,7 @@ async fn apply_change(
 
 /// Runs `work` in one Postgres transaction on `client`: committed when it succeeds, rolled
 /// back when it fails (the one way the event store and the connection purge write).
-pub(super) async fn in_transaction<T>(
+pub(crate) async fn in_transaction<T>(
     client: &tokio_postgres::Client,
     work: impl std::future::Future<Output = Result<T, String>>,
 ) -> Result<T, String> {

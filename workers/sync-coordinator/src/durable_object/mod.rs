@@ -7,7 +7,9 @@
 mod connection;
 mod events;
 mod hook_sync;
+mod live;
 mod privacy;
+mod processing;
 mod sync_state;
 mod system;
 
@@ -17,6 +19,7 @@ use edge_sync_shared::{
     bindings,
     coordinator_api::{
         self, AcquireLease, CoordinatorError, ReplaySince, StorageHealth, TokenRequest,
+        UserNotice,
     },
     Timestamp,
 };
@@ -24,6 +27,7 @@ use edge_sync_worker_kit::clock;
 use serde::de::DeserializeOwned;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State, Stub,
+    WebSocket, WebSocketIncomingMessage,
 };
 
 use crate::{
@@ -54,6 +58,8 @@ fn query(req: &Request, name: &str) -> Handled<Option<String>> {
 }
 
 pub use edge_sync_shared::coordinator_api::{ConnectRequest, IndexEntry};
+pub use live::user_instance;
+pub(crate) use events::in_transaction;
 
 /// Name of the instance that holds deployment-wide state.
 pub const SYSTEM_INSTANCE: &str = "system";
@@ -69,6 +75,8 @@ pub struct SyncCoordinator {
     config: CoordinatorConfig,
     /// The refresh in flight, shared by every caller that needs a new token meanwhile.
     inflight_refresh: Rc<RefCell<Option<connection::RefreshFuture>>>,
+    /// A user's instance: its open Server-Sent Events streams.
+    sse: live::SseClients,
 }
 
 impl DurableObject for SyncCoordinator {
@@ -83,6 +91,7 @@ impl DurableObject for SyncCoordinator {
             env,
             store,
             inflight_refresh: Rc::new(RefCell::new(None)),
+            sse: live::SseClients::default(),
         }
     }
 
@@ -92,6 +101,28 @@ impl DurableObject for SyncCoordinator {
 
     async fn alarm(&self) -> worker::Result<Response> {
         self.on_alarm(clock::now()).await
+    }
+
+    /// Live clients only listen; whatever they send is ignored.
+    async fn websocket_message(
+        &self,
+        _ws: WebSocket,
+        _message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> worker::Result<()> {
+        // Completes the closing handshake (1005/1006 cannot be sent back).
+        let code = if matches!(code, 1005 | 1006) { 1000 } else { code };
+        let _ = ws.close(Some(u16::try_from(code).unwrap_or(1000)), Some("closed"));
+        Ok(())
     }
 }
 
@@ -238,6 +269,21 @@ impl SyncCoordinator {
                 200,
                 &sync_state::penalize_budget(&self.store, decode(req).await?, now)?,
             ),
+            // A user's instance.
+            (Method::Post, ["internal", "user", user_id, "ticket"]) => {
+                ok(201, &self.issue_ticket(user_id, now)?)
+            }
+            (Method::Get, ["internal", "user", user_id, "live"]) => {
+                self.open_stream(req, user_id, now)
+            }
+            (Method::Post, ["internal", "user", "notify"]) => {
+                let notice: UserNotice = decode(req).await?;
+                self.push(&notice.messages);
+                if notice.process {
+                    self.request_processing(&notice.user_id, now).await?;
+                }
+                ok(200, &serde_json::json!({ "taken": notice.messages.len() }))
+            }
             _ => Err(CoordinatorError::NotFound("not found").into()),
         }
     }
@@ -259,6 +305,8 @@ impl SyncCoordinator {
             sync_state::next_continuation(&self.store, now)?,
             events::next_delivery(&self.store)?,
             hook_sync::next_due(&self.store, now)?,
+            live::next_notice(&self.store, now)?,
+            processing::next_due(&self.store, now)?,
         ]
         .into_iter()
         .flatten()
@@ -289,6 +337,8 @@ impl SyncCoordinator {
         self.deliver_due_events(now).await?;
         sync_state::run_due_continuations(&self.store, &self.env, now).await?;
         hook_sync::run_due(&self.store, &self.env, clock::now()).await?;
+        live::send_notices(&self.store, &self.env, clock::now()).await?;
+        self.process_due(clock::now()).await?;
         self.reschedule(clock::now()).await?;
         Response::ok("alarm done")
     }

@@ -1,17 +1,19 @@
 //! `/coordinator/events*` and `/coordinator/hooks/*`: the durable handoff from
 //! webhook-handler, dead letters and replay (operator), and Keap hook tokens.
 
+use std::{cell::RefCell, collections::HashMap};
+
 use edge_sync_shared::{
     auth::Capability,
     connection::ConnectionView,
     coordinator_api::{
-        self, EventList, EventSummary, HookToken, ReplaySince, Replayed, RequestError, StoreEvent,
+        self, EventEnvelope, EventList, EventSummary, HookToken, ReplaySince, Replayed, RequestError, StoreEvent,
     },
     token_lifecycle::ConnectionStatus,
     webhook::{delivery_belongs_to, APP_UNINSTALLED_EVENT},
     Provider, Timestamp,
 };
-use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
+use edge_sync_worker_kit::{auth::require, clock, HttpError, HttpResult};
 use serde::Serialize;
 use worker::{Env, Method, Request, Response};
 
@@ -89,46 +91,69 @@ pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
             return Err(HttpError::not_found());
         }
     }
-    let candidates = match (&shop, &connection_id) {
-        // A Shopify delivery names its shop: its connections, by one indexed read. A
-        // connection that is revoked (or deleted meanwhile) refuses the event with 404 in
-        // its Durable Object, and the next of the shop's connections is tried.
-        (Some(shop), route_connection) => {
-            let candidates: Vec<String> = index_by_account(env, Provider::Shopify, shop)
-                .await?
-                .into_iter()
-                .filter(|e| {
-                    delivery_belongs_to(shop, route_connection.as_deref(), &e.id, &e.account)
-                })
-                .map(|e| e.id)
-                .collect();
-            if candidates.is_empty() {
-                return Err(HttpError::new(
-                    404,
-                    format!("no Shopify connection of {shop} at this route"),
-                ));
-            }
-            candidates
-        }
-        (None, Some(id)) => vec![id.clone()],
-        (None, None) if hook_token.is_some() => {
-            let token = hook_token.as_deref().unwrap_or_default();
-            match hook_connection(env, token).await? {
-                Some(id) => vec![id],
-                None => return Err(HttpError::new(404, "unknown hook token")),
-            }
-        }
-        (None, None) => vec![source_instance(&envelope.source)?.to_owned()],
-    };
     let uninstalled = envelope.event_type.as_deref() == Some(APP_UNINSTALLED_EVENT)
         && (connection_id.is_some() || shop.is_some());
-    for (n, instance) in candidates.iter().enumerate() {
+    let candidates = match (&shop, &connection_id, &hook_token) {
+        // A Shopify delivery names its shop: its connections come from the index (one
+        // key-range read, cached in this isolate). A connection that is revoked (or deleted
+        // meanwhile) refuses the event with 404 in its Durable Object, and the next of the
+        // shop's connections is tried; when every cached one refuses, the index is read again
+        // (the shop may have been connected anew).
+        (Some(shop), route_connection, _) => {
+            let belonging = |entries: Vec<IndexEntry>| -> Vec<String> {
+                entries
+                    .into_iter()
+                    .filter(|e| {
+                        delivery_belongs_to(shop, route_connection.as_deref(), &e.id, &e.account)
+                    })
+                    .map(|e| e.id)
+                    .collect()
+            };
+            let (entries, cached) = shop_connections(env, shop, false).await?;
+            let candidates = belonging(entries);
+            let response = store_at(env, &candidates, &envelope, uninstalled).await?;
+            if response.as_ref().is_some_and(|r| r.status_code() != 404) || !cached {
+                return response.ok_or_else(|| no_connection(shop));
+            }
+            let (fresh, _) = shop_connections(env, shop, true).await?;
+            let fresh = belonging(fresh);
+            if fresh == candidates {
+                return response.ok_or_else(|| no_connection(shop));
+            }
+            fresh
+        }
+        (None, Some(id), _) => vec![id.clone()],
+        (None, None, Some(token)) => match hook_connection(env, token).await? {
+            Some(id) => vec![id],
+            None => return Err(HttpError::new(404, "unknown hook token")),
+        },
+        (None, None, None) => vec![source_instance(&envelope.source)?.to_owned()],
+    };
+    store_at(env, &candidates, &envelope, uninstalled)
+        .await?
+        .ok_or_else(HttpError::not_found)
+}
+
+fn no_connection(shop: &str) -> HttpError {
+    HttpError::new(404, format!("no Shopify connection of {shop} at this route"))
+}
+
+/// Stores the event in the first of `candidates` that takes it; the last refusal when none
+/// does (`None` when there are no candidates).
+async fn store_at(
+    env: &Env,
+    candidates: &[String],
+    envelope: &EventEnvelope,
+    uninstalled: bool,
+) -> Result<Option<Response>, HttpError> {
+    let mut last = None;
+    for instance in candidates {
         let response = durable_object::send(
             env,
             instance,
             Method::Post,
             &format!("/internal/events?instance={instance}"),
-            &envelope,
+            envelope,
         )
         .await?;
         let status = response.status_code();
@@ -136,11 +161,47 @@ pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
             // Also on a redelivery: a first attempt may have stored the event and failed here.
             uninstall(env, instance).await?;
         }
-        if status != 404 || n + 1 == candidates.len() {
-            return Ok(response);
+        if status != 404 {
+            return Ok(Some(response));
+        }
+        last = Some(response);
+    }
+    Ok(last)
+}
+
+thread_local! {
+    /// Shops' index entries, per isolate: a burst of one shop's deliveries reads the index
+    /// once. A stale entry is safe: the connection's Durable Object refuses what is not its.
+    static SHOP_CONNECTIONS: RefCell<HashMap<String, (Timestamp, Vec<IndexEntry>)>> =
+        RefCell::new(HashMap::new());
+}
+
+/// How long a shop's cached index entries are used.
+const SHOP_CACHE_TTL_MS: i64 = 60_000;
+
+/// The index entries of `shop` (from this isolate's cache unless `fresh`), and whether they
+/// came from the cache.
+async fn shop_connections(
+    env: &Env,
+    shop: &str,
+    fresh: bool,
+) -> Result<(Vec<IndexEntry>, bool), HttpError> {
+    let now = clock::now();
+    let key = shop.to_ascii_lowercase();
+    if !fresh {
+        let cached = SHOP_CONNECTIONS.with(|c| {
+            c.borrow()
+                .get(&key)
+                .filter(|(at, _)| now.millis_since(*at) < SHOP_CACHE_TTL_MS)
+                .map(|(_, entries)| entries.clone())
+        });
+        if let Some(entries) = cached {
+            return Ok((entries, true));
         }
     }
-    Err(HttpError::not_found())
+    let entries = index_by_account(env, Provider::Shopify, shop).await?;
+    SHOP_CONNECTIONS.with(|c| c.borrow_mut().insert(key, (now, entries.clone())));
+    Ok((entries, false))
 }
 
 /// `app/uninstalled` (shopify.dev/docs/apps/build/compliance/privacy-law-compliance):

@@ -7,9 +7,10 @@ mod events;
 mod health;
 mod oauth;
 mod privacy;
+mod suggestions;
 
 use edge_sync_shared::auth::Capability;
-use edge_sync_worker_kit::{auth::require, HttpError, HttpResult, RequestContext};
+use edge_sync_worker_kit::{auth::require, postgres, HttpError, HttpResult, RequestContext};
 use worker::{Env, Method, Request};
 
 use crate::config::CoordinatorConfig;
@@ -70,6 +71,39 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
             connections::sync_targets(&req, &env).await
         }
         (Method::Get, ["coordinator", "lookup"]) => connections::lookup(&req, &env).await,
+        (Method::Get, ["coordinator", "users", user_id, "preferences"]) => {
+            let user_id = user_id.to_string();
+            suggestions::get_preferences(&req, &env, &user_id).await
+        }
+        (Method::Put, ["coordinator", "users", user_id, "preferences"]) => {
+            let user_id = user_id.to_string();
+            suggestions::put_preferences(req, &env, &user_id).await
+        }
+        (Method::Post, ["coordinator", "users", user_id, "live", "ticket"]) => {
+            let user_id = user_id.to_string();
+            suggestions::live_ticket(&req, &env, &user_id).await
+        }
+        (Method::Get, ["coordinator", "users", user_id, "live"]) => {
+            let user_id = user_id.to_string();
+            // The stream itself: no CORS decoration (a WebSocket answer cannot take headers).
+            return suggestions::live_stream(&req, &env, &user_id).await;
+        }
+        (Method::Get, ["coordinator", "suggestions"]) => {
+            suggestions::list_suggestions(&req, &env).await
+        }
+        (Method::Get, ["coordinator", "suggestions", id]) => {
+            let id = id.to_string();
+            suggestions::get_suggestion(&req, &env, &id).await
+        }
+        (Method::Post, ["coordinator", "suggestions", id, action]) => {
+            let (id, action) = (id.to_string(), action.to_string());
+            suggestions::action_suggestion(&req, &env, &id, &action).await
+        }
+        (Method::Get, ["coordinator", "agent-runs"]) => suggestions::list_runs(&req, &env).await,
+        (Method::Post, ["coordinator", "agent-runs", id, "retry"]) => {
+            let id = id.to_string();
+            suggestions::retry_run(&req, &env, &id).await
+        }
         (_, ["coordinator", "connections", id, rest @ ..]) => {
             let (id, rest) = (
                 id.to_string(),
@@ -86,4 +120,25 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         _ => Err(HttpError::not_found()),
     }?;
     Ok(cors::decorate(&origin_req, &config, response))
+}
+
+/// A Postgres session through Hyperdrive (503 when the database cannot be reached).
+async fn database(env: &Env) -> Result<tokio_postgres::Client, HttpError> {
+    postgres::connect(env)
+        .await
+        .map_err(|e| HttpError::new(503, "database unavailable").with_reason(e.0))
+}
+
+/// Whether `id` is a UUID in its text form (ids of Postgres rows).
+fn is_uuid(id: &str) -> bool {
+    id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// The value of the query parameter `name`, if given.
+fn query(req: &Request, name: &str) -> Result<Option<String>, HttpError> {
+    Ok(req
+        .url()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned()))
 }

@@ -5,9 +5,11 @@
 //! (shopify.dev/docs/apps/build/compliance/privacy-law-compliance).
 
 use edge_sync_shared::auth::Capability;
-use edge_sync_worker_kit::{auth::require, postgres, HttpError, HttpResult};
+use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use serde_json::Value;
 use worker::{Env, Request, Response};
+
+use super::{database, is_uuid};
 
 const COLUMNS: &str = "jsonb_build_object('id', id, 'connection_id', connection_id, 'topic', topic,
     'customer_id', customer_id, 'report', report, 'received_at', received_at, 'completed_at', completed_at)";
@@ -18,21 +20,11 @@ struct PrivacyRequests {
     requests: Vec<Value>,
 }
 
-async fn client(env: &Env) -> Result<tokio_postgres::Client, HttpError> {
-    postgres::connect(env)
-        .await
-        .map_err(|e| HttpError::new(503, "database unavailable").with_reason(e.0))
-}
-
 /// Every request, newest first (of one connection with `?connection=`).
 pub async fn list(req: &Request, env: &Env) -> HttpResult {
     require(req, env, Capability::Operate)?;
-    let connection = req
-        .url()?
-        .query_pairs()
-        .find(|(k, _)| k == "connection")
-        .map(|(_, v)| v.into_owned());
-    let rows = client(env)
+    let connection = super::query(req, "connection")?;
+    let rows = database(env)
         .await?
         .query(
             &format!(
@@ -50,11 +42,10 @@ pub async fn list(req: &Request, env: &Env) -> HttpResult {
 /// One request by id.
 pub async fn get(req: &Request, env: &Env, id: &str) -> HttpResult {
     require(req, env, Capability::Operate)?;
-    let valid = id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-    if !valid {
+    if !is_uuid(id) {
         return Err(HttpError::not_found());
     }
-    let rows = client(env)
+    let rows = database(env)
         .await?
         .query(
             &format!("SELECT {COLUMNS} FROM public.privacy_requests WHERE id = $1::text::uuid"),

@@ -1,0 +1,308 @@
+//! A user's instance processes the user's events: each event stored in `background_events`
+//! is decided on (preferences, per-type rule and hourly budget), and when it warrants a
+//! suggestion an agent run writes one (the model behind `MODEL_BASE_URL`, or templates),
+//! recorded in `agent_runs` and linked to the event in one transaction, then pushed to the
+//! user's live clients. Postgres is the queue: an event is pending until `processed_at` is
+//! set, so a crash anywhere leaves it to the next alarm, and `agent_runs.event_id` is unique,
+//! so it never gets two suggestions. The instance is woken by the instances that deliver
+//! events ([`super::live::queue_notice`]) and by API retries.
+
+use std::time::Duration;
+
+use edge_sync_shared::suggestions::PreferencesError;
+use edge_sync_shared::{
+    bindings::workers::SYNC_COORDINATOR as WORKER,
+    coordinator_api::LiveMessage,
+    log::Level,
+    suggestions::{
+        build_prompt, content_for, decide, next_attempt, template_artifact, Artifact, ContentKind,
+        Decision, Importance, ModelError, Next, UserPreferences, TEMPLATE_MODEL,
+    },
+    Timestamp,
+};
+use edge_sync_worker_kit::{
+    clock,
+    log::{self, Emit},
+    outbound, postgres, random,
+};
+
+use super::SyncCoordinator;
+use crate::{
+    config::AgentConfig,
+    suggestions::store::{self, NewRun, PendingEvent, RunOutput},
+};
+
+/// Events taken per pass (the alarm comes straight back while more wait).
+const BATCH: i64 = 20;
+
+/// What the instance remembers between alarms.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Processing {
+    user_id: String,
+    /// When to look at the user's pending events (again).
+    due_at: Option<Timestamp>,
+    /// Consecutive passes that could not reach Postgres.
+    failures: u32,
+}
+
+const KEY: &str = "processing";
+
+/// When the next pass is due.
+pub(super) fn next_due(store: &crate::store::Store, now: Timestamp) -> worker::Result<Option<Timestamp>> {
+    Ok(store.get::<Processing>(KEY, now)?.and_then(|p| p.due_at))
+}
+
+/// How one event went.
+enum Outcome {
+    /// Nothing more to do for it.
+    Settled(Option<LiveMessage>),
+    /// Its run retries at this time.
+    RetryAt(Timestamp),
+}
+
+impl SyncCoordinator {
+    /// Asks for a pass over `user_id`'s pending events now.
+    pub(super) async fn request_processing(&self, user_id: &str, now: Timestamp) -> worker::Result<()> {
+        let mut state: Processing = self.store.get(KEY, now)?.unwrap_or(Processing {
+            user_id: user_id.to_owned(),
+            due_at: None,
+            failures: 0,
+        });
+        state.due_at = Some(now);
+        self.store.put(KEY, &state, None)?;
+        self.alarm_no_later_than(now).await
+    }
+
+    /// Processes the user's pending events when a pass is due.
+    pub(super) async fn process_due(&self, now: Timestamp) -> worker::Result<()> {
+        let Some(mut state) = self.store.get::<Processing>(KEY, now)? else {
+            return Ok(());
+        };
+        if state.due_at.is_none_or(|at| at > now) {
+            return Ok(());
+        }
+        let agent = match self.config.agent() {
+            Ok(agent) => agent,
+            Err(e) => {
+                // Nothing can be generated until the settings are fixed; events stay pending.
+                log::event(WORKER, Level::Error, "agent_misconfigured")
+                    .with("user_id", &state.user_id)
+                    .with_reason(e.to_string())
+                    .emit();
+                state.due_at = Some(now.plus_millis(60_000));
+                return self.store.put(KEY, &state, None);
+            }
+        };
+        let next = match self.process_batch(&state.user_id, &agent).await {
+            Ok(next) => {
+                state.failures = 0;
+                next
+            }
+            Err(reason) => {
+                state.failures += 1;
+                let delay = agent.retry.delay_ms(state.failures, random::unit_interval());
+                log::event(WORKER, Level::Warn, "event_processing_failed")
+                    .with("user_id", &state.user_id)
+                    .with("failures", state.failures)
+                    .with_reason(reason)
+                    .emit();
+                Some(clock::now().plus_millis(i64::try_from(delay).unwrap_or(i64::MAX)))
+            }
+        };
+        state.due_at = next;
+        self.store.put(KEY, &state, None)
+    }
+
+    /// One pass: up to [`BATCH`] events; returns when to come back.
+    async fn process_batch(
+        &self,
+        user_id: &str,
+        agent: &AgentConfig,
+    ) -> Result<Option<Timestamp>, String> {
+        let client = postgres::connect(&self.env).await.map_err(|e| e.to_string())?;
+        let pending = store::pending_events(&client, user_id, BATCH).await?;
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        // Preferences the user's app wrote that are not acceptable suggest nothing (the
+        // user may have meant to turn suggestions off); each event records why.
+        let preferences = store::preferences(&client, user_id).await?.map_err(|e| {
+            log::event(WORKER, Level::Warn, "user_preferences_invalid")
+                .with("user_id", user_id)
+                .with_reason(e.to_string())
+                .emit();
+            e
+        });
+        let mut messages = Vec::new();
+        let mut retry_at: Option<Timestamp> = None;
+        for event in &pending {
+            match self
+                .process_event(&client, user_id, &preferences, agent, event)
+                .await?
+            {
+                Outcome::Settled(message) => messages.extend(message),
+                Outcome::RetryAt(at) => {
+                    retry_at = Some(retry_at.map_or(at, |t| t.min(at)));
+                }
+            }
+        }
+        self.push(&messages);
+        if i64::try_from(pending.len()).unwrap_or(i64::MAX) >= BATCH {
+            return Ok(Some(clock::now()));
+        }
+        // Runs retrying later (also ones of earlier passes).
+        let later = store::next_retry_at(&client, user_id)
+            .await?
+            .map(Timestamp::from_millis);
+        Ok(match (retry_at, later) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Decides on one event and, when it warrants one, makes its suggestion.
+    async fn process_event(
+        &self,
+        client: &tokio_postgres::Client,
+        user_id: &str,
+        preferences: &Result<UserPreferences, PreferencesError>,
+        agent: &AgentConfig,
+        event: &PendingEvent,
+    ) -> Result<Outcome, String> {
+        let skip = |reason: String| async move {
+            store::skip_event(client, &event.id, &reason).await?;
+            log::event(WORKER, Level::Info, "event_processed")
+                .with("event_id", &event.id)
+                .with("event_type", &event.event_type)
+                .with("suggestion", false)
+                .with_reason(reason)
+                .emit();
+            Ok::<_, String>(Outcome::Settled(None))
+        };
+        let preferences = match preferences {
+            Ok(preferences) => preferences,
+            Err(e) => return skip(format!("invalid_preferences: {e}")).await,
+        };
+        let (kind, importance): (ContentKind, Importance) = if event.run.is_none() {
+            let made = store::suggestions_last_hour(client, user_id, &event.event_type).await?;
+            match decide(&event.event_type, preferences, made) {
+                Decision::Skip(reason) => return skip(reason.as_str().to_owned()).await,
+                Decision::Suggest { kind, importance } => (kind, importance),
+            }
+        } else {
+            // A run exists (due to retry, or cut off): it was decided on before.
+            match content_for(&event.event_type) {
+                Some(kind) => (kind, preferences.rule_for(&event.event_type).importance),
+                None => return skip("no_content".to_owned()).await,
+            }
+        };
+        let prompt = build_prompt(kind, &event.event_type, &event.event_data, preferences);
+        let stored_prompt = prompt.to_stored();
+        let model_name = agent
+            .model
+            .as_ref()
+            .map_or_else(|| TEMPLATE_MODEL.to_owned(), |m| m.model.clone());
+        let run_id = random::uuid_v4().map_err(|e| e.to_string())?;
+        let claim = NewRun {
+            run_id: &run_id,
+            content_kind: kind.as_str(),
+            importance: importance.as_str(),
+            prompt: &stored_prompt,
+            model: &model_name,
+        };
+        let Some((run_id, attempts_before)) =
+            store::claim_run(client, user_id, event, &claim).await?
+        else {
+            store::settle_event(client, &event.id).await?;
+            return Ok(Outcome::Settled(None));
+        };
+        let attempt = attempts_before + 1;
+        let started = clock::now();
+        let generated = match &agent.model {
+            None => Ok((
+                template_artifact(kind, &event.event_type, &event.event_data, preferences),
+                0,
+                0,
+            )),
+            Some(config) => {
+                let request = config.chat_request(&prompt);
+                let timeout = Duration::from_millis(agent.timeout_ms);
+                match outbound::send(&request, timeout).await {
+                    Ok(answer) => config
+                        .parse_response(answer.status, answer.retry_after.as_deref(), &answer.body)
+                        .map(|a| (Artifact::from_model(&a.content), a.tokens_in, a.tokens_out)),
+                    Err(e) if e.0.starts_with("no answer within") => Err(ModelError::Timeout),
+                    Err(e) => Err(ModelError::Network(e.0)),
+                }
+            }
+        };
+        let latency_ms = i32::try_from(clock::now().millis_since(started)).unwrap_or(i32::MAX);
+        match generated {
+            Ok((artifact, tokens_in, tokens_out)) => {
+                let output = artifact.to_json();
+                store::run_succeeded(
+                    client,
+                    &run_id,
+                    &event.id,
+                    attempt,
+                    &RunOutput {
+                        model: &model_name,
+                        output,
+                        tokens_in: i32::try_from(tokens_in).unwrap_or(i32::MAX),
+                        tokens_out: i32::try_from(tokens_out).unwrap_or(i32::MAX),
+                        latency_ms,
+                    },
+                )
+                .await?;
+                log::event(WORKER, Level::Info, "suggestion_generated")
+                    .with("event_id", &event.id)
+                    .with("run_id", &run_id)
+                    .with("event_type", &event.event_type)
+                    .with("model", &model_name)
+                    .with("attempts", attempt)
+                    .with("latency_ms", latency_ms)
+                    .emit();
+                Ok(Outcome::Settled(Some(LiveMessage::Suggestion {
+                    id: run_id,
+                    event_id: event.id.clone(),
+                    event_type: event.event_type.clone(),
+                    title: artifact.title,
+                    model: model_name,
+                })))
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                let now = clock::now();
+                let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+                match next_attempt(&agent.retry, attempts, &error, now, random::unit_interval()) {
+                    Next::RetryAt(at) => {
+                        store::run_retrying(client, &run_id, attempt, &reason, at.as_millis()).await?;
+                        log::event(WORKER, Level::Warn, "agent_run_retrying")
+                            .with("event_id", &event.id)
+                            .with("run_id", &run_id)
+                            .with("attempts", attempt)
+                            .with("retry_in_ms", at.millis_since(now))
+                            .with_reason(&reason)
+                            .emit();
+                        Ok(Outcome::RetryAt(at))
+                    }
+                    Next::Fail(why) => {
+                        let why = format!("{why}: {reason}");
+                        store::run_failed(client, &run_id, &event.id, attempt, &why).await?;
+                        log::event(WORKER, Level::Error, "agent_run_failed")
+                            .with("event_id", &event.id)
+                            .with("run_id", &run_id)
+                            .with("attempts", attempt)
+                            .with_reason(&why)
+                            .emit();
+                        Ok(Outcome::Settled(Some(LiveMessage::AgentRunFailed {
+                            id: run_id,
+                            event_id: event.id.clone(),
+                            error: why,
+                        })))
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The suggestions' rows in Postgres: `user_preferences`, `agent_runs` and the processing
+//! columns of `background_events`. Every write that links a suggestion to its event happens
+//! in one transaction, and `agent_runs.event_id` is unique, so an event has at most one run.
+
+use edge_sync_shared::suggestions::{PreferencesError, UserPreferences};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::{Client, Row};
+
+/// An error as text (the caller logs it and retries later).
+fn text(e: tokio_postgres::Error) -> String {
+    e.to_string()
+}
+
+/// An event of the user that waits to be processed, or whose agent run is due again.
+#[derive(Debug)]
+pub struct PendingEvent {
+    /// `background_events.id`.
+    pub id: String,
+    /// Its type.
+    pub event_type: String,
+    /// Its source.
+    pub source: String,
+    /// Its data.
+    pub event_data: Value,
+    /// Its agent run, when one exists (retrying, or cut off while running).
+    pub run: Option<(String, i32)>,
+}
+
+/// The user's preferences (defaults when the user has none).
+/// The user's own app may write the row through Supabase, so it is checked like a `PUT`:
+/// `Ok(Err(why))` when it is not acceptable.
+pub async fn preferences(
+    client: &Client,
+    user_id: &str,
+) -> Result<Result<UserPreferences, PreferencesError>, String> {
+    let row = client
+        .query_opt(
+            "SELECT auto_suggest, profile, vibe, rules FROM public.user_preferences
+             WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await
+        .map_err(text)?;
+    Ok(match row {
+        None => Ok(UserPreferences::default()),
+        Some(row) => UserPreferences::from_stored(row.get(0), row.get(1), row.get(2), row.get(3)),
+    })
+}
+
+/// Replaces the user's preferences.
+pub async fn save_preferences(
+    client: &Client,
+    user_id: &str,
+    preferences: &UserPreferences,
+) -> Result<(), String> {
+    let value = preferences.to_json();
+    client
+        .execute(
+            "INSERT INTO public.user_preferences (user_id, auto_suggest, profile, vibe, rules, updated_at)
+             VALUES ($1, ($2::jsonb->>'auto_suggest')::boolean, $2::jsonb->'profile', $2::jsonb->'vibe',
+                     $2::jsonb->'rules', now())
+             ON CONFLICT (user_id) DO UPDATE SET auto_suggest = excluded.auto_suggest,
+                 profile = excluded.profile, vibe = excluded.vibe, rules = excluded.rules,
+                 updated_at = now()",
+            &[&user_id, &value],
+        )
+        .await
+        .map_err(text)?;
+    Ok(())
+}
+
+/// Up to `limit` of the user's events to process now, oldest first: events never processed,
+/// events whose run was cut off in the middle (taken over), and runs due to retry.
+pub async fn pending_events(
+    client: &Client,
+    user_id: &str,
+    limit: i64,
+) -> Result<Vec<PendingEvent>, String> {
+    let rows = client
+        .query(
+            "SELECT e.id::text, e.event_type, e.source, e.event_data, r.id::text, r.attempts
+             FROM public.background_events e
+             LEFT JOIN public.agent_runs r ON r.event_id = e.id
+             WHERE e.user_id = $1 AND e.processed_at IS NULL
+               AND (r.id IS NULL
+                    OR (r.status = 'running'
+                        AND (r.next_attempt_at IS NULL OR r.next_attempt_at <= now())))
+             ORDER BY e.received_at, e.id
+             LIMIT $2",
+            &[&user_id, &limit],
+        )
+        .await
+        .map_err(text)?;
+    Ok(rows
+        .iter()
+        .map(|row| PendingEvent {
+            id: row.get(0),
+            event_type: row.get(1),
+            source: row.get(2),
+            event_data: row.get(3),
+            run: row
+                .get::<_, Option<String>>(4)
+                .map(|id| (id, row.get::<_, Option<i32>>(5).unwrap_or(0))),
+        })
+        .collect())
+}
+
+/// When the user's next retrying run is due, if any.
+pub async fn next_retry_at(client: &Client, user_id: &str) -> Result<Option<i64>, String> {
+    let row = client
+        .query_one(
+            "SELECT (extract(epoch FROM min(r.next_attempt_at)) * 1000)::bigint
+             FROM public.agent_runs r JOIN public.background_events e ON e.id = r.event_id
+             WHERE r.user_id = $1 AND r.status = 'running' AND r.next_attempt_at IS NOT NULL
+               AND e.processed_at IS NULL",
+            &[&user_id],
+        )
+        .await
+        .map_err(text)?;
+    Ok(row.get(0))
+}
+
+/// Suggestions made for `event_type` of the user in the last hour.
+pub async fn suggestions_last_hour(
+    client: &Client,
+    user_id: &str,
+    event_type: &str,
+) -> Result<u32, String> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM public.agent_runs
+             WHERE user_id = $1 AND event_type = $2 AND status = 'succeeded'
+               AND created_at > now() - interval '1 hour'",
+            &[&user_id, &event_type],
+        )
+        .await
+        .map_err(text)?;
+    Ok(u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX))
+}
+
+/// Marks an event processed without a suggestion, recording why.
+pub async fn skip_event(client: &Client, event_id: &str, reason: &str) -> Result<(), String> {
+    client
+        .execute(
+            "UPDATE public.background_events SET processed_at = now(), processing_note = $2
+             WHERE id = $1::text::uuid AND processed_at IS NULL",
+            &[&event_id, &reason],
+        )
+        .await
+        .map_err(text)?;
+    Ok(())
+}
+
+/// What an agent run is created with.
+#[derive(Debug)]
+pub struct NewRun<'a> {
+    /// A fresh id (used unless the event already has a run).
+    pub run_id: &'a str,
+    /// `ContentKind::as_str`.
+    pub content_kind: &'a str,
+    /// `Importance::as_str`.
+    pub importance: &'a str,
+    /// The stored prompt.
+    pub prompt: &'a str,
+    /// `template` or the model's name.
+    pub model: &'a str,
+}
+
+/// Claims the event's agent run: creates it, or takes over one cut off in the middle or due
+/// to retry (`next_attempt_at` cleared while it runs). `None` when the event already has a
+/// finished run (nothing to do but mark the event).
+pub async fn claim_run(
+    client: &Client,
+    user_id: &str,
+    event: &PendingEvent,
+    run: &NewRun<'_>,
+) -> Result<Option<(String, i32)>, String> {
+    let row = client
+        .query_opt(
+            "INSERT INTO public.agent_runs
+                 (id, user_id, event_id, event_type, content_kind, importance, prompt, model, status, attempts)
+             VALUES ($1::text::uuid, $2, $3::text::uuid, $4, $5, $6, $7, $8, 'running', 0)
+             ON CONFLICT (event_id) DO UPDATE SET prompt = excluded.prompt,
+                 model = excluded.model, next_attempt_at = NULL, updated_at = now()
+             WHERE agent_runs.status = 'running'
+             RETURNING id::text, attempts",
+            &[
+                &run.run_id,
+                &user_id,
+                &event.id,
+                &event.event_type,
+                &run.content_kind,
+                &run.importance,
+                &run.prompt,
+                &run.model,
+            ],
+        )
+        .await
+        .map_err(text)?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Marks an event whose run had already finished as processed (linking a succeeded run).
+pub async fn settle_event(client: &Client, event_id: &str) -> Result<(), String> {
+    client
+        .execute(
+            "UPDATE public.background_events e SET processed_at = now(),
+                 suggestion_generated = (r.status = 'succeeded'),
+                 suggestion_id = CASE WHEN r.status = 'succeeded' THEN r.id END
+             FROM public.agent_runs r
+             WHERE e.id = $1::text::uuid AND r.event_id = e.id AND e.processed_at IS NULL",
+            &[&event_id],
+        )
+        .await
+        .map_err(text)?;
+    Ok(())
+}
+
+/// What a successful run produced.
+#[derive(Debug)]
+pub struct RunOutput<'a> {
+    /// `template` or the model's name.
+    pub model: &'a str,
+    /// `{title, markdown, text}`.
+    pub output: Value,
+    /// Prompt tokens (0 for templates).
+    pub tokens_in: i32,
+    /// Completion tokens.
+    pub tokens_out: i32,
+    /// Time spent generating, ms.
+    pub latency_ms: i32,
+}
+
+/// Records a successful run and links it to its event, in one transaction.
+pub async fn run_succeeded(
+    client: &Client,
+    run_id: &str,
+    event_id: &str,
+    attempts: i32,
+    result: &RunOutput<'_>,
+) -> Result<(), String> {
+    crate::durable_object::in_transaction(client, async {
+        client
+            .execute(
+                "UPDATE public.agent_runs SET status = 'succeeded', attempts = $2, model = $3,
+                     output = $4, tokens_in = $5, tokens_out = $6, latency_ms = $7, error = NULL,
+                     next_attempt_at = NULL, updated_at = now()
+                 WHERE id = $1::text::uuid",
+                &[
+                    &run_id,
+                    &attempts,
+                    &result.model,
+                    &result.output,
+                    &result.tokens_in,
+                    &result.tokens_out,
+                    &result.latency_ms,
+                ],
+            )
+            .await
+            .map_err(text)?;
+        client
+            .execute(
+                "UPDATE public.background_events SET suggestion_generated = true,
+                     suggestion_id = $2::text::uuid, processed_at = now(), processing_note = NULL
+                 WHERE id = $1::text::uuid",
+                &[&event_id, &run_id],
+            )
+            .await
+            .map_err(text)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Records a failed attempt that will be retried at `at_ms` (epoch ms).
+pub async fn run_retrying(
+    client: &Client,
+    run_id: &str,
+    attempts: i32,
+    error: &str,
+    at_ms: i64,
+) -> Result<(), String> {
+    client
+        .execute(
+            "UPDATE public.agent_runs SET attempts = $2, error = $3,
+                 next_attempt_at = to_timestamp($4::bigint / 1000.0), updated_at = now()
+             WHERE id = $1::text::uuid",
+            &[&run_id, &attempts, &error, &at_ms],
+        )
+        .await
+        .map_err(text)?;
+    Ok(())
+}
+
+/// Records a run that failed for good (visible, retryable by API) and marks its event
+/// processed, in one transaction.
+pub async fn run_failed(
+    client: &Client,
+    run_id: &str,
+    event_id: &str,
+    attempts: i32,
+    error: &str,
+) -> Result<(), String> {
+    crate::durable_object::in_transaction(client, async {
+        client
+            .execute(
+                "UPDATE public.agent_runs SET status = 'failed', attempts = $2, error = $3,
+                     next_attempt_at = NULL, updated_at = now()
+                 WHERE id = $1::text::uuid",
+                &[&run_id, &attempts, &error],
+            )
+            .await
+            .map_err(text)?;
+        client
+            .execute(
+                "UPDATE public.background_events SET processed_at = now(),
+                     processing_note = 'agent run failed'
+                 WHERE id = $1::text::uuid",
+                &[&event_id],
+            )
+            .await
+            .map_err(text)?;
+        Ok(())
+    })
+    .await
+}
+
+/// A suggestion (a succeeded agent run) as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct SuggestionView {
+    id: String,
+    user_id: String,
+    event_id: String,
+    event_type: String,
+    content_kind: String,
+    importance: String,
+    /// `new`, `accepted` or `dismissed`.
+    status: String,
+    model: String,
+    title: Option<String>,
+    markdown: Option<String>,
+    text: Option<String>,
+    created_at: String,
+    actioned_at: Option<String>,
+}
+
+/// An agent run as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct AgentRunView {
+    id: String,
+    user_id: String,
+    event_id: String,
+    event_type: String,
+    content_kind: String,
+    importance: String,
+    status: String,
+    /// When a running run's next attempt is due.
+    next_attempt_at: Option<String>,
+    model: String,
+    attempts: i32,
+    tokens_in: i32,
+    tokens_out: i32,
+    latency_ms: Option<i32>,
+    error: Option<String>,
+    prompt: String,
+    output: Option<Value>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// A timestamp column as ISO 8601 UTC text.
+fn iso(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+}
+
+/// The columns [`suggestion`] reads, in order.
+fn suggestion_columns() -> String {
+    format!(
+        "id::text, user_id, event_id::text, event_type, content_kind, importance,
+         suggestion_status, model, output->>'title', output->>'markdown', output->>'text', {}, {}",
+        iso("created_at"),
+        iso("actioned_at")
+    )
+}
+
+fn suggestion(row: &Row) -> SuggestionView {
+    SuggestionView {
+        id: row.get(0),
+        user_id: row.get(1),
+        event_id: row.get(2),
+        event_type: row.get(3),
+        content_kind: row.get(4),
+        importance: row.get(5),
+        status: row.get(6),
+        model: row.get(7),
+        title: row.get(8),
+        markdown: row.get(9),
+        text: row.get(10),
+        created_at: row.get(11),
+        actioned_at: row.get(12),
+    }
+}
+
+/// The user's suggestions (newest first), optionally of one status.
+pub async fn suggestions(
+    client: &Client,
+    user_id: &str,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SuggestionView>, String> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM public.agent_runs
+                 WHERE user_id = $1 AND status = 'succeeded'
+                   AND ($2::text IS NULL OR suggestion_status = $2)
+                 ORDER BY created_at DESC, id LIMIT $3",
+                suggestion_columns()
+            ),
+            &[&user_id, &status, &limit],
+        )
+        .await
+        .map_err(text)?;
+    Ok(rows.iter().map(suggestion).collect())
+}
+
+/// One suggestion.
+pub async fn suggestion_by_id(client: &Client, id: &str) -> Result<Option<SuggestionView>, String> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM public.agent_runs
+                 WHERE id = $1::text::uuid AND status = 'succeeded'",
+                suggestion_columns()
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(text)?;
+    Ok(row.as_ref().map(suggestion))
+}
+
+/// How acting on a suggestion went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Actioned {
+    /// Done (or already in that state).
+    Done {
+        /// The user to notify.
+        user_id: String,
+    },
+    /// No such suggestion.
+    NotFound,
+    /// It was already acted on the other way.
+    Conflict(String),
+}
+
+/// Accepts or dismisses a suggestion and marks its event actioned, in one transaction.
+pub async fn action(client: &Client, id: &str, status: &str) -> Result<Actioned, String> {
+    crate::durable_object::in_transaction(client, async {
+        let row = client
+            .query_opt(
+                "SELECT user_id, suggestion_status, event_id::text FROM public.agent_runs
+                 WHERE id = $1::text::uuid AND status = 'succeeded' FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(text)?;
+        let Some(row) = row else {
+            return Ok(Actioned::NotFound);
+        };
+        let (user_id, current, event_id): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        if current != "new" && current != status {
+            return Ok(Actioned::Conflict(current));
+        }
+        client
+            .execute(
+                "UPDATE public.agent_runs SET suggestion_status = $2,
+                     actioned_at = coalesce(actioned_at, now()), updated_at = now()
+                 WHERE id = $1::text::uuid",
+                &[&id, &status],
+            )
+            .await
+            .map_err(text)?;
+        client
+            .execute(
+                "UPDATE public.background_events SET user_actioned = true WHERE id = $1::text::uuid",
+                &[&event_id],
+            )
+            .await
+            .map_err(text)?;
+        Ok(Actioned::Done { user_id })
+    })
+    .await
+}
+
+/// The agent runs (newest first), of one user and status when given.
+pub async fn runs(
+    client: &Client,
+    user_id: Option<&str>,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AgentRunView>, String> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT id::text, user_id, event_id::text, event_type, content_kind, importance,
+                        status, {next}, model, attempts, tokens_in, tokens_out, latency_ms, error,
+                        prompt, output, {created}, {updated}
+                 FROM public.agent_runs
+                 WHERE ($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)
+                 ORDER BY created_at DESC, id LIMIT $3",
+                next = iso("next_attempt_at"),
+                created = iso("created_at"),
+                updated = iso("updated_at"),
+            ),
+            &[&user_id, &status, &limit],
+        )
+        .await
+        .map_err(text)?;
+    Ok(rows
+        .iter()
+        .map(|row| AgentRunView {
+            id: row.get(0),
+            user_id: row.get(1),
+            event_id: row.get(2),
+            event_type: row.get(3),
+            content_kind: row.get(4),
+            importance: row.get(5),
+            status: row.get(6),
+            next_attempt_at: row.get(7),
+            model: row.get(8),
+            attempts: row.get(9),
+            tokens_in: row.get(10),
+            tokens_out: row.get(11),
+            latency_ms: row.get(12),
+            error: row.get(13),
+            prompt: row.get(14),
+            output: row.get(15),
+            created_at: row.get(16),
+            updated_at: row.get(17),
+        })
+        .collect())
+}
+
+/// Puts a failed run back in line (fresh attempts) and its event back to processing.
+/// `None` when no failed run has that id.
+pub async fn retry_failed(client: &Client, id: &str) -> Result<Option<String>, String> {
+    crate::durable_object::in_transaction(client, async {
+        let row = client
+            .query_opt(
+                "UPDATE public.agent_runs SET status = 'running', attempts = 0, error = NULL,
+                     next_attempt_at = now(), updated_at = now()
+                 WHERE id = $1::text::uuid AND status = 'failed'
+                 RETURNING user_id, event_id::text",
+                &[&id],
+            )
+            .await
+            .map_err(text)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        client
+            .execute(
+                "UPDATE public.background_events SET processed_at = NULL, processing_note = NULL
+                 WHERE id = $1::text::uuid",
+                &[&row.get::<_, String>(1)],
+            )
+            .await
+            .map_err(text)?;
+        Ok(Some(row.get(0)))
+    })
+    .await
+}
