@@ -417,3 +417,143 @@ async fn slow_answers_on_demand() {
         .unwrap()
         .starts_with("# Suggestion:"));
 }
+
+/// The contract with the Workers: the shared crate's request builder is accepted as sent,
+/// and its parser reads the sandbox's answers and faults as it reads OpenAI's.
+mod contract {
+    use edge_sync_shared::oauth::HttpRequestSpec;
+    use edge_sync_shared::suggestions::{
+        build_prompt, next_attempt, Artifact, ContentKind, ModelConfig, ModelError, Next,
+        UserPreferences, AGENT_RETRY_POLICY,
+    };
+    use edge_sync_shared::{Secret, Timestamp};
+
+    /// Where a local stack's `MODEL_BASE_URL` points (the port is irrelevant here).
+    const BASE: &str = "http://127.0.0.1:8790";
+
+    use super::*;
+
+    /// Sends what the Worker's fetch adapter would: the spec's method, headers and body,
+    /// to the sandbox standing in for the configured base URL.
+    async fn send(h: &Harness, spec: &HttpRequestSpec) -> Reply {
+        let path = spec.url.strip_prefix(BASE).unwrap();
+        let mut request = Request::builder().method(spec.method).uri(path);
+        for (name, value) in &spec.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        h.send(request.body(Body::from(spec.body.clone())).unwrap())
+            .await
+    }
+
+    fn parse(
+        config: &ModelConfig,
+        reply: &Reply,
+    ) -> Result<edge_sync_shared::suggestions::ModelAnswer, ModelError> {
+        config.parse_response(
+            reply.status.as_u16(),
+            reply.header("retry-after"),
+            std::str::from_utf8(&reply.body).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_workers_client_round_trips() {
+        let h = harness(0);
+        let config = ModelConfig::new(
+            &format!("{BASE}/openai/v1"),
+            "gpt-4o-mini",
+            Secret::new(KEY),
+        )
+        .unwrap();
+        let data = json!({"title": "Copper Kettle", "vendor": "Kettle & Co", "access_token": "shpat_never"});
+        let prompt = build_prompt(
+            ContentKind::ProductLaunch,
+            "shopify.product.created",
+            &data,
+            &UserPreferences::default(),
+        );
+        let spec = config.chat_request(&prompt);
+
+        let answer = parse(&config, &send(&h, &spec).await).unwrap();
+        let messages = vec![
+            ("system".to_owned(), prompt.system.clone()),
+            ("user".to_owned(), prompt.user.clone()),
+        ];
+        assert_eq!(answer.content, answer_content(&messages));
+        assert_eq!(answer.model, "gpt-4o-mini");
+        assert_eq!(
+            u64::from(answer.tokens_in),
+            estimate_tokens(&format!("{}{}", prompt.system, prompt.user))
+        );
+        let artifact = Artifact::from_model(&answer.content);
+        assert_eq!(
+            artifact.title,
+            "Suggestion: Event shopify.product.created: write a short-video hook and marketing copy."
+        );
+        // What the sandbox received is what the crate built, without the secret.
+        let log = h.get("/__sandbox/openai/requests", None).await.json();
+        assert_eq!(
+            log[0]["body"].to_string(),
+            serde_json::from_str::<Value>(&spec.body)
+                .unwrap()
+                .to_string()
+        );
+        assert!(log[0]["body"]["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Copper Kettle"));
+        assert!(!log.to_string().contains("shpat_never"));
+
+        // 429 with Retry-After, then success: one retry at the provider's time.
+        h.post_json("/__sandbox/faults", json!({"endpoint": "openai.chat.completions", "status": 429, "headers": {"Retry-After": "2"}})).await;
+        let error = parse(&config, &send(&h, &spec).await).unwrap_err();
+        assert_eq!(
+            error,
+            ModelError::RateLimited {
+                retry_after_secs: Some(2)
+            }
+        );
+        let t0 = Timestamp::from_millis(1_767_225_600_000);
+        assert_eq!(
+            next_attempt(&AGENT_RETRY_POLICY, 1, &error, t0, 0.5),
+            Next::RetryAt(t0.plus_millis(2_000))
+        );
+        assert!(parse(&config, &send(&h, &spec).await).is_ok());
+
+        // 503, malformed, wrong key, unknown model.
+        for (fault, expected_kind) in [
+            (
+                json!({"endpoint": "openai.chat.completions", "status": 503}),
+                "unavailable",
+            ),
+            (
+                json!({"endpoint": "openai.chat.completions", "status": 200}),
+                "malformed",
+            ),
+        ] {
+            h.post_json("/__sandbox/faults", fault).await;
+            let error = parse(&config, &send(&h, &spec).await).unwrap_err();
+            assert_eq!(error.kind(), expected_kind);
+            assert!(error.is_retryable());
+        }
+        let wrong_key = ModelConfig::new(
+            &format!("{BASE}/openai/v1"),
+            "gpt-4o-mini",
+            Secret::new("sk-wrong-0000"),
+        )
+        .unwrap();
+        let error = parse(
+            &wrong_key,
+            &send(&h, &wrong_key.chat_request(&prompt)).await,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, ModelError::Rejected { status: 401, message } if message.starts_with("Incorrect API key provided"))
+        );
+        assert!(!error.is_retryable());
+        let unknown =
+            ModelConfig::new(&format!("{BASE}/openai/v1"), "gpt-9", Secret::new(KEY)).unwrap();
+        let error = parse(&unknown, &send(&h, &unknown.chat_request(&prompt)).await).unwrap_err();
+        assert!(matches!(error, ModelError::Rejected { status: 404, .. }));
+    }
+}
