@@ -307,7 +307,7 @@ fn check_pattern(pattern: &str) -> Result<(), PreferencesError> {
     Ok(())
 }
 
-/// At most 100 characters, no control characters (messages go back to clients and logs).
+/// At most 200 characters, no control characters (messages go back to clients and logs).
 fn shorten(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
