@@ -14,6 +14,7 @@ pub mod oauth;
 pub mod provider_hooks;
 pub mod rate_budget;
 pub mod secret;
+pub mod suggestions;
 pub mod sync;
 pub mod sync_state;
 pub mod time;

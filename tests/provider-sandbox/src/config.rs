@@ -22,6 +22,10 @@ pub const DEFAULT_SHOPIFY_CLIENT_ID: &str = "sandbox-shopify-client-id";
 /// OAuth redirect's `hmac`.
 pub const DEFAULT_SHOPIFY_CLIENT_SECRET: &str = "sandbox-shopify-client-secret";
 
+/// Default bearer key of the sandbox's OpenAI-compatible endpoint (`MODEL_API_KEY` of a
+/// local stack).
+pub const DEFAULT_OPENAI_API_KEY: &str = "sandbox-openai-key";
+
 /// Settings fixed for the life of one sandbox.
 #[derive(Clone, Debug)]
 pub struct SandboxConfig {
@@ -62,6 +66,8 @@ pub struct SandboxConfig {
     /// when set: the seed's scheme, for receivers configured with `KEAP_WEBHOOK_SECRET`.
     /// Real Keap signs nothing (<https://developer.infusionsoft.com/rest-hook-documentation>).
     pub keap_webhook_secret: Option<Secret>,
+    /// Bearer key the OpenAI-compatible endpoint accepts ([`DEFAULT_OPENAI_API_KEY`]).
+    pub openai_api_key: Secret,
     /// Initial values of the settings that can change at run time.
     pub runtime: RuntimeConfig,
     /// File where OAuth tokens and runtime settings survive restarts (`serve` only).
@@ -90,6 +96,7 @@ impl Default for SandboxConfig {
             shopify_client_id: DEFAULT_SHOPIFY_CLIENT_ID.to_owned(),
             shopify_client_secret: Secret::new(DEFAULT_SHOPIFY_CLIENT_SECRET),
             keap_webhook_secret: None,
+            openai_api_key: Secret::new(DEFAULT_OPENAI_API_KEY),
             runtime: RuntimeConfig::default(),
             state_file: None,
             log_requests: true,

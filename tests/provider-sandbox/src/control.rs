@@ -505,6 +505,10 @@ pub fn router() -> Router<SharedState> {
         .route("/keap/tokens", post(oauth::control_issue))
         .route("/keap/tokens/issued", get(oauth::control_issued))
         .route("/shopify/tokens", post(shopify::oauth::control_issue))
+        .route(
+            "/openai/requests",
+            get(crate::openai::control_requests).delete(crate::openai::control_clear),
+        )
         .route("/clock", get(clock_now))
         .route("/clock/advance", post(clock_advance))
         .route(

@@ -56,11 +56,15 @@ pub enum Endpoint {
     ShopifyBulkRun,
     /// `GET` of a bulk operation's JSONL result (Shopify serves it from signed storage).
     ShopifyBulkResult,
+    /// `POST /openai/v1/chat/completions`: an OpenAI-compatible model ([`crate::openai`]).
+    OpenAiChatCompletions,
+    /// `GET /openai/v1/models`.
+    OpenAiModels,
 }
 
 impl Endpoint {
     /// Every endpoint, in the order counters list them.
-    pub const ALL: [Endpoint; 23] = [
+    pub const ALL: [Endpoint; 25] = [
         Endpoint::KeapOAuthAuthorize,
         Endpoint::KeapOAuthToken,
         Endpoint::KeapContactsList,
@@ -84,6 +88,8 @@ impl Endpoint {
         Endpoint::ShopifyGraphql,
         Endpoint::ShopifyBulkRun,
         Endpoint::ShopifyBulkResult,
+        Endpoint::OpenAiChatCompletions,
+        Endpoint::OpenAiModels,
     ];
 
     /// The stable key used by the control API (`keap.contacts.list`,
@@ -113,6 +119,8 @@ impl Endpoint {
             Endpoint::ShopifyGraphql => "shopify.graphql",
             Endpoint::ShopifyBulkRun => "shopify.bulk.run",
             Endpoint::ShopifyBulkResult => "shopify.bulk.result",
+            Endpoint::OpenAiChatCompletions => "openai.chat.completions",
+            Endpoint::OpenAiModels => "openai.models",
         }
     }
 
@@ -168,6 +176,16 @@ impl Endpoint {
             Endpoint::ShopifyOAuthAuthorize
                 | Endpoint::ShopifyOAuthAccessToken
                 | Endpoint::ShopifyGraphql
+        )
+    }
+}
+
+impl Endpoint {
+    /// Whether this is the OpenAI-compatible API (its errors use OpenAI's error object).
+    pub fn is_openai(self) -> bool {
+        matches!(
+            self,
+            Endpoint::OpenAiChatCompletions | Endpoint::OpenAiModels
         )
     }
 }

@@ -2,7 +2,8 @@
 //! (Keap OAuth 2, REST v2 contacts, opportunities, orders and tasks, and v1 REST Hooks;
 //! Shopify's OAuth install flow, GraphQL Admin API and webhook subscriptions), for local runs
 //! and end-to-end tests. It also sends the providers' webhooks to local receivers
-//! ([`keap::hooks`], [`shopify::webhooks`], through [`outbound`]).
+//! ([`keap::hooks`], [`shopify::webhooks`], through [`outbound`]). It also serves an
+//! OpenAI-compatible Chat Completions endpoint for the model behind suggestions ([`openai`]).
 //!
 //! It follows the providers' public docs:
 //! - Keap: <https://developer.infusionsoft.com/getting-started-oauth-keys>,
@@ -33,6 +34,7 @@ pub mod endpoint;
 pub mod hold;
 pub mod keap;
 pub mod middleware;
+pub mod openai;
 pub mod outbound;
 pub mod secret;
 pub mod seed;
@@ -70,6 +72,7 @@ pub fn build_app_with_clock(config: SandboxConfig, clock: Clock) -> (Router, Sha
     let router = Router::new()
         .merge(keap::router(&state))
         .merge(shopify::router(&state))
+        .merge(openai::router(&state))
         .nest("/__sandbox", control::router())
         .fallback(not_found)
         .layer(from_fn_with_state(state.clone(), middleware::log_request))

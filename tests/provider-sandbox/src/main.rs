@@ -65,6 +65,9 @@ struct Cli {
     /// using this secret (real Keap signs nothing).
     #[arg(long, env = "SANDBOX_KEAP_WEBHOOK_SECRET", hide_env_values = true)]
     keap_webhook_secret: Option<String>,
+    /// Bearer key the OpenAI-compatible endpoint (`/openai/v1`) accepts.
+    #[arg(long, env = "SANDBOX_OPENAI_API_KEY", default_value = provider_sandbox::config::DEFAULT_OPENAI_API_KEY, hide_env_values = true)]
+    openai_api_key: String,
     /// Access-token lifetime in seconds (Keap: 24 h).
     #[arg(long, env = "SANDBOX_ACCESS_TOKEN_TTL_SECS", default_value_t = 86_400)]
     access_token_ttl_secs: u64,
@@ -102,6 +105,7 @@ impl Cli {
             shopify_client_id: self.shopify_client_id,
             shopify_client_secret: Secret::new(self.shopify_client_secret),
             keap_webhook_secret: self.keap_webhook_secret.map(Secret::new),
+            openai_api_key: Secret::new(self.openai_api_key),
             runtime: RuntimeConfig {
                 access_token_ttl_secs: self.access_token_ttl_secs,
                 refresh_token_ttl_secs: self.refresh_token_ttl_secs,

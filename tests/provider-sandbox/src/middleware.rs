@@ -215,6 +215,9 @@ fn default_fault_body(endpoint: Endpoint, status: StatusCode) -> String {
         };
         return body.to_string();
     }
+    if endpoint.is_openai() {
+        return crate::openai::default_fault_body(status);
+    }
     if endpoint.is_authorize_page() {
         return format!("<!doctype html><title>{reason}</title><h1>{reason}</h1>");
     }

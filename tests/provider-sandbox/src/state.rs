@@ -35,6 +35,8 @@ pub struct AppState {
     pub keap: KeapState,
     /// Shopify's stores (OAuth codes and access tokens).
     pub shopify: ShopifyState,
+    /// The OpenAI-compatible endpoint's received requests.
+    pub openai: crate::openai::OpenAiState,
     /// Counters and the request log.
     pub recorder: Mutex<Recorder>,
     /// Faults queued per endpoint.
@@ -97,6 +99,7 @@ impl AppState {
             clock,
             keap,
             shopify,
+            openai: crate::openai::OpenAiState::default(),
             recorder: Mutex::new(Recorder::default()),
             faults: Mutex::new(FaultBook::default()),
             holds: Mutex::new(HoldBook::default()),

@@ -4,6 +4,7 @@
 
 mod keap_hooks;
 mod keap_records;
+mod openai;
 mod receiver;
 mod shopify;
 mod shopify_bulk;
