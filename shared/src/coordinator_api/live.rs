@@ -99,7 +99,10 @@ pub const LIVE_TICKET_TTL_MS: i64 = 60_000;
 
 /// The storage key of a ticket: its SHA-256, so the ticket itself is never stored.
 pub fn live_ticket_key(ticket: &str) -> String {
-    format!("live_ticket:{}", hex::encode(Sha256::digest(ticket.as_bytes())))
+    format!(
+        "live_ticket:{}",
+        hex::encode(Sha256::digest(ticket.as_bytes()))
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use edge_sync_e2e::{
-    flows::{connect_shopify, db_count, product_body, sandbox_control, sandbox_get, shopify_delivery},
+    flows::{
+        connect_shopify, db_count, product_body, sandbox_control, sandbox_get, shopify_delivery,
+    },
     Stack, StackOptions, SANDBOX_MODEL,
 };
 use futures::{SinkExt, StreamExt};
@@ -85,8 +87,7 @@ async fn ticket(stack: &Stack, user_id: &str) -> String {
 
 /// The next JSON message of type `kind` on the WebSocket (skipping others).
 async fn next_message(
-    socket: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
-              + Unpin),
+    socket: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
     kind: &str,
 ) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -125,10 +126,14 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
         "{}/coordinator/users/u-suggest/live",
         stack.coordinator.replace("http://", "ws://")
     );
-    assert!(tokio_tungstenite::connect_async(live.clone()).await.is_err());
-    assert!(tokio_tungstenite::connect_async(format!("{live}?ticket=forged"))
+    assert!(tokio_tungstenite::connect_async(live.clone())
         .await
         .is_err());
+    assert!(
+        tokio_tungstenite::connect_async(format!("{live}?ticket=forged"))
+            .await
+            .is_err()
+    );
     let ticket_ws = ticket(&stack, "u-suggest").await;
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("{live}?ticket={ticket_ws}"))
         .await
@@ -190,7 +195,9 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
     let sent = sandbox_get(&stack, "openai/requests").await;
     let requests = sent.as_array().cloned().unwrap_or_default();
     assert_eq!(requests.len(), 1, "{sent}");
-    assert!(requests[0]["body"].to_string().contains("Alpine Trail Runner"));
+    assert!(requests[0]["body"]
+        .to_string()
+        .contains("Alpine Trail Runner"));
     assert!(run["output"]["markdown"]
         .as_str()
         .is_some_and(|m| m.contains("prompt-digest")));
@@ -230,9 +237,18 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(list["suggestions"][0]["id"], id, "{list}");
-    let (status, one) = operator(&stack, "GET", &format!("/coordinator/suggestions/{id}"), None).await;
+    let (status, one) = operator(
+        &stack,
+        "GET",
+        &format!("/coordinator/suggestions/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(one["title"].as_str().is_some_and(|t| !t.is_empty()), "{one}");
+    assert!(
+        one["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{one}"
+    );
     let (status, accepted) = operator(
         &stack,
         "POST",
@@ -244,7 +260,10 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
     assert_eq!(accepted["status"], "accepted");
     let actioned = next_message(&mut socket, "suggestion_actioned").await;
     assert_eq!(actioned["id"], id);
-    let row = eventually(&stack, &event_and_run("create-1"), |v| v["user_actioned"] == true).await;
+    let row = eventually(&stack, &event_and_run("create-1"), |v| {
+        v["user_actioned"] == true
+    })
+    .await;
     assert_eq!(row["run"]["suggestion_status"], "accepted");
     let (status, _) = operator(
         &stack,
@@ -284,7 +303,14 @@ async fn preferences_decide_and_templates_write_without_a_model() {
     let (status, _) = operator(&stack, "PUT", path, Some(json!({ "auto_suggest": false }))).await;
     assert_eq!(status, 200);
     assert_eq!(
-        deliver(&stack, "products/create", shop, "off-1", &product_body(1, "Quiet Lamp")).await,
+        deliver(
+            &stack,
+            "products/create",
+            shop,
+            "off-1",
+            &product_body(1, "Quiet Lamp")
+        )
+        .await,
         200
     );
     let row = eventually(&stack, &event_and_run("off-1"), |v| v["processed"] == true).await;
@@ -318,19 +344,39 @@ async fn preferences_decide_and_templates_write_without_a_model() {
     assert_eq!(read["rules"]["shopify.product.created"]["max_per_hour"], 1);
 
     assert_eq!(
-        deliver(&stack, "products/create", shop, "on-1", &product_body(2, "Summit Pack")).await,
+        deliver(
+            &stack,
+            "products/create",
+            shop,
+            "on-1",
+            &product_body(2, "Summit Pack")
+        )
+        .await,
         200
     );
-    let row = eventually(&stack, &event_and_run("on-1"), |v| v["suggestion_generated"] == true).await;
+    let row = eventually(&stack, &event_and_run("on-1"), |v| {
+        v["suggestion_generated"] == true
+    })
+    .await;
     assert_eq!(row["run"]["model"], "template", "{row}");
     assert_eq!(row["run"]["importance"], "high");
     assert_eq!(row["run"]["tokens_in"], 0);
-    let markdown = row["run"]["output"]["markdown"].as_str().unwrap_or_default().to_owned();
+    let markdown = row["run"]["output"]["markdown"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(markdown.contains("Summit Pack"), "{markdown}");
 
     // The hourly budget of the type is spent: the next one is recorded, not suggested.
     assert_eq!(
-        deliver(&stack, "products/create", shop, "on-2", &product_body(3, "Ridge Tent")).await,
+        deliver(
+            &stack,
+            "products/create",
+            shop,
+            "on-2",
+            &product_body(3, "Ridge Tent")
+        )
+        .await,
         200
     );
     let row = eventually(&stack, &event_and_run("on-2"), |v| v["processed"] == true).await;
@@ -366,10 +412,20 @@ async fn model_failures_are_retried_then_visible_and_retryable() {
     )
     .await;
     assert_eq!(
-        deliver(&stack, "products/create", shop, "rl-1", &product_body(11, "Canyon Boot")).await,
+        deliver(
+            &stack,
+            "products/create",
+            shop,
+            "rl-1",
+            &product_body(11, "Canyon Boot")
+        )
+        .await,
         200
     );
-    let row = eventually(&stack, &event_and_run("rl-1"), |v| v["suggestion_generated"] == true).await;
+    let row = eventually(&stack, &event_and_run("rl-1"), |v| {
+        v["suggestion_generated"] == true
+    })
+    .await;
     assert_eq!(row["run"]["attempts"], 2, "{row}");
     assert_eq!(row["run"]["status"], "succeeded");
 
@@ -380,7 +436,14 @@ async fn model_failures_are_retried_then_visible_and_retryable() {
     )
     .await;
     assert_eq!(
-        deliver(&stack, "products/create", shop, "down-1", &product_body(12, "Glacier Jacket")).await,
+        deliver(
+            &stack,
+            "products/create",
+            shop,
+            "down-1",
+            &product_body(12, "Glacier Jacket")
+        )
+        .await,
         200
     );
     let row = eventually(&stack, &event_and_run("down-1"), |v| v["processed"] == true).await;
@@ -409,7 +472,10 @@ async fn model_failures_are_retried_then_visible_and_retryable() {
     )
     .await;
     assert_eq!(status, 202, "{retried}");
-    let row = eventually(&stack, &event_and_run("down-1"), |v| v["suggestion_generated"] == true).await;
+    let row = eventually(&stack, &event_and_run("down-1"), |v| {
+        v["suggestion_generated"] == true
+    })
+    .await;
     assert_eq!(row["suggestion_id"], run_id.as_str());
     assert_eq!(row["run"]["status"], "succeeded");
     let (status, _) = operator(

@@ -10,8 +10,7 @@ use std::{cell::RefCell, rc::Rc};
 use edge_sync_shared::{
     bindings::workers::SYNC_COORDINATOR as WORKER,
     coordinator_api::{
-        live_ticket_key, CoordinatorError, LiveMessage, LiveTicket, UserNotice,
-        LIVE_TICKET_TTL_MS,
+        live_ticket_key, CoordinatorError, LiveMessage, LiveTicket, UserNotice, LIVE_TICKET_TTL_MS,
     },
     log::Level,
     sync::RetryPolicy,
@@ -139,7 +138,7 @@ impl SyncCoordinator {
 /// Messages kept for a user's instance until it has taken them: a notice survives a failed
 /// send (and a restart) and is sent again by the alarm, so every stored event reaches its
 /// user's processing.
-#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct PendingNotice {
     messages: Vec<LiveMessage>,
     process: bool,
@@ -165,7 +164,13 @@ pub(super) fn queue_notice(
     now: Timestamp,
 ) -> worker::Result<()> {
     let key = format!("{NOTICE_PREFIX}{user_id}");
-    let mut notice: PendingNotice = store.get(&key, now)?.unwrap_or_default();
+    let mut notice: PendingNotice = store.get(&key, now)?.unwrap_or(PendingNotice {
+        messages: Vec::new(),
+        process: false,
+        due_at: now,
+        attempts: 0,
+        seq: 0,
+    });
     notice.messages.extend(messages);
     let excess = notice.messages.len().saturating_sub(MAX_PENDING_MESSAGES);
     notice.messages.drain(..excess);

@@ -18,8 +18,7 @@ use std::{cell::RefCell, rc::Rc};
 use edge_sync_shared::{
     bindings,
     coordinator_api::{
-        self, AcquireLease, CoordinatorError, ReplaySince, StorageHealth, TokenRequest,
-        UserNotice,
+        self, AcquireLease, CoordinatorError, ReplaySince, StorageHealth, TokenRequest, UserNotice,
     },
     Timestamp,
 };
@@ -58,8 +57,8 @@ fn query(req: &Request, name: &str) -> Handled<Option<String>> {
 }
 
 pub use edge_sync_shared::coordinator_api::{ConnectRequest, IndexEntry};
-pub use live::user_instance;
 pub(crate) use events::in_transaction;
+pub use live::user_instance;
 
 /// Name of the instance that holds deployment-wide state.
 pub const SYSTEM_INSTANCE: &str = "system";
@@ -120,7 +119,11 @@ impl DurableObject for SyncCoordinator {
         _was_clean: bool,
     ) -> worker::Result<()> {
         // Completes the closing handshake (1005/1006 cannot be sent back).
-        let code = if matches!(code, 1005 | 1006) { 1000 } else { code };
+        let code = if matches!(code, 1005 | 1006) {
+            1000
+        } else {
+            code
+        };
         let _ = ws.close(Some(u16::try_from(code).unwrap_or(1000)), Some("closed"));
         Ok(())
     }

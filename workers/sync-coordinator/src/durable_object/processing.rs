@@ -48,7 +48,10 @@ struct Processing {
 const KEY: &str = "processing";
 
 /// When the next pass is due.
-pub(super) fn next_due(store: &crate::store::Store, now: Timestamp) -> worker::Result<Option<Timestamp>> {
+pub(super) fn next_due(
+    store: &crate::store::Store,
+    now: Timestamp,
+) -> worker::Result<Option<Timestamp>> {
     Ok(store.get::<Processing>(KEY, now)?.and_then(|p| p.due_at))
 }
 
@@ -62,7 +65,11 @@ enum Outcome {
 
 impl SyncCoordinator {
     /// Asks for a pass over `user_id`'s pending events now.
-    pub(super) async fn request_processing(&self, user_id: &str, now: Timestamp) -> worker::Result<()> {
+    pub(super) async fn request_processing(
+        &self,
+        user_id: &str,
+        now: Timestamp,
+    ) -> worker::Result<()> {
         let mut state: Processing = self.store.get(KEY, now)?.unwrap_or(Processing {
             user_id: user_id.to_owned(),
             due_at: None,
@@ -100,7 +107,9 @@ impl SyncCoordinator {
             }
             Err(reason) => {
                 state.failures += 1;
-                let delay = agent.retry.delay_ms(state.failures, random::unit_interval());
+                let delay = agent
+                    .retry
+                    .delay_ms(state.failures, random::unit_interval());
                 log::event(WORKER, Level::Warn, "event_processing_failed")
                     .with("user_id", &state.user_id)
                     .with("failures", state.failures)
@@ -119,20 +128,23 @@ impl SyncCoordinator {
         user_id: &str,
         agent: &AgentConfig,
     ) -> Result<Option<Timestamp>, String> {
-        let client = postgres::connect(&self.env).await.map_err(|e| e.to_string())?;
+        let client = postgres::connect(&self.env)
+            .await
+            .map_err(|e| e.to_string())?;
         let pending = store::pending_events(&client, user_id, BATCH).await?;
         if pending.is_empty() {
             return Ok(None);
         }
         // Preferences the user's app wrote that are not acceptable suggest nothing (the
         // user may have meant to turn suggestions off); each event records why.
-        let preferences = store::preferences(&client, user_id).await?.map_err(|e| {
-            log::event(WORKER, Level::Warn, "user_preferences_invalid")
-                .with("user_id", user_id)
-                .with_reason(e.to_string())
-                .emit();
-            e
-        });
+        let preferences = store::preferences(&client, user_id)
+            .await?
+            .inspect_err(|e| {
+                log::event(WORKER, Level::Warn, "user_preferences_invalid")
+                    .with("user_id", user_id)
+                    .with_reason(e.to_string())
+                    .emit();
+            });
         let mut messages = Vec::new();
         let mut retry_at: Option<Timestamp> = None;
         for event in &pending {
@@ -276,7 +288,8 @@ impl SyncCoordinator {
                 let attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
                 match next_attempt(&agent.retry, attempts, &error, now, random::unit_interval()) {
                     Next::RetryAt(at) => {
-                        store::run_retrying(client, &run_id, attempt, &reason, at.as_millis()).await?;
+                        store::run_retrying(client, &run_id, attempt, &reason, at.as_millis())
+                            .await?;
                         log::event(WORKER, Level::Warn, "agent_run_retrying")
                             .with("event_id", &event.id)
                             .with("run_id", &run_id)

@@ -7,7 +7,8 @@ use edge_sync_shared::{
     auth::Capability,
     connection::ConnectionView,
     coordinator_api::{
-        self, EventEnvelope, EventList, EventSummary, HookToken, ReplaySince, Replayed, RequestError, StoreEvent,
+        self, EventEnvelope, EventList, EventSummary, HookToken, ReplaySince, Replayed,
+        RequestError, StoreEvent,
     },
     token_lifecycle::ConnectionStatus,
     webhook::{delivery_belongs_to, APP_UNINSTALLED_EVENT},
@@ -135,7 +136,10 @@ pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
 }
 
 fn no_connection(shop: &str) -> HttpError {
-    HttpError::new(404, format!("no Shopify connection of {shop} at this route"))
+    HttpError::new(
+        404,
+        format!("no Shopify connection of {shop} at this route"),
+    )
 }
 
 /// Stores the event in the first of `candidates` that takes it; the last refusal when none

@@ -10,7 +10,7 @@
 use edge_sync_shared::{
     auth::Capability,
     coordinator_api::{LiveMessage, UserNotice},
-    suggestions::{PreferencesError, UserPreferences},
+    suggestions::{PreferencesError, SuggestionAction, UserPreferences},
 };
 use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
 use serde::Serialize;
@@ -48,7 +48,10 @@ pub async fn get_preferences(req: &Request, env: &Env, user_id: &str) -> HttpRes
     require(req, env, Capability::Operate)?;
     let user_id = checked_user(user_id)?;
     let client = database(env).await?;
-    match store::preferences(&client, user_id).await.map_err(unavailable)? {
+    match store::preferences(&client, user_id)
+        .await
+        .map_err(unavailable)?
+    {
         Ok(preferences) => Ok(Response::from_json(&preferences)?),
         // The user's app wrote a row that is not acceptable: say so (409), so it is fixed.
         Err(e) => Err(HttpError::new(
@@ -67,7 +70,11 @@ pub async fn put_preferences(mut req: Request, env: &Env, user_id: &str) -> Http
         .await
         .map_err(|_| HttpError::bad_request("body must be JSON"))?;
     let preferences = UserPreferences::from_put_body(body.as_bytes()).map_err(|e| {
-        let status = if matches!(e, PreferencesError::TooLarge) { 413 } else { 400 };
+        let status = if matches!(e, PreferencesError::TooLarge) {
+            413
+        } else {
+            400
+        };
         HttpError::new(status, format!("invalid preferences: {e}"))
     })?;
     let client = database(env).await?;
@@ -101,8 +108,8 @@ fn status_filter(req: &Request, allowed: &[&str]) -> Result<Option<String>, Http
 /// `GET /coordinator/suggestions?user_id=U[&status=new|accepted|dismissed]`.
 pub async fn list_suggestions(req: &Request, env: &Env) -> HttpResult {
     require(req, env, Capability::Operate)?;
-    let user_id = query(req, "user_id")?
-        .ok_or_else(|| HttpError::bad_request("user_id is required"))?;
+    let user_id =
+        query(req, "user_id")?.ok_or_else(|| HttpError::bad_request("user_id is required"))?;
     checked_user(&user_id)?;
     let status = status_filter(req, &["new", "accepted", "dismissed"])?;
     let client = database(env).await?;
@@ -119,7 +126,10 @@ pub async fn get_suggestion(req: &Request, env: &Env, id: &str) -> HttpResult {
         return Err(HttpError::not_found());
     }
     let client = database(env).await?;
-    match store::suggestion_by_id(&client, id).await.map_err(unavailable)? {
+    match store::suggestion_by_id(&client, id)
+        .await
+        .map_err(unavailable)?
+    {
         Some(suggestion) => Ok(Response::from_json(&suggestion)?),
         None => Err(HttpError::not_found()),
     }
@@ -129,32 +139,29 @@ pub async fn get_suggestion(req: &Request, env: &Env, id: &str) -> HttpResult {
 /// it was already acted on the other way.
 pub async fn action_suggestion(req: &Request, env: &Env, id: &str, action: &str) -> HttpResult {
     require(req, env, Capability::Operate)?;
-    let status = match action {
-        "accept" => "accepted",
-        "dismiss" => "dismissed",
+    let action = match action {
+        "accept" => SuggestionAction::Accept,
+        "dismiss" => SuggestionAction::Dismiss,
         _ => return Err(HttpError::not_found()),
     };
     if !is_uuid(id) {
         return Err(HttpError::not_found());
     }
     let client = database(env).await?;
-    match store::action(&client, id, status).await.map_err(unavailable)? {
+    match store::action(&client, id, action)
+        .await
+        .map_err(unavailable)?
+    {
         Actioned::NotFound => Err(HttpError::not_found()),
-        Actioned::Conflict(current) => Err(HttpError::new(
-            409,
-            format!("suggestion already {current}"),
-        )),
-        Actioned::Done { user_id } => {
-            notify(
-                env,
-                &user_id,
-                vec![LiveMessage::SuggestionActioned {
+        Actioned::Refused(why) => Err(HttpError::new(409, why.to_string())),
+        Actioned::Done { user_id, changed } => {
+            if changed {
+                let message = LiveMessage::SuggestionActioned {
                     id: id.to_owned(),
-                    status: status.to_owned(),
-                }],
-                false,
-            )
-            .await;
+                    status: action.target().as_str().to_owned(),
+                };
+                notify(env, &user_id, vec![message], false).await;
+            }
             let suggestion = store::suggestion_by_id(&client, id)
                 .await
                 .map_err(unavailable)?
@@ -187,14 +194,19 @@ pub async fn retry_run(req: &Request, env: &Env, id: &str) -> HttpResult {
         return Err(HttpError::not_found());
     }
     let client = database(env).await?;
-    let Some(user_id) = store::retry_failed(&client, id).await.map_err(unavailable)? else {
+    let Some(user_id) = store::retry_failed(&client, id)
+        .await
+        .map_err(unavailable)?
+    else {
         return Err(HttpError::new(404, "no failed agent run with this id"));
     };
     // The run is due in Postgres; waking the user's instance makes it run now. If the wake
     // fails, the next event of the user (or the next retry) picks it up.
     notify(env, &user_id, Vec::new(), true).await;
-    Ok(Response::from_json(&serde_json::json!({ "id": id, "status": "retrying" }))?
-        .with_status(202))
+    Ok(
+        Response::from_json(&serde_json::json!({ "id": id, "status": "retrying" }))?
+            .with_status(202),
+    )
 }
 
 /// Tells `user_id`'s instance (best effort: what it is told about is in Postgres).
@@ -233,10 +245,11 @@ pub async fn live_ticket(req: &Request, env: &Env, user_id: &str) -> HttpResult 
 /// instance spends the ticket and answers with the WebSocket or the event stream.
 pub async fn live_stream(req: &Request, env: &Env, user_id: &str) -> HttpResult {
     let user_id = checked_user(user_id)?;
-    let ticket = query(req, "ticket")?
-        .ok_or_else(|| HttpError::new(401, "a live ticket is required"))?;
+    let ticket =
+        query(req, "ticket")?.ok_or_else(|| HttpError::new(401, "a live ticket is required"))?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(req.headers().clone());
+    init.with_method(Method::Get)
+        .with_headers(req.headers().clone());
     let mut url = worker::Url::parse(&format!("https://user.do/internal/user/{user_id}/live"))
         .map_err(|e| HttpError::internal(e.to_string()))?;
     url.query_pairs_mut().append_pair("ticket", &ticket);

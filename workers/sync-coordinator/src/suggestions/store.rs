@@ -2,7 +2,10 @@
 //! columns of `background_events`. Every write that links a suggestion to its event happens
 //! in one transaction, and `agent_runs.event_id` is unique, so an event has at most one run.
 
-use edge_sync_shared::suggestions::{PreferencesError, UserPreferences};
+use edge_sync_shared::suggestions::{
+    ActionError, ActionOutcome, PreferencesError, RunStatus, SuggestionAction, SuggestionStatus,
+    UserPreferences,
+};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::{Client, Row};
@@ -19,8 +22,6 @@ pub struct PendingEvent {
     pub id: String,
     /// Its type.
     pub event_type: String,
-    /// Its source.
-    pub source: String,
     /// Its data.
     pub event_data: Value,
     /// Its agent run, when one exists (retrying, or cut off while running).
@@ -79,7 +80,7 @@ pub async fn pending_events(
 ) -> Result<Vec<PendingEvent>, String> {
     let rows = client
         .query(
-            "SELECT e.id::text, e.event_type, e.source, e.event_data, r.id::text, r.attempts
+            "SELECT e.id::text, e.event_type, e.event_data, r.id::text, r.attempts
              FROM public.background_events e
              LEFT JOIN public.agent_runs r ON r.event_id = e.id
              WHERE e.user_id = $1 AND e.processed_at IS NULL
@@ -97,11 +98,10 @@ pub async fn pending_events(
         .map(|row| PendingEvent {
             id: row.get(0),
             event_type: row.get(1),
-            source: row.get(2),
-            event_data: row.get(3),
+            event_data: row.get(2),
             run: row
-                .get::<_, Option<String>>(4)
-                .map(|id| (id, row.get::<_, Option<i32>>(5).unwrap_or(0))),
+                .get::<_, Option<String>>(3)
+                .map(|id| (id, row.get::<_, Option<i32>>(4).unwrap_or(0))),
         })
         .collect())
 }
@@ -442,26 +442,33 @@ pub async fn suggestion_by_id(client: &Client, id: &str) -> Result<Option<Sugges
 }
 
 /// How acting on a suggestion went.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Actioned {
-    /// Done (or already in that state).
+    /// Applied (or the same action again: nothing changed).
     Done {
         /// The user to notify.
         user_id: String,
+        /// Whether anything changed.
+        changed: bool,
     },
-    /// No such suggestion.
+    /// No suggestion has that id.
     NotFound,
-    /// It was already acted on the other way.
-    Conflict(String),
+    /// It cannot be applied (the run has no suggestion yet, or the other action was taken).
+    Refused(ActionError),
 }
 
-/// Accepts or dismisses a suggestion and marks its event actioned, in one transaction.
-pub async fn action(client: &Client, id: &str, status: &str) -> Result<Actioned, String> {
+/// Applies `action` to suggestion `id` ([`SuggestionAction::apply`] decides) and marks its
+/// event actioned, in one transaction.
+pub async fn action(
+    client: &Client,
+    id: &str,
+    action: SuggestionAction,
+) -> Result<Actioned, String> {
     crate::durable_object::in_transaction(client, async {
         let row = client
             .query_opt(
-                "SELECT user_id, suggestion_status, event_id::text FROM public.agent_runs
-                 WHERE id = $1::text::uuid AND status = 'succeeded' FOR UPDATE",
+                "SELECT user_id, status, suggestion_status, event_id::text FROM public.agent_runs
+                 WHERE id = $1::text::uuid FOR UPDATE",
                 &[&id],
             )
             .await
@@ -469,28 +476,40 @@ pub async fn action(client: &Client, id: &str, status: &str) -> Result<Actioned,
         let Some(row) = row else {
             return Ok(Actioned::NotFound);
         };
-        let (user_id, current, event_id): (String, String, String) =
-            (row.get(0), row.get(1), row.get(2));
-        if current != "new" && current != status {
-            return Ok(Actioned::Conflict(current));
-        }
+        let user_id: String = row.get(0);
+        let run = RunStatus::parse(row.get(1)).ok_or("unknown agent run status")?;
+        let current =
+            SuggestionStatus::parse(row.get(2)).ok_or("unknown suggestion status")?;
+        let status = match action.apply(run, current) {
+            Err(refused) => return Ok(Actioned::Refused(refused)),
+            Ok(ActionOutcome::Unchanged(_)) => {
+                return Ok(Actioned::Done {
+                    user_id,
+                    changed: false,
+                })
+            }
+            Ok(ActionOutcome::Changed(status)) => status,
+        };
         client
             .execute(
-                "UPDATE public.agent_runs SET suggestion_status = $2,
-                     actioned_at = coalesce(actioned_at, now()), updated_at = now()
+                "UPDATE public.agent_runs SET suggestion_status = $2, actioned_at = now(),
+                     updated_at = now()
                  WHERE id = $1::text::uuid",
-                &[&id, &status],
+                &[&id, &status.as_str()],
             )
             .await
             .map_err(text)?;
         client
             .execute(
                 "UPDATE public.background_events SET user_actioned = true WHERE id = $1::text::uuid",
-                &[&event_id],
+                &[&row.get::<_, String>(3)],
             )
             .await
             .map_err(text)?;
-        Ok(Actioned::Done { user_id })
+        Ok(Actioned::Done {
+            user_id,
+            changed: true,
+        })
     })
     .await
 }
