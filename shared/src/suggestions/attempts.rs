@@ -84,6 +84,7 @@ pub fn next_attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::suggestions::model::parse_chat_response;
 
     const T0: Timestamp = Timestamp(1_767_225_600_000);
 
@@ -159,6 +160,52 @@ mod tests {
         assert_eq!(
             next_attempt(&policy, 4, &limited(1), T0, 0.0),
             Next::Fail(FailReason::AttemptsExhausted)
+        );
+    }
+
+    /// One run over virtual time against scripted answers (status, Retry-After, body), the
+    /// way the Worker drives it: parse, then retry at the time given or stop.
+    fn simulate(
+        script: &[(u16, Option<&str>, &str)],
+    ) -> (Result<String, FailReason>, u32, Timestamp) {
+        let mut now = T0;
+        for (i, (status, retry_after, body)) in script.iter().enumerate() {
+            let attempts = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            match parse_chat_response(*status, *retry_after, body) {
+                Ok(answer) => return (Ok(answer.content), attempts, now),
+                Err(error) => match next_attempt(&AGENT_RETRY_POLICY, attempts, &error, now, 1.0) {
+                    Next::RetryAt(at) => now = at,
+                    Next::Fail(reason) => return (Err(reason), attempts, now),
+                },
+            }
+        }
+        (Err(FailReason::AttemptsExhausted), 0, now)
+    }
+
+    const OK: &str = r#"{"object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Done"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    const LIMITED: &str = r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+
+    #[test]
+    fn a_run_over_virtual_time() {
+        // 429 with Retry-After 2, then 503, then an answer: done at 2 s + 2 s.
+        let (outcome, attempts, at) =
+            simulate(&[(429, Some("2"), LIMITED), (503, None, ""), (200, None, OK)]);
+        assert_eq!(outcome, Ok("Done".to_owned()));
+        assert_eq!(attempts, 3);
+        assert_eq!(at, T0.plus_millis(4_000));
+        // The model stays down: four attempts, then a failed run after 1 + 2 + 4 s.
+        let down = [(503, None, ""); 5];
+        assert_eq!(
+            simulate(&down),
+            (Err(FailReason::AttemptsExhausted), 4, T0.plus_millis(7_000))
+        );
+        // A malformed answer is retried; a bad key is not.
+        let (outcome, attempts, _) = simulate(&[(200, None, "{\"choices\": ["), (200, None, OK)]);
+        assert_eq!((outcome, attempts), (Ok("Done".to_owned()), 2));
+        let bad_key = r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        assert_eq!(
+            simulate(&[(401, None, bad_key), (200, None, OK)]),
+            (Err(FailReason::NotRetryable), 1, T0)
         );
     }
 

@@ -62,8 +62,8 @@ impl Artifact {
     }
 }
 
-/// Markdown as plain text: heading and quote markers, emphasis, inline code and fences
-/// dropped, links written `text (url)`, list items as `- `.
+/// Markdown as plain text: heading and quote markers, emphasis, inline code, fences and
+/// rules dropped, links written `text (url)`, list items as `- `.
 pub fn markdown_to_text(markdown: &str) -> String {
     let mut out = Vec::new();
     for line in markdown.lines() {
@@ -71,7 +71,17 @@ pub fn markdown_to_text(markdown: &str) -> String {
         if trimmed.starts_with("```") {
             continue;
         }
-        let indent = &line[..line.len() - trimmed.len()];
+        if matches!(trimmed, "---" | "***" | "___") {
+            out.push(String::new());
+            continue;
+        }
+        // A whole line in emphasis (`_note_`) loses its markers.
+        let trimmed = trimmed
+            .strip_prefix('_')
+            .and_then(|t| t.strip_suffix('_'))
+            .filter(|t| !t.is_empty())
+            .unwrap_or(trimmed);
+        let indent = &line[..line.len() - line.trim_start().len()];
         let body = strip_block_marker(trimmed);
         let bullet = if trimmed.starts_with("- ") || trimmed.starts_with("* ") {
             "- "

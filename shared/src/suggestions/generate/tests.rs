@@ -352,6 +352,10 @@ fn model_answers_become_artifacts() {
     let b = Artifact::from_model("  Just a line of *advice*.  ");
     assert_eq!(b.title, "Just a line of *advice*.");
     assert_eq!(b.markdown, "Just a line of *advice*.");
+    assert_eq!(
+        markdown_to_text("a\n\n---\n_note_\n  - b"),
+        "a\n\n\nnote\n  - b"
+    );
     let c = Artifact::from_model("");
     assert_eq!(c.title, "Suggestion");
     let long = Artifact::from_model(&format!("# {}", "x".repeat(500)));
