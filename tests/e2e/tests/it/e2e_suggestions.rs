@@ -12,7 +12,7 @@ use edge_sync_e2e::{
     },
     Stack, StackOptions, SANDBOX_MODEL,
 };
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -68,7 +68,7 @@ fn event_and_run(delivery_id: &str) -> String {
                 'suggestion_id', e.suggestion_id, 'user_actioned', e.user_actioned,
                 'run', (SELECT to_jsonb(r) - 'prompt' FROM agent_runs r WHERE r.event_id = e.id),
                 'prompt', (SELECT r.prompt FROM agent_runs r WHERE r.event_id = e.id))
-         FROM background_events e WHERE e.dedup_key = 'shopify:ev-{delivery_id}'"
+         FROM background_events e WHERE e.dedup_key LIKE 'shopify:%:ev-{delivery_id}'"
     )
 }
 
@@ -160,7 +160,7 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
         sse.headers()["content-type"].to_str().unwrap_or_default(),
         "text/event-stream"
     );
-    let mut sse_body = sse.bytes_stream();
+    let mut sse = sse;
 
     let body = product_body(7_001, "Alpine Trail Runner");
     assert_eq!(
@@ -205,11 +205,11 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
     // The same news on the Server-Sent Events stream.
     let mut seen = String::new();
     while !seen.contains("\"type\":\"suggestion\"") {
-        let chunk = tokio::time::timeout(Duration::from_secs(30), sse_body.next())
+        let chunk = tokio::time::timeout(Duration::from_secs(30), sse.chunk())
             .await
             .expect("SSE message within 30 s")
-            .expect("the SSE stream stays open")
-            .expect("SSE bytes");
+            .expect("SSE bytes")
+            .expect("the SSE stream stays open");
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("data: {\"type\":\"event\""), "{seen}");

@@ -375,7 +375,9 @@ pub async fn call(
         init.with_headers(headers)
             .with_body(Some(body.to_string().into()));
     }
-    let request = Request::new_with_init(&format!("https://{name}.do{path}"), &init)?;
+    // The instance is chosen by the stub; the URL only carries the path (a name such as
+    // `user:<id>` is no host name).
+    let request = Request::new_with_init(&format!("https://instance.do{path}"), &init)?;
     stub(env, name)?.fetch_with_request(request).await
 }
 
