@@ -67,6 +67,27 @@ pub enum LiveMessage {
     },
 }
 
+impl LiveMessage {
+    /// The progress message of a sync run whose record (as sync-worker reports it with
+    /// `PUT .../sync/{resource}/run`: `{state, checkpoint: {pages, records}, ...}`) is
+    /// `result`; missing counts read as 0.
+    pub fn sync_progress(connection_id: &str, resource: &str, result: &serde_json::Value) -> Self {
+        let count = |name: &str| {
+            result
+                .pointer(&format!("/checkpoint/{name}"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        LiveMessage::SyncProgress {
+            connection_id: connection_id.to_owned(),
+            resource: resource.to_owned(),
+            state: result["state"].as_str().unwrap_or("running").to_owned(),
+            pages: count("pages"),
+            records: count("records"),
+        }
+    }
+}
+
 /// `POST /internal/user/notify` on a user's instance: messages to push to its live clients,
 /// and whether new events wait to be processed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +144,30 @@ mod tests {
         assert_eq!(json["event_id"], "e1");
         let back: LiveMessage = serde_json::from_value(json).expect("decodes");
         assert_eq!(back, message);
+    }
+
+    #[test]
+    fn sync_progress_reads_the_run_record() {
+        let result = serde_json::json!({
+            "state": "completed", "run_id": "r1",
+            "checkpoint": { "pages": 3, "records": 2306 }
+        });
+        assert_eq!(
+            LiveMessage::sync_progress("keap_1", "contacts", &result),
+            LiveMessage::SyncProgress {
+                connection_id: "keap_1".into(),
+                resource: "contacts".into(),
+                state: "completed".into(),
+                pages: 3,
+                records: 2306,
+            }
+        );
+        let LiveMessage::SyncProgress { state, pages, .. } =
+            LiveMessage::sync_progress("keap_1", "contacts", &serde_json::json!({}))
+        else {
+            unreachable!("a progress message")
+        };
+        assert_eq!((state.as_str(), pages), ("running", 0));
     }
 
     #[test]

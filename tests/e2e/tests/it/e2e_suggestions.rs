@@ -9,6 +9,7 @@ use std::time::Duration;
 use edge_sync_e2e::{
     flows::{
         connect_shopify, db_count, product_body, sandbox_control, sandbox_get, shopify_delivery,
+        start_sync,
     },
     Stack, StackOptions, SANDBOX_MODEL,
 };
@@ -110,7 +111,8 @@ async fn next_message(
 /// model (prompt naming the product, usage recorded), a suggestion linked to the event in
 /// the same transaction, and a message on the user's WebSocket and on a Server-Sent Events
 /// stream; a ticket opens one stream only, and none opens nothing; a redelivery makes no
-/// second suggestion; accepting sets `user_actioned`, and dismissing it afterwards is 409.
+/// second suggestion; accepting sets `user_actioned`, and dismissing it afterwards is 409;
+/// a sync run's progress reaches the same WebSocket.
 #[tokio::test]
 async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
     let stack = Stack::start_with(StackOptions {
@@ -119,7 +121,7 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
     })
     .await;
     let shop = "suggest.myshopify.com";
-    connect_shopify(&stack, "u-suggest", shop).await;
+    let connection = connect_shopify(&stack, "u-suggest", shop).await;
 
     // A live stream needs a ticket: none, or a made-up one, opens nothing.
     let live = format!(
@@ -281,6 +283,20 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
     )
     .await;
     assert_eq!(status, 404);
+
+    // Sync progress reaches the same stream.
+    let id = connection["id"].as_str().expect("connection id");
+    let (status, started) = start_sync(&stack, &format!("/sync/products?connection={id}")).await;
+    assert_eq!(status, 202, "{started}");
+    loop {
+        let progress = next_message(&mut socket, "sync_progress").await;
+        assert_eq!(progress["connection_id"], id, "{progress}");
+        assert_eq!(progress["resource"], "products");
+        if progress["state"] == "completed" {
+            assert!(progress["records"].as_u64().unwrap_or(0) > 0, "{progress}");
+            break;
+        }
+    }
     let _ = socket.close(None).await;
 }
 

@@ -18,7 +18,8 @@ use std::{cell::RefCell, rc::Rc};
 use edge_sync_shared::{
     bindings,
     coordinator_api::{
-        self, AcquireLease, CoordinatorError, ReplaySince, StorageHealth, TokenRequest, UserNotice,
+        self, AcquireLease, CoordinatorError, LiveMessage, PutRun, ReplaySince, StorageHealth,
+        TokenRequest, UserNotice,
     },
     Timestamp,
 };
@@ -212,7 +213,12 @@ impl SyncCoordinator {
                 )
             }
             (Method::Put, ["internal", "sync", resource, "run"]) => {
-                let request = decode(req).await?;
+                let request: PutRun = decode(req).await?;
+                let progress = |id: &str| LiveMessage::sync_progress(id, resource, &request.result);
+                // The connection's user hears of it on their live stream.
+                if let Some(c) = connection::load(&self.store, now)? {
+                    live::queue_notice(&self.store, &c.user_id, vec![progress(&c.id)], false, now)?;
+                }
                 let answer = sync_state::put_run(&self.store, resource, request, now)?;
                 self.reschedule(now).await?;
                 ok(200, &answer)
