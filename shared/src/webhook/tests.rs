@@ -260,6 +260,13 @@ fn shopify_inventory_update_low_stock_and_null_available() {
         )
         .expect("classified");
         assert_eq!(event.event_type.as_deref(), Some(expected), "{threshold}");
+        // A low-stock event carries the threshold it was judged against.
+        let carried = event.event_data.get("low_stock_threshold").cloned();
+        if expected == "shopify.inventory.low" {
+            assert_eq!(carried, Some(Value::from(threshold)));
+        } else {
+            assert_eq!(carried, None);
+        }
     }
 
     // `available: null` (untracked) is an update, never low stock, and stores null.

@@ -415,9 +415,17 @@ pub fn classify_shopify(
     let occurred_at = triggered_at
         .and_then(parse_time)
         .or_else(|| time_at(&payload, &[&["updated_at"], &["created_at"]]));
+    let event_type = event_type(&topic, &payload, low_stock_threshold);
+    let mut payload = payload;
+    if event_type == Some("shopify.inventory.low") {
+        // The level was judged against this threshold: the suggestion needs both.
+        if let Some(object) = payload.as_object_mut() {
+            object.insert("low_stock_threshold".to_owned(), low_stock_threshold.into());
+        }
+    }
     Ok(IncomingEvent {
         source: "shopify".to_owned(),
-        event_type: event_type(&topic, &payload, low_stock_threshold).map(str::to_owned),
+        event_type: event_type.map(str::to_owned),
         dedup_key: Some(dedup_key(&format!("shopify:{topic}"), delivery, body)),
         event_data: payload,
         occurred_at,
