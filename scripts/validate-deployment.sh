@@ -142,6 +142,11 @@ check_config() {
       [[ " $(secret_holders "$name") " == *" $w "* ]] || continue
       has "$settings" "r.bindings.some(b => b.type === 'secret_text' && b.name === '$name')" || secrets_missing+=("$name")
     done
+    # A model endpoint needs its key.
+    if [ "$w" = sync-coordinator ] && has "$settings" "r.bindings.some(b => b.type === 'plain_text' && b.name === 'MODEL_BASE_URL')" \
+      && ! has "$settings" "r.bindings.some(b => b.type === 'secret_text' && b.name === 'MODEL_API_KEY')"; then
+      secrets_missing+=("MODEL_API_KEY")
+    fi
     if [ ${#secrets_missing[@]} -eq 0 ]; then pass "$w: secrets present"; else fail "$w: secrets not set: ${secrets_missing[*]} (scripts/deploy.sh puts them)"; fi
     if [ "$w" = sync-coordinator ]; then
       if has "$scripts" "r.some(s => s.id === '$w' && s.migration_tag === 'v1')"; then pass "$w: Durable Object migration v1 applied"

@@ -123,7 +123,7 @@ fn clean_checkout(dir: &Path) -> PathBuf {
 }
 
 /// The secrets deploy puts, each on the Workers `wrangler/secrets.txt` names.
-const DEPLOYED_SECRETS: [&str; 13] = [
+const DEPLOYED_SECRETS: [&str; 14] = [
     "ADMIN_TOKEN",
     "WEBHOOK_HANDLER_TOKEN",
     "SYNC_WORKER_TOKEN",
@@ -137,6 +137,7 @@ const DEPLOYED_SECRETS: [&str; 13] = [
     "SUPABASE_WEBHOOK_SECRET",
     "KEAP_WEBHOOK_SECRET",
     "STANDARD_WEBHOOK_SECRET_BILLING",
+    "MODEL_API_KEY",
 ];
 
 /// Every secret and setting deploy needs, with values unique enough to search for.
@@ -151,6 +152,8 @@ fn env_file(dir: &Path, database_url: &str) -> (PathBuf, Vec<(String, String)>) 
         ("ALLOWED_ORIGIN".into(), "https://admin.example.com".into()),
         ("KEAP_CLIENT_ID".into(), "keap-client-id-e2e".into()),
         ("SHOPIFY_CLIENT_ID".into(), "shopify-client-id-e2e".into()),
+        ("MODEL_BASE_URL".into(), "https://api.openai.com/v1".into()),
+        ("MODEL_NAME".into(), "gpt-4o-mini".into()),
     ];
     for name in DEPLOYED_SECRETS {
         values.push((
