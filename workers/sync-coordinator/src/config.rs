@@ -332,6 +332,9 @@ pub const MODEL_NAME: &str = "MODEL_NAME";
 pub const MODEL_API_KEY: &str = "MODEL_API_KEY";
 /// Variable: ms to wait for the model's answer.
 pub const MODEL_TIMEOUT_MS: &str = "MODEL_TIMEOUT_MS";
+/// Variable: `templates` to have the templates write a suggestion whose model calls all
+/// failed (the run records the model's error); unset: the run fails, retryable by API.
+pub const MODEL_FALLBACK: &str = "MODEL_FALLBACK";
 /// Variable: attempts of an agent run before it fails (retryable by API).
 pub const AGENT_MAX_ATTEMPTS: &str = "AGENT_MAX_ATTEMPTS";
 /// Variable: longest wait between two attempts of an agent run, ms.
@@ -346,6 +349,9 @@ pub struct AgentConfig {
     pub timeout_ms: u64,
     /// Backoff between attempts (429 honours `Retry-After` within it) and the attempts.
     pub retry: RetryPolicy,
+    /// When the model keeps failing, the templates write the suggestion instead of the run
+    /// failing.
+    pub fallback_to_templates: bool,
 }
 
 fn parse_agent(env: &Env) -> Result<AgentConfig, ConfigError> {
@@ -369,6 +375,16 @@ fn parse_agent(env: &Env) -> Result<AgentConfig, ConfigError> {
             max_attempts: number(env, AGENT_MAX_ATTEMPTS, AGENT_RETRY_POLICY.max_attempts)?,
             max_ms: number(env, AGENT_RETRY_MAX_MS, AGENT_RETRY_POLICY.max_ms)?,
             ..AGENT_RETRY_POLICY
+        },
+        fallback_to_templates: match var(env, MODEL_FALLBACK).as_deref() {
+            None | Some("none") => false,
+            Some("templates") => true,
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: MODEL_FALLBACK,
+                    why: "must be `templates` or `none`".into(),
+                })
+            }
         },
     })
 }

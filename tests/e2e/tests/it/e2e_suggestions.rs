@@ -504,3 +504,49 @@ async fn model_failures_are_retried_then_visible_and_retryable() {
     assert_eq!(status, 404, "only a failed run can be retried");
     assert_eq!(db_count(&stack, "SELECT count(*) FROM agent_runs").await, 2);
 }
+
+/// Proves: with `MODEL_FALLBACK=templates`, an event whose model calls all fail still gets
+/// its one suggestion, written by the templates, and the run records the model's error.
+#[tokio::test]
+async fn templates_stand_in_for_a_model_that_is_down_when_asked_to() {
+    let stack = Stack::start_with(StackOptions {
+        model: true,
+        vars: vec![
+            ("AGENT_MAX_ATTEMPTS".into(), "1".into()),
+            ("MODEL_FALLBACK".into(), "templates".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let shop = "fallback.myshopify.com";
+    connect_shopify(&stack, "u-fallback", shop).await;
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "openai.chat.completions", "status": 503, "times": 1 }),
+    )
+    .await;
+    assert_eq!(
+        deliver(
+            &stack,
+            "products/create",
+            shop,
+            "fb-1",
+            &product_body(21, "Basecamp Stove")
+        )
+        .await,
+        200
+    );
+    let row = eventually(&stack, &event_and_run("fb-1"), |v| {
+        v["suggestion_generated"] == true
+    })
+    .await;
+    assert_eq!(row["run"]["model"], "template", "{row}");
+    assert!(row["run"]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("503") && e.contains("templates")));
+    assert!(row["run"]["output"]["markdown"]
+        .as_str()
+        .is_some_and(|m| m.contains("Basecamp Stove")));
+    assert_eq!(db_count(&stack, "SELECT count(*) FROM agent_runs").await, 1);
+}

@@ -251,36 +251,16 @@ impl SyncCoordinator {
         let latency_ms = i32::try_from(clock::now().millis_since(started)).unwrap_or(i32::MAX);
         match generated {
             Ok((artifact, tokens_in, tokens_out)) => {
-                let output = artifact.to_json();
-                store::run_succeeded(
-                    client,
-                    &run_id,
-                    &event.id,
-                    attempt,
-                    &RunOutput {
-                        model: &model_name,
-                        output,
-                        tokens_in: i32::try_from(tokens_in).unwrap_or(i32::MAX),
-                        tokens_out: i32::try_from(tokens_out).unwrap_or(i32::MAX),
-                        latency_ms,
-                    },
-                )
-                .await?;
-                log::event(WORKER, Level::Info, "suggestion_generated")
-                    .with("event_id", &event.id)
-                    .with("run_id", &run_id)
-                    .with("event_type", &event.event_type)
-                    .with("model", &model_name)
-                    .with("attempts", attempt)
-                    .with("latency_ms", latency_ms)
-                    .emit();
-                Ok(Outcome::Settled(Some(LiveMessage::Suggestion {
-                    id: run_id,
-                    event_id: event.id.clone(),
-                    event_type: event.event_type.clone(),
-                    title: artifact.title,
-                    model: model_name,
-                })))
+                let output = RunOutput {
+                    model: &model_name,
+                    output: artifact.to_json(),
+                    tokens_in: i32::try_from(tokens_in).unwrap_or(i32::MAX),
+                    tokens_out: i32::try_from(tokens_out).unwrap_or(i32::MAX),
+                    latency_ms,
+                    error: None,
+                };
+                self.succeeded(client, &run_id, event, attempt, &artifact, &output)
+                    .await
             }
             Err(error) => {
                 let reason = error.to_string();
@@ -298,6 +278,26 @@ impl SyncCoordinator {
                             .with_reason(&reason)
                             .emit();
                         Ok(Outcome::RetryAt(at))
+                    }
+                    Next::Fail(why) if agent.fallback_to_templates => {
+                        // The model is down: the templates write it, and the run says why.
+                        let why = format!("model failed ({why}: {reason}); written from templates");
+                        let artifact = template_artifact(
+                            kind,
+                            &event.event_type,
+                            &event.event_data,
+                            preferences,
+                        );
+                        let output = RunOutput {
+                            model: TEMPLATE_MODEL,
+                            output: artifact.to_json(),
+                            tokens_in: 0,
+                            tokens_out: 0,
+                            latency_ms,
+                            error: Some(&why),
+                        };
+                        self.succeeded(client, &run_id, event, attempt, &artifact, &output)
+                            .await
                     }
                     Next::Fail(why) => {
                         let why = format!("{why}: {reason}");
@@ -317,5 +317,33 @@ impl SyncCoordinator {
                 }
             }
         }
+    }
+
+    /// Records a suggestion and links it to its event; the message for the live clients.
+    async fn succeeded(
+        &self,
+        client: &tokio_postgres::Client,
+        run_id: &str,
+        event: &PendingEvent,
+        attempt: i32,
+        artifact: &Artifact,
+        output: &RunOutput<'_>,
+    ) -> Result<Outcome, String> {
+        store::run_succeeded(client, run_id, &event.id, attempt, output).await?;
+        log::event(WORKER, Level::Info, "suggestion_generated")
+            .with("event_id", &event.id)
+            .with("run_id", run_id)
+            .with("event_type", &event.event_type)
+            .with("model", output.model)
+            .with("attempts", attempt)
+            .with("latency_ms", output.latency_ms)
+            .emit();
+        Ok(Outcome::Settled(Some(LiveMessage::Suggestion {
+            id: run_id.to_owned(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            title: artifact.title.clone(),
+            model: output.model.to_owned(),
+        })))
     }
 }

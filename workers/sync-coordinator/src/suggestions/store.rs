@@ -230,6 +230,8 @@ pub struct RunOutput<'a> {
     pub tokens_out: i32,
     /// Time spent generating, ms.
     pub latency_ms: i32,
+    /// What went wrong on the way (the model failed and templates wrote it).
+    pub error: Option<&'a str>,
 }
 
 /// Records a successful run and links it to its event, in one transaction.
@@ -244,7 +246,7 @@ pub async fn run_succeeded(
         client
             .execute(
                 "UPDATE public.agent_runs SET status = 'succeeded', attempts = $2, model = $3,
-                     output = $4, tokens_in = $5, tokens_out = $6, latency_ms = $7, error = NULL,
+                     output = $4, tokens_in = $5, tokens_out = $6, latency_ms = $7, error = $8,
                      next_attempt_at = NULL, updated_at = now()
                  WHERE id = $1::text::uuid",
                 &[
@@ -255,6 +257,7 @@ pub async fn run_succeeded(
                     &result.tokens_in,
                     &result.tokens_out,
                     &result.latency_ms,
+                    &result.error,
                 ],
             )
             .await
