@@ -7,7 +7,7 @@
 //! so it never gets two suggestions. The instance is woken by the instances that deliver
 //! events ([`super::live::queue_notice`]) and by API retries.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use edge_sync_shared::suggestions::PreferencesError;
 use edge_sync_shared::{
@@ -29,11 +29,14 @@ use edge_sync_worker_kit::{
 use super::SyncCoordinator;
 use crate::{
     config::AgentConfig,
-    suggestions::store::{self, NewRun, PendingEvent, RunOutput},
+    suggestions::store::{self, NewRun, PendingEvent, RunOutput, TemplateRun},
 };
 
 /// Events taken per pass (the alarm comes straight back while more wait).
-const BATCH: i64 = 20;
+const BATCH: i64 = 100;
+/// Model calls per pass at most: the live clients hear of each pass's suggestions, and a
+/// slow model does not hold a whole batch.
+const MODEL_CALLS_PER_PASS: usize = 10;
 
 /// What the instance remembers between alarms.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -61,6 +64,36 @@ enum Outcome {
     Settled(Option<LiveMessage>),
     /// Its run retries at this time.
     RetryAt(Timestamp),
+}
+
+/// Whether `event` gets a suggestion: its kind, importance and the preferences to write it
+/// with, or why not. `counts` (suggestions per type in the last hour) grows with each
+/// suggestion planned, so a batch respects the hourly budget too.
+fn plan<'p>(
+    event: &PendingEvent,
+    preferences: &'p Result<UserPreferences, PreferencesError>,
+    counts: &mut HashMap<String, u32>,
+) -> Result<(ContentKind, Importance, &'p UserPreferences), String> {
+    let preferences = preferences
+        .as_ref()
+        .map_err(|e| format!("invalid_preferences: {e}"))?;
+    if event.run.is_some() {
+        // A run exists (due to retry, or cut off): it was decided on before.
+        let kind = content_for(&event.event_type).ok_or("no_content")?;
+        return Ok((
+            kind,
+            preferences.rule_for(&event.event_type).importance,
+            preferences,
+        ));
+    }
+    let made = counts.entry(event.event_type.clone()).or_default();
+    match decide(&event.event_type, preferences, *made) {
+        Decision::Skip(reason) => Err(reason.as_str().to_owned()),
+        Decision::Suggest { kind, importance } => {
+            *made += 1;
+            Ok((kind, importance, preferences))
+        }
+    }
 }
 
 impl SyncCoordinator {
@@ -145,11 +178,55 @@ impl SyncCoordinator {
                     .with_reason(e.to_string())
                     .emit();
             });
+        let mut counts = match &preferences {
+            Ok(_) => store::suggestions_last_hour(&client, user_id).await?,
+            Err(_) => HashMap::new(),
+        };
         let mut messages = Vec::new();
         let mut retry_at: Option<Timestamp> = None;
+        let mut skips: Vec<(&str, String)> = Vec::new();
+        let mut templated: Vec<TemplateRun> = Vec::new();
+        let mut model_calls = 0;
+        let mut more = i64::try_from(pending.len()).unwrap_or(i64::MAX) >= BATCH;
         for event in &pending {
+            if model_calls == MODEL_CALLS_PER_PASS {
+                more = true;
+                break;
+            }
+            let (kind, importance, preferences) = match plan(event, &preferences, &mut counts) {
+                Err(reason) => {
+                    skips.push((&event.id, reason));
+                    continue;
+                }
+                Ok(planned) => planned,
+            };
+            if agent.model.is_none() && event.run.is_none() {
+                // Templates take no time: written together below, in one statement.
+                let artifact =
+                    template_artifact(kind, &event.event_type, &event.event_data, preferences);
+                templated.push(TemplateRun {
+                    run_id: random::uuid_v4().map_err(|e| e.to_string())?,
+                    event_id: event.id.clone(),
+                    event_type: event.event_type.clone(),
+                    content_kind: kind.as_str(),
+                    importance: importance.as_str(),
+                    prompt: build_prompt(kind, &event.event_type, &event.event_data, preferences)
+                        .to_stored(),
+                    artifact,
+                });
+                continue;
+            }
+            model_calls += 1;
             match self
-                .process_event(&client, user_id, &preferences, agent, event)
+                .generate_one(
+                    &client,
+                    user_id,
+                    preferences,
+                    agent,
+                    event,
+                    kind,
+                    importance,
+                )
                 .await?
             {
                 Outcome::Settled(message) => messages.extend(message),
@@ -158,8 +235,38 @@ impl SyncCoordinator {
                 }
             }
         }
+        store::skip_events(&client, &skips).await?;
+        for (event_id, reason) in &skips {
+            log::event(WORKER, Level::Info, "event_processed")
+                .with("event_id", event_id)
+                .with("suggestion", false)
+                .with_reason(reason)
+                .emit();
+        }
+        let written = store::template_runs(&client, user_id, &templated).await?;
+        for run in &templated {
+            if !written.contains(&run.run_id) {
+                // The event already had a run (another pass made it): just settle it.
+                store::settle_event(&client, &run.event_id).await?;
+                continue;
+            }
+            messages.push(LiveMessage::Suggestion {
+                id: run.run_id.clone(),
+                event_id: run.event_id.clone(),
+                event_type: run.event_type.clone(),
+                title: run.artifact.title.clone(),
+                model: TEMPLATE_MODEL.to_owned(),
+            });
+        }
+        if !written.is_empty() {
+            log::event(WORKER, Level::Info, "suggestions_generated")
+                .with("user_id", user_id)
+                .with("model", TEMPLATE_MODEL)
+                .with("count", written.len())
+                .emit();
+        }
         self.push(&messages);
-        if i64::try_from(pending.len()).unwrap_or(i64::MAX) >= BATCH {
+        if more {
             return Ok(Some(clock::now()));
         }
         // Runs retrying later (also ones of earlier passes).
@@ -172,42 +279,19 @@ impl SyncCoordinator {
         })
     }
 
-    /// Decides on one event and, when it warrants one, makes its suggestion.
-    async fn process_event(
+    /// Makes the suggestion of one event through its agent run: claimed (created, or taken
+    /// over when it was cut off or is due to retry), generated, recorded.
+    #[allow(clippy::too_many_arguments)] // The run's inputs, each used once.
+    async fn generate_one(
         &self,
         client: &tokio_postgres::Client,
         user_id: &str,
-        preferences: &Result<UserPreferences, PreferencesError>,
+        preferences: &UserPreferences,
         agent: &AgentConfig,
         event: &PendingEvent,
+        kind: ContentKind,
+        importance: Importance,
     ) -> Result<Outcome, String> {
-        let skip = |reason: String| async move {
-            store::skip_event(client, &event.id, &reason).await?;
-            log::event(WORKER, Level::Info, "event_processed")
-                .with("event_id", &event.id)
-                .with("event_type", &event.event_type)
-                .with("suggestion", false)
-                .with_reason(reason)
-                .emit();
-            Ok::<_, String>(Outcome::Settled(None))
-        };
-        let preferences = match preferences {
-            Ok(preferences) => preferences,
-            Err(e) => return skip(format!("invalid_preferences: {e}")).await,
-        };
-        let (kind, importance): (ContentKind, Importance) = if event.run.is_none() {
-            let made = store::suggestions_last_hour(client, user_id, &event.event_type).await?;
-            match decide(&event.event_type, preferences, made) {
-                Decision::Skip(reason) => return skip(reason.as_str().to_owned()).await,
-                Decision::Suggest { kind, importance } => (kind, importance),
-            }
-        } else {
-            // A run exists (due to retry, or cut off): it was decided on before.
-            match content_for(&event.event_type) {
-                Some(kind) => (kind, preferences.rule_for(&event.event_type).importance),
-                None => return skip("no_content".to_owned()).await,
-            }
-        };
         let prompt = build_prompt(kind, &event.event_type, &event.event_data, preferences);
         let stored_prompt = prompt.to_stored();
         let model_name = agent

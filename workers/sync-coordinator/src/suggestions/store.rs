@@ -2,9 +2,11 @@
 //! columns of `background_events`. Every write that links a suggestion to its event happens
 //! in one transaction, and `agent_runs.event_id` is unique, so an event has at most one run.
 
+use std::collections::HashMap;
+
 use edge_sync_shared::suggestions::{
-    ActionError, ActionOutcome, PreferencesError, RunStatus, SuggestionAction, SuggestionStatus,
-    UserPreferences,
+    ActionError, ActionOutcome, Artifact, PreferencesError, RunStatus, SuggestionAction,
+    SuggestionStatus, UserPreferences, TEMPLATE_MODEL,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -121,35 +123,111 @@ pub async fn next_retry_at(client: &Client, user_id: &str) -> Result<Option<i64>
     Ok(row.get(0))
 }
 
-/// Suggestions made for `event_type` of the user in the last hour.
+/// Suggestions made for the user in the last hour, by event type.
 pub async fn suggestions_last_hour(
     client: &Client,
     user_id: &str,
-    event_type: &str,
-) -> Result<u32, String> {
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM public.agent_runs
-             WHERE user_id = $1 AND event_type = $2 AND status = 'succeeded'
-               AND created_at > now() - interval '1 hour'",
-            &[&user_id, &event_type],
+) -> Result<HashMap<String, u32>, String> {
+    let rows = client
+        .query(
+            "SELECT event_type, count(*) FROM public.agent_runs
+             WHERE user_id = $1 AND status = 'succeeded' AND created_at > now() - interval '1 hour'
+             GROUP BY event_type",
+            &[&user_id],
         )
         .await
         .map_err(text)?;
-    Ok(u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX))
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                u32::try_from(r.get::<_, i64>(1)).unwrap_or(u32::MAX),
+            )
+        })
+        .collect())
 }
 
-/// Marks an event processed without a suggestion, recording why.
-pub async fn skip_event(client: &Client, event_id: &str, reason: &str) -> Result<(), String> {
+/// Marks events processed without a suggestion, recording why (one statement).
+pub async fn skip_events(client: &Client, skips: &[(&str, String)]) -> Result<(), String> {
+    if skips.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = skips
+        .iter()
+        .map(|(id, reason)| serde_json::json!({ "id": id, "note": reason }))
+        .collect();
     client
         .execute(
-            "UPDATE public.background_events SET processed_at = now(), processing_note = $2
-             WHERE id = $1::text::uuid AND processed_at IS NULL",
-            &[&event_id, &reason],
+            "UPDATE public.background_events e SET processed_at = now(), processing_note = r.note
+             FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, note text)
+             WHERE e.id = r.id AND e.processed_at IS NULL",
+            &[&Value::Array(rows)],
         )
         .await
         .map_err(text)?;
     Ok(())
+}
+
+/// A suggestion the templates wrote (no model call: created already succeeded).
+#[derive(Debug)]
+pub struct TemplateRun {
+    /// Its id.
+    pub run_id: String,
+    /// The event.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// `ContentKind::as_str`.
+    pub content_kind: &'static str,
+    /// `Importance::as_str`.
+    pub importance: &'static str,
+    /// The prompt a model would have been sent (kept for comparison).
+    pub prompt: String,
+    /// What the templates wrote.
+    pub artifact: Artifact,
+}
+
+/// Records template suggestions and links each to its event, in one statement (one
+/// transaction); an event that already has a run is left out. Returns the runs written.
+pub async fn template_runs(
+    client: &Client,
+    user_id: &str,
+    runs: &[TemplateRun],
+) -> Result<Vec<String>, String> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.run_id, "event_id": r.event_id, "event_type": r.event_type,
+                "content_kind": r.content_kind, "importance": r.importance,
+                "prompt": r.prompt, "output": r.artifact.to_json(),
+            })
+        })
+        .collect();
+    let written = client
+        .query(
+            "WITH run AS (
+                 INSERT INTO public.agent_runs (id, user_id, event_id, event_type, content_kind,
+                     importance, prompt, model, status, attempts, output, latency_ms)
+                 SELECT r.id, $2, r.event_id, r.event_type, r.content_kind, r.importance, r.prompt,
+                        $3, 'succeeded', 1, r.output, 0
+                 FROM jsonb_to_recordset($1::jsonb) AS r(id uuid, event_id uuid, event_type text,
+                      content_kind text, importance text, prompt text, output jsonb)
+                 ON CONFLICT (event_id) DO NOTHING
+                 RETURNING id, event_id)
+             UPDATE public.background_events e SET suggestion_generated = true,
+                 suggestion_id = run.id, processed_at = now(), processing_note = NULL
+             FROM run WHERE e.id = run.event_id
+             RETURNING run.id::text",
+            &[&Value::Array(rows), &user_id, &TEMPLATE_MODEL],
+        )
+        .await
+        .map_err(text)?;
+    Ok(written.iter().map(|r| r.get(0)).collect())
 }
 
 /// What an agent run is created with.
