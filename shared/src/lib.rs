@@ -20,6 +20,7 @@ pub mod sync_state;
 pub mod time;
 pub mod token_cipher;
 pub mod token_lifecycle;
+pub mod user_token;
 pub mod webhook;
 
 pub use connection::Provider;

@@ -332,6 +332,9 @@ pub const MODEL_NAME: &str = "MODEL_NAME";
 pub const MODEL_API_KEY: &str = "MODEL_API_KEY";
 /// Variable: ms to wait for the model's answer.
 pub const MODEL_TIMEOUT_MS: &str = "MODEL_TIMEOUT_MS";
+/// Secret: the Supabase project's (legacy, HS256) JWT secret: with it, a signed-in user's
+/// access token opens that user's own live stream.
+pub const SUPABASE_JWT_SECRET: &str = "SUPABASE_JWT_SECRET";
 /// Variable: `templates` to have the templates write a suggestion whose model calls all
 /// failed (the run records the model's error); unset: the run fails, retryable by API.
 pub const MODEL_FALLBACK: &str = "MODEL_FALLBACK";

@@ -123,7 +123,7 @@ fn clean_checkout(dir: &Path) -> PathBuf {
 }
 
 /// The secrets deploy puts, each on the Workers `wrangler/secrets.txt` names.
-const DEPLOYED_SECRETS: [&str; 14] = [
+const DEPLOYED_SECRETS: [&str; 15] = [
     "ADMIN_TOKEN",
     "WEBHOOK_HANDLER_TOKEN",
     "SYNC_WORKER_TOKEN",
@@ -138,6 +138,7 @@ const DEPLOYED_SECRETS: [&str; 14] = [
     "KEAP_WEBHOOK_SECRET",
     "STANDARD_WEBHOOK_SECRET_BILLING",
     "MODEL_API_KEY",
+    "SUPABASE_JWT_SECRET",
 ];
 
 /// Every secret and setting deploy needs, with values unique enough to search for.

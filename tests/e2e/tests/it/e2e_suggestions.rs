@@ -13,9 +13,13 @@ use edge_sync_e2e::{
     },
     Stack, StackOptions, SANDBOX_MODEL,
 };
+use edge_sync_shared::{user_token::sign_supabase_token, Secret};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+
+/// The Supabase JWT secret of the stacks that check users' own tokens.
+const JWT_SECRET: &str = "e2e-supabase-jwt-secret-with-at-least-32-characters";
 
 /// POSTs a signed Shopify `topic` delivery of `shop`; returns the status.
 async fn deliver(stack: &Stack, topic: &str, shop: &str, delivery_id: &str, body: &str) -> u16 {
@@ -304,10 +308,15 @@ async fn a_product_delivery_becomes_one_suggestion_pushed_live() {
 /// `template`); preferences set by API decide: `auto_suggest` off stores the event, marks
 /// it processed with the reason and makes no suggestion; a rule's `max_per_hour` stops
 /// suggestions of that type once spent; bad preferences are refused with 400 and change
-/// nothing.
+/// nothing; a signed-in user's own Supabase access token obtains their live ticket (not
+/// another user's; expired or forged tokens are 401).
 #[tokio::test]
 async fn preferences_decide_and_templates_write_without_a_model() {
-    let stack = Stack::start().await;
+    let stack = Stack::start_with(StackOptions {
+        vars: vec![("SUPABASE_JWT_SECRET".into(), JWT_SECRET.into())],
+        ..StackOptions::default()
+    })
+    .await;
     let shop = "prefs.myshopify.com";
     connect_shopify(&stack, "u-prefs", shop).await;
     let path = "/coordinator/users/u-prefs/preferences";
@@ -346,6 +355,40 @@ async fn preferences_decide_and_templates_write_without_a_model() {
     assert_eq!(status, 400, "{refused}");
     let (_, kept) = operator(&stack, "GET", path, None).await;
     assert_eq!(kept["auto_suggest"], false, "a refused PUT changes nothing");
+
+    // A signed-in user opens their own live stream with their Supabase access token, never
+    // another user's; an expired or forged token opens nothing.
+    let ticket_with = |token: String, user: &'static str| {
+        let stack = &stack;
+        async move {
+            stack
+                .http
+                .post(format!(
+                    "{}/coordinator/users/{user}/live/ticket",
+                    stack.coordinator
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("ticket")
+                .status()
+                .as_u16()
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let session = |sub: &str, exp: u64| json!({ "sub": sub, "exp": exp, "role": "authenticated", "aud": "authenticated" });
+    let own = sign_supabase_token(&session("u-prefs", now + 600), &Secret::new(JWT_SECRET));
+    assert_eq!(ticket_with(own.clone(), "u-prefs").await, 201);
+    assert_eq!(ticket_with(own, "u-other").await, 403);
+    let expired = sign_supabase_token(&session("u-prefs", now - 10), &Secret::new(JWT_SECRET));
+    assert_eq!(ticket_with(expired, "u-prefs").await, 401);
+    let forged = sign_supabase_token(
+        &session("u-prefs", now + 600),
+        &Secret::new("not-the-secret"),
+    );
+    assert_eq!(ticket_with(forged, "u-prefs").await, 401);
 
     let wanted = json!({
         "auto_suggest": true,

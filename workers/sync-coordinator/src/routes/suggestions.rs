@@ -11,13 +11,18 @@ use edge_sync_shared::{
     auth::Capability,
     coordinator_api::{LiveMessage, UserNotice},
     suggestions::{PreferencesError, SuggestionAction, UserPreferences},
+    user_token::verify_supabase_token,
 };
-use edge_sync_worker_kit::{auth::require, HttpError, HttpResult};
+use edge_sync_worker_kit::{
+    auth::{require, secret},
+    clock, HttpError, HttpResult,
+};
 use serde::Serialize;
 use worker::{Env, Method, Request, RequestInit, Response};
 
 use super::{database, is_uuid, query};
 use crate::{
+    config::SUPABASE_JWT_SECRET,
     durable_object::{self, user_instance},
     suggestions::store::{self, Actioned},
 };
@@ -226,10 +231,27 @@ async fn notify(env: &Env, user_id: &str, messages: Vec<LiveMessage>, process: b
     .await;
 }
 
-/// `POST /coordinator/users/{user_id}/live/ticket`: a one-time ticket for the live stream.
+/// `POST /coordinator/users/{user_id}/live/ticket`: a one-time ticket for the live stream,
+/// for the operator, or for the user themselves with their Supabase access token (HS256,
+/// verified with `SUPABASE_JWT_SECRET` when it is set; its `sub` must be `user_id`).
 pub async fn live_ticket(req: &Request, env: &Env, user_id: &str) -> HttpResult {
-    require(req, env, Capability::Operate)?;
     let user_id = checked_user(user_id)?;
+    if let Err(refused) = require(req, env, Capability::Operate) {
+        let jwt_secret = secret(env, SUPABASE_JWT_SECRET);
+        let bearer = req
+            .headers()
+            .get("Authorization")?
+            .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned));
+        let user = match (jwt_secret.expose().is_empty(), bearer) {
+            (false, Some(token)) => verify_supabase_token(&token, &jwt_secret, clock::now())
+                .map_err(|e| HttpError::unauthorized(format!("user token: {e}")))?,
+            _ => return Err(refused),
+        };
+        if user != user_id {
+            return Err(HttpError::new(403, "forbidden")
+                .with_reason("a user may open only their own live stream"));
+        }
+    }
     Ok(durable_object::call(
         env,
         &user_instance(user_id),
