@@ -5,6 +5,10 @@
 use edge_sync_shared::{
     oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
     provider_hooks,
+    event_loop::{
+        schedule::{IntervalFloor, MIN_INTERVAL_SETTING},
+        schema_watch::watched_schemas,
+    },
     suggestions::{ModelConfig, AGENT_RETRY_POLICY},
     sync::{RetryPolicy, SourceConfig},
     token_cipher::{CipherError, TokenCipher},
@@ -120,6 +124,8 @@ pub struct CoordinatorConfig {
     allowed_origin: Option<String>,
     event_delivery: Result<EventDelivery, ConfigError>,
     agent: Result<AgentConfig, ConfigError>,
+    event_loop_floor: Result<IntervalFloor, ConfigError>,
+    watched_schemas: Vec<String>,
 }
 
 fn required(env: &Env, name: &'static str) -> Result<String, ConfigError> {
@@ -161,6 +167,18 @@ impl CoordinatorConfig {
             allowed_origin: var(env, names::ALLOWED_ORIGIN).filter(|o| o != "*"),
             event_delivery: parse_event_delivery(env),
             agent: parse_agent(env),
+            event_loop_floor: IntervalFloor::from_setting(
+                var(env, MIN_INTERVAL_SETTING).as_deref(),
+            )
+            .map_err(|e| ConfigError::Invalid {
+                name: MIN_INTERVAL_SETTING,
+                why: e.to_string(),
+            }),
+            watched_schemas: watched_schemas(
+                &var(env, EVENT_LOOP_WATCHED_SCHEMAS)
+                    .map(|list| list.split(',').map(str::to_owned).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            ),
         }
     }
 
@@ -210,6 +228,18 @@ impl CoordinatorConfig {
     /// (`EVENT_DELIVERY_DELAY_MS`, `EVENT_MAX_ATTEMPTS`, `EVENT_RETRY_MAX_MS`).
     pub fn event_delivery(&self) -> Result<EventDelivery, ConfigError> {
         self.event_delivery.clone()
+    }
+
+    /// The floor under a loop's interval (`EVENT_LOOP_MIN_INTERVAL_SECS`: 5 s, lowered only
+    /// for tests).
+    pub fn event_loop_floor(&self) -> Result<IntervalFloor, ConfigError> {
+        self.event_loop_floor.clone()
+    }
+
+    /// The schemas the loops' schema watch snapshots (`EVENT_LOOP_WATCHED_SCHEMAS`, comma
+    /// separated; default `public`).
+    pub fn watched_schemas(&self) -> Vec<String> {
+        self.watched_schemas.clone()
     }
 
     /// How suggestions are generated: the model (`MODEL_BASE_URL`, `MODEL_NAME`,
@@ -322,6 +352,9 @@ impl Default for EventDelivery {
         }
     }
 }
+
+/// Variable: the schemas the loops' schema watch snapshots, comma separated (`public`).
+pub const EVENT_LOOP_WATCHED_SCHEMAS: &str = "EVENT_LOOP_WATCHED_SCHEMAS";
 
 /// Variable: an OpenAI-compatible API base, e.g. `https://api.openai.com/v1` or Workers AI's
 /// `https://api.cloudflare.com/client/v4/accounts/<account>/ai/v1`; unset: templates.

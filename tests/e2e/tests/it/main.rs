@@ -3,6 +3,7 @@
 
 mod e2e_coordinator;
 mod e2e_deploy;
+mod e2e_event_loop;
 mod e2e_foundation;
 mod e2e_lifecycle;
 mod e2e_scripts;

@@ -5,6 +5,7 @@
 //! saves; it is reached only through the coordinator Worker, which authenticates callers.
 
 mod connection;
+mod event_loop;
 mod events;
 mod hook_sync;
 mod live;
@@ -17,6 +18,7 @@ use std::{cell::RefCell, rc::Rc};
 
 use edge_sync_shared::{
     bindings,
+    event_loop::schedule::LoopConfig,
     coordinator_api::{
         self, AcquireLease, CoordinatorError, LiveMessage, PutRun, ReplaySince, StorageHealth,
         TokenRequest, UserNotice,
@@ -285,6 +287,21 @@ impl SyncCoordinator {
             (Method::Get, ["internal", "user", user_id, "live"]) => {
                 self.open_stream(req, user_id, now)
             }
+            (Method::Post, ["internal", "user", user_id, "loop", "start"]) => {
+                let body = text(req).await?;
+                let config = if body.trim().is_empty() {
+                    LoopConfig::default()
+                } else {
+                    coordinator_api::decode(&body)?
+                };
+                ok(200, &self.start_loop(user_id, config, now).await?)
+            }
+            (Method::Post, ["internal", "user", user_id, "loop", "stop"]) => {
+                ok(200, &self.stop_loop(user_id, now).await?)
+            }
+            (Method::Get, ["internal", "user", user_id, "loop"]) => {
+                ok(200, &self.loop_status(user_id, now)?)
+            }
             (Method::Post, ["internal", "user", "notify"]) => {
                 let notice: UserNotice = decode(req).await?;
                 self.push(&notice.messages);
@@ -316,6 +333,7 @@ impl SyncCoordinator {
             hook_sync::next_due(&self.store, now)?,
             live::next_notice(&self.store, now)?,
             processing::next_due(&self.store, now)?,
+            event_loop::next_tick(&self.store, now)?,
         ]
         .into_iter()
         .flatten()
@@ -348,6 +366,7 @@ impl SyncCoordinator {
         hook_sync::run_due(&self.store, &self.env, clock::now()).await?;
         live::send_notices(&self.store, &self.env, clock::now()).await?;
         self.process_due(clock::now()).await?;
+        self.tick_loop(clock::now()).await?;
         self.reschedule(clock::now()).await?;
         Response::ok("alarm done")
     }

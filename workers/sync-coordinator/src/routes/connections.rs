@@ -237,3 +237,18 @@ async fn ensure_webhooks(env: &Env, id: &str) -> HttpResult {
     let ensured = crate::webhook_registration::ensure(env, id, view.provider, &view.account).await;
     Ok(Response::from_json(&ensured)?)
 }
+
+/// The users that have a connection in `status`.
+pub(super) async fn active_users(
+    env: &Env,
+    status: ConnectionStatus,
+) -> Result<std::collections::BTreeSet<String>, HttpError> {
+    let entries = index(env).await?;
+    Ok(views(env, &entries)
+        .await?
+        .connections
+        .into_iter()
+        .filter(|c| c.status == status)
+        .map(|c| c.user_id)
+        .collect())
+}

@@ -3,6 +3,7 @@
 mod connections;
 mod coordinator;
 mod cors;
+mod event_loop;
 mod events;
 mod health;
 mod oauth;
@@ -87,6 +88,17 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
             let user_id = user_id.to_string();
             // The stream itself: no CORS decoration (a WebSocket answer cannot take headers).
             return suggestions::live_stream(&req, &env, &user_id).await;
+        }
+        (Method::Post, ["coordinator", "event-loop", "start-all"]) => {
+            event_loop::start_all(req, &env).await
+        }
+        (Method::Post, ["coordinator", "event-loop", user_id, action @ ("start" | "stop")]) => {
+            let (user_id, action) = (user_id.to_string(), action.to_string());
+            event_loop::user_loop(req, &env, &user_id, Some(&action)).await
+        }
+        (Method::Get, ["coordinator", "event-loop", user_id]) => {
+            let user_id = user_id.to_string();
+            event_loop::user_loop(req, &env, &user_id, None).await
         }
         (Method::Get, ["coordinator", "suggestions"]) => {
             suggestions::list_suggestions(&req, &env).await

@@ -35,7 +35,7 @@ fn unavailable(e: String) -> HttpError {
 }
 
 /// A user id as it may appear in a path and an instance name.
-fn checked_user(user_id: &str) -> Result<&str, HttpError> {
+pub(super) fn checked_user(user_id: &str) -> Result<&str, HttpError> {
     let valid = !user_id.is_empty()
         && user_id.len() <= 128
         && user_id

@@ -1,0 +1,244 @@
+//! A user's background loop, in the user's instance (`user:<user_id>`), on its alarm: every
+//! interval the watchers the schedule plans run ([`LoopState::on_tick`]), each one's
+//! outcome goes back to the schedule (a failing watcher backs off, the loop keeps ticking),
+//! and what they find is stored through the same durable path as webhook events (the
+//! source's event-store instance, deduplicated by key), then processed like any other
+//! event. State (the loop, the last schema snapshot, the migrations reported) lives in the
+//! instance's SQLite, so loops survive restarts and redeploys and resume at their interval.
+
+use edge_sync_shared::{
+    bindings::workers::SYNC_COORDINATOR as WORKER,
+    coordinator_api::{CoordinatorError, EventEnvelope},
+    event_loop::{
+        migrations::{
+            MigrationWatch, EDGE_SYNC_LEDGER_SQL, LEDGERS_PRESENT_SQL, SHIPPED_MIGRATIONS,
+            SUPABASE_CLI_LEDGER_SQL,
+        },
+        schedule::{LoopConfig, LoopState, LoopStatus, Watcher},
+        schema_watch::{diff, SchemaRow, SchemaSnapshot, SNAPSHOT_SQL},
+    },
+    log::Level,
+    Timestamp,
+};
+use edge_sync_worker_kit::{
+    clock,
+    log::{self, Emit},
+    postgres,
+};
+use worker::Method;
+
+use super::SyncCoordinator;
+use crate::{api_error::Handled, store::Store};
+
+const LOOP_KEY: &str = "event_loop";
+const LOOP_USER_KEY: &str = "event_loop_user";
+const SNAPSHOT_KEY: &str = "schema_snapshot";
+const MIGRATIONS_KEY: &str = "migration_watch";
+/// The event-store instance of Supabase events (no connection): the one webhooks use.
+const SUPABASE_EVENTS: &str = "events-supabase";
+
+/// When this instance's loop ticks next.
+pub(super) fn next_tick(store: &Store, now: Timestamp) -> worker::Result<Option<Timestamp>> {
+    Ok(store
+        .get::<LoopState>(LOOP_KEY, now)?
+        .and_then(|l| l.next_alarm()))
+}
+
+impl SyncCoordinator {
+    fn loop_state(&self, now: Timestamp) -> worker::Result<LoopState> {
+        Ok(self.store.get(LOOP_KEY, now)?.unwrap_or_default())
+    }
+
+    /// Starts (or restarts with a new config) `user_id`'s loop; the first tick is now.
+    pub(super) async fn start_loop(
+        &self,
+        user_id: &str,
+        config: LoopConfig,
+        now: Timestamp,
+    ) -> Handled<LoopStatus> {
+        let floor = self
+            .config
+            .event_loop_floor()
+            .map_err(|e| CoordinatorError::Misconfigured(e.to_string()))?;
+        let config = config.validated(floor).map_err(|e| {
+            CoordinatorError::Request(edge_sync_shared::coordinator_api::RequestError::InvalidBody(
+                e.to_string(),
+            ))
+        })?;
+        let mut config = config;
+        if config.watchers.remove(&Watcher::ShopifyPoll) {
+            // Not built yet: the loop runs without it rather than report work it does not do.
+            log::event(WORKER, Level::Warn, "watcher_unavailable")
+                .with("user_id", user_id)
+                .with("watcher", "shopify_poll")
+                .emit();
+        }
+        let mut state = self.loop_state(now)?;
+        state.start(now, config);
+        self.store.put(LOOP_KEY, &state, None)?;
+        self.store.put(LOOP_USER_KEY, &user_id, None)?;
+        self.alarm_no_later_than(now).await?;
+        log::event(WORKER, Level::Info, "event_loop_started")
+            .with("user_id", user_id)
+            .with("interval_secs", state.config.interval_secs)
+            .emit();
+        Ok(state.status(user_id))
+    }
+
+    /// Stops `user_id`'s loop: no watcher runs after this returns.
+    pub(super) async fn stop_loop(&self, user_id: &str, now: Timestamp) -> Handled<LoopStatus> {
+        let mut state = self.loop_state(now)?;
+        state.stop();
+        self.store.put(LOOP_KEY, &state, None)?;
+        self.reschedule(now).await?;
+        log::event(WORKER, Level::Info, "event_loop_stopped")
+            .with("user_id", user_id)
+            .emit();
+        Ok(state.status(user_id))
+    }
+
+    /// `user_id`'s loop as the status route shows it.
+    pub(super) fn loop_status(&self, user_id: &str, now: Timestamp) -> Handled<LoopStatus> {
+        Ok(self.loop_state(now)?.status(user_id))
+    }
+
+    /// Runs the loop's tick when it is due: the planned watchers, one after another.
+    pub(super) async fn tick_loop(&self, now: Timestamp) -> worker::Result<()> {
+        let mut state = self.loop_state(now)?;
+        let Some(user_id) = self.store.get::<String>(LOOP_USER_KEY, now)? else {
+            return Ok(());
+        };
+        let plan = state.on_tick(now);
+        if plan.run.is_empty() {
+            if plan.next_alarm.is_some() {
+                self.store.put(LOOP_KEY, &state, None)?;
+            }
+            return Ok(());
+        }
+        // Saved before the watchers run: a tick cut off half-way is not run again at once.
+        self.store.put(LOOP_KEY, &state, None)?;
+        for watcher in plan.run {
+            let result = match watcher {
+                Watcher::SchemaWatch => self.watch_schema(&user_id).await,
+                Watcher::Migrations => self.watch_migrations(&user_id).await,
+                Watcher::ShopifyPoll => Err("shopify polling is not available yet".to_owned()),
+            };
+            if let Err(reason) = &result {
+                log::event(WORKER, Level::Warn, "watcher_failed")
+                    .with("user_id", &user_id)
+                    .with("watcher", format!("{watcher:?}"))
+                    .with_reason(reason)
+                    .emit();
+            }
+            // A stop that arrived while the watcher ran wins: re-read before writing.
+            let mut current = self.loop_state(clock::now())?;
+            current.on_watcher_result(clock::now(), watcher, result);
+            self.store.put(LOOP_KEY, &current, None)?;
+        }
+        Ok(())
+    }
+
+    /// Snapshots the watched schemas and stores an event per change since the last
+    /// snapshot (the first one is the baseline). Events first, then the snapshot: a tick
+    /// cut off between the two finds the same changes again, with the same dedup keys.
+    async fn watch_schema(&self, user_id: &str) -> Result<u64, String> {
+        let client = postgres::connect(&self.env)
+            .await
+            .map_err(|e| e.to_string())?;
+        let schemas = self.config.watched_schemas();
+        let rows = client
+            .query(SNAPSHOT_SQL, &[&schemas])
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = clock::now();
+        let current = SchemaSnapshot::from_rows(
+            now,
+            rows.iter().map(|r| SchemaRow {
+                schema: r.get(0),
+                table: r.get(1),
+                column: r.get(2),
+                data_type: r.get(3),
+                nullable: r.get(4),
+                default: r.get(5),
+                position: r.get(6),
+            }),
+        )
+        .map_err(|e| e.to_string())?;
+        let previous: Option<SchemaSnapshot> =
+            self.store.get(SNAPSHOT_KEY, now).map_err(|e| e.to_string())?;
+        let envelopes: Vec<EventEnvelope> = diff(previous.as_ref(), &current)
+            .into_iter()
+            .map(|e| e.into_envelope(user_id, now))
+            .collect();
+        let found = self.store_events(&envelopes).await?;
+        if previous.is_none_or(|p| p.tables != current.tables) {
+            self.store
+                .put(SNAPSHOT_KEY, &current, None)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(found)
+    }
+
+    /// Compares the migrations this project ships (and the Supabase CLI's ledger, where it
+    /// exists) with what the database applied; stores `supabase.migration.pending` once per
+    /// migration until it is applied.
+    async fn watch_migrations(&self, user_id: &str) -> Result<u64, String> {
+        let client = postgres::connect(&self.env)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = |e: tokio_postgres::Error| e.to_string();
+        let present = client.query_one(LEDGERS_PRESENT_SQL, &[]).await.map_err(text)?;
+        let versions = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
+            rows.iter().map(|r| r.get::<_, String>(0)).collect()
+        };
+        let edge_sync = if present.get::<_, bool>(0) {
+            versions(client.query(EDGE_SYNC_LEDGER_SQL, &[]).await.map_err(text)?)
+        } else {
+            Vec::new()
+        };
+        let supabase_cli = if present.get::<_, bool>(1) {
+            versions(client.query(SUPABASE_CLI_LEDGER_SQL, &[]).await.map_err(text)?)
+        } else {
+            Vec::new()
+        };
+        let now = clock::now();
+        let mut watch: MigrationWatch = self
+            .store
+            .get(MIGRATIONS_KEY, now)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let envelopes: Vec<EventEnvelope> = watch
+            .on_ledgers(SHIPPED_MIGRATIONS, &edge_sync, &supabase_cli)
+            .into_iter()
+            .map(|m| m.into_envelope(user_id, now))
+            .collect();
+        let found = self.store_events(&envelopes).await?;
+        self.store
+            .put(MIGRATIONS_KEY, &watch, None)
+            .map_err(|e| e.to_string())?;
+        Ok(found)
+    }
+
+    /// Stores watcher events in the Supabase event-store instance (deduplicated there, then
+    /// delivered to Postgres and processed); returns how many were new.
+    async fn store_events(&self, envelopes: &[EventEnvelope]) -> Result<u64, String> {
+        let mut stored = 0;
+        for envelope in envelopes {
+            let response = super::send(
+                &self.env,
+                SUPABASE_EVENTS,
+                Method::Post,
+                &format!("/internal/events?instance={SUPABASE_EVENTS}"),
+                envelope,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            match response.status_code() {
+                201 => stored += 1,
+                200 => {}
+                status => return Err(format!("event store answered {status}")),
+            }
+        }
+        Ok(stored)
+    }
+}
