@@ -22,6 +22,13 @@ pub struct EventEnvelope {
     /// source); `None` when the sender has none and every delivery is a new event.
     #[serde(default)]
     pub dedup_key: Option<String>,
+    /// What identifies the change itself, whoever saw it: a Shopify webhook and the polling
+    /// fallback ([`crate::event_loop::shopify_poll`]) give the same change the same
+    /// `content_key`. The store treats an event as a duplicate when its `dedup_key` or its
+    /// `content_key` is already among the keys it keeps, and keeps both keys of every stored
+    /// event (in the connection's instance, where both paths store Shopify events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_key: Option<String>,
     /// The parsed body.
     pub event_data: Value,
     /// When the provider says it happened.
