@@ -449,7 +449,7 @@ impl ShopifyPollState {
     fn order_event(&self, run: &PollRun, node: &Value) -> Option<EventEnvelope> {
         let id = numeric(node.get("id"))?;
         let created = time(node, "createdAt")?;
-        if !run.since.is_some_and(|s| created > s) {
+        if run.since.is_none_or(|s| created <= s) {
             return None;
         }
         let data = json!({
