@@ -28,7 +28,7 @@
 //! `UPDATED_AT`), still capped there. Inventory items cannot be sorted, so a cut-short walk
 //! leaves their cursor where it was. Records read twice in the overlap give the same keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -86,16 +86,24 @@ pub struct PollConfig {
     pub page_size: u32,
     /// [`DEFAULT_POLL_MAX_PAGES`].
     pub max_pages: u32,
+    /// The streams walked each tick (default: all).
+    #[serde(default = "all_streams")]
+    pub streams: BTreeSet<PollStream>,
+}
+
+fn all_streams() -> BTreeSet<PollStream> {
+    PollStream::ALL.into_iter().collect()
 }
 
 impl Default for PollConfig {
-    /// Threshold 5, one minute of overlap, 50 records a page, 5 pages a tick.
+    /// Threshold 5, one minute of overlap, 50 records a page, 5 pages a tick, every stream.
     fn default() -> Self {
         Self {
             low_stock_threshold: 5,
             overlap_ms: DEFAULT_POLL_OVERLAP_MS,
             page_size: DEFAULT_POLL_PAGE_SIZE,
             max_pages: DEFAULT_POLL_MAX_PAGES,
+            streams: all_streams(),
         }
     }
 }
