@@ -141,6 +141,8 @@ pub struct PollRun {
     pub since: Option<Timestamp>,
     /// Taking the collections baseline (the highest id) rather than reading new ones.
     pub baseline: bool,
+    /// Collections: the highest id known when the walk began (the filter of every page).
+    pub since_id: Option<u64>,
     /// The next page's `after`.
     pub after: Option<String>,
     /// Pages read so far.
@@ -282,6 +284,7 @@ impl ShopifyPollState {
             started_at: now,
             since,
             baseline,
+            since_id: self.last_collection_id,
             after: None,
             pages: 0,
             newest_seen: None,
@@ -316,7 +319,7 @@ impl ShopifyPollState {
             json!({ "query": COLLECTIONS_BASELINE_QUERY, "variables": {} })
         } else {
             let filter = match run.stream {
-                PollStream::Collections => self.last_collection_id.map(|id| format!("id:>{id}")),
+                PollStream::Collections => run.since_id.map(|id| format!("id:>{id}")),
                 _ => run.since.map(shopify_updated_filter),
             };
             json!({
@@ -773,6 +776,13 @@ mod tests {
             Some("shopify:content:shopify.collection.created:101")
         );
         assert_eq!(state.last_collection_id, Some(101));
+        // Later pages of a walk keep the filter it began with (their `after` belongs to it).
+        run.after = Some("c2".into());
+        let body: Value =
+            serde_json::from_str(&state.request(&run, "u".into(), &token, &config).body)
+                .expect("json");
+        assert_eq!(body["variables"]["query"], "id:>100");
+        assert_eq!(body["variables"]["after"], "c2");
         let mut again = state
             .begin(PollStream::Collections, t("2026-01-01T00:02:00Z"))
             .expect("walk");
