@@ -535,4 +535,48 @@ mod tests {
         );
         assert!(SNAPSHOT_SQL.contains("$1::text[]"));
     }
+
+    /// Virtual time: a loop snapshots every tick, the store keeps each dedup key once, and
+    /// the instance crashes once after storing events but before saving the snapshot.
+    /// Every change is stored exactly once.
+    #[test]
+    fn simulation_ticks_with_a_crash_store_each_change_once() {
+        let mut saved: Option<SchemaSnapshot> = None;
+        let mut store: Vec<String> = Vec::new();
+        let mut rows = base_rows();
+        for tick in 0..20_i64 {
+            match tick {
+                3 => rows.push(row("contacts", "phone", "text", true, 3)),
+                7 => rows.push(row("orders", "id", "bigint", false, 1)),
+                11 => rows[1].nullable = Some(false),
+                15 => rows.retain(|r| r.column.as_deref() != Some("phone")),
+                _ => {}
+            }
+            let current = snapshot(tick * 60_000, rows.clone());
+            for event in diff(saved.as_ref(), &current) {
+                let envelope = event.into_envelope("u1", current.taken_at);
+                let key = envelope.dedup_key.expect("keyed");
+                if !store.contains(&key) {
+                    store.push(key);
+                }
+            }
+            if tick == 7 {
+                continue; // crashed before saving: tick 8 diffs the same pair again
+            }
+            saved = Some(current);
+        }
+        let kinds: Vec<&str> = store
+            .iter()
+            .map(|k| k.split(':').nth(3).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "column_added",
+                "table_created",
+                "column_updated",
+                "column_dropped"
+            ]
+        );
+    }
 }

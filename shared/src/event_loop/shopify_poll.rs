@@ -915,4 +915,52 @@ mod tests {
         ));
         assert_eq!(state, before);
     }
+
+    /// The coordinator's rule ([`EventEnvelope::dedup_keys`]): a webhook and a poll of the
+    /// same product creation store one event, whichever arrives first.
+    #[test]
+    fn simulation_webhook_and_poll_store_one_event_in_either_order() {
+        let hook = classify_shopify(
+            "products/create",
+            None,
+            Some("evt-9"),
+            None,
+            PRODUCTS_CREATE.as_bytes(),
+            0,
+        )
+        .expect("classified");
+        let hook = EventEnvelope {
+            source: hook.source,
+            event_type: hook.event_type,
+            dedup_key: hook.dedup_key,
+            content_key: hook.content_key,
+            event_data: hook.event_data,
+            occurred_at: hook.occurred_at,
+            record_change: hook.record_change,
+            user_id: None,
+            rate_limit_per_minute: 0,
+        };
+        let mut state = state_from(PollStream::Products, "2025-06-01T00:00:00Z");
+        let mut run = state
+            .begin(PollStream::Products, t("2025-11-20T09:20:00Z"))
+            .expect("walk");
+        let polled = state
+            .on_page(&mut run, &PollConfig::default(), 200, &[], PRODUCTS)
+            .expect("parsed")
+            .events
+            .remove(0);
+        for order in [[&hook, &polled], [&polled, &hook]] {
+            let mut keys: Vec<String> = Vec::new();
+            let mut stored = 0;
+            for envelope in order.into_iter().chain(order) {
+                let candidate = envelope.dedup_keys();
+                if candidate.iter().any(|k| keys.iter().any(|s| s == k)) {
+                    continue;
+                }
+                keys.extend(candidate.into_iter().map(str::to_owned));
+                stored += 1;
+            }
+            assert_eq!(stored, 1);
+        }
+    }
 }
