@@ -74,8 +74,9 @@ impl PollStream {
     ];
 }
 
-/// Settings of the polling fallback.
+/// Settings of the polling fallback (missing fields take their defaults when parsed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PollConfig {
     /// A level is low at or below this (`available <= threshold`, as the webhook classifier
     /// judges `inventory_levels/update`, so both paths mean the same by the event type).
@@ -87,7 +88,6 @@ pub struct PollConfig {
     /// [`DEFAULT_POLL_MAX_PAGES`].
     pub max_pages: u32,
     /// The streams walked each tick (default: all).
-    #[serde(default = "all_streams")]
     pub streams: BTreeSet<PollStream>,
 }
 
