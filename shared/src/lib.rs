@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bindings;
 pub mod connection;
 pub mod coordinator_api;
+pub mod event_loop;
 pub mod health;
 pub mod log;
 pub mod oauth;

@@ -22,6 +22,13 @@ pub struct EventEnvelope {
     /// source); `None` when the sender has none and every delivery is a new event.
     #[serde(default)]
     pub dedup_key: Option<String>,
+    /// What identifies the change itself, whoever saw it: a Shopify webhook and the polling
+    /// fallback ([`crate::event_loop::shopify_poll`]) give the same change the same
+    /// `content_key`. The store (see [`EventEnvelope::dedup_keys`]) treats an event as a duplicate when its `dedup_key` or its
+    /// `content_key` is already among the keys it keeps, and keeps both keys of every stored
+    /// event (in the connection's instance, where both paths store Shopify events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_key: Option<String>,
     /// The parsed body.
     pub event_data: Value,
     /// When the provider says it happened.
@@ -36,6 +43,21 @@ pub struct EventEnvelope {
     /// Deliveries per minute this connection/source may send (0 = unlimited).
     #[serde(default)]
     pub rate_limit_per_minute: u32,
+}
+
+impl EventEnvelope {
+    /// The keys the store checks before storing this event and records with it: the
+    /// `dedup_key`, then the `content_key` when it differs. The event is a duplicate when
+    /// any of them is already recorded in the instance's dedup table.
+    pub fn dedup_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.dedup_key.as_deref().into_iter().collect();
+        if let Some(content) = self.content_key.as_deref() {
+            if !keys.contains(&content) {
+                keys.push(content);
+            }
+        }
+        keys
+    }
 }
 
 /// `POST /coordinator/events`: an event for a connection (or, without one, for its source).
@@ -89,6 +111,34 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&without).expect("serialises"),
             r#"{"source":"github","event_type":null,"dedup_key":null,"event_data":{},"occurred_at":null,"record_change":null,"user_id":null,"rate_limit_per_minute":0}"#
+        );
+    }
+
+    #[test]
+    fn both_keys_are_checked_and_a_missing_content_key_is_not_serialised() {
+        let mut envelope: EventEnvelope = serde_json::from_str(
+            r#"{"source":"shopify","dedup_key":"shopify:products/create:e1","event_data":{}}"#,
+        )
+        .expect("decodes");
+        assert_eq!(envelope.content_key, None);
+        assert_eq!(envelope.dedup_keys(), ["shopify:products/create:e1"]);
+        envelope.content_key = Some("shopify:content:shopify.product.created:1".into());
+        assert_eq!(
+            envelope.dedup_keys(),
+            [
+                "shopify:products/create:e1",
+                "shopify:content:shopify.product.created:1"
+            ]
+        );
+        envelope.dedup_key = envelope.content_key.clone();
+        assert_eq!(
+            envelope.dedup_keys(),
+            ["shopify:content:shopify.product.created:1"]
+        );
+        let json = serde_json::to_value(&envelope).expect("serialises");
+        assert_eq!(
+            json["content_key"],
+            "shopify:content:shopify.product.created:1"
         );
     }
 

@@ -56,6 +56,11 @@ pub use run_machine::{
 };
 /// The Shopify GraphQL request (also used by webhook registration).
 pub(crate) use shopify::graphql_request as shopify_graphql_request;
+// The event loop's polling fallback reads answers and paces itself like the sync.
+pub(crate) use shopify::{
+    classify as shopify_classify, graphql_url as shopify_graphql_url, throttle as shopify_throttle,
+    updated_filter as shopify_updated_filter,
+};
 pub use shopify::{shopify_numeric_id, shopify_page_size, SHOPIFY_MAX_QUERY_COST};
 // The webhook classifier maps Shopify payloads through the same node readers as the sync.
 pub(crate) use shopify::{

@@ -177,7 +177,7 @@ pub(crate) fn graphql_request(url: String, access_token: &Secret, body: &Value) 
 }
 
 /// `extensions.cost`, when complete.
-fn throttle(value: &Value) -> Option<ShopifyThrottle> {
+pub(crate) fn throttle(value: &Value) -> Option<ShopifyThrottle> {
     let cost = at(value, &["extensions", "cost"])?;
     let number = |path: &[&str]| at(cost, path).and_then(Value::as_f64);
     Some(ShopifyThrottle {

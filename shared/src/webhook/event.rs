@@ -26,7 +26,7 @@ pub use git::{classify_git, GitHeaders};
 pub use keap::classify_keap;
 pub use shopify::{
     accepted_after_uninstall, classify_shopify, event_accepted_after_uninstall,
-    APP_UNINSTALLED_EVENT,
+    shopify_content_key, APP_UNINSTALLED_EVENT,
 };
 pub use supabase::classify_supabase;
 
@@ -89,6 +89,10 @@ pub struct IncomingEvent {
     /// delivery is never dropped as a duplicate. The store scopes keys by connection (or by
     /// source, for events without a connection).
     pub dedup_key: Option<String>,
+    /// What identifies the change whoever reports it (Shopify: [`shopify_content_key`], the
+    /// key the polling fallback gives the same change); `None` when no other path reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_key: Option<String>,
     /// The parsed body (`background_events.event_data`).
     pub event_data: Value,
     /// When the provider says the event happened (a header or a payload time); `None`
@@ -245,6 +249,7 @@ pub fn classify_standard(
         source: source.to_owned(),
         event_type: str_at(&payload, &["type"]).map(|kind| format!("{source}.{kind}")),
         dedup_key: Some(dedup_key(source, Some(webhook_id), body)),
+        content_key: None,
         occurred_at: time_at(&payload, &[&["timestamp"]]),
         event_data: payload,
         record_change: None,

@@ -20,8 +20,8 @@ use crate::Timestamp;
 
 pub use event::{
     accepted_after_uninstall, classify_git, classify_keap, classify_shopify, classify_standard,
-    classify_supabase, dedup_key, event_accepted_after_uninstall, GitHeaders, IncomingEvent,
-    ParseError, PrivacySubject, RecordChange, Source, APP_UNINSTALLED_EVENT,
+    classify_supabase, dedup_key, event_accepted_after_uninstall, shopify_content_key, GitHeaders,
+    IncomingEvent, ParseError, PrivacySubject, RecordChange, Source, APP_UNINSTALLED_EVENT,
 };
 pub use rate_limit::{admit, rate_limit_key, Admission, WindowCounter};
 pub use shop::{delivery_belongs_to, delivery_shop, ShopError};

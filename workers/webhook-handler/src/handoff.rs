@@ -106,6 +106,7 @@ pub async fn store(
             source: event.source,
             event_type: event_type.clone(),
             dedup_key: event.dedup_key,
+            content_key: event.content_key,
             event_data: event.event_data,
             occurred_at: event.occurred_at,
             record_change: event.record_change,

@@ -315,6 +315,7 @@ pub fn classify_git(
         source: source.as_str().to_owned(),
         event_type: event_type.map(str::to_owned),
         dedup_key: Some(dedup_key(source.as_str(), delivery, body)),
+        content_key: None,
         event_data: payload,
         occurred_at,
         record_change: None,

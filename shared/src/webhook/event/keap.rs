@@ -85,6 +85,7 @@ pub fn classify_keap(body: &[u8]) -> Result<IncomingEvent, ParseError> {
         source: "keap".to_owned(),
         event_type: Some(event_type),
         dedup_key: Some(dedup_key("keap", None, body)),
+        content_key: None,
         event_data: payload,
         occurred_at,
         record_change,

@@ -375,6 +375,46 @@ fn record_change(topic: &str, payload: &Value) -> Result<Option<RecordChange>, P
     Ok(Some(change))
 }
 
+/// The key of a change whoever reports it, webhook or polling fallback: a delivery has
+/// `X-Shopify-Event-Id`, a poll does not, so both also carry this key, built from what both
+/// see. `shopify:content:<event type>:<resource id>` for creations (a resource is created
+/// once, whatever its later `updated_at`), else `...:<resource id>@<updated_at, Unix
+/// seconds>` (REST sends seconds with the shop's offset, GraphQL seconds in UTC: both read
+/// as the same instant). Inventory levels use `<item id>:<location id>` as resource id.
+pub fn shopify_content_key(
+    event_type: &str,
+    resource_id: &str,
+    updated_at: Option<crate::Timestamp>,
+) -> String {
+    if event_type.ends_with(".created") {
+        return format!("shopify:content:{event_type}:{resource_id}");
+    }
+    let secs = updated_at.map_or_else(String::new, |t| {
+        format!("@{}", t.as_millis().div_euclid(1000))
+    });
+    format!("shopify:content:{event_type}:{resource_id}{secs}")
+}
+
+/// The content key of a delivery whose event the polling fallback also reports
+/// (product created/updated, collection created, order created, inventory low).
+fn content_key(event_type: Option<&str>, payload: &Value) -> Option<String> {
+    let event_type = event_type?;
+    let updated_at = time_at(payload, &[&["updated_at"]]);
+    let resource_id = match event_type {
+        "shopify.product.created"
+        | "shopify.product.updated"
+        | "shopify.collection.created"
+        | "shopify.order.created" => record_id(payload)?,
+        "shopify.inventory.low" => format!(
+            "{}:{}",
+            id_at(payload, "inventory_item_id")?,
+            id_at(payload, "location_id")?
+        ),
+        _ => return None,
+    };
+    Some(shopify_content_key(event_type, &resource_id, updated_at))
+}
+
 /// Classifies a Shopify delivery (headers `X-Shopify-Topic`, `X-Shopify-Webhook-Id`,
 /// `X-Shopify-Event-Id`, `X-Shopify-Triggered-At`).
 ///
@@ -387,6 +427,7 @@ fn record_change(topic: &str, payload: &Value) -> Result<Option<RecordChange>, P
 ///   `shopify:<topic>:sha256:<body digest>`. The topic is part of the key because one
 ///   change fires several topics (`products/create` and `products/update`, often with the
 ///   same body), and those are different events.
+/// - `content_key`: [`shopify_content_key`] for the events polling also reports.
 /// - `occurred_at`: `X-Shopify-Triggered-At`, else the payload's `updated_at`/`created_at`.
 /// - `record_change`: products, orders, customers and inventory levels are upserted in
 ///   the sync's record shape; `*/delete` and `inventory_levels/disconnect` soft-delete.
@@ -416,6 +457,7 @@ pub fn classify_shopify(
         .and_then(parse_time)
         .or_else(|| time_at(&payload, &[&["updated_at"], &["created_at"]]));
     let event_type = event_type(&topic, &payload, low_stock_threshold);
+    let content_key = content_key(event_type, &payload);
     let mut payload = payload;
     if event_type == Some("shopify.inventory.low") {
         // The level was judged against this threshold: the suggestion needs both.
@@ -427,6 +469,7 @@ pub fn classify_shopify(
         source: "shopify".to_owned(),
         event_type: event_type.map(str::to_owned),
         dedup_key: Some(dedup_key(&format!("shopify:{topic}"), delivery, body)),
+        content_key,
         event_data: payload,
         occurred_at,
         record_change,

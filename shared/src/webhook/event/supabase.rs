@@ -41,6 +41,7 @@ pub fn classify_supabase(body: &[u8]) -> Result<IncomingEvent, ParseError> {
         source: "supabase".to_owned(),
         event_type: event_type.map(str::to_owned),
         dedup_key: None,
+        content_key: None,
         event_data: payload,
         occurred_at: None,
         record_change: None,
