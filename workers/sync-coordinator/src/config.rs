@@ -3,12 +3,12 @@
 //! values are reported by name, never by value.
 
 use edge_sync_shared::{
-    oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
-    provider_hooks,
     event_loop::{
         schedule::{IntervalFloor, MIN_INTERVAL_SETTING},
         schema_watch::watched_schemas,
     },
+    oauth::{keap::KeapOAuthConfig, shopify::ShopifyOAuthConfig},
+    provider_hooks,
     suggestions::{ModelConfig, AGENT_RETRY_POLICY},
     sync::{RetryPolicy, SourceConfig},
     token_cipher::{CipherError, TokenCipher},

@@ -56,7 +56,10 @@ async fn count_until(stack: &Stack, sql: &str, expected: i64) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{sql}: never {expected}, last {}", db_count(stack, sql).await);
+    panic!(
+        "{sql}: never {expected}, last {}",
+        db_count(stack, sql).await
+    );
 }
 
 fn supabase_events(event_type: &str) -> String {
@@ -130,8 +133,14 @@ async fn schema_changes_become_events_and_stop_stops() {
     let before = ticked["last_tick_at"].clone();
     status_until(&stack, "u-loop", |s| s["last_tick_at"] != before).await;
     status_until(&stack, "u-loop", |s| s["last_tick_at"] != before).await;
-    assert_eq!(db_count(&stack, &supabase_events("supabase.column.added")).await, 1);
-    assert_eq!(db_count(&stack, &supabase_events("supabase.table.created")).await, 1);
+    assert_eq!(
+        db_count(&stack, &supabase_events("supabase.column.added")).await,
+        1
+    );
+    assert_eq!(
+        db_count(&stack, &supabase_events("supabase.table.created")).await,
+        1
+    );
 
     let (status, stopped) = loop_call(&stack, "POST", "/u-loop/stop", None).await;
     assert_eq!(status, 200);
@@ -144,7 +153,10 @@ async fn schema_changes_become_events_and_stop_stops() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, after) = loop_call(&stack, "GET", "/u-loop", None).await;
     assert_eq!(after["last_tick_at"], last, "no tick after stop: {after}");
-    assert_eq!(db_count(&stack, &supabase_events("supabase.column.added")).await, 1);
+    assert_eq!(
+        db_count(&stack, &supabase_events("supabase.column.added")).await,
+        1
+    );
 }
 
 /// Proves: a migration the database has not applied is reported as
@@ -166,7 +178,10 @@ async fn pending_migrations_are_reported_once() {
         !s["watchers"]["migrations"]["last_ok_at"].is_null()
     })
     .await;
-    assert_eq!(db_count(&stack, &supabase_events("supabase.migration.pending")).await, 0);
+    assert_eq!(
+        db_count(&stack, &supabase_events("supabase.migration.pending")).await,
+        0
+    );
 
     let removed: String = db
         .query_one(
@@ -181,7 +196,10 @@ async fn pending_migrations_are_reported_once() {
     let before = ticked["last_tick_at"].clone();
     status_until(&stack, "u-loop", |s| s["last_tick_at"] != before).await;
     status_until(&stack, "u-loop", |s| s["last_tick_at"] != before).await;
-    assert_eq!(db_count(&stack, &supabase_events("supabase.migration.pending")).await, 1);
+    assert_eq!(
+        db_count(&stack, &supabase_events("supabase.migration.pending")).await,
+        1
+    );
     let data: Value = db
         .query_one(
             "SELECT event_data FROM background_events WHERE event_type = 'supabase.migration.pending'",
@@ -194,7 +212,11 @@ async fn pending_migrations_are_reported_once() {
 
     let (status, all) = loop_call(&stack, "POST", "/start-all", None).await;
     assert_eq!(status, 200, "{all}");
-    assert_eq!(all["started"], json!([]), "no user has an active connection yet");
+    assert_eq!(
+        all["started"],
+        json!([]),
+        "no user has an active connection yet"
+    );
 }
 
 /// Proves: while PostgreSQL is unreachable the schema watch fails, its error shows in the
@@ -223,7 +245,10 @@ async fn loops_survive_failing_watchers_and_restarts() {
 
     stack.set_postgres_down(true);
     let failing = status_until(&stack, "u-loop", |s| {
-        s["watchers"]["schema_watch"]["consecutive_failures"].as_u64().unwrap_or(0) >= 1
+        s["watchers"]["schema_watch"]["consecutive_failures"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
     })
     .await;
     assert!(

@@ -61,9 +61,9 @@ impl SyncCoordinator {
             .event_loop_floor()
             .map_err(|e| CoordinatorError::Misconfigured(e.to_string()))?;
         let config = config.validated(floor).map_err(|e| {
-            CoordinatorError::Request(edge_sync_shared::coordinator_api::RequestError::InvalidBody(
-                e.to_string(),
-            ))
+            CoordinatorError::Request(
+                edge_sync_shared::coordinator_api::RequestError::InvalidBody(e.to_string()),
+            )
         })?;
         let mut config = config;
         if config.watchers.remove(&Watcher::ShopifyPoll) {
@@ -164,8 +164,10 @@ impl SyncCoordinator {
             }),
         )
         .map_err(|e| e.to_string())?;
-        let previous: Option<SchemaSnapshot> =
-            self.store.get(SNAPSHOT_KEY, now).map_err(|e| e.to_string())?;
+        let previous: Option<SchemaSnapshot> = self
+            .store
+            .get(SNAPSHOT_KEY, now)
+            .map_err(|e| e.to_string())?;
         let envelopes: Vec<EventEnvelope> = diff(previous.as_ref(), &current)
             .into_iter()
             .map(|e| e.into_envelope(user_id, now))
@@ -187,17 +189,30 @@ impl SyncCoordinator {
             .await
             .map_err(|e| e.to_string())?;
         let text = |e: tokio_postgres::Error| e.to_string();
-        let present = client.query_one(LEDGERS_PRESENT_SQL, &[]).await.map_err(text)?;
+        let present = client
+            .query_one(LEDGERS_PRESENT_SQL, &[])
+            .await
+            .map_err(text)?;
         let versions = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
             rows.iter().map(|r| r.get::<_, String>(0)).collect()
         };
         let edge_sync = if present.get::<_, bool>(0) {
-            versions(client.query(EDGE_SYNC_LEDGER_SQL, &[]).await.map_err(text)?)
+            versions(
+                client
+                    .query(EDGE_SYNC_LEDGER_SQL, &[])
+                    .await
+                    .map_err(text)?,
+            )
         } else {
             Vec::new()
         };
         let supabase_cli = if present.get::<_, bool>(1) {
-            versions(client.query(SUPABASE_CLI_LEDGER_SQL, &[]).await.map_err(text)?)
+            versions(
+                client
+                    .query(SUPABASE_CLI_LEDGER_SQL, &[])
+                    .await
+                    .map_err(text)?,
+            )
         } else {
             Vec::new()
         };

@@ -258,10 +258,15 @@ impl SyncCoordinator {
         now: Timestamp,
     ) -> Handled<(u16, EventAccepted)> {
         let queue = Queue::open(&self.store)?;
-        let existing = match &envelope.dedup_key {
-            Some(key) => queue.dedup_get(key, now)?,
-            None => None,
-        };
+        // A redelivery has the same delivery key; the same change seen by a webhook and by
+        // polling has the same content key: either makes it a duplicate.
+        let mut existing = None;
+        for key in envelope.dedup_keys() {
+            existing = queue.dedup_get(key, now)?;
+            if existing.is_some() {
+                break;
+            }
+        }
         let bucket = rate_limit_key(&envelope.source);
         let mut window: WindowCounter = self.store.get(&bucket, now)?.unwrap_or_default();
         match admit(existing, &mut window, now, envelope.rate_limit_per_minute) {
@@ -298,7 +303,11 @@ impl SyncCoordinator {
                 None,
             ),
         };
-        let dedup_key = envelope.dedup_key.clone();
+        let dedup_keys: Vec<String> = envelope
+            .dedup_keys()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         if envelope.rate_limit_per_minute > 0 {
             self.store.put(&bucket, &window, None)?;
         }
@@ -316,7 +325,7 @@ impl SyncCoordinator {
         // Both writes happen without an await in between: atomic, and durable before the
         // response leaves the Durable Object (output gate).
         queue.save(&event)?;
-        if let Some(dedup_key) = &dedup_key {
+        for dedup_key in &dedup_keys {
             queue.dedup_put(
                 dedup_key,
                 &event.id,

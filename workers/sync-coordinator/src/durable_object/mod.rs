@@ -18,11 +18,11 @@ use std::{cell::RefCell, rc::Rc};
 
 use edge_sync_shared::{
     bindings,
-    event_loop::schedule::LoopConfig,
     coordinator_api::{
         self, AcquireLease, CoordinatorError, LiveMessage, PutRun, ReplaySince, StorageHealth,
         TokenRequest, UserNotice,
     },
+    event_loop::schedule::LoopConfig,
     Timestamp,
 };
 use edge_sync_worker_kit::clock;

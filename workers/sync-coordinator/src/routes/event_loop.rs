@@ -16,18 +16,35 @@ use super::{connections::active_users, suggestions::checked_user};
 use crate::durable_object::{self, user_instance};
 
 /// `POST .../{user_id}/start|stop` and `GET .../{user_id}`.
-pub async fn user_loop(mut req: Request, env: &Env, user_id: &str, action: Option<&str>) -> HttpResult {
+pub async fn user_loop(
+    mut req: Request,
+    env: &Env,
+    user_id: &str,
+    action: Option<&str>,
+) -> HttpResult {
     require(&req, env, Capability::Operate)?;
     let user_id = checked_user(user_id)?;
     let instance = user_instance(user_id);
     let response = match action {
         None => {
-            durable_object::call(env, &instance, Method::Get, &format!("/internal/user/{user_id}/loop"), None)
-                .await?
+            durable_object::call(
+                env,
+                &instance,
+                Method::Get,
+                &format!("/internal/user/{user_id}/loop"),
+                None,
+            )
+            .await?
         }
         Some("stop") => {
-            durable_object::call(env, &instance, Method::Post, &format!("/internal/user/{user_id}/loop/stop"), None)
-                .await?
+            durable_object::call(
+                env,
+                &instance,
+                Method::Post,
+                &format!("/internal/user/{user_id}/loop/stop"),
+                None,
+            )
+            .await?
         }
         Some("start") => {
             let body = req
