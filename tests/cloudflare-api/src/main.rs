@@ -667,6 +667,9 @@ async fn main() {
         .route("/__stand-in/calls", get(calls))
         .route("/__stand-in/state", get(account_state))
         .fallback(handle)
+        // Script uploads are multipart bodies of several MB (Cloudflare limits a Worker by its
+        // compressed size, 3 MB Free / 10 MB Paid); axum's 2 MB default would cut them off.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state);
     let listener =
         match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
