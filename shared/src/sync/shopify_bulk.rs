@@ -83,6 +83,27 @@ pub fn poll_request(url: String, access_token: &Secret) -> HttpRequestSpec {
     )
 }
 
+/// Where a bulk-operation run is, persisted in its checkpoint
+/// ([`super::RunCheckpoint::bulk`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum BulkPhase {
+    /// Start the bulk query (again, after `Busy` or a lost operation).
+    Start,
+    /// Ours is running: poll it.
+    Running {
+        /// The operation's GID.
+        id: String,
+    },
+    /// Completed: read its JSONL result from the checkpoint's line offset.
+    Reading {
+        /// The operation's GID.
+        id: String,
+        /// The result's signed URL (fetched without the access token).
+        url: String,
+    },
+}
+
 /// What starting a bulk query led to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BulkStart {
