@@ -262,7 +262,8 @@ pub enum RunAction {
     /// Send `bulkOperationRunQuery` for the checkpoint's resource
     /// ([`super::shopify_bulk::run_request`]) and parse it (report [`RunEvent::BulkStarted`]).
     StartBulk,
-    /// Send `currentBulkOperation` ([`super::shopify_bulk::poll_request`]) and parse it
+    /// Send `bulkOperation(id:)` for the checkpoint's operation
+    /// ([`super::shopify_bulk::poll_by_id_request`]) and parse it
     /// (report [`RunEvent::BulkPolled`]).
     PollBulk,
     /// Soft-delete the rows a completed full run did not see (report
@@ -620,7 +621,7 @@ impl PageRun {
         self.provider_attempts = 0;
     }
 
-    /// What `currentBulkOperation` said about the run's operation.
+    /// What polling said about the run's operation.
     fn on_polled(
         &mut self,
         now: Timestamp,

@@ -83,6 +83,20 @@ pub fn poll_request(url: String, access_token: &Secret) -> HttpRequestSpec {
     )
 }
 
+/// `bulkOperation(id:)`: one operation by its GID, whatever the shop ran since (several
+/// resources of a shop take turns, one operation at a time), to the shop's GraphQL `url`.
+pub fn poll_by_id_request(url: String, access_token: &Secret, id: &str) -> HttpRequestSpec {
+    graphql_request(
+        url,
+        access_token,
+        &json!({
+            "query": "query EdgeSyncBulkStatus($id: ID!) { bulkOperation(id: $id) { id status \
+                      errorCode objectCount rootObjectCount fileSize url partialDataUrl } }",
+            "variables": { "id": id },
+        }),
+    )
+}
+
 /// Where a bulk-operation run is, persisted in its checkpoint
 /// ([`super::RunCheckpoint::bulk`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -115,14 +129,15 @@ pub fn try_run_request(
     run_request(url, resource, access_token).ok_or(PageRequestError::MissingShop)
 }
 
-/// [`poll_request`] to the shop's GraphQL endpoint.
+/// [`poll_by_id_request`] to the shop's GraphQL endpoint.
 pub fn try_poll_request(
     config: &SourceConfig,
     shop: Option<&str>,
     access_token: &Secret,
+    id: &str,
 ) -> Result<HttpRequestSpec, PageRequestError> {
     let url = graphql_url(config, shop).ok_or(PageRequestError::MissingShop)?;
-    Ok(poll_request(url, access_token))
+    Ok(poll_by_id_request(url, access_token, id))
 }
 
 /// A result read from line `from` on, cut into pages of at least `batch` records. A page
@@ -265,14 +280,16 @@ fn count(value: Option<&Value>) -> u64 {
     }
 }
 
-/// Parses the answer to [`poll_request`].
+/// Parses the answer to [`poll_request`] or [`poll_by_id_request`].
 pub fn parse_poll(
     status: u16,
     headers: &[(String, String)],
     body: &str,
 ) -> Result<BulkStatus, PageError> {
     let value = classify(status, headers, body)?;
-    let Some(operation) = at(&value, &["data", "currentBulkOperation"]).filter(|v| !v.is_null())
+    let Some(operation) = at(&value, &["data", "currentBulkOperation"])
+        .or_else(|| at(&value, &["data", "bulkOperation"]))
+        .filter(|v| !v.is_null())
     else {
         return Ok(BulkStatus::None);
     };

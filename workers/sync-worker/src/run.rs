@@ -178,7 +178,11 @@ pub async fn continue_run(
                     .start_bulk(&run.record().checkpoint, token.as_ref())
                     .await,
             ),
-            RunAction::PollBulk => RunEvent::BulkPolled(fetcher.poll_bulk(token.as_ref()).await),
+            RunAction::PollBulk => RunEvent::BulkPolled(
+                fetcher
+                    .poll_bulk(&run.record().checkpoint, token.as_ref())
+                    .await,
+            ),
             RunAction::Write {
                 page,
                 then,

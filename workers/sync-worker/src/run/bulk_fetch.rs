@@ -46,10 +46,17 @@ impl Fetch<'_> {
         parse_run(answer.status, &answer.headers, &answer.body)
     }
 
-    /// `currentBulkOperation`.
-    pub async fn poll_bulk(&self, access: Option<&Secret>) -> Result<BulkStatus, PageError> {
+    /// `bulkOperation(id:)` of the run's operation.
+    pub async fn poll_bulk(
+        &self,
+        at: &RunCheckpoint,
+        access: Option<&Secret>,
+    ) -> Result<BulkStatus, PageError> {
         let access = access.ok_or(PageError::Unauthorized)?;
-        let request = try_poll_request(&self.config.source, self.shop, access)
+        let Some(BulkPhase::Running { id }) = &at.bulk else {
+            return Err(PageError::Malformed("no bulk operation to poll".into()));
+        };
+        let request = try_poll_request(&self.config.source, self.shop, access, id)
             .map_err(|e| PageError::Malformed(e.to_string()))?;
         let answer = self.send(&request).await?;
         parse_poll(answer.status, &answer.headers, &answer.body)
