@@ -417,6 +417,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::unwrap_used)]
     fn pages_end_on_a_node_and_a_resumed_read_gives_the_same_records() {
         let mut lines = Vec::new();
         for p in 1..=5 {

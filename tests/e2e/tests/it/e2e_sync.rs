@@ -1505,3 +1505,159 @@ async fn a_future_stamped_record_does_not_hide_later_changes() {
         "a change after the future-stamped record was hidden"
     );
 }
+
+/// A Shopify sandbox stack with one connected shop (bucket never empty).
+async fn shopify_stack(shop: &str) -> (Stack, String) {
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: [
+            "--shopify-products",
+            "40",
+            "--shopify-orders",
+            "60",
+            "--shopify-customers",
+            "300",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        ..StackOptions::default()
+    })
+    .await;
+    let connection = edge_sync_e2e::flows::connect_shopify(&stack, "bulk-owner", shop).await;
+    sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
+    let id = connection["id"].as_str().expect("id").to_owned();
+    (stack, id)
+}
+
+/// Requests the sandbox has answered for a GraphQL root field.
+async fn graphql_calls(stack: &Stack, field: &str) -> u64 {
+    sandbox_counters(stack).await["requests"][format!("shopify.graphql.{field}")]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Proves (issue 10 item 5): a full Shopify sync runs as bulk operations: the sandbox saw
+/// `bulkOperationRunQuery` for every resource and not one paginated page of products,
+/// orders, customers or inventory items, and the rows stored are exactly the sandbox's
+/// records with its field values (what the paginated full sync stored before).
+#[tokio::test]
+async fn a_full_shopify_sync_runs_as_bulk_operations_and_stores_the_same_rows() {
+    let (stack, connection) = shopify_stack("bulk.myshopify.com").await;
+    let paginated = ["products", "orders", "customers", "inventoryItems"];
+    let (status, body) = start_sync(&stack, &format!("/sync/full?connection={connection}")).await;
+    assert_eq!(status, 202, "{body}");
+    let ids = run_ids(&body);
+    assert_eq!(ids.len(), 4, "{body}");
+    for run in wait_runs(&stack, &ids).await {
+        assert_eq!(run["state"], "completed", "{run}");
+    }
+    assert!(graphql_calls(&stack, "bulkOperationRunQuery").await >= 4);
+    for field in paginated {
+        assert_eq!(graphql_calls(&stack, field).await, 0, "paginated {field} read");
+    }
+
+    let db = stack.db().await;
+    for (resource, table) in [
+        ("products", "shopify_products"),
+        ("orders", "shopify_orders"),
+        ("customers", "shopify_customers"),
+        ("inventory_levels", "shopify_inventory_levels"),
+    ] {
+        let expected = sandbox_get(&stack, &format!("shopify/{resource}")).await["count"]
+            .as_i64()
+            .expect("count");
+        let rows: i64 = db
+            .query_one(
+                &format!(
+                    "SELECT count(DISTINCT provider_id) FROM {table} \
+                     WHERE connection_id = $1 AND deleted_at IS NULL"
+                ),
+                &[&connection],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, expected, "{table}");
+        assert_eq!(
+            db_count(&stack, &format!("SELECT count(*) FROM {table}")).await,
+            expected,
+            "{table} has extra rows"
+        );
+    }
+    let listing = sandbox_get(&stack, "shopify/products").await;
+    let product_id = listing["ids"][3].to_string();
+    let product = sandbox_get(&stack, &format!("shopify/products/{product_id}")).await;
+    let row = db
+        .query_one(
+            "SELECT title, handle, vendor FROM shopify_products WHERE provider_id = $1",
+            &[&product_id],
+        )
+        .await
+        .expect("product row");
+    for (column, field) in ["title", "handle", "vendor"].iter().enumerate() {
+        assert_eq!(
+            row.get::<_, Option<String>>(column).as_deref(),
+            product[field].as_str(),
+            "{field}"
+        );
+    }
+}
+
+/// Proves (issue 10 item 5): a bulk operation that ends FAILED fails the run with the
+/// operation's status and error code, in `/sync/status` and `sync_runs`, stores nothing and
+/// soft-deletes nothing; the next full run starts a new operation and completes with every
+/// product. An incremental run still reads pages (no bulk operation).
+#[tokio::test]
+async fn a_failed_bulk_operation_fails_the_run_and_the_next_full_run_succeeds() {
+    let (stack, connection) = shopify_stack("bulk-fail.myshopify.com").await;
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "shopify.bulk.run", "status": 500, "times": 1 }),
+    )
+    .await;
+    let path = format!("/sync/products?connection={connection}&mode=full");
+    let (status, body) = start_sync(&stack, &path).await;
+    assert_eq!(status, 202, "{body}");
+    let failed = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().expect("error").to_owned();
+    assert!(
+        error.contains("failed") && error.contains("INTERNAL_SERVER_ERROR"),
+        "{failed}"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM sync_runs WHERE status = 'failed' \
+             AND error LIKE '%bulk operation failed (INTERNAL_SERVER_ERROR)%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(db_count(&stack, "SELECT count(*) FROM shopify_products").await, 0);
+
+    let (status, body) = start_sync(&stack, &path).await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM shopify_products WHERE deleted_at IS NULL"
+        )
+        .await,
+        40
+    );
+    assert_eq!(graphql_calls(&stack, "bulkOperationRunQuery").await, 2);
+    assert_eq!(graphql_calls(&stack, "products").await, 0);
+
+    // Incremental: paginated, as before.
+    let (status, body) =
+        start_sync(&stack, &format!("/sync/products?connection={connection}")).await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert!(graphql_calls(&stack, "products").await >= 1);
+    assert_eq!(graphql_calls(&stack, "bulkOperationRunQuery").await, 2);
+}
