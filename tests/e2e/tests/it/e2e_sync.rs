@@ -5,7 +5,7 @@
 use edge_sync_e2e::{
     flows::{
         connect_keap, db_count, run_ids, sandbox_control, sandbox_counters, sandbox_get,
-        start_sync, trigger_cron, wait_held, wait_runs,
+        start_sync, trigger_cron, wait_runs,
     },
     Stack, StackOptions,
 };
@@ -756,10 +756,10 @@ async fn deleting_a_connection_abandons_its_running_sync() {
 }
 
 /// Proves (issue 8 item 13): a full resync does not soft-delete a row a webhook delivery
-/// inserted while it ran. The Shopify products resync is slowed after its first page; a
-/// signed `products/create` delivery for a product the walk will never list (it is not in
-/// the sandbox's listing) lands meanwhile; when the resync completes, that row is still
-/// live, and every listed product is stored.
+/// inserted while it ran. The Shopify products resync's bulk operation stays RUNNING for
+/// 8 s (polled from successive invocations); a signed `products/create` delivery for a product the result will
+/// never list (it is not in the sandbox's catalogue) lands meanwhile; when the resync
+/// completes, that row is still live, and every listed product is stored.
 #[tokio::test]
 async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     use edge_sync_e2e::WEBHOOK_SECRETS;
@@ -779,11 +779,9 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     let shop = "resync-race.myshopify.com";
     let connection = edge_sync_e2e::flows::connect_shopify(&stack, "race-owner", shop).await;
     sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
-    // The sandbox holds the first page request, then (armed again before it is let go) the
-    // second, until the delivery has landed: the walk is in flight meanwhile whatever the
-    // Workers' speed.
-    let hold = json!({ "endpoint": "shopify.graphql.products", "times": 1 });
-    sandbox_control(&stack, "holds", hold.clone()).await;
+    // The operation runs 8 s: the resync is in flight while the delivery lands (the
+    // coordinator's alarm delivers it between the invocations that poll).
+    sandbox_control(&stack, "config", json!({ "shopify_bulk_delay_ms": 8_000 })).await;
     let (status, body) = start_sync(
         &stack,
         &format!(
@@ -794,18 +792,7 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     .await;
     assert_eq!(status, 202, "{body}");
     let run_id = run_ids(&body).remove(0);
-    wait_held(&stack, "shopify.graphql.products", 1).await;
-    sandbox_control(&stack, "holds", hold).await;
-    sandbox_control(&stack, "holds/release", json!({})).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while db_count(&stack, "SELECT count(*) FROM shopify_products").await < 9 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "first page never landed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    wait_held(&stack, "shopify.graphql.products", 1).await;
 
     let product = json!({ "id": 7_700_000_000_001_u64, "title": "Created meanwhile", "handle": "created-meanwhile",
         "status": "active", "vendor": "Acme", "product_type": "thing", "created_at": "2026-12-01T00:00:00Z",
@@ -855,7 +842,6 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
         1,
         "the delivery must land while the resync runs: {run_id} {runs:?}"
     );
-    sandbox_control(&stack, "holds/release", json!({})).await;
 
     let run = wait_runs(&stack, &[run_id]).await.remove(0);
     assert_eq!(run["state"], "completed", "{run}");
@@ -1553,7 +1539,11 @@ async fn a_full_shopify_sync_runs_as_bulk_operations_and_stores_the_same_rows() 
     }
     assert!(graphql_calls(&stack, "bulkOperationRunQuery").await >= 4);
     for field in paginated {
-        assert_eq!(graphql_calls(&stack, field).await, 0, "paginated {field} read");
+        assert_eq!(
+            graphql_calls(&stack, field).await,
+            0,
+            "paginated {field} read"
+        );
     }
 
     let db = stack.db().await;
@@ -1635,7 +1625,10 @@ async fn a_failed_bulk_operation_fails_the_run_and_the_next_full_run_succeeds() 
         .await,
         1
     );
-    assert_eq!(db_count(&stack, "SELECT count(*) FROM shopify_products").await, 0);
+    assert_eq!(
+        db_count(&stack, "SELECT count(*) FROM shopify_products").await,
+        0
+    );
 
     let (status, body) = start_sync(&stack, &path).await;
     assert_eq!(status, 202, "{body}");
