@@ -117,10 +117,6 @@ start_all() {
 
   say "waiting for health"
   wait_healthy provider-sandbox "$sandbox_url/__sandbox/health"
-  # Shopify's Standard plan restores 100 cost points a second
-  # (https://shopify.dev/docs/api/usage/rate-limits).
-  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
-    -d '{"shopify_restore_rate": 100.0}' "$sandbox_url/__sandbox/config"
   for worker in "${WORKERS[@]}"; do
     wait_healthy "$worker" "http://127.0.0.1:$(port_of "$worker")/health" local-stack
   done

@@ -108,7 +108,7 @@ impl Default for SourceConfig {
 }
 
 /// A parsed page.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Page {
     /// The records to store, in the order the provider sent them (for Keap opportunities,
     /// only those newer than the start cursor).

@@ -14,6 +14,7 @@ use std::cmp::{max, min};
 
 use serde::{Deserialize, Serialize};
 
+use super::shopify_bulk::BulkPhase;
 use super::{
     keap, shopify, Page, PageError, PageRequestError, Resource, SourceConfig, SyncMode,
     DEFAULT_OVERLAP_MS,
@@ -50,6 +51,10 @@ pub struct RunCheckpoint {
     /// [`RunCheckpoint::with_overlap_ms`] to follow a different `SourceConfig::overlap_ms`.
     #[serde(default = "default_overlap_ms")]
     pub overlap_ms: i64,
+    /// A full Shopify run read through a bulk operation: where it is (`None`: paginated).
+    /// While reading the result, `page_token` holds the line to resume from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkPhase>,
 }
 
 fn default_overlap_ms() -> i64 {
@@ -77,7 +82,17 @@ impl RunCheckpoint {
             high_water: None,
             done: false,
             overlap_ms: DEFAULT_OVERLAP_MS,
+            bulk: None,
         }
+    }
+
+    /// The same checkpoint read through a Shopify bulk operation when the run is full and
+    /// the resource has a bulk query (incremental runs stay paginated).
+    pub fn with_bulk_when_full(mut self) -> Self {
+        if self.mode == SyncMode::Full && super::shopify_bulk::bulk_query(self.resource).is_some() {
+            self.bulk = Some(BulkPhase::Start);
+        }
+        self
     }
 
     /// The same checkpoint with another look-back for the opportunities stop rule.

@@ -23,11 +23,21 @@
 //! next request depends only on page N's token, and the cursor still moves only once page
 //! N is committed.
 //!
-//! [`PageRun`] is the paginated kind of run; another kind (e.g. a Shopify bulk operation)
-//! would be another machine speaking the same [`RunRecord`]/[`RunAction`]/[`Finish`] terms.
+//! A full Shopify run whose checkpoint carries a [`BulkPhase`] is read through a bulk
+//! operation (<https://shopify.dev/docs/api/usage/bulk-operations/queries>) by the same
+//! machine: [`RunAction::StartBulk`] (a shop already running one: wait and start again),
+//! [`RunAction::PollBulk`] every [`BULK_POLL_MS`] (a longer wait than
+//! [`RunLimits::max_inline_wait_ms`] continues the run through the coordinator), then the
+//! JSONL result read as pages ([`RunAction::Fetch`] at a checkpoint in
+//! [`BulkPhase::Reading`], `page_token` the line to resume from), written, checkpointed and
+//! soft-deleted exactly as a paginated full run. Every phase change is stored (an empty
+//! [`RunAction::Write`]) before the next call, so a crash resumes polling the operation it
+//! started, or reading at the last committed line. `FAILED`, `CANCELED` and `EXPIRED` fail
+//! the run with the operation's status and error code; the next full run starts a new one.
 
 use serde::{Deserialize, Serialize};
 
+use super::shopify_bulk::{BulkPhase, BulkStart, BulkStatus};
 use super::{advance, cursor_to_persist, Page, PageError, RetryPolicy, RunCheckpoint, SyncMode};
 use crate::sync_state::Cursor;
 use crate::Timestamp;
@@ -35,6 +45,9 @@ use crate::Timestamp;
 /// How long after an invocation's start the coordinator continues a run whose invocation
 /// died, beyond the lease's lifetime.
 pub const WATCHDOG_GRACE_MS: i64 = 5_000;
+
+/// How long a bulk-operation run waits between polls of a running operation.
+pub const BULK_POLL_MS: u64 = 1_000;
 
 /// Where a run is, as stored in the coordinator's `last_run` (`running`, `completed`,
 /// `failed`).
@@ -187,6 +200,8 @@ pub enum WaitReason {
     },
     /// Shopify's cost bucket needs this long to hold the next query.
     Throttle,
+    /// A bulk operation is running (ours, or another of the shop's: then start again).
+    BulkRunning,
 }
 
 /// How an invocation ends.
@@ -244,6 +259,13 @@ pub enum RunAction {
         /// Why.
         reason: WaitReason,
     },
+    /// Send `bulkOperationRunQuery` for the checkpoint's resource
+    /// ([`super::shopify_bulk::run_request`]) and parse it (report [`RunEvent::BulkStarted`]).
+    StartBulk,
+    /// Send `bulkOperation(id:)` for the checkpoint's operation
+    /// ([`super::shopify_bulk::poll_by_id_request`]) and parse it
+    /// (report [`RunEvent::BulkPolled`]).
+    PollBulk,
     /// Soft-delete the rows a completed full run did not see (report
     /// [`RunEvent::MarkedMissingDeleted`]).
     MarkMissingDeleted,
@@ -312,6 +334,10 @@ pub enum RunEvent {
     Waited,
     /// [`RunAction::MarkMissingDeleted`] ended (`Err`: why not).
     MarkedMissingDeleted(Result<(), String>),
+    /// [`RunAction::StartBulk`] got an answer (`Server { status: 0 }`: none).
+    BulkStarted(Result<BulkStart, PageError>),
+    /// [`RunAction::PollBulk`] got an answer.
+    BulkPolled(Result<BulkStatus, PageError>),
 }
 
 /// What the machine waits for.
@@ -335,6 +361,8 @@ enum Step {
     Waiting,
     /// The soft-delete of a full run.
     MarkingDeleted,
+    /// A bulk operation's start or poll.
+    Bulk,
     /// Finished or stopped.
     Over,
 }
@@ -357,6 +385,8 @@ pub struct PageRun {
     provider_attempts: u32,
     /// Failed attempts in a row to reach the coordinator or commit to Postgres.
     infra_attempts: u32,
+    /// Polls of a running bulk operation in this invocation.
+    bulk_polls: u32,
 }
 
 impl PageRun {
@@ -378,6 +408,7 @@ impl PageRun {
             requests: 0,
             provider_attempts: 0,
             infra_attempts: 0,
+            bulk_polls: 0,
         }
     }
 
@@ -470,6 +501,21 @@ impl PageRun {
                 self.wait(now, wait_ms, WaitReason::RateLimited)
             }
             (Step::Waiting, RunEvent::Waited) => self.next(now, jitter),
+            (Step::Bulk, RunEvent::BulkStarted(answer)) => {
+                self.requests = self.requests.saturating_add(1);
+                match answer {
+                    Ok(BulkStart::Started(id)) => self.bulk_phase(now, BulkPhase::Running { id }),
+                    Ok(BulkStart::Busy(_)) => {
+                        self.counted_answer();
+                        self.wait(now, BULK_POLL_MS, WaitReason::BulkRunning)
+                    }
+                    Err(error) => self.on_provider_error(now, error, jitter),
+                }
+            }
+            (Step::Bulk, RunEvent::BulkPolled(answer)) => {
+                self.requests = self.requests.saturating_add(1);
+                self.on_polled(now, answer, jitter)
+            }
             (Step::MarkingDeleted, RunEvent::MarkedMissingDeleted(outcome)) => match outcome {
                 Ok(()) => self.end(now, RunState::Completed, None, None),
                 Err(reason) => {
@@ -508,6 +554,17 @@ impl PageRun {
             self.step = Step::Fetching;
             return self.on_fetched(now, prefetched, jitter);
         }
+        match self.record.checkpoint.bulk {
+            Some(BulkPhase::Start) => {
+                self.step = Step::Bulk;
+                return RunAction::StartBulk;
+            }
+            Some(BulkPhase::Running { .. }) => {
+                self.step = Step::Bulk;
+                return RunAction::PollBulk;
+            }
+            Some(BulkPhase::Reading { .. }) | None => {}
+        }
         self.step = Step::Fetching;
         RunAction::Fetch {
             at: Box::new(self.record.checkpoint.clone()),
@@ -526,7 +583,6 @@ impl PageRun {
             FetchOutcome::Page(answer) => answer,
         };
         self.requests = self.requests.saturating_add(1);
-        let retry = self.limits.retry;
         match answer {
             Ok(page) => {
                 self.provider_attempts = 0;
@@ -556,13 +612,107 @@ impl PageRun {
                     prefetch,
                 }
             }
+            Err(error) => self.on_provider_error(now, error, jitter),
+        }
+    }
+
+    /// A provider answer (bulk start or poll) ended the failure streak.
+    fn counted_answer(&mut self) {
+        self.provider_attempts = 0;
+    }
+
+    /// What polling said about the run's operation.
+    fn on_polled(
+        &mut self,
+        now: Timestamp,
+        answer: Result<BulkStatus, PageError>,
+        jitter: f64,
+    ) -> RunAction {
+        let answer = match answer {
+            Ok(status) => status,
+            Err(error) => return self.on_provider_error(now, error, jitter),
+        };
+        self.counted_answer();
+        let ours = match &self.record.checkpoint.bulk {
+            Some(BulkPhase::Running { id }) => id.clone(),
+            _ => String::new(),
+        };
+        match answer {
+            // Polls share the page budget: a long operation is polled from later
+            // invocations rather than holding one open.
+            BulkStatus::Running { id, .. } if id == ours => {
+                self.bulk_polls = self.bulk_polls.saturating_add(1);
+                if self.bulk_polls >= self.limits.max_pages_per_invocation {
+                    let at = now.plus_millis(i64::try_from(BULK_POLL_MS).unwrap_or(i64::MAX));
+                    return self.end(now, RunState::Running, Some(at), None);
+                }
+                self.wait(now, BULK_POLL_MS, WaitReason::BulkRunning)
+            }
+            BulkStatus::Completed { id, url, .. } if id == ours => match url {
+                Some(url) => {
+                    self.record.checkpoint.page_token = Some("0".to_owned());
+                    self.bulk_phase(now, BulkPhase::Reading { id, url })
+                }
+                // Nothing matched: an empty result, read as a last, empty page.
+                None => {
+                    let mut then = self.record.clone();
+                    advance(&mut then.checkpoint, &Page::default());
+                    self.store_then(now, then)
+                }
+            },
+            // The next full run resumes this one's marker with a new operation.
+            BulkStatus::Ended { id, reason } if id == ours => {
+                self.record.checkpoint.bulk = Some(BulkPhase::Start);
+                self.fail(now, reason)
+            }
+            // The shop's current operation is not ours any more (replaced, or gone): ours
+            // cannot be read, so start again.
+            _ => self.bulk_phase(now, BulkPhase::Start),
+        }
+    }
+
+    /// Moves the bulk run to `phase`, storing it before the next call.
+    fn bulk_phase(&mut self, now: Timestamp, phase: BulkPhase) -> RunAction {
+        self.counted_answer();
+        let mut then = self.record.clone();
+        then.checkpoint.bulk = Some(phase);
+        self.store_then(now, then)
+    }
+
+    /// Stores `then` with no rows to write (an empty [`RunAction::Write`]).
+    fn store_then(&mut self, now: Timestamp, mut then: RunRecord) -> RunAction {
+        then.requests = then.requests.saturating_add(1);
+        then.updated_at = now.to_iso8601();
+        let put = Put {
+            cursor: cursor_to_persist(&then.checkpoint),
+            record: then.clone(),
+            finished: false,
+            continue_at: Some(self.watchdog),
+        };
+        self.step = Step::Writing {
+            then: Box::new(then),
+            page_records: 0,
+            throttle_wait_ms: 0,
+        };
+        RunAction::Write {
+            page: Box::new(Page::default()),
+            then: Box::new(put),
+            prefetch: None,
+        }
+    }
+
+    /// A provider call failed: refresh the token once, honour rate limits, retry 5xx
+    /// within the budget, fail on anything else.
+    fn on_provider_error(&mut self, now: Timestamp, error: PageError, jitter: f64) -> RunAction {
+        let retry = self.limits.retry;
+        match error {
             // One refresh and retry: the coordinator refreshes only if this is still its token.
-            Err(PageError::Unauthorized) if !self.refreshed_after_401 => {
+            PageError::Unauthorized if !self.refreshed_after_401 => {
                 self.refreshed_after_401 = true;
                 self.step = Step::Token { refresh: true };
                 RunAction::GetToken { refresh: true }
             }
-            Err(PageError::RateLimited { retry_after_ms }) => {
+            PageError::RateLimited { retry_after_ms } => {
                 let wait_ms = retry_after_ms
                     .unwrap_or_else(|| retry.delay_ms(self.provider_attempts, jitter));
                 self.provider_attempts = self.provider_attempts.saturating_add(1);
@@ -572,7 +722,7 @@ impl PageRun {
                     wait_ms,
                 }
             }
-            Err(PageError::Server { status })
+            PageError::Server { status }
                 if retry.should_retry(self.provider_attempts.saturating_add(1)) =>
             {
                 // Always in-line, like infrastructure retries: the streak must not outlive
@@ -588,7 +738,7 @@ impl PageRun {
                     },
                 }
             }
-            Err(error) => self.fail(now, error.to_string()),
+            error => self.fail(now, error.to_string()),
         }
     }
 
@@ -667,5 +817,7 @@ impl PageRun {
     }
 }
 
+#[cfg(test)]
+mod bulk_tests;
 #[cfg(test)]
 mod tests;

@@ -106,11 +106,10 @@ impl Default for SandboxConfig {
 
 /// Shopify's GraphQL cost bucket: 1,000 points (<https://shopify.dev/docs/api/usage/rate-limits>).
 pub const SHOPIFY_BUCKET_SIZE: f64 = 1000.0;
-/// Points restored per second. Shopify's Standard plan restores 100/s today
-/// (<https://shopify.dev/docs/api/usage/rate-limits>); the sandbox defaults to the
-/// long-standing 50/s so that clients that pace themselves from `throttleStatus` get
-/// exercised sooner.
-pub const SHOPIFY_RESTORE_RATE: f64 = 50.0;
+/// Points restored per second: Shopify's Standard plan rate
+/// (<https://shopify.dev/docs/api/usage/rate-limits>). Tests that need throttling sooner
+/// set `shopify_restore_rate` through `/__sandbox/config`.
+pub const SHOPIFY_RESTORE_RATE: f64 = 100.0;
 
 /// Settings tests may change while the sandbox runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ use edge_sync_worker_kit::{clock, random};
 use serde_json::Value;
 use worker::Env;
 
+mod bulk_fetch;
 mod page_fetch;
 
 use page_fetch::Fetch;
@@ -133,17 +134,24 @@ pub async fn continue_run(
 
     let mut writer = Writer::connect(env).await.map_err(infra)?;
     let shop = (connection.provider == Provider::Shopify).then(|| connection.account.clone());
+    let fetcher = Fetch {
+        env,
+        config,
+        connection_id,
+        resource_name,
+        shop: shop.as_deref(),
+        request_id,
+    };
+    let open_result = std::cell::RefCell::new(None);
     let fetch = |at: &RunCheckpoint, access: Option<&Secret>| {
-        let page = Fetch {
-            env,
-            config,
-            connection_id,
-            resource_name,
-            shop: shop.as_deref(),
-            request_id,
-        };
         let (at, access) = (at.clone(), access.cloned());
-        async move { page.run(&at, access.as_ref()).await }
+        let (fetcher, open_result) = (&fetcher, &open_result);
+        async move {
+            if at.bulk.is_some() {
+                return fetcher.read_bulk(&at, open_result).await;
+            }
+            fetcher.run(&at, access.as_ref()).await
+        }
     };
     let mut token: Option<Secret> = None;
     let mut action = run.start(clock::now());
@@ -165,6 +173,16 @@ pub async fn continue_run(
                 }
             }
             RunAction::Fetch { at } => RunEvent::Fetched(fetch(&at, token.as_ref()).await),
+            RunAction::StartBulk => RunEvent::BulkStarted(
+                fetcher
+                    .start_bulk(&run.record().checkpoint, token.as_ref())
+                    .await,
+            ),
+            RunAction::PollBulk => RunEvent::BulkPolled(
+                fetcher
+                    .poll_bulk(&run.record().checkpoint, token.as_ref())
+                    .await,
+            ),
             RunAction::Write {
                 page,
                 then,
@@ -306,6 +324,9 @@ fn log_wait(connection_id: &str, resource_name: &str, ms: u64, reason: WaitReaso
                 .with("wait_ms", ms)
                 .emit();
         }
-        WaitReason::Budget | WaitReason::RateLimited | WaitReason::Throttle => {}
+        WaitReason::Budget
+        | WaitReason::RateLimited
+        | WaitReason::Throttle
+        | WaitReason::BulkRunning => {}
     }
 }

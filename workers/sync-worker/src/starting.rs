@@ -302,8 +302,10 @@ pub async fn start(
                 SyncMode::Incremental => state.cursor,
                 SyncMode::Full => None,
             };
+            // Full Shopify runs read the whole resource through one bulk operation.
             RunCheckpoint::new(&run_id, resource, mode, since, now)
                 .with_overlap_ms(config.source.overlap_ms)
+                .with_bulk_when_full()
         }
     };
     let record = RunRecord::started(&run_id, trigger, checkpoint, now);

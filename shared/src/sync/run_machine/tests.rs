@@ -219,6 +219,9 @@ impl World {
                     return Some(*finish);
                 }
                 RunAction::Stop => return None,
+                RunAction::StartBulk | RunAction::PollBulk => {
+                    unreachable!("paginated checkpoints never start a bulk operation")
+                }
             };
             self.now = self.now.plus_millis(10);
             action = run.on(self.now, event, JITTER);

@@ -10,6 +10,10 @@
 //!    - the database's ceiling: the same records `COPY`ed into a staging table and moved
 //!      into `keap_contacts` by one `INSERT ... ON CONFLICT` built from the same upsert SQL.
 //! 3. A no-change incremental run.
+//! 4. Shopify, in the same run: a shop of `BENCH_SHOPIFY_PRODUCTS` products (default
+//!    50,000; 0 skips it), synced in full through a bulk operation, and paginated (a first
+//!    incremental run of a second shop with the same catalogue walks every page), both at
+//!    the sandbox's default cost limits (Standard plan, 100 points/s).
 
 use futures::SinkExt;
 use std::{
@@ -22,7 +26,7 @@ use std::{
 
 use edge_sync_e2e::{
     bench_util::rss_kib,
-    flows::{connect_keap, request_token, run_ids, start_sync, wait_runs},
+    flows::{connect_keap, connect_shopify, request_token, run_ids, start_sync, wait_runs},
     Stack, StackOptions,
 };
 use edge_sync_shared::{
@@ -187,6 +191,67 @@ async fn main() {
     }
     println!("rows stored: {rows} (expected {contacts}; zero loss)");
     println!("targets: 100,000 contacts in no more than twice the database ceiling (ratio >= 0.5)");
+    drop(stack);
+    bench_shopify().await;
+}
+
+/// Full Shopify product sync: bulk operation versus pages, same catalogue, same run.
+async fn bench_shopify() {
+    let products: u32 = std::env::var("BENCH_SHOPIFY_PRODUCTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50_000);
+    if products == 0 {
+        return;
+    }
+    println!("== Shopify: {products} products, bulk operation versus pages ==");
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: vec![
+            "--shopify-products".into(),
+            products.to_string(),
+            "--quiet".into(),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let mut timings = Vec::new();
+    for (shop, path) in [
+        ("bench-bulk.myshopify.com", "mode=full"),
+        ("bench-pages.myshopify.com", "mode=incremental"),
+    ] {
+        let connection = connect_shopify(&stack, "bench-shop", shop).await;
+        let id = connection["id"].as_str().expect("id").to_owned();
+        let started = Instant::now();
+        let (status, body) =
+            start_sync(&stack, &format!("/sync/products?connection={id}&{path}")).await;
+        assert_eq!(status, 202, "{body}");
+        let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(run["state"], "completed", "{run}");
+        let rows: i64 = stack
+            .db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM shopify_products WHERE connection_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, i64::from(products), "zero loss ({shop})");
+        timings.push((secs, run["requests"].clone()));
+    }
+    let ((bulk, bulk_requests), (pages, page_requests)) = (&timings[0], &timings[1]);
+    let rate = |secs: f64| f64::from(products) / secs;
+    println!(
+        "bulk operation      : {bulk:>8.2} s  {:>10.0} products/s  ({bulk_requests} requests)",
+        rate(*bulk)
+    );
+    println!(
+        "paginated           : {pages:>8.2} s  {:>10.0} products/s  ({page_requests} requests)",
+        rate(*pages)
+    );
+    println!("paginated / bulk    : {:.1}x", pages / bulk);
 }
 
 fn new_checkpoint() -> RunCheckpoint {

@@ -5,7 +5,7 @@
 use edge_sync_e2e::{
     flows::{
         connect_keap, db_count, run_ids, sandbox_control, sandbox_counters, sandbox_get,
-        start_sync, trigger_cron, wait_held, wait_runs,
+        start_sync, trigger_cron, wait_runs,
     },
     Stack, StackOptions,
 };
@@ -629,10 +629,12 @@ async fn shopify_throttled_queries_are_retried_after_the_bucket_refills() {
         .as_u64()
         .unwrap_or(0);
 
+    // The first incremental run (no cursor yet) walks every page: full runs use a bulk
+    // operation, which is not cost-throttled.
     let (status, body) = start_sync(
         &stack,
         &format!(
-            "/sync/products?mode=full&connection={}",
+            "/sync/products?mode=incremental&connection={}",
             connection["id"].as_str().expect("id")
         ),
     )
@@ -756,10 +758,10 @@ async fn deleting_a_connection_abandons_its_running_sync() {
 }
 
 /// Proves (issue 8 item 13): a full resync does not soft-delete a row a webhook delivery
-/// inserted while it ran. The Shopify products resync is slowed after its first page; a
-/// signed `products/create` delivery for a product the walk will never list (it is not in
-/// the sandbox's listing) lands meanwhile; when the resync completes, that row is still
-/// live, and every listed product is stored.
+/// inserted while it ran. The Shopify products resync's bulk operation stays RUNNING for
+/// 8 s (polled from successive invocations); a signed `products/create` delivery for a product the result will
+/// never list (it is not in the sandbox's catalogue) lands meanwhile; when the resync
+/// completes, that row is still live, and every listed product is stored.
 #[tokio::test]
 async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     use edge_sync_e2e::WEBHOOK_SECRETS;
@@ -779,11 +781,9 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     let shop = "resync-race.myshopify.com";
     let connection = edge_sync_e2e::flows::connect_shopify(&stack, "race-owner", shop).await;
     sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
-    // The sandbox holds the first page request, then (armed again before it is let go) the
-    // second, until the delivery has landed: the walk is in flight meanwhile whatever the
-    // Workers' speed.
-    let hold = json!({ "endpoint": "shopify.graphql.products", "times": 1 });
-    sandbox_control(&stack, "holds", hold.clone()).await;
+    // The operation runs 8 s: the resync is in flight while the delivery lands (the
+    // coordinator's alarm delivers it between the invocations that poll).
+    sandbox_control(&stack, "config", json!({ "shopify_bulk_delay_ms": 8_000 })).await;
     let (status, body) = start_sync(
         &stack,
         &format!(
@@ -794,18 +794,7 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
     .await;
     assert_eq!(status, 202, "{body}");
     let run_id = run_ids(&body).remove(0);
-    wait_held(&stack, "shopify.graphql.products", 1).await;
-    sandbox_control(&stack, "holds", hold).await;
-    sandbox_control(&stack, "holds/release", json!({})).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while db_count(&stack, "SELECT count(*) FROM shopify_products").await < 9 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "first page never landed"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    wait_held(&stack, "shopify.graphql.products", 1).await;
 
     let product = json!({ "id": 7_700_000_000_001_u64, "title": "Created meanwhile", "handle": "created-meanwhile",
         "status": "active", "vendor": "Acme", "product_type": "thing", "created_at": "2026-12-01T00:00:00Z",
@@ -855,7 +844,6 @@ async fn a_full_resync_spares_rows_webhooks_wrote_while_it_ran() {
         1,
         "the delivery must land while the resync runs: {run_id} {runs:?}"
     );
-    sandbox_control(&stack, "holds/release", json!({})).await;
 
     let run = wait_runs(&stack, &[run_id]).await.remove(0);
     assert_eq!(run["state"], "completed", "{run}");
@@ -1504,4 +1492,167 @@ async fn a_future_stamped_record_does_not_hide_later_changes() {
         1,
         "a change after the future-stamped record was hidden"
     );
+}
+
+/// A Shopify sandbox stack with one connected shop (bucket never empty).
+async fn shopify_stack(shop: &str) -> (Stack, String) {
+    let stack = Stack::start_with(StackOptions {
+        sandbox_args: [
+            "--shopify-products",
+            "40",
+            "--shopify-orders",
+            "60",
+            "--shopify-customers",
+            "300",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        ..StackOptions::default()
+    })
+    .await;
+    let connection = edge_sync_e2e::flows::connect_shopify(&stack, "bulk-owner", shop).await;
+    sandbox_control(&stack, "config", json!({ "shopify_restore_rate": null })).await;
+    let id = connection["id"].as_str().expect("id").to_owned();
+    (stack, id)
+}
+
+/// Requests the sandbox has answered for a GraphQL root field.
+async fn graphql_calls(stack: &Stack, field: &str) -> u64 {
+    sandbox_counters(stack).await["requests"][format!("shopify.graphql.{field}")]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Proves (issue 10 item 5): a full Shopify sync runs as bulk operations: the sandbox saw
+/// `bulkOperationRunQuery` for every resource and not one paginated page of products,
+/// orders, customers or inventory items, and the rows stored are exactly the sandbox's
+/// records with its field values (what the paginated full sync stored before).
+#[tokio::test]
+async fn a_full_shopify_sync_runs_as_bulk_operations_and_stores_the_same_rows() {
+    let (stack, connection) = shopify_stack("bulk.myshopify.com").await;
+    let paginated = ["products", "orders", "customers", "inventoryItems"];
+    let (status, body) = start_sync(&stack, &format!("/sync/full?connection={connection}")).await;
+    assert_eq!(status, 202, "{body}");
+    let ids = run_ids(&body);
+    assert_eq!(ids.len(), 4, "{body}");
+    for run in wait_runs(&stack, &ids).await {
+        assert_eq!(run["state"], "completed", "{run}");
+    }
+    assert!(graphql_calls(&stack, "bulkOperationRunQuery").await >= 4);
+    for field in paginated {
+        assert_eq!(
+            graphql_calls(&stack, field).await,
+            0,
+            "paginated {field} read"
+        );
+    }
+
+    let db = stack.db().await;
+    for (resource, table) in [
+        ("products", "shopify_products"),
+        ("orders", "shopify_orders"),
+        ("customers", "shopify_customers"),
+        ("inventory_levels", "shopify_inventory_levels"),
+    ] {
+        let expected = sandbox_get(&stack, &format!("shopify/{resource}")).await["count"]
+            .as_i64()
+            .expect("count");
+        let rows: i64 = db
+            .query_one(
+                &format!(
+                    "SELECT count(DISTINCT provider_id) FROM {table} \
+                     WHERE connection_id = $1 AND deleted_at IS NULL"
+                ),
+                &[&connection],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(rows, expected, "{table}");
+        assert_eq!(
+            db_count(&stack, &format!("SELECT count(*) FROM {table}")).await,
+            expected,
+            "{table} has extra rows"
+        );
+    }
+    let listing = sandbox_get(&stack, "shopify/products").await;
+    let product_id = listing["ids"][3].to_string();
+    let product = sandbox_get(&stack, &format!("shopify/products/{product_id}")).await;
+    let row = db
+        .query_one(
+            "SELECT title, handle, vendor FROM shopify_products WHERE provider_id = $1",
+            &[&product_id],
+        )
+        .await
+        .expect("product row");
+    for (column, field) in ["title", "handle", "vendor"].iter().enumerate() {
+        assert_eq!(
+            row.get::<_, Option<String>>(column).as_deref(),
+            product[field].as_str(),
+            "{field}"
+        );
+    }
+}
+
+/// Proves (issue 10 item 5): a bulk operation that ends FAILED fails the run with the
+/// operation's status and error code, in `/sync/status` and `sync_runs`, stores nothing and
+/// soft-deletes nothing; the next full run starts a new operation and completes with every
+/// product. An incremental run still reads pages (no bulk operation).
+#[tokio::test]
+async fn a_failed_bulk_operation_fails_the_run_and_the_next_full_run_succeeds() {
+    let (stack, connection) = shopify_stack("bulk-fail.myshopify.com").await;
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "shopify.bulk.run", "status": 500, "times": 1 }),
+    )
+    .await;
+    let path = format!("/sync/products?connection={connection}&mode=full");
+    let (status, body) = start_sync(&stack, &path).await;
+    assert_eq!(status, 202, "{body}");
+    let failed = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().expect("error").to_owned();
+    assert!(
+        error.contains("failed") && error.contains("INTERNAL_SERVER_ERROR"),
+        "{failed}"
+    );
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM sync_runs WHERE status = 'failed' \
+             AND error LIKE '%bulk operation failed (INTERNAL_SERVER_ERROR)%'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        db_count(&stack, "SELECT count(*) FROM shopify_products").await,
+        0
+    );
+
+    let (status, body) = start_sync(&stack, &path).await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM shopify_products WHERE deleted_at IS NULL"
+        )
+        .await,
+        40
+    );
+    assert_eq!(graphql_calls(&stack, "bulkOperationRunQuery").await, 2);
+    assert_eq!(graphql_calls(&stack, "products").await, 0);
+
+    // Incremental: paginated, as before.
+    let (status, body) =
+        start_sync(&stack, &format!("/sync/products?connection={connection}")).await;
+    assert_eq!(status, 202, "{body}");
+    let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
+    assert_eq!(run["state"], "completed", "{run}");
+    assert!(graphql_calls(&stack, "products").await >= 1);
+    assert_eq!(graphql_calls(&stack, "bulkOperationRunQuery").await, 2);
 }

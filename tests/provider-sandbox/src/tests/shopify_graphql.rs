@@ -281,7 +281,7 @@ async fn cost_extensions_and_throttling() {
     let reply = h.gql(Some(&token), query, json!({})).await;
     let text = String::from_utf8(reply.body.clone()).unwrap();
     assert!(text.contains("\"maximumAvailable\":1000.0"), "{text}");
-    assert!(text.contains("\"restoreRate\":50.0"), "{text}");
+    assert!(text.contains("\"restoreRate\":100.0"), "{text}");
     let cost = &reply.json()["extensions"]["cost"];
     assert_eq!(cost["requestedQueryCost"], 12);
     assert_eq!(cost["actualQueryCost"], 12);
@@ -300,12 +300,12 @@ async fn cost_extensions_and_throttling() {
     assert_eq!(cost["actualQueryCost"], 2);
     assert_eq!(cost["throttleStatus"]["currentlyAvailable"], 988 - 12 + 10);
 
-    // The bucket restores 50 points a second.
-    h.clock.advance_ms(1_000);
+    // The bucket restores 100 points a second (Standard plan): 10 in 100 ms.
+    h.clock.advance_ms(100);
     let reply = h.gql(Some(&token), "{ shop { name } }", json!({})).await;
     assert_eq!(
         reply.json()["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"],
-        1000 - 1
+        988 - 12 + 10 + 10 - 1
     );
 
     // Over 1,000 requested points: refused outright.
