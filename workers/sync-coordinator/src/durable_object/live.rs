@@ -231,7 +231,9 @@ pub(super) async fn send_notices(
                     Ok(r) => format!("user instance answered {}", r.status_code()),
                     Err(e) => e.to_string(),
                 };
-                notice.messages = body.messages;
+                // The stored notice still holds everything (and whatever was queued
+                // meanwhile): only its schedule changes.
+                let mut notice: PendingNotice = store.get(&key, clock_now())?.unwrap_or(notice);
                 notice.attempts += 1;
                 let delay = NOTICE_RETRY.delay_ms(notice.attempts, RetryPolicy::NO_JITTER);
                 notice.due_at = now.plus_millis(i64::try_from(delay).unwrap_or(i64::MAX));

@@ -9,14 +9,13 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use edge_sync_shared::suggestions::PreferencesError;
 use edge_sync_shared::{
     bindings::workers::SYNC_COORDINATOR as WORKER,
     coordinator_api::LiveMessage,
     log::Level,
     suggestions::{
         build_prompt, content_for, decide, next_attempt, template_artifact, Artifact, ContentKind,
-        Decision, Importance, ModelError, Next, UserPreferences, TEMPLATE_MODEL,
+        Decision, Importance, ModelError, Next, PreferencesError, UserPreferences, TEMPLATE_MODEL,
     },
     Timestamp,
 };
