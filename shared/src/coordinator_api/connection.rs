@@ -27,3 +27,33 @@ pub struct ConnectRequest {
     /// Access token lifetime; 0 = never expires.
     pub expires_in_secs: i64,
 }
+
+/// `POST /internal/connection/poll` (a Shopify connection's instance): one pass of the event
+/// loop's polling fallback, sent by the owner's loop on each tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollConnection {
+    /// What to poll and the low-stock threshold.
+    #[serde(default)]
+    pub config: crate::event_loop::shopify_poll::PollConfig,
+}
+
+/// The answer to [`PollConnection`]: a report, also when the provider failed (the loop shows
+/// the error in its status and keeps ticking).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollReport {
+    /// Why nothing was polled: the shop has working webhook subscriptions, or the
+    /// connection is not active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Requests sent to the provider.
+    pub requests: u32,
+    /// New events stored (duplicates of webhook deliveries or earlier polls not counted).
+    pub stored: u64,
+    /// The connection's shared rate budget ran out before every stream was walked; the rest
+    /// waits for the next tick.
+    #[serde(default)]
+    pub deferred: bool,
+    /// What the provider (or the token) answered when a walk failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -90,6 +90,10 @@ pub struct LoopConfig {
     /// The watchers that run (default: all).
     #[serde(default = "all_watchers")]
     pub watchers: BTreeSet<Watcher>,
+    /// Shopify polling: a level at or below this is `shopify.inventory.low` (default: the
+    /// deployment's `INVENTORY_LOW_THRESHOLD`, which the webhook path also judges by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_stock_threshold: Option<i64>,
 }
 
 fn default_interval() -> u64 {
@@ -106,6 +110,7 @@ impl Default for LoopConfig {
         Self {
             interval_secs: DEFAULT_INTERVAL_SECS,
             watchers: all_watchers(),
+            low_stock_threshold: None,
         }
     }
 }
@@ -520,6 +525,7 @@ mod tests {
                 let config = LoopConfig {
                     interval_secs: 60,
                     watchers: [Watcher::SchemaWatch].into_iter().collect(),
+                    low_stock_threshold: None,
                 };
                 state.start(at(i % 60), config);
                 state

@@ -105,7 +105,12 @@ pub mod names {
     pub const SHOPIFY_RATE_LIMIT_PER_MINUTE: &str = "SHOPIFY_RATE_LIMIT_PER_MINUTE";
     /// The one browser origin allowed to call management endpoints.
     pub const ALLOWED_ORIGIN: &str = "ALLOWED_ORIGIN";
+    /// A Shopify inventory level at or below this is low (the webhook-handler reads it too).
+    pub const INVENTORY_LOW_THRESHOLD: &str = "INVENTORY_LOW_THRESHOLD";
 }
+
+/// [`names::INVENTORY_LOW_THRESHOLD`]'s default, as in the webhook-handler.
+const DEFAULT_LOW_STOCK_THRESHOLD: i64 = 5;
 
 /// Everything the coordinator reads from its environment, parsed once
 /// ([`CoordinatorConfig::from_env`]: per request in the Worker, per instance in the Durable
@@ -126,6 +131,8 @@ pub struct CoordinatorConfig {
     agent: Result<AgentConfig, ConfigError>,
     event_loop_floor: Result<IntervalFloor, ConfigError>,
     watched_schemas: Vec<String>,
+    low_stock_threshold: Result<i64, ConfigError>,
+    shopify_source: SourceConfig,
 }
 
 fn required(env: &Env, name: &'static str) -> Result<String, ConfigError> {
@@ -179,6 +186,21 @@ impl CoordinatorConfig {
                     .map(|list| list.split(',').map(str::to_owned).collect::<Vec<_>>())
                     .unwrap_or_default(),
             ),
+            low_stock_threshold: number(
+                env,
+                names::INVENTORY_LOW_THRESHOLD,
+                DEFAULT_LOW_STOCK_THRESHOLD,
+            ),
+            shopify_source: {
+                let defaults = SourceConfig::default();
+                SourceConfig {
+                    shopify_admin_base: var(env, SHOPIFY_ADMIN_BASE_URL)
+                        .unwrap_or(defaults.shopify_admin_base),
+                    shopify_api_version: var(env, SHOPIFY_API_VERSION)
+                        .unwrap_or(defaults.shopify_api_version),
+                    ..defaults
+                }
+            },
         }
     }
 
@@ -240,6 +262,18 @@ impl CoordinatorConfig {
     /// separated; default `public`).
     pub fn watched_schemas(&self) -> Vec<String> {
         self.watched_schemas.clone()
+    }
+
+    /// The level at or below which Shopify polling reports `shopify.inventory.low`, unless a
+    /// loop sets its own (`INVENTORY_LOW_THRESHOLD`, the webhook-handler's setting: both
+    /// paths judge alike).
+    pub fn low_stock_threshold(&self) -> Result<i64, ConfigError> {
+        self.low_stock_threshold.clone()
+    }
+
+    /// Where the Shopify Admin API is (`SHOPIFY_ADMIN_BASE_URL`, `SHOPIFY_API_VERSION`).
+    pub fn shopify_source(&self) -> SourceConfig {
+        self.shopify_source.clone()
     }
 
     /// How suggestions are generated: the model (`MODEL_BASE_URL`, `MODEL_NAME`,

@@ -366,7 +366,7 @@ impl SyncCoordinator {
     }
 
     /// The stored connection, or 404.
-    fn require(&self, now: Timestamp) -> Handled<StoredConnection> {
+    pub(super) fn require(&self, now: Timestamp) -> Handled<StoredConnection> {
         load(&self.store, now)?.ok_or_else(|| CONNECTION_NOT_FOUND.into())
     }
 

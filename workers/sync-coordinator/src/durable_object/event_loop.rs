@@ -8,7 +8,10 @@
 
 use edge_sync_shared::{
     bindings::workers::SYNC_COORDINATOR as WORKER,
-    coordinator_api::{CoordinatorError, EventEnvelope},
+    connection::Provider,
+    coordinator_api::{
+        CoordinatorError, ErrorBody, EventEnvelope, IndexEntry, PollConnection, PollReport,
+    },
     event_loop::{
         migrations::{
             MigrationWatch, EDGE_SYNC_LEDGER_SQL, LEDGERS_PRESENT_SQL, SHIPPED_MIGRATIONS,
@@ -16,6 +19,7 @@ use edge_sync_shared::{
         },
         schedule::{LoopConfig, LoopState, LoopStatus, Watcher},
         schema_watch::{diff, SchemaRow, SchemaSnapshot, SNAPSHOT_SQL},
+        shopify_poll::PollConfig,
     },
     log::Level,
     Timestamp,
@@ -65,14 +69,6 @@ impl SyncCoordinator {
                 edge_sync_shared::coordinator_api::RequestError::InvalidBody(e.to_string()),
             )
         })?;
-        let mut config = config;
-        if config.watchers.remove(&Watcher::ShopifyPoll) {
-            // Not built yet: the loop runs without it rather than report work it does not do.
-            log::event(WORKER, Level::Warn, "watcher_unavailable")
-                .with("user_id", user_id)
-                .with("watcher", "shopify_poll")
-                .emit();
-        }
         let mut state = self.loop_state(now)?;
         state.start(now, config);
         self.store.put(LOOP_KEY, &state, None)?;
@@ -121,7 +117,7 @@ impl SyncCoordinator {
             let result = match watcher {
                 Watcher::SchemaWatch => self.watch_schema(&user_id).await,
                 Watcher::Migrations => self.watch_migrations(&user_id).await,
-                Watcher::ShopifyPoll => Err("shopify polling is not available yet".to_owned()),
+                Watcher::ShopifyPoll => self.watch_shopify(&user_id, &state.config).await,
             };
             if let Err(reason) = &result {
                 log::event(WORKER, Level::Warn, "watcher_failed")
@@ -136,6 +132,80 @@ impl SyncCoordinator {
             self.store.put(LOOP_KEY, &current, None)?;
         }
         Ok(())
+    }
+
+    /// Polls each of the user's Shopify connections (each in its own instance, which skips
+    /// a shop whose webhook subscriptions are registered); the events found are stored in
+    /// the connection's event store.
+    async fn watch_shopify(&self, user_id: &str, config: &LoopConfig) -> Result<u64, String> {
+        let low_stock_threshold = match config.low_stock_threshold {
+            Some(level) => level,
+            None => self
+                .config
+                .low_stock_threshold()
+                .map_err(|e| e.to_string())?,
+        };
+        let request = PollConnection {
+            config: PollConfig {
+                low_stock_threshold,
+                ..PollConfig::default()
+            },
+        };
+        let mut path = worker::Url::parse("https://instance.do/internal/index/owner")
+            .map_err(|e| e.to_string())?;
+        path.query_pairs_mut().append_pair("user_id", user_id);
+        let mut response = super::call(
+            &self.env,
+            super::SYSTEM_INSTANCE,
+            Method::Get,
+            &format!("{}?{}", path.path(), path.query().unwrap_or_default()),
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let connections: Vec<IndexEntry> = super::read(&mut response)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut found = 0;
+        let mut errors = Vec::new();
+        for connection in connections
+            .iter()
+            .filter(|c| c.provider == Provider::Shopify)
+        {
+            let answer = async {
+                let mut response = super::send(
+                    &self.env,
+                    &connection.id,
+                    Method::Post,
+                    "/internal/connection/poll",
+                    &request,
+                )
+                .await?;
+                if response.status_code() != 200 {
+                    let refusal: ErrorBody = super::read(&mut response).await?;
+                    return Ok(PollReport {
+                        error: Some(refusal.error),
+                        ..PollReport::default()
+                    });
+                }
+                super::read::<PollReport>(&mut response).await
+            }
+            .await;
+            match answer {
+                Ok(report) => {
+                    found += report.stored;
+                    if let Some(error) = report.error {
+                        errors.push(format!("{}: {error}", connection.account));
+                    }
+                }
+                Err(e) => errors.push(format!("{}: {e}", connection.account)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(found)
+        } else {
+            Err(errors.join("; "))
+        }
     }
 
     /// Snapshots the watched schemas and stores an event per change since the last

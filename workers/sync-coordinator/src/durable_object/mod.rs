@@ -11,6 +11,7 @@ mod hook_sync;
 mod live;
 mod privacy;
 mod processing;
+mod shopify_poll;
 mod sync_state;
 mod system;
 
@@ -172,6 +173,10 @@ impl SyncCoordinator {
                     &system::index_by_account(&self.store, provider, &account, now)?,
                 )
             }
+            (Method::Get, ["internal", "index", "owner"]) => {
+                let user_id = query(req, "user_id")?.unwrap_or_default();
+                ok(200, &system::index_by_owner(&self.store, &user_id, now)?)
+            }
             (Method::Get, ["internal", "index"]) => ok(200, &system::index_list(&self.store, now)?),
             // Connection instances.
             (Method::Put, ["internal", "connection"]) => {
@@ -188,6 +193,9 @@ impl SyncCoordinator {
             (Method::Post, ["internal", "connection", "token"]) => {
                 let request = TokenRequest::decode(&text(req).await?)?;
                 ok(200, &self.token(request, now).await?)
+            }
+            (Method::Post, ["internal", "connection", "poll"]) => {
+                ok(200, &self.poll_shopify(decode(req).await?, now).await?)
             }
             (Method::Get, ["internal", "sync"]) => ok(200, &sync_state::all(&self.store, now)?),
             (Method::Get, ["internal", "sync", resource]) => {

@@ -60,13 +60,31 @@ fn account_prefix(provider: Provider, account: &str) -> String {
     format!("account:{provider}:{}:", account.to_ascii_lowercase())
 }
 
-/// Marks that every indexed connection also has its [`account_key`].
-const ACCOUNT_INDEX_BUILT: &str = "account_index_built";
+/// The key of a connection in the index by owner (`owner:<length of user id>:<user
+/// id>:<id>`; the length keeps user ids with `:` in them apart), so a user's loop finds
+/// the user's connections with one key-range read.
+fn owner_key(entry: &IndexEntry) -> String {
+    format!("{}{}", owner_prefix(&entry.user_id), entry.id)
+}
+
+fn owner_prefix(user_id: &str) -> String {
+    format!("owner:{}:{user_id}:", user_id.len())
+}
+
+/// Marks that every indexed connection also has its [`account_key`] and [`owner_key`].
+const LOOKUP_KEYS_BUILT: &str = "lookup_keys_built_v2";
 
 /// Adds or replaces a connection in the index.
 pub fn index_put(store: &Store, entry: IndexEntry) -> Handled<IndexEntry> {
-    store.put(&format!("index:{}", entry.id), &entry, None)?;
+    let key = format!("index:{}", entry.id);
+    // A replaced entry's lookup keys go with it (the owner or account may have changed).
+    if let Some(old) = store.get::<IndexEntry>(&key, Timestamp::from_millis(0))? {
+        store.delete(&account_key(&old))?;
+        store.delete(&owner_key(&old))?;
+    }
+    store.put(&key, &entry, None)?;
     store.put(&account_key(&entry), &entry, None)?;
+    store.put(&owner_key(&entry), &entry, None)?;
     Ok(entry)
 }
 
@@ -75,11 +93,24 @@ pub fn index_delete(store: &Store, id: &str, now: Timestamp) -> Handled<DeletedI
     let key = format!("index:{id}");
     if let Some(entry) = store.get::<IndexEntry>(&key, now)? {
         store.delete(&account_key(&entry))?;
+        store.delete(&owner_key(&entry))?;
     }
     store.delete(&key)?;
     Ok(DeletedId {
         deleted: id.to_owned(),
     })
+}
+
+/// Connections indexed before the lookup keys existed get theirs, once.
+fn ensure_lookup_keys(store: &Store, now: Timestamp) -> Handled<()> {
+    if store.get::<bool>(LOOKUP_KEYS_BUILT, now)?.is_none() {
+        for (_, entry) in store.list::<IndexEntry>("index:", now)? {
+            store.put(&account_key(&entry), &entry, None)?;
+            store.put(&owner_key(&entry), &entry, None)?;
+        }
+        store.put(LOOKUP_KEYS_BUILT, &true, None)?;
+    }
+    Ok(())
 }
 
 /// The indexed connections of one provider account (a Shopify shop domain, a Keap app
@@ -90,15 +121,19 @@ pub fn index_by_account(
     account: &str,
     now: Timestamp,
 ) -> Handled<Vec<IndexEntry>> {
-    // Connections indexed before the account keys existed get theirs once.
-    if store.get::<bool>(ACCOUNT_INDEX_BUILT, now)?.is_none() {
-        for (_, entry) in store.list::<IndexEntry>("index:", now)? {
-            store.put(&account_key(&entry), &entry, None)?;
-        }
-        store.put(ACCOUNT_INDEX_BUILT, &true, None)?;
-    }
+    ensure_lookup_keys(store, now)?;
     Ok(store
         .list(&account_prefix(provider, account), now)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
+}
+
+/// The indexed connections of one user, read by key range.
+pub fn index_by_owner(store: &Store, user_id: &str, now: Timestamp) -> Handled<Vec<IndexEntry>> {
+    ensure_lookup_keys(store, now)?;
+    Ok(store
+        .list(&owner_prefix(user_id), now)?
         .into_iter()
         .map(|(_, e)| e)
         .collect())
