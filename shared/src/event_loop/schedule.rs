@@ -162,6 +162,9 @@ pub struct LoopState {
     pub started_at: Option<Timestamp>,
     /// When the last tick ran.
     pub last_tick_at: Option<Timestamp>,
+    /// Ticks run since the loop was last started (missed ticks are not counted).
+    #[serde(default)]
+    pub ticks: u64,
     /// When the next tick is due; `None` when stopped.
     pub next_tick_at: Option<Timestamp>,
     /// Per enabled watcher.
@@ -191,6 +194,7 @@ impl LoopState {
         }
         self.config = config;
         self.running = true;
+        self.ticks = 0;
         self.started_at = Some(now);
         self.next_tick_at = Some(now);
     }
@@ -228,6 +232,7 @@ impl LoopState {
         let missed = now.millis_since(due) / interval;
         let next = due.plus_millis(interval.saturating_mul(missed.saturating_add(1)));
         self.last_tick_at = Some(now);
+        self.ticks = self.ticks.saturating_add(1);
         self.next_tick_at = Some(next);
         let run = Watcher::ALL
             .into_iter()
@@ -299,6 +304,7 @@ impl LoopState {
             interval_secs: self.config.interval_secs,
             started_at: iso(self.started_at),
             last_tick_at: iso(self.last_tick_at),
+            ticks: self.ticks,
             next_tick_at: iso(self.next_alarm()),
             watchers: self
                 .watchers
@@ -333,6 +339,9 @@ pub struct LoopStatus {
     pub started_at: Option<String>,
     /// When it last ticked.
     pub last_tick_at: Option<String>,
+    /// Ticks run since it was last started (ticks missed while behind or down are not).
+    #[serde(default)]
+    pub ticks: u64,
     /// When it ticks next; null when stopped.
     pub next_tick_at: Option<String>,
     /// Each enabled watcher's record.
@@ -416,6 +425,8 @@ mod tests {
         assert_eq!(late.run.len(), 3);
         assert_eq!(late.next_alarm, Some(at(240)));
         assert_eq!(state.last_tick_at, Some(at(200)));
+        // Two ticks ran (T0 and 200 s); the early alarm and the missed ones do not count.
+        assert_eq!(state.ticks, 2);
     }
 
     #[test]

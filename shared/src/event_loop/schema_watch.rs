@@ -29,12 +29,10 @@ use crate::Timestamp;
 /// The schemas watched when the user configures none.
 pub const DEFAULT_WATCHED_SCHEMAS: &[&str] = &["public"];
 
-/// One row per column of every ordinary or partitioned table in the schemas `$1::text[]`,
-/// plus one row with null column fields for a table without columns. Columns:
-/// `schema_name text, table_name text, column_name text, data_type text` (`format_type`,
-/// e.g. `character varying(20)`), `is_nullable bool, column_default text`
-/// (`pg_get_expr`), `ordinal_position int4`.
-pub const SNAPSHOT_SQL: &str = "\
+/// The select of [`SNAPSHOT_SQL`] (without its order), shared with [`FINGERPRINT_SQL`].
+macro_rules! snapshot_select {
+    () => {
+        "\
 SELECT n.nspname::text AS schema_name,
        c.relname::text AS table_name,
        a.attname::text AS column_name,
@@ -49,8 +47,29 @@ SELECT n.nspname::text AS schema_name,
   LEFT JOIN pg_catalog.pg_attrdef d
          ON d.adrelid = c.oid AND d.adnum = a.attnum
  WHERE n.nspname = ANY($1::text[])
-   AND c.relkind IN ('r', 'p')
- ORDER BY 1, 2, 7";
+   AND c.relkind IN ('r', 'p')"
+    };
+}
+
+/// One row per column of every ordinary or partitioned table in the schemas `$1::text[]`,
+/// plus one row with null column fields for a table without columns. Columns:
+/// `schema_name text, table_name text, column_name text, data_type text` (`format_type`,
+/// e.g. `character varying(20)`), `is_nullable bool, column_default text`
+/// (`pg_get_expr`), `ordinal_position int4`.
+pub const SNAPSHOT_SQL: &str = concat!(snapshot_select!(), "\n ORDER BY 1, 2, 7");
+
+/// One row, one column (`fingerprint text`): the MD5 of [`SNAPSHOT_SQL`]'s rows for the
+/// schemas `$1::text[]`, each value quoted (`%L`, so a NULL and the text `NULL` differ). An
+/// idle tick runs only this and compares it with [`SchemaSnapshot::fingerprint`]; the full
+/// snapshot is read when it differs.
+pub const FINGERPRINT_SQL: &str = concat!(
+    "SELECT md5(coalesce(string_agg(\
+format('%L,%L,%L,%L,%L,%L,%L', schema_name, table_name, column_name, data_type, \
+is_nullable, column_default, ordinal_position), \
+E'\\n' ORDER BY schema_name, table_name, ordinal_position), '')) AS fingerprint FROM (",
+    snapshot_select!(),
+    ") s"
+);
 
 /// One row of [`SNAPSHOT_SQL`], as the Worker reads it (plain values, no driver types).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +118,9 @@ pub struct SchemaSnapshot {
     pub taken_at: Timestamp,
     /// By `"schema.table"`.
     pub tables: BTreeMap<String, TableShape>,
+    /// [`FINGERPRINT_SQL`]'s answer when this snapshot was read (set by the Worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 impl SchemaSnapshot {
@@ -127,7 +149,11 @@ impl SchemaSnapshot {
             };
             table.columns.insert(column, shape);
         }
-        Ok(Self { taken_at, tables })
+        Ok(Self {
+            taken_at,
+            tables,
+            fingerprint: None,
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use edge_sync_shared::{
             SUPABASE_CLI_LEDGER_SQL,
         },
         schedule::{LoopConfig, LoopState, LoopStatus, Watcher},
-        schema_watch::{diff, SchemaRow, SchemaSnapshot, SNAPSHOT_SQL},
+        schema_watch::{diff, SchemaRow, SchemaSnapshot, FINGERPRINT_SQL, SNAPSHOT_SQL},
         shopify_poll::PollConfig,
     },
     log::Level,
@@ -38,6 +38,10 @@ const LOOP_KEY: &str = "event_loop";
 const LOOP_USER_KEY: &str = "event_loop_user";
 const SNAPSHOT_KEY: &str = "schema_snapshot";
 const MIGRATIONS_KEY: &str = "migration_watch";
+/// The user's connections as the loop last read them ([`CONNECTIONS_TTL_MS`]).
+const CONNECTIONS_KEY: &str = "event_loop_connections";
+/// How long the loop keeps the user's connection list: five minutes.
+const CONNECTIONS_TTL_MS: i64 = 5 * 60 * 1000;
 /// The event-store instance of Supabase events (no connection): the one webhooks use.
 const SUPABASE_EVENTS: &str = "events-supabase";
 
@@ -71,6 +75,7 @@ impl SyncCoordinator {
         })?;
         let mut state = self.loop_state(now)?;
         state.start(now, config);
+        self.store.delete(CONNECTIONS_KEY)?;
         self.store.put(LOOP_KEY, &state, None)?;
         self.store.put(LOOP_USER_KEY, &user_id, None)?;
         self.alarm_no_later_than(now).await?;
@@ -113,12 +118,22 @@ impl SyncCoordinator {
         }
         // Saved before the watchers run: a tick cut off half-way is not run again at once.
         self.store.put(LOOP_KEY, &state, None)?;
+        // One PostgreSQL connection serves every watcher of the tick that needs one.
+        let mut database = None;
         for watcher in plan.run {
+            // A stop that arrived while an earlier watcher ran: nothing more runs.
+            if !self.loop_state(clock::now())?.running {
+                break;
+            }
             let result = match watcher {
-                Watcher::SchemaWatch => self.watch_schema(&user_id).await,
-                Watcher::Migrations => self.watch_migrations(&user_id).await,
+                Watcher::SchemaWatch => self.watch_schema(&user_id, &mut database).await,
+                Watcher::Migrations => self.watch_migrations(&user_id, &mut database).await,
                 Watcher::ShopifyPoll => self.watch_shopify(&user_id, &state.config).await,
             };
+            if result.is_err() {
+                // A failed query may have left the connection unusable.
+                database = None;
+            }
             if let Err(reason) = &result {
                 log::event(WORKER, Level::Warn, "watcher_failed")
                     .with("user_id", &user_id)
@@ -132,6 +147,22 @@ impl SyncCoordinator {
             self.store.put(LOOP_KEY, &current, None)?;
         }
         Ok(())
+    }
+
+    /// The tick's PostgreSQL connection, opened on first use.
+    async fn database<'a>(
+        &self,
+        slot: &'a mut Option<tokio_postgres::Client>,
+    ) -> Result<&'a tokio_postgres::Client, String> {
+        if slot.is_none() {
+            *slot = Some(
+                postgres::connect(&self.env)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        slot.as_ref()
+            .ok_or_else(|| "no database connection".to_owned())
     }
 
     /// Polls each of the user's Shopify connections (each in its own instance, which skips
@@ -151,21 +182,7 @@ impl SyncCoordinator {
                 ..PollConfig::default()
             },
         };
-        let mut path = worker::Url::parse("https://instance.do/internal/index/owner")
-            .map_err(|e| e.to_string())?;
-        path.query_pairs_mut().append_pair("user_id", user_id);
-        let mut response = super::call(
-            &self.env,
-            super::SYSTEM_INSTANCE,
-            Method::Get,
-            &format!("{}?{}", path.path(), path.query().unwrap_or_default()),
-            None,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let connections: Vec<IndexEntry> = super::read(&mut response)
-            .await
-            .map_err(|e| e.to_string())?;
+        let connections = self.owned_connections(user_id).await?;
         let mut found = 0;
         let mut errors = Vec::new();
         for connection in connections
@@ -181,6 +198,11 @@ impl SyncCoordinator {
                     &request,
                 )
                 .await?;
+                if response.status_code() == 404 {
+                    // Deleted since the list was read: read it again next tick.
+                    self.store.delete(CONNECTIONS_KEY)?;
+                    return Ok(PollReport::default());
+                }
                 if response.status_code() != 200 {
                     let refusal: ErrorBody = super::read(&mut response).await?;
                     return Ok(PollReport {
@@ -208,20 +230,71 @@ impl SyncCoordinator {
         }
     }
 
+    /// The user's connections, from the `system` index by owner; kept for
+    /// [`CONNECTIONS_TTL_MS`] so an idle tick does not ask the one `system` instance every
+    /// time (a start of the loop reads them afresh).
+    async fn owned_connections(&self, user_id: &str) -> Result<Vec<IndexEntry>, String> {
+        let now = clock::now();
+        let text = |e: worker::Error| e.to_string();
+        if let Some(cached) = self.store.get(CONNECTIONS_KEY, now).map_err(text)? {
+            return Ok(cached);
+        }
+        let mut path = worker::Url::parse("https://instance.do/internal/index/owner")
+            .map_err(|e| e.to_string())?;
+        path.query_pairs_mut().append_pair("user_id", user_id);
+        let mut response = super::call(
+            &self.env,
+            super::SYSTEM_INSTANCE,
+            Method::Get,
+            &format!("{}?{}", path.path(), path.query().unwrap_or_default()),
+            None,
+        )
+        .await
+        .map_err(text)?;
+        let connections: Vec<IndexEntry> = super::read(&mut response).await.map_err(text)?;
+        self.store
+            .put(
+                CONNECTIONS_KEY,
+                &connections,
+                Some(now.plus_millis(CONNECTIONS_TTL_MS)),
+            )
+            .map_err(text)?;
+        Ok(connections)
+    }
+
     /// Snapshots the watched schemas and stores an event per change since the last
     /// snapshot (the first one is the baseline). Events first, then the snapshot: a tick
     /// cut off between the two finds the same changes again, with the same dedup keys.
-    async fn watch_schema(&self, user_id: &str) -> Result<u64, String> {
-        let client = postgres::connect(&self.env)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn watch_schema(
+        &self,
+        user_id: &str,
+        database: &mut Option<tokio_postgres::Client>,
+    ) -> Result<u64, String> {
+        let client = self.database(database).await?;
         let schemas = self.config.watched_schemas();
+        let text = |e: tokio_postgres::Error| e.to_string();
+        let previous: Option<SchemaSnapshot> = self
+            .store
+            .get(SNAPSHOT_KEY, clock::now())
+            .map_err(|e| e.to_string())?;
+        // An idle tick reads one hash, not the catalog.
+        let fingerprint: String = client
+            .query_one(FINGERPRINT_SQL, &[&schemas])
+            .await
+            .map_err(text)?
+            .get(0);
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.fingerprint.as_deref() == Some(fingerprint.as_str()))
+        {
+            return Ok(0);
+        }
         let rows = client
             .query(SNAPSHOT_SQL, &[&schemas])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(text)?;
         let now = clock::now();
-        let current = SchemaSnapshot::from_rows(
+        let mut current = SchemaSnapshot::from_rows(
             now,
             rows.iter().map(|r| SchemaRow {
                 schema: r.get(0),
@@ -234,16 +307,15 @@ impl SyncCoordinator {
             }),
         )
         .map_err(|e| e.to_string())?;
-        let previous: Option<SchemaSnapshot> = self
-            .store
-            .get(SNAPSHOT_KEY, now)
-            .map_err(|e| e.to_string())?;
+        current.fingerprint = Some(fingerprint);
         let envelopes: Vec<EventEnvelope> = diff(previous.as_ref(), &current)
             .into_iter()
             .map(|e| e.into_envelope(user_id, now))
             .collect();
         let found = self.store_events(&envelopes).await?;
-        if previous.is_none_or(|p| p.tables != current.tables) {
+        if previous
+            .is_none_or(|p| p.tables != current.tables || p.fingerprint != current.fingerprint)
+        {
             self.store
                 .put(SNAPSHOT_KEY, &current, None)
                 .map_err(|e| e.to_string())?;
@@ -254,10 +326,12 @@ impl SyncCoordinator {
     /// Compares the migrations this project ships (and the Supabase CLI's ledger, where it
     /// exists) with what the database applied; stores `supabase.migration.pending` once per
     /// migration until it is applied.
-    async fn watch_migrations(&self, user_id: &str) -> Result<u64, String> {
-        let client = postgres::connect(&self.env)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn watch_migrations(
+        &self,
+        user_id: &str,
+        database: &mut Option<tokio_postgres::Client>,
+    ) -> Result<u64, String> {
+        let client = self.database(database).await?;
         let text = |e: tokio_postgres::Error| e.to_string();
         let present = client
             .query_one(LEDGERS_PRESENT_SQL, &[])
