@@ -50,7 +50,19 @@ async fn main() {
     let users = env_number("BENCH_USERS", 1000);
     let interval = env_number("BENCH_INTERVAL_SECS", 5);
     let seconds = env_number("BENCH_SECONDS", 30);
-    println!("== event-loop benchmark: {users} users' loops every {interval} s, nothing changing, {seconds} s ==");
+    // BENCH_WATCHERS: comma-separated watchers (empty: none, the alarm's own cost); unset:
+    // every watcher.
+    let watchers: Option<Vec<String>> = std::env::var("BENCH_WATCHERS").ok().map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    println!(
+        "== event-loop benchmark: {users} users' loops every {interval} s, nothing changing, {seconds} s, watchers: {} ==",
+        watchers.as_ref().map_or("all".to_owned(), |w| format!("{w:?}"))
+    );
     let stack = Stack::start().await;
     let groups = stack.worker_process_groups();
 
@@ -63,6 +75,7 @@ async fn main() {
     futures::stream::iter(0..users)
         .for_each_concurrent(16, |n| {
             let stack = &stack;
+            let watchers = &watchers;
             async move {
                 let response = stack
                     .http
@@ -71,7 +84,10 @@ async fn main() {
                         stack.coordinator
                     ))
                     .bearer_auth(&stack.admin_token)
-                    .json(&json!({ "interval_secs": interval }))
+                    .json(&match &watchers {
+                        Some(list) => json!({ "interval_secs": interval, "watchers": list }),
+                        None => json!({ "interval_secs": interval }),
+                    })
                     .send()
                     .await
                     .expect("start");
