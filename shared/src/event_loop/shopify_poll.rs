@@ -128,6 +128,10 @@ pub struct ShopifyPollState {
     /// `"<item id>:<location id>"` → level, for levels last seen low. A level leaves the map
     /// when seen above the threshold, so the next fall reports again.
     pub low_levels: BTreeMap<String, i64>,
+    /// The stream a pass cut short (the rate budget ran out) did not reach: the next pass
+    /// starts there, so no stream starves behind the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<PollStream>,
 }
 
 /// One walk of one stream within a tick.
@@ -276,6 +280,25 @@ fn envelope(
 }
 
 impl ShopifyPollState {
+    /// The streams of `config` in the order this pass walks them: from
+    /// [`ShopifyPollState::resume_at`] on, then the others.
+    pub fn pass_order(&self, config: &PollConfig) -> Vec<PollStream> {
+        let streams: Vec<PollStream> = config.streams.iter().copied().collect();
+        let start = self
+            .resume_at
+            .and_then(|s| streams.iter().position(|&x| x == s))
+            .unwrap_or(0);
+        let mut order = streams[start..].to_vec();
+        order.extend_from_slice(&streams[..start]);
+        order
+    }
+
+    /// A pass ended before walking `stream` (budget spent): the next pass starts with it.
+    /// `None`: the pass walked every stream.
+    pub fn pass_ended_before(&mut self, stream: Option<PollStream>) {
+        self.resume_at = stream;
+    }
+
     /// Starts a walk of `stream` at `now`, or `None` when this poll only takes the
     /// stream's baseline (products, orders, inventory: the cursor is set to `now`).
     pub fn begin(&mut self, stream: PollStream, now: Timestamp) -> Option<PollRun> {
@@ -735,6 +758,31 @@ mod tests {
             page.events[0].dedup_key.as_deref(),
             Some("shopify:content:shopify.order.created:5862376374489123457")
         );
+    }
+
+    #[test]
+    fn a_pass_cut_short_resumes_at_the_stream_it_did_not_reach() {
+        let config = PollConfig::default();
+        let mut state = ShopifyPollState::default();
+        assert_eq!(state.pass_order(&config), PollStream::ALL.to_vec());
+        state.pass_ended_before(Some(PollStream::InventoryLevels));
+        assert_eq!(
+            state.pass_order(&config),
+            [
+                PollStream::InventoryLevels,
+                PollStream::Products,
+                PollStream::Collections,
+                PollStream::Orders
+            ]
+        );
+        // A stream no longer configured: from the start.
+        let only_products = PollConfig {
+            streams: [PollStream::Products].into_iter().collect(),
+            ..PollConfig::default()
+        };
+        assert_eq!(state.pass_order(&only_products), [PollStream::Products]);
+        state.pass_ended_before(None);
+        assert_eq!(state.pass_order(&config), PollStream::ALL.to_vec());
     }
 
     #[test]

@@ -536,7 +536,14 @@ pub fn router() -> Router<SharedState> {
             post(shopify::webhooks::control_deliver),
         )
         .route("/shopify/bucket", post(shopify::admin::control_bucket))
-        .route("/shopify/{resource}", get(shopify::admin::control_list))
+        .route(
+            "/shopify/{resource}",
+            get(shopify::admin::control_list).post(shopify::admin::control_create),
+        )
+        .route(
+            "/shopify/{resource}/{id}/set",
+            post(shopify::admin::control_set_level),
+        )
         .route(
             "/shopify/{resource}/update",
             post(shopify::admin::control_update),

@@ -7,7 +7,13 @@
 
 use std::time::Duration;
 
-use edge_sync_e2e::{flows::db_count, Stack, StackOptions};
+use edge_sync_e2e::{
+    flows::{
+        connect_shopify, db_count, product_body, sandbox_control, sandbox_counters, sandbox_get,
+        shopify_delivery,
+    },
+    Stack, StackOptions,
+};
 use serde_json::{json, Value};
 
 fn options() -> StackOptions {
@@ -270,4 +276,229 @@ async fn loops_survive_failing_watchers_and_restarts() {
     let before = resumed["last_tick_at"].clone();
     let after = status_until(&stack, "u-loop", |s| s["last_tick_at"] != before).await;
     assert_eq!(after["interval_secs"], 1, "{after}");
+}
+
+/// Admin API requests the sandbox has answered for every shop so far.
+async fn shopify_admin_requests(stack: &Stack) -> u64 {
+    sandbox_counters(stack).await["requests"]
+        .as_object()
+        .map(|counts| {
+            counts
+                .iter()
+                .filter(|(endpoint, _)| endpoint.starts_with("shopify.graphql"))
+                .filter_map(|(_, n)| n.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn shopify_events(event_type: &str, extra: &str) -> String {
+    format!(
+        "SELECT count(*) FROM background_events WHERE source = 'shopify' AND user_id = 'u-poll' AND event_type = '{event_type}'{extra}"
+    )
+}
+
+/// Waits for the Shopify watcher's next successful pass after the one seen in `status`.
+async fn next_poll(stack: &Stack, status: &Value) -> Value {
+    let seen = status["watchers"]["shopify_poll"]["last_ok_at"].clone();
+    status_until(stack, "u-poll", |s| {
+        let ok = &s["watchers"]["shopify_poll"]["last_ok_at"];
+        !ok.is_null() && *ok != seen
+    })
+    .await
+}
+
+/// Proves, for a shop without webhook subscriptions (this deployment registers none): the
+/// loop's first Shopify poll is a baseline (the seeded catalogue makes no event); a product
+/// created at the shop becomes `shopify.product.created` by polling, and the same creation
+/// delivered by webhook afterwards is answered as a duplicate (one event), as is a poll that
+/// finds a creation a webhook already delivered; a new collection
+/// becomes `shopify.collection.created`; an inventory level falling to the user's threshold
+/// becomes `shopify.inventory.low` once, not every tick; a failing Admin API shows in the
+/// watcher's status while the loop keeps ticking, and the watcher recovers; after `stop` the
+/// sandbox sees no further Admin API request.
+#[tokio::test]
+async fn shopify_polling_fallback() {
+    let mut opts = options();
+    opts.vars.push(("WEBHOOK_BASE_URL".into(), String::new()));
+    let stack = Stack::start_with(opts).await;
+    let shop = "poll-shop.myshopify.com";
+    connect_shopify(&stack, "u-poll", shop).await;
+    assert!(
+        !sandbox_get(&stack, "shopify/webhooks")
+            .await
+            .to_string()
+            .contains(shop),
+        "no subscription is registered for the shop"
+    );
+
+    let (status, started) = loop_call(
+        &stack,
+        "POST",
+        "/u-poll/start",
+        Some(json!({ "interval_secs": 1, "watchers": ["shopify_poll"], "low_stock_threshold": 3 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    // The first pass takes the baselines; the second walks from them.
+    let first = status_until(&stack, "u-poll", |s| {
+        !s["watchers"]["shopify_poll"]["last_ok_at"].is_null()
+    })
+    .await;
+    let walked = next_poll(&stack, &first).await;
+    assert_eq!(
+        db_count(
+            &stack,
+            "SELECT count(*) FROM background_events WHERE source = 'shopify' AND user_id = 'u-poll'"
+        )
+        .await,
+        0,
+        "the baseline reports nothing: {walked}"
+    );
+
+    let product = sandbox_control(
+        &stack,
+        "shopify/products",
+        json!({ "title": "Poll Lamp", "sku": "POLL-1", "available": 10 }),
+    )
+    .await;
+    let product_id = product["id"].as_u64().expect("product id");
+    let created = shopify_events(
+        "shopify.product.created",
+        &format!(" AND event_data->>'id' = '{product_id}'"),
+    );
+    count_until(&stack, &created, 1).await;
+    let data: Value = stack
+        .db()
+        .await
+        .query_one(&created.replace("count(*)", "event_data"), &[])
+        .await
+        .expect("event")
+        .get(0);
+    assert_eq!(data["title"], "Poll Lamp", "{data}");
+
+    // The same creation by webhook: a duplicate of the polled event.
+    let body = product_body(product_id, "Poll Lamp");
+    let mut request = stack
+        .http
+        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
+        .body(body.clone());
+    for (name, value) in shopify_delivery("products/create", Some(shop), "poll-1", &body) {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("delivery");
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(answer["status"], "duplicate", "{answer}");
+    let status = loop_call(&stack, "GET", "/u-poll", None).await.1;
+    next_poll(&stack, &status).await;
+    assert_eq!(db_count(&stack, &created).await, 1);
+
+    // The other order: the webhook first (the loop stopped meanwhile), then the poll.
+    let (status, _) = loop_call(&stack, "POST", "/u-poll/stop", None).await;
+    assert_eq!(status, 200);
+    let second = sandbox_control(&stack, "shopify/products", json!({ "title": "Hook Lamp" })).await;
+    let second_id = second["id"].as_u64().expect("product id");
+    let body = product_body(second_id, "Hook Lamp");
+    let mut request = stack
+        .http
+        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
+        .body(body.clone());
+    for (name, value) in shopify_delivery("products/create", Some(shop), "poll-2", &body) {
+        request = request.header(name, value);
+    }
+    let answer: Value = request
+        .send()
+        .await
+        .expect("delivery")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["status"], "stored", "{answer}");
+    let (status, restarted) = loop_call(
+        &stack,
+        "POST",
+        "/u-poll/start",
+        Some(json!({ "interval_secs": 1, "watchers": ["shopify_poll"], "low_stock_threshold": 3 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{restarted}");
+    let polled = next_poll(&stack, &restarted).await;
+    next_poll(&stack, &polled).await;
+    assert_eq!(
+        db_count(
+            &stack,
+            &shopify_events(
+                "shopify.product.created",
+                &format!(" AND event_data->>'id' = '{second_id}'"),
+            )
+        )
+        .await,
+        1,
+        "the webhook's event, not a second one from the poll"
+    );
+
+    let collection =
+        sandbox_control(&stack, "shopify/collections", json!({ "title": "Summer" })).await;
+    let collection_id = collection["id"].as_u64().expect("collection id");
+    count_until(
+        &stack,
+        &shopify_events(
+            "shopify.collection.created",
+            &format!(" AND event_data->>'id' = '{collection_id}'"),
+        ),
+        1,
+    )
+    .await;
+
+    let level = product["inventory_level_id"].as_u64().expect("level id");
+    sandbox_control(
+        &stack,
+        &format!("shopify/inventory_levels/{level}/set"),
+        json!({ "available": 2 }),
+    )
+    .await;
+    let low = shopify_events("shopify.inventory.low", "");
+    count_until(&stack, &low, 1).await;
+    let status = loop_call(&stack, "GET", "/u-poll", None).await.1;
+    let status = next_poll(&stack, &status).await;
+    let status = next_poll(&stack, &status).await;
+    next_poll(&stack, &status).await;
+    assert_eq!(db_count(&stack, &low).await, 1, "reported once while low");
+
+    sandbox_control(
+        &stack,
+        "faults",
+        json!({ "endpoint": "shopify.graphql.products", "status": 503, "times": 1000 }),
+    )
+    .await;
+    let failing = status_until(&stack, "u-poll", |s| {
+        s["watchers"]["shopify_poll"]["last_error"].is_string()
+    })
+    .await;
+    assert_eq!(failing["running"], true, "{failing}");
+    let before = failing["last_tick_at"].clone();
+    status_until(&stack, "u-poll", |s| s["last_tick_at"] != before).await;
+    stack
+        .http
+        .delete(format!("{}/__sandbox/faults", stack.sandbox))
+        .send()
+        .await
+        .expect("clear faults");
+    status_until(&stack, "u-poll", |s| {
+        s["watchers"]["shopify_poll"]["last_error"].is_null()
+    })
+    .await;
+
+    let (status, stopped) = loop_call(&stack, "POST", "/u-poll/stop", None).await;
+    assert_eq!(status, 200, "{stopped}");
+    // A pass already under way may finish; then nothing more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let requests = shopify_admin_requests(&stack).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        shopify_admin_requests(&stack).await,
+        requests,
+        "no poll after stop"
+    );
 }

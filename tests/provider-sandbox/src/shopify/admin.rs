@@ -373,6 +373,130 @@ pub async fn control_delete(
     }
 }
 
+/// Body of `POST /__sandbox/shopify/products`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProduct {
+    title: String,
+    #[serde(default)]
+    sku: Option<String>,
+    #[serde(default = "default_available")]
+    available: i64,
+    #[serde(default)]
+    vendor: Option<String>,
+    #[serde(default)]
+    product_type: Option<String>,
+}
+
+fn default_available() -> i64 {
+    10
+}
+
+/// Body of `POST /__sandbox/shopify/collections`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCollection {
+    title: String,
+    #[serde(default)]
+    handle: Option<String>,
+}
+
+/// `POST /__sandbox/shopify/{resource}`: a change made at the shop (by the merchant, not
+/// through the API), sending no webhook (tests deliver them with
+/// `/__sandbox/shopify/webhooks/deliver`):
+/// - `products` `{"title", "sku"?, "available"? (10), "vendor"?, "product_type"?}`: a product
+///   with one variant, its inventory item and a level at the first location, created and
+///   updated now. 201 `{"id","variant_id","inventory_item_id","inventory_level_id",
+///   "created_at"}` (ids as JSON numbers).
+/// - `collections` `{"title", "handle"?}`: a collection with the next id. 201
+///   `{"id","created_at"}`.
+pub async fn control_create(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ControlError> {
+    let now = state.clock.now_ms();
+    let created_at = format_secs(now);
+    match name.as_str() {
+        "products" => {
+            let request: NewProduct = parse_json_body(&body)?;
+            if request.title.trim().is_empty() {
+                return Err(ControlError::bad_request("title must not be empty"));
+            }
+            let made = write(&state.shopify.data).create_product(
+                request.title.trim(),
+                request.sku.as_deref(),
+                request.available,
+                request.vendor.as_deref().unwrap_or("Sandbox Goods"),
+                request.product_type.as_deref().unwrap_or("Thing"),
+                now,
+            );
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({
+                    "id": made.id,
+                    "variant_id": made.variant_id,
+                    "inventory_item_id": made.inventory_item_id,
+                    "inventory_level_id": made.inventory_level_id,
+                    "created_at": created_at,
+                })),
+            ))
+        }
+        "collections" => {
+            let request: NewCollection = parse_json_body(&body)?;
+            if request.title.trim().is_empty() {
+                return Err(ControlError::bad_request("title must not be empty"));
+            }
+            let id = write(&state.shopify.data).create_collection(
+                request.title.trim(),
+                request.handle.as_deref(),
+                now,
+            );
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({ "id": id, "created_at": created_at })),
+            ))
+        }
+        other => Err(ControlError::not_found(format!(
+            "cannot create '{other}': use products or collections"
+        ))),
+    }
+}
+
+/// Body of `POST /__sandbox/shopify/inventory_levels/{id}/set`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetLevel {
+    available: i64,
+}
+
+/// `POST /__sandbox/shopify/inventory_levels/{id}/set` `{"available": N}`: sets a level's
+/// `available` quantity (a sale or a count at the shop); the level and its inventory item
+/// are updated now. Answers `{"id","available","updated_at"}`; 404 for an unknown level.
+pub async fn control_set_level(
+    State(state): State<SharedState>,
+    Path((name, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Value>, ControlError> {
+    let resource = resource(&name)?;
+    if resource != Resource::InventoryLevels {
+        return Err(ControlError::not_found(
+            "only inventory_levels have quantities to set",
+        ));
+    }
+    let id = parse_id(resource, &IdInput::Text(id))?;
+    let request: SetLevel = parse_json_body(&body)?;
+    let now = state.clock.now_ms();
+    if !write(&state.shopify.data).set_available(id, request.available, now) {
+        return Err(ControlError::not_found(format!("no inventory level {id}")));
+    }
+    Ok(Json(json!({
+        "id": id,
+        "available": request.available,
+        "updated_at": format_secs(now),
+    })))
+}
+
 /// Body of `POST /__sandbox/shopify/bucket`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -34,6 +34,11 @@ pub const LOCATION_ID_BASE: u64 = 750_000_000_000_000_000;
 pub const ORDER_ID_BASE: u64 = 760_000_000_000_000_000;
 /// Customer `n` has id `CUSTOMER_ID_BASE + n`.
 pub const CUSTOMER_ID_BASE: u64 = 770_000_000_000_000_000;
+/// Collection `n` has id `COLLECTION_ID_BASE + n` (new ones take the next number: ids grow,
+/// as Shopify's do).
+pub const COLLECTION_ID_BASE: u64 = 790_000_000_000_000_000;
+/// Collections every shop starts with.
+const SEEDED_COLLECTIONS: u64 = 3;
 
 /// `ProductStatus`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,6 +259,45 @@ pub struct Customer {
     pub updated_ms: i64,
 }
 
+/// A custom collection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Collection {
+    /// Numeric id.
+    pub id: u64,
+    /// Title.
+    pub title: String,
+    /// URL handle.
+    pub handle: String,
+    /// Created, unix ms (whole seconds).
+    pub created_ms: i64,
+    /// Updated, unix ms (whole seconds).
+    pub updated_ms: i64,
+}
+
+/// The handle Shopify makes from a title: lowercase words joined by `-`
+/// (<https://shopify.dev/docs/api/admin-graphql/latest/objects/Product#field-handle>).
+pub fn handle_of(title: &str) -> String {
+    title
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// What [`ShopData::create_product`] made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreatedProduct {
+    /// The product.
+    pub id: u64,
+    /// Its one variant.
+    pub variant_id: u64,
+    /// The variant's inventory item.
+    pub inventory_item_id: u64,
+    /// The item's level at the shop's first location.
+    pub inventory_level_id: u64,
+}
+
 /// A resource the control API can list, edit and delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resource {
@@ -311,6 +355,8 @@ pub struct ShopData {
     pub orders: BTreeMap<u64, Order>,
     /// Customers by id.
     pub customers: BTreeMap<u64, Customer>,
+    /// Collections by id.
+    pub collections: BTreeMap<u64, Collection>,
 }
 
 #[rustfmt::skip]
@@ -410,7 +456,143 @@ impl ShopData {
             let order = generate_order(seed, index, customers, &bulk);
             data.orders.insert(order.id, order);
         }
+        for n in 1..=SEEDED_COLLECTIONS {
+            let at = secs(SEED_BASE_MS - i64::try_from(n).unwrap_or(0) * 30 * DAY_MS);
+            data.insert_collection(n, format!("Collection {n}"), format!("collection-{n}"), at);
+        }
         data
+    }
+
+    fn insert_collection(&mut self, n: u64, title: String, handle: String, at_ms: i64) -> u64 {
+        let id = COLLECTION_ID_BASE + n;
+        self.collections.insert(
+            id,
+            Collection {
+                id,
+                title,
+                handle,
+                created_ms: at_ms,
+                updated_ms: at_ms,
+            },
+        );
+        id
+    }
+
+    /// Adds a collection with the next id (created and updated now); returns its id.
+    pub fn create_collection(&mut self, title: &str, handle: Option<&str>, now_ms: i64) -> u64 {
+        let n = self
+            .collections
+            .keys()
+            .next_back()
+            .map_or(1, |id| id - COLLECTION_ID_BASE + 1);
+        let handle = handle.map_or_else(|| handle_of(title), str::to_owned);
+        self.insert_collection(n, title.to_owned(), handle, secs(now_ms))
+    }
+
+    /// Adds a product with the next number: one variant (`sku`, or one made from the
+    /// number), its inventory item and a level of `available` at the first location, all
+    /// created and updated now.
+    pub fn create_product(
+        &mut self,
+        title: &str,
+        sku: Option<&str>,
+        available: i64,
+        vendor: &str,
+        product_type: &str,
+        now_ms: i64,
+    ) -> CreatedProduct {
+        let now = secs(now_ms);
+        let n = self
+            .products
+            .keys()
+            .next_back()
+            .map_or(1, |id| id - PRODUCT_ID_BASE + 1);
+        let id = PRODUCT_ID_BASE + n;
+        let k = 4 * n + 1;
+        let variant_id = VARIANT_ID_BASE + k;
+        let item_id = INVENTORY_ITEM_ID_BASE + k;
+        let location_id = self
+            .locations
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(LOCATION_ID_BASE + 1);
+        let level_id = INVENTORY_LEVEL_ID_BASE + 4 * k + (location_id - LOCATION_ID_BASE);
+        let sku = sku.map_or_else(|| format!("NEW-{n:05}-1"), str::to_owned);
+        self.products.insert(
+            id,
+            Product {
+                id,
+                base_title: title.to_owned(),
+                revision: 0,
+                handle: handle_of(title),
+                status: ProductStatus::Active,
+                vendor: vendor.to_owned(),
+                product_type: product_type.to_owned(),
+                created_ms: now,
+                updated_ms: now,
+                variants: vec![variant_id],
+            },
+        );
+        self.variants.insert(
+            variant_id,
+            Variant {
+                id: variant_id,
+                product_id: id,
+                title: "Default Title".to_owned(),
+                sku: sku.clone(),
+                price_cents: 1999,
+                inventory_item_id: item_id,
+                created_ms: now,
+                updated_ms: now,
+            },
+        );
+        self.items.insert(
+            item_id,
+            InventoryItem {
+                id: item_id,
+                variant_id,
+                sku,
+                tracked: true,
+                created_ms: now,
+                updated_ms: now,
+            },
+        );
+        self.levels.insert(
+            level_id,
+            InventoryLevel {
+                id: level_id,
+                item_id,
+                location_id,
+                available,
+                committed: 0,
+                incoming: 0,
+                created_ms: now,
+                updated_ms: now,
+            },
+        );
+        CreatedProduct {
+            id,
+            variant_id,
+            inventory_item_id: item_id,
+            inventory_level_id: level_id,
+        }
+    }
+
+    /// Sets a level's `available` quantity; the level and its item are updated now.
+    /// `false` for an unknown level.
+    pub fn set_available(&mut self, level_id: u64, available: i64, now_ms: i64) -> bool {
+        let now = secs(now_ms);
+        let Some(level) = self.levels.get_mut(&level_id) else {
+            return false;
+        };
+        level.available = available;
+        level.updated_ms = now;
+        let item_id = level.item_id;
+        if let Some(item) = self.items.get_mut(&item_id) {
+            item.updated_ms = now;
+        }
+        true
     }
 
     fn add_product(&mut self, seed: u64, index: u64, bulk: &[i64; 4]) {

@@ -30,8 +30,9 @@ use serde_json::{json, Value};
 use crate::shopify::bulk;
 use crate::shopify::cost;
 use crate::shopify::data::{
-    Customer, InventoryItem, InventoryLevel, Location, Order, OrderDisplayFinancialStatus,
-    OrderDisplayFulfillmentStatus, Product, ProductStatus, ShopData, Variant,
+    Collection, Customer, InventoryItem, InventoryLevel, Location, Order,
+    OrderDisplayFinancialStatus, OrderDisplayFulfillmentStatus, Product, ProductStatus, ShopData,
+    Variant,
 };
 use crate::shopify::search::{FieldValue, Search};
 use crate::shopify::webhooks::{
@@ -58,6 +59,8 @@ pub const QUERY_FIELDS: &[&str] = &[
     "order",
     "customers",
     "customer",
+    "collections",
+    "collection",
     "inventoryItems",
     "inventoryItem",
     "inventoryLevel",
@@ -341,6 +344,20 @@ pub enum CustomerSortKeys {
     UpdatedAt,
 }
 
+/// `CollectionSortKeys`
+/// (<https://shopify.dev/docs/api/admin-graphql/latest/enums/CollectionSortKeys>).
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollectionSortKeys {
+    /// Id (the default).
+    Id,
+    /// Relevance (the sandbox orders by id).
+    Relevance,
+    /// Title.
+    Title,
+    /// Last update time.
+    UpdatedAt,
+}
+
 /// `LocationSortKeys`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocationSortKeys {
@@ -553,6 +570,12 @@ connection!(
     "inventory levels"
 );
 connection!(LocationConnection, LocationEdge, LocationNode, "locations");
+connection!(
+    CollectionConnection,
+    CollectionEdge,
+    CollectionNode,
+    "collections"
+);
 
 /// Lists `records` matching `search`, sorted by `key`, and cuts the window; `node` makes
 /// the GraphQL objects.
@@ -990,6 +1013,29 @@ impl CustomerNode {
     }
 }
 
+/// `Collection` (<https://shopify.dev/docs/api/admin-graphql/latest/objects/Collection>).
+#[derive(Debug, Clone)]
+pub struct CollectionNode(pub Collection);
+
+#[Object(name = "Collection")]
+impl CollectionNode {
+    async fn id(&self) -> ID {
+        gid("Collection", self.0.id)
+    }
+    async fn legacy_resource_id(&self) -> UnsignedInt64 {
+        UnsignedInt64(self.0.id)
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn handle(&self) -> &str {
+        &self.0.handle
+    }
+    async fn updated_at(&self) -> DateTime {
+        time(self.0.updated_ms)
+    }
+}
+
 /// `Shop`.
 #[derive(Debug, Clone)]
 pub struct ShopNode {
@@ -1044,6 +1090,17 @@ const CUSTOMER_SEARCH: &[&str] = &[
     "last_name",
 ];
 const ITEM_SEARCH: &[&str] = &["id", "created_at", "updated_at", "sku"];
+const COLLECTION_SEARCH: &[&str] = &["id", "updated_at", "title", "handle"];
+
+fn collection_field(c: &Collection, field: &str) -> Option<FieldValue> {
+    match field {
+        "id" => Some(FieldValue::Int(c.id)),
+        "updated_at" => Some(FieldValue::Time(c.updated_ms)),
+        "title" => text(&c.title),
+        "handle" => text(&c.handle),
+        _ => None,
+    }
+}
 const LOCATION_SEARCH: &[&str] = &["id", "name"];
 
 fn text(s: &str) -> Option<FieldValue> {
@@ -1310,6 +1367,58 @@ impl QueryRoot {
             id.and_then(|id| data.customers.get(&id))
                 .cloned()
                 .map(CustomerNode)
+        })
+    }
+
+    /// <https://shopify.dev/docs/api/admin-graphql/latest/queries/collections>
+    #[allow(clippy::too_many_arguments)]
+    async fn collections(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        #[graphql(default)] reverse: bool,
+        sort_key: Option<CollectionSortKeys>,
+        query: Option<String>,
+    ) -> Result<CollectionConnection> {
+        let window = Window {
+            first,
+            after,
+            last,
+            before,
+            reverse,
+            unbounded: request_data(ctx)?.bulk,
+        };
+        let sort = sort_key.unwrap_or(CollectionSortKeys::Id);
+        let search = Search::parse(query.as_deref(), COLLECTION_SEARCH);
+        note_search(ctx, "collections", query.as_deref(), &search);
+        let (items, info) = with_data(ctx, |data| {
+            list(
+                &snake(sort).to_uppercase(),
+                data.collections
+                    .values()
+                    .filter(|c| search.matches(|f| collection_field(c, f))),
+                |c| c.id,
+                |c| match sort {
+                    CollectionSortKeys::Id | CollectionSortKeys::Relevance => SortVal::Int(0),
+                    CollectionSortKeys::Title => SortVal::Str(c.title.to_lowercase()),
+                    CollectionSortKeys::UpdatedAt => SortVal::Int(c.updated_ms),
+                },
+                |id| data.collections.get(&id).cloned().map(CollectionNode),
+                &window,
+            )
+        })??;
+        Ok(CollectionConnection::from_page(items, info))
+    }
+
+    async fn collection(&self, ctx: &Context<'_>, id: ID) -> Result<Option<CollectionNode>> {
+        let id = parse_gid("Collection", &id);
+        with_data(ctx, |data| {
+            id.and_then(|id| data.collections.get(&id))
+                .cloned()
+                .map(CollectionNode)
         })
     }
 

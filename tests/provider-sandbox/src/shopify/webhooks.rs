@@ -59,9 +59,10 @@ use crate::time::format_ms;
 /// Subscription `n` has id `WEBHOOK_SUBSCRIPTION_ID_BASE + n` (above 2^53, like every
 /// sandbox id).
 pub const WEBHOOK_SUBSCRIPTION_ID_BASE: u64 = 780_000_000_000_000_000;
-/// Collections are not stored; a collection webhook for id `n` below this base describes
-/// collection `COLLECTION_ID_BASE + n`, and load tests cycle through the first ten.
-pub const COLLECTION_ID_BASE: u64 = 790_000_000_000_000_000;
+/// A collection webhook describes the stored collection of that id; for any other id `n`
+/// below this base, a made-up collection `COLLECTION_ID_BASE + n` (load tests cycle through
+/// the first ten).
+pub use crate::shopify::data::COLLECTION_ID_BASE;
 /// `X-Shopify-API-Version` when the control call names none.
 pub const DEFAULT_API_VERSION: &str = "2025-01";
 /// The shop's time zone in REST payloads (Shopify writes local times with their offset).
@@ -965,17 +966,22 @@ fn item_payload(i: &InventoryItem) -> Value {
     })
 }
 
-fn collection_payload(id: u64, now_ms: i64) -> Value {
+fn collection_payload(data: &ShopData, id: u64, now_ms: i64) -> Value {
     let n = if id > COLLECTION_ID_BASE {
         id - COLLECTION_ID_BASE
     } else {
         id
     };
+    let id = COLLECTION_ID_BASE + n;
+    let (title, handle, updated_ms) = match data.collections.get(&id) {
+        Some(c) => (c.title.clone(), c.handle.clone(), c.updated_ms),
+        None => (format!("Collection {n}"), format!("collection-{n}"), now_ms),
+    };
     json!({
         "id": id,
-        "handle": format!("collection-{n}"),
-        "title": format!("Collection {n}"),
-        "updated_at": rest_time(now_ms),
+        "handle": handle,
+        "title": title,
+        "updated_at": rest_time(updated_ms),
         "body_html": "",
         "published_at": rest_time(now_ms),
         "sort_order": "best-selling",
@@ -1035,7 +1041,7 @@ fn rest_payload(
             .ok_or_else(missing),
         Kind::InventoryLevel => data.levels.get(&id).map(level_payload).ok_or_else(missing),
         Kind::InventoryItem => data.items.get(&id).map(item_payload).ok_or_else(missing),
-        Kind::Collection => Ok(collection_payload(id, now_ms)),
+        Kind::Collection => Ok(collection_payload(data, id, now_ms)),
         Kind::Shop => Ok(shop_payload(shop)),
     }
 }

@@ -747,3 +747,133 @@ async fn graphql_errors_keep_the_cost_extension() {
         .unwrap();
     assert_eq!(h.send(request).await.json()["data"]["shop"]["name"], "acme");
 }
+
+/// What a polling fallback needs from a shop: a product created at the shop is found by
+/// `products(query: "updated_at:>=…", sortKey: UPDATED_AT)`; the newest collection by
+/// `collections(first: 1, sortKey: ID, reverse: true)` and only newer ones by `id:>N`; a
+/// level set at the shop shows in `inventoryItems(query: "updated_at:>=…")`; bad control
+/// bodies are 400 and unknown levels 404.
+#[tokio::test]
+async fn changes_made_at_the_shop_are_found_by_polling_queries() {
+    let h = shopify_harness();
+    let token = h.shop_token().await;
+    let before = format_secs(h.state.clock.now_ms());
+    let created = h
+        .post_json(
+            "/__sandbox/shopify/products",
+            json!({"title": "Poll Lamp", "sku": "POLL-1", "available": 7}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let made = created.json();
+    let id = made["id"].as_u64().expect("id");
+    let since = format!("updated_at:>='{before}'");
+    let page = h
+        .gql(
+            Some(&token),
+            PRODUCTS_QUERY,
+            json!({"first": 50, "query": since}),
+        )
+        .await
+        .json();
+    let edges = page["data"]["products"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 1, "only the new product changed: {page}");
+    let node = &edges[0]["node"];
+    assert_eq!(node["legacyResourceId"], id.to_string());
+    assert_eq!(node["title"], "Poll Lamp");
+    assert_eq!(node["createdAt"], node["updatedAt"]);
+    assert_eq!(node["variants"]["nodes"][0]["sku"], "POLL-1");
+    assert_eq!(node["variants"]["nodes"][0]["inventoryQuantity"], 7);
+
+    const NEWEST: &str = "{ collections(first: 1, sortKey: ID, reverse: true) { nodes { id } } }";
+    const NEWER: &str = "query($q: String) { collections(first: 50, query: $q, sortKey: ID) { nodes { id title handle updatedAt } pageInfo { hasNextPage } } }";
+    let newest = h.gql(Some(&token), NEWEST, json!({})).await.json();
+    let baseline = newest["data"]["collections"]["nodes"][0]["id"]
+        .as_str()
+        .and_then(|g| g.rsplit('/').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("a seeded collection");
+    let none = h
+        .gql(Some(&token), NEWER, json!({"q": format!("id:>{baseline}")}))
+        .await
+        .json();
+    assert_eq!(none["data"]["collections"]["nodes"], json!([]), "{none}");
+    let collection = h
+        .post_json(
+            "/__sandbox/shopify/collections",
+            json!({"title": "Summer Sale"}),
+        )
+        .await;
+    assert_eq!(collection.status, StatusCode::CREATED);
+    let collection_id = collection.json()["id"].as_u64().expect("id");
+    assert_eq!(collection_id, baseline + 1);
+    let newer = h
+        .gql(Some(&token), NEWER, json!({"q": format!("id:>{baseline}")}))
+        .await
+        .json();
+    let nodes = newer["data"]["collections"]["nodes"]
+        .as_array()
+        .expect("nodes");
+    assert_eq!(nodes.len(), 1, "{newer}");
+    assert_eq!(nodes[0]["title"], "Summer Sale");
+    assert_eq!(nodes[0]["handle"], "summer-sale");
+
+    let level = made["inventory_level_id"].as_u64().expect("level");
+    h.post_json("/__sandbox/clock/advance", json!({"ms": 5000}))
+        .await;
+    let set = h
+        .post_json(
+            &format!("/__sandbox/shopify/inventory_levels/{level}/set"),
+            json!({"available": 2}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK);
+    let changed_since = format!(
+        "updated_at:>='{}'",
+        set.json()["updated_at"].as_str().expect("time")
+    );
+    let items = h
+        .gql(
+            Some(&token),
+            INVENTORY_QUERY,
+            json!({"first": 50, "query": changed_since}),
+        )
+        .await
+        .json();
+    let items = items["data"]["inventoryItems"]["nodes"]
+        .as_array()
+        .expect("items")
+        .clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["sku"], "POLL-1");
+    assert_eq!(
+        items[0]["inventoryLevels"]["nodes"][0]["quantities"][0],
+        json!({"name": "available", "quantity": 2})
+    );
+
+    for (path, body) in [
+        ("/__sandbox/shopify/products", json!({"sku": "no title"})),
+        ("/__sandbox/shopify/products", json!({"title": " "})),
+        (
+            "/__sandbox/shopify/collections",
+            json!({"title": "x", "colour": "red"}),
+        ),
+        (
+            &*format!("/__sandbox/shopify/inventory_levels/{level}/set"),
+            json!({"available": "many"}),
+        ),
+    ] {
+        let reply = h.post_json(path, body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path}");
+    }
+    let unknown = h
+        .post_json(
+            &format!(
+                "/__sandbox/shopify/inventory_levels/{}/set",
+                INVENTORY_LEVEL_ID_BASE + 3
+            ),
+            json!({"available": 1}),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}

@@ -96,8 +96,10 @@ impl SyncCoordinator {
             Err(e) => return Err(e),
         };
         let mut refreshed = false;
-        'streams: for stream in &config.streams {
-            let Some(mut run) = state.begin(*stream, clock::now()) else {
+        let order = state.pass_order(&config);
+        state.pass_ended_before(None);
+        'streams: for stream in order {
+            let Some(mut run) = state.begin(stream, clock::now()) else {
                 // The stream's baseline: nothing older than now is reported.
                 continue;
             };
@@ -105,6 +107,8 @@ impl SyncCoordinator {
                 match self.take_budget(TakeBudget { cost: 1 }, clock::now()) {
                     Ok(_) => {}
                     Err(Failure::Refused(CoordinatorError::BudgetExhausted { .. })) => {
+                        // The next pass starts with this stream.
+                        state.pass_ended_before(Some(stream));
                         report.deferred = true;
                         break 'streams;
                     }
@@ -156,11 +160,9 @@ impl SyncCoordinator {
                             Err(e) => return Err(e),
                         }
                     }
-                    Err(error) => {
-                        if let PageError::RateLimited {
-                            retry_after_ms: Some(wait),
-                        } = error
-                        {
+                    Err(PageError::RateLimited { retry_after_ms }) => {
+                        // Nobody calls the shop until it allows (the sync neither).
+                        if let Some(wait) = retry_after_ms {
                             let until =
                                 clock::now().plus_millis(i64::try_from(wait).unwrap_or(i64::MAX));
                             sync_state::penalize_budget(
@@ -171,8 +173,18 @@ impl SyncCoordinator {
                                 clock::now(),
                             )?;
                         }
-                        report.error = Some(error.to_string());
+                        state.pass_ended_before(Some(stream));
+                        report.error = Some(PageError::RateLimited { retry_after_ms }.to_string());
                         break 'streams;
+                    }
+                    Err(error) => {
+                        // This stream failed; the others are still walked.
+                        let text = format!("{stream:?}: {error}");
+                        report.error = Some(match report.error.take() {
+                            Some(earlier) => format!("{earlier}; {text}"),
+                            None => text,
+                        });
+                        break;
                     }
                 }
             }
