@@ -181,6 +181,10 @@ check_round_trip() {
   status="$(http GET "$(conf COORDINATOR_URL)/coordinator/connections" "$admin")"
   [ "$status" = 200 ] && pass "coordinator: /coordinator/connections answers the admin token" \
     || fail "coordinator: /coordinator/connections answered $status (wrong ADMIN_TOKEN?)"
+  # A user's background loop lives in its Durable Object: the status read reaches one.
+  status="$(http GET "$(conf COORDINATOR_URL)/coordinator/event-loop/validate-deployment" "$admin")"
+  [ "$status" = 200 ] && pass "coordinator: /coordinator/event-loop/{user} answers (background loops)" \
+    || fail "coordinator: /coordinator/event-loop/validate-deployment answered $status"
   status="$(http GET "$(conf SYNC_WORKER_URL)/sync/status" "$admin")"
   [ "$status" = 200 ] && pass "sync-worker: /sync/status answers the admin token" \
     || fail "sync-worker: /sync/status answered $status (wrong ADMIN_TOKEN?)"
