@@ -12,6 +12,7 @@ pub mod event_loop;
 pub mod health;
 pub mod log;
 pub mod oauth;
+pub mod propagation;
 pub mod provider_hooks;
 pub mod rate_budget;
 pub mod secret;

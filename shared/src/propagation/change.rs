@@ -1,0 +1,374 @@
+//! What a Shopify webhook says changed, in the terms propagation needs, and the event it
+//! becomes in `background_events` (`PRODUCT_CREATED`, `PRODUCT_UPDATED`, `PRODUCT_DELETED`,
+//! `INVENTORY_UPDATED`, with the source connection, platform ids, location, new quantity and
+//! webhook id). Payloads are the REST shapes Shopify delivers
+//! (<https://shopify.dev/docs/api/webhooks?reference=toml>); ids are read as 64-bit integers.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::fingerprint;
+use crate::Timestamp;
+
+/// A variant as propagation matches it (by SKU).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantSnapshot {
+    /// The source's variant id.
+    pub id: u64,
+    /// The SKU (matching key across shops); variants without one are not propagated.
+    pub sku: Option<String>,
+    /// Variant title.
+    pub title: String,
+    /// Price as Shopify writes it (`"19.99"`).
+    pub price: String,
+    /// The source's inventory item.
+    pub inventory_item_id: Option<u64>,
+}
+
+/// A product as propagation writes it (matched across shops by handle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductSnapshot {
+    /// The source's product id.
+    pub id: u64,
+    /// URL handle (matching key across shops).
+    pub handle: String,
+    /// Title.
+    pub title: String,
+    /// Description HTML.
+    pub body_html: String,
+    /// `active`, `draft` or `archived`.
+    pub status: String,
+    /// Vendor.
+    pub vendor: String,
+    /// Product type.
+    pub product_type: String,
+    /// Variants in position order.
+    pub variants: Vec<VariantSnapshot>,
+}
+
+impl ProductSnapshot {
+    /// The fingerprint of the propagated fields (not ids or times, which differ per shop):
+    /// two shops holding the same content have the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let variants: Vec<Value> = self
+            .variants
+            .iter()
+            .map(|v| json!([v.sku, v.title, v.price]))
+            .collect();
+        fingerprint(
+            &json!([
+                self.handle,
+                self.title,
+                self.body_html,
+                self.status,
+                self.vendor,
+                self.product_type,
+                variants
+            ])
+            .to_string(),
+        )
+    }
+}
+
+/// A change at a Shopify shop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// `products/create` (`created`) or `products/update`.
+    Product {
+        /// Whether the product is new at the source.
+        created: bool,
+        /// Its content.
+        product: ProductSnapshot,
+        /// `updated_at` at the source.
+        updated_at: Option<Timestamp>,
+    },
+    /// `products/delete`: only the id is sent, so the handle comes from what is known of
+    /// the product ([`super::plan::Known`]).
+    ProductDeleted {
+        /// The source's product id.
+        product_id: u64,
+    },
+    /// `inventory_levels/update`.
+    Inventory {
+        /// The source's inventory item.
+        inventory_item_id: u64,
+        /// The source's location.
+        location_id: u64,
+        /// The new `available` quantity.
+        available: i64,
+        /// `updated_at` at the source.
+        updated_at: Option<Timestamp>,
+    },
+}
+
+/// Why a payload is not a change propagation understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// A topic propagation does not handle (acknowledged, not propagated).
+    #[error("topic {0} is not propagated")]
+    UnknownTopic(String),
+    /// The payload lacks a field the topic needs.
+    #[error("{topic} payload has no usable {field}")]
+    Missing {
+        /// The topic.
+        topic: String,
+        /// What is missing.
+        field: &'static str,
+    },
+    /// Not JSON.
+    #[error("payload is not JSON: {0}")]
+    NotJson(String),
+}
+
+fn id(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn text(value: &Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn time(value: &Value) -> Option<Timestamp> {
+    value
+        .get("updated_at")
+        .and_then(Value::as_str)
+        .and_then(Timestamp::parse_iso8601)
+}
+
+impl Change {
+    /// Reads a delivery of `topic` (e.g. `products/update`). The body is parsed with
+    /// serde_json's integers, so ids beyond 2^53 stay exact.
+    pub fn from_webhook(topic: &str, body: &[u8]) -> Result<Self, ChangeError> {
+        let payload: Value =
+            serde_json::from_slice(body).map_err(|e| ChangeError::NotJson(e.to_string()))?;
+        let missing = |field| ChangeError::Missing {
+            topic: topic.to_owned(),
+            field,
+        };
+        match topic {
+            "products/create" | "products/update" => {
+                let product_id = payload.get("id").and_then(id).ok_or(missing("id"))?;
+                let handle = text(&payload, "handle");
+                if handle.is_empty() {
+                    return Err(missing("handle"));
+                }
+                let variants = payload
+                    .get("variants")
+                    .and_then(Value::as_array)
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|v| {
+                                Some(VariantSnapshot {
+                                    id: v.get("id").and_then(id)?,
+                                    sku: v
+                                        .get("sku")
+                                        .and_then(Value::as_str)
+                                        .filter(|s| !s.trim().is_empty())
+                                        .map(str::to_owned),
+                                    title: text(v, "title"),
+                                    price: text(v, "price"),
+                                    inventory_item_id: v.get("inventory_item_id").and_then(id),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(Change::Product {
+                    created: topic == "products/create",
+                    product: ProductSnapshot {
+                        id: product_id,
+                        handle,
+                        title: text(&payload, "title"),
+                        body_html: text(&payload, "body_html"),
+                        status: text(&payload, "status"),
+                        vendor: text(&payload, "vendor"),
+                        product_type: text(&payload, "product_type"),
+                        variants,
+                    },
+                    updated_at: time(&payload),
+                })
+            }
+            "products/delete" => Ok(Change::ProductDeleted {
+                product_id: payload.get("id").and_then(id).ok_or(missing("id"))?,
+            }),
+            "inventory_levels/update" => Ok(Change::Inventory {
+                inventory_item_id: payload
+                    .get("inventory_item_id")
+                    .and_then(id)
+                    .ok_or(missing("inventory_item_id"))?,
+                location_id: payload
+                    .get("location_id")
+                    .and_then(id)
+                    .ok_or(missing("location_id"))?,
+                available: payload
+                    .get("available")
+                    .and_then(Value::as_i64)
+                    .ok_or(missing("available"))?,
+                updated_at: time(&payload),
+            }),
+            other => Err(ChangeError::UnknownTopic(other.to_owned())),
+        }
+    }
+
+    /// The `background_events` row of this change: `(event_type, event_data)`.
+    pub fn event(
+        &self,
+        source_connection_id: &str,
+        webhook_id: Option<&str>,
+    ) -> (&'static str, Value) {
+        let at = |t: &Option<Timestamp>| t.map(Timestamp::to_iso8601);
+        match self {
+            Change::Product {
+                created,
+                product,
+                updated_at,
+            } => (
+                if *created {
+                    "PRODUCT_CREATED"
+                } else {
+                    "PRODUCT_UPDATED"
+                },
+                json!({
+                    "source_connection_id": source_connection_id,
+                    "platform": "shopify",
+                    "product_id": product.id,
+                    "handle": product.handle,
+                    "title": product.title,
+                    "variant_ids": product.variants.iter().map(|v| v.id).collect::<Vec<_>>(),
+                    "skus": product.variants.iter().filter_map(|v| v.sku.clone()).collect::<Vec<_>>(),
+                    "updated_at": at(updated_at),
+                    "webhook_id": webhook_id,
+                }),
+            ),
+            Change::ProductDeleted { product_id } => (
+                "PRODUCT_DELETED",
+                json!({
+                    "source_connection_id": source_connection_id,
+                    "platform": "shopify",
+                    "product_id": product_id,
+                    "webhook_id": webhook_id,
+                }),
+            ),
+            Change::Inventory {
+                inventory_item_id,
+                location_id,
+                available,
+                updated_at,
+            } => (
+                "INVENTORY_UPDATED",
+                json!({
+                    "source_connection_id": source_connection_id,
+                    "platform": "shopify",
+                    "inventory_item_id": inventory_item_id,
+                    "location_id": location_id,
+                    "new_quantity": available,
+                    "updated_at": at(updated_at),
+                    "webhook_id": webhook_id,
+                }),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRODUCT: &str = r#"{"id": 9007199254740993, "title": "Lamp", "handle": "lamp",
+        "body_html": "<p>Warm</p>", "status": "active", "vendor": "Acme", "product_type": "Light",
+        "updated_at": "2026-11-20T10:00:00-05:00",
+        "variants": [{"id": 9007199254740995, "title": "Default Title", "sku": "LAMP-1",
+                      "price": "19.99", "inventory_item_id": 9007199254740997},
+                     {"id": 2, "title": "No SKU", "sku": "", "price": "1.00"}]}"#;
+
+    #[test]
+    fn products_are_read_with_exact_ids_and_variants_by_sku() {
+        let change = Change::from_webhook("products/create", PRODUCT.as_bytes()).expect("change");
+        let Change::Product {
+            created,
+            product,
+            updated_at,
+        } = &change
+        else {
+            panic!("a product: {change:?}");
+        };
+        assert!(created);
+        assert_eq!(product.id, 9_007_199_254_740_993);
+        assert_eq!(product.variants[0].sku.as_deref(), Some("LAMP-1"));
+        assert_eq!(
+            product.variants[0].inventory_item_id,
+            Some(9_007_199_254_740_997)
+        );
+        assert_eq!(product.variants[1].sku, None, "blank SKUs match nothing");
+        assert_eq!(
+            *updated_at,
+            Timestamp::parse_iso8601("2026-11-20T15:00:00Z")
+        );
+        let (event_type, data) = change.event("shopify_a", Some("wh-1"));
+        assert_eq!(event_type, "PRODUCT_CREATED");
+        assert_eq!(data["product_id"].as_u64(), Some(9_007_199_254_740_993));
+        assert_eq!(data["source_connection_id"], "shopify_a");
+        assert_eq!(data["webhook_id"], "wh-1");
+        assert_eq!(data["skus"], json!(["LAMP-1"]));
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_ids_and_times_but_not_content() {
+        let a = Change::from_webhook("products/update", PRODUCT.as_bytes()).expect("a");
+        let elsewhere = PRODUCT
+            .replace("9007199254740993", "42")
+            .replace("2026-11-20T10:00:00-05:00", "2026-11-21T00:00:00Z");
+        let b = Change::from_webhook("products/update", elsewhere.as_bytes()).expect("b");
+        let retitled = Change::from_webhook(
+            "products/update",
+            PRODUCT.replace("\"Lamp\"", "\"Lamp II\"").as_bytes(),
+        )
+        .expect("c");
+        let print = |c: &Change| match c {
+            Change::Product { product, .. } => product.fingerprint(),
+            _ => String::new(),
+        };
+        assert_eq!(print(&a), print(&b));
+        assert_ne!(print(&a), print(&retitled));
+    }
+
+    #[test]
+    fn deletes_levels_and_refusals() {
+        assert_eq!(
+            Change::from_webhook("products/delete", br#"{"id": 7}"#),
+            Ok(Change::ProductDeleted { product_id: 7 })
+        );
+        let level = Change::from_webhook(
+            "inventory_levels/update",
+            br#"{"inventory_item_id": 43729076867345678, "location_id": 64357974123456789,
+                 "available": 3, "updated_at": "2026-11-20T10:00:00Z"}"#,
+        )
+        .expect("level");
+        let (event_type, data) = level.event("shopify_a", None);
+        assert_eq!(event_type, "INVENTORY_UPDATED");
+        assert_eq!(data["new_quantity"], 3);
+        assert_eq!(data["location_id"].as_u64(), Some(64_357_974_123_456_789));
+        assert_eq!(
+            Change::from_webhook("inventory_levels/update", br#"{"inventory_item_id": 1}"#),
+            Err(ChangeError::Missing {
+                topic: "inventory_levels/update".into(),
+                field: "location_id"
+            })
+        );
+        assert!(matches!(
+            Change::from_webhook("orders/create", b"{}"),
+            Err(ChangeError::UnknownTopic(_))
+        ));
+        assert!(matches!(
+            Change::from_webhook("products/update", b"not json"),
+            Err(ChangeError::NotJson(_))
+        ));
+    }
+}
