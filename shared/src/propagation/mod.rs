@@ -19,6 +19,7 @@
 pub mod change;
 pub mod plan;
 pub mod rules;
+pub mod shopify_writes;
 
 use sha2::{Digest, Sha256};
 
