@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use async_graphql::parser::parse_query;
 use async_graphql::Variables;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -26,7 +26,7 @@ use crate::shopify::cost::{self, BucketConfig, ThrottleStatus, MAX_QUERY_COST};
 use crate::shopify::data::Resource;
 use crate::shopify::graphql::{parse_gid, GraphqlBody, RequestData};
 use crate::shopify::{error_response, normalize_shop};
-use crate::state::{lock, read, write, SharedState};
+use crate::state::{lock, SharedState};
 use crate::time::format_secs;
 
 /// Shopify's 401 body for a missing or wrong `X-Shopify-Access-Token`.
@@ -232,13 +232,38 @@ fn parse_id(resource: Resource, input: &IdInput) -> Result<u64, ControlError> {
     }
 }
 
+/// `?shop=<name>.myshopify.com` on a data control: that shop's own data (copied from the
+/// seeded catalogue at its first change); without it, the catalogue every shop without
+/// data of its own sees.
+#[derive(Debug, Default, Deserialize)]
+pub struct ShopParam {
+    shop: Option<String>,
+}
+
+impl ShopParam {
+    /// The canonical shop, if one was named (400 for a malformed one).
+    fn shop(&self) -> Result<Option<String>, ControlError> {
+        self.shop
+            .as_deref()
+            .map(|s| {
+                normalize_shop(s)
+                    .ok_or_else(|| ControlError::bad_request("shop must be <name>.myshopify.com"))
+            })
+            .transpose()
+    }
+}
+
 /// `GET /__sandbox/shopify/{resource}`: `{"count": n, "ids": [...]}` (numeric ids, as JSON
 /// numbers: they exceed 2^53, so read them as 64-bit integers).
 pub async fn control_list(
     State(state): State<SharedState>,
     Path(name): Path<String>,
+    Query(param): Query<ShopParam>,
 ) -> Result<Json<Value>, ControlError> {
-    let ids = read(&state.shopify.data).ids(resource(&name)?);
+    let resource = resource(&name)?;
+    let ids = state
+        .shopify
+        .read_shop(param.shop()?.as_deref(), |data| data.ids(resource));
     Ok(Json(json!({"count": ids.len(), "ids": ids})))
 }
 
@@ -281,7 +306,9 @@ fn full_query(resource: Resource) -> (&'static str, &'static str) {
 pub async fn control_get(
     State(state): State<SharedState>,
     Path((name, id)): Path<(String, String)>,
+    Query(param): Query<ShopParam>,
 ) -> Result<Json<Value>, ControlError> {
+    let shop = param.shop()?.unwrap_or_default();
     let resource = resource(&name)?;
     let id = parse_id(resource, &IdInput::Text(id))?;
     let (root, fields) = full_query(resource);
@@ -291,7 +318,7 @@ pub async fn control_get(
         .variables(Variables::from_json(json!({"id": gid})))
         .data(RequestData {
             state: state.clone(),
-            shop: "sandbox.myshopify.com".to_owned(),
+            shop,
             search: Arc::new(Mutex::new(Vec::new())),
             bulk: false,
             origin: String::new(),
@@ -323,6 +350,7 @@ struct UpdateRequest {
 pub async fn control_update(
     State(state): State<SharedState>,
     Path(name): Path<String>,
+    Query(param): Query<ShopParam>,
     body: Bytes,
 ) -> Result<Json<Value>, ControlError> {
     let resource = resource(&name)?;
@@ -333,20 +361,21 @@ pub async fn control_update(
     }
     let request: UpdateRequest = parse_json_body(&body)?;
     let now = state.clock.now_ms();
-    let mut data = write(&state.shopify.data);
-    let wanted: Vec<u64> = match (&request.ids, request.count) {
-        (Some(ids), None) => ids
-            .iter()
-            .map(|id| parse_id(resource, id))
-            .collect::<Result<_, _>>()?,
-        (None, Some(count)) => data.ids(resource).into_iter().take(count).collect(),
-        _ => {
-            return Err(ControlError::bad_request(
-                "give exactly one of \"ids\" and \"count\"",
-            ))
-        }
-    };
-    let changed = data.edit(resource, &wanted, now);
+    let changed = state.shopify.write_shop(param.shop()?.as_deref(), |data| {
+        let wanted: Vec<u64> = match (&request.ids, request.count) {
+            (Some(ids), None) => ids
+                .iter()
+                .map(|id| parse_id(resource, id))
+                .collect::<Result<_, _>>()?,
+            (None, Some(count)) => data.ids(resource).into_iter().take(count).collect(),
+            _ => {
+                return Err(ControlError::bad_request(
+                    "give exactly one of \"ids\" and \"count\"",
+                ))
+            }
+        };
+        Ok(data.edit(resource, &wanted, now))
+    })?;
     Ok(Json(json!({
         "ids": changed,
         "updated": changed.len(),
@@ -358,6 +387,7 @@ pub async fn control_update(
 pub async fn control_delete(
     State(state): State<SharedState>,
     Path((name, id)): Path<(String, String)>,
+    Query(param): Query<ShopParam>,
 ) -> Result<StatusCode, ControlError> {
     let resource = resource(&name)?;
     if resource == Resource::InventoryItems {
@@ -366,7 +396,10 @@ pub async fn control_delete(
         ));
     }
     let id = parse_id(resource, &IdInput::Text(id))?;
-    if write(&state.shopify.data).delete(resource, id) {
+    if state
+        .shopify
+        .write_shop(param.shop()?.as_deref(), |data| data.delete(resource, id))
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ControlError::not_found(format!("no {name} {id}")))
@@ -413,8 +446,10 @@ struct NewCollection {
 pub async fn control_create(
     State(state): State<SharedState>,
     Path(name): Path<String>,
+    Query(param): Query<ShopParam>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ControlError> {
+    let shop = param.shop()?;
     let now = state.clock.now_ms();
     let created_at = format_secs(now);
     match name.as_str() {
@@ -423,14 +458,16 @@ pub async fn control_create(
             if request.title.trim().is_empty() {
                 return Err(ControlError::bad_request("title must not be empty"));
             }
-            let made = write(&state.shopify.data).create_product(
-                request.title.trim(),
-                request.sku.as_deref(),
-                request.available,
-                request.vendor.as_deref().unwrap_or("Sandbox Goods"),
-                request.product_type.as_deref().unwrap_or("Thing"),
-                now,
-            );
+            let made = state.shopify.write_shop(shop.as_deref(), |data| {
+                data.create_product(
+                    request.title.trim(),
+                    request.sku.as_deref(),
+                    request.available,
+                    request.vendor.as_deref().unwrap_or("Sandbox Goods"),
+                    request.product_type.as_deref().unwrap_or("Thing"),
+                    now,
+                )
+            });
             Ok((
                 StatusCode::CREATED,
                 Json(json!({
@@ -447,11 +484,9 @@ pub async fn control_create(
             if request.title.trim().is_empty() {
                 return Err(ControlError::bad_request("title must not be empty"));
             }
-            let id = write(&state.shopify.data).create_collection(
-                request.title.trim(),
-                request.handle.as_deref(),
-                now,
-            );
+            let id = state.shopify.write_shop(shop.as_deref(), |data| {
+                data.create_collection(request.title.trim(), request.handle.as_deref(), now)
+            });
             Ok((
                 StatusCode::CREATED,
                 Json(json!({ "id": id, "created_at": created_at })),
@@ -476,6 +511,7 @@ struct SetLevel {
 pub async fn control_set_level(
     State(state): State<SharedState>,
     Path((name, id)): Path<(String, String)>,
+    Query(param): Query<ShopParam>,
     body: Bytes,
 ) -> Result<Json<Value>, ControlError> {
     let resource = resource(&name)?;
@@ -487,7 +523,9 @@ pub async fn control_set_level(
     let id = parse_id(resource, &IdInput::Text(id))?;
     let request: SetLevel = parse_json_body(&body)?;
     let now = state.clock.now_ms();
-    if !write(&state.shopify.data).set_available(id, request.available, now) {
+    if !state.shopify.write_shop(param.shop()?.as_deref(), |data| {
+        data.set_available(id, request.available, now)
+    }) {
         return Err(ControlError::not_found(format!("no inventory level {id}")));
     }
     Ok(Json(json!({

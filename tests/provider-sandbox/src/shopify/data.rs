@@ -1,6 +1,7 @@
 //! The shop's data behind the GraphQL Admin API: products with variants, inventory items
-//! and levels at two locations, orders and customers. Every shop in the URL sees the same
-//! data (the sandbox stands in for any shop).
+//! and levels at two locations, orders, customers and collections. Every shop in the URL
+//! sees this seeded catalogue (the sandbox stands in for any shop) until a change is made to
+//! that shop alone, which gives it a copy of its own (`ShopifyState::write_shop`).
 //!
 //! Ids are far above 2^53 (e.g. products are `710_000_000_000_000_000 + n`) so a client that
 //! parses them as JSON doubles (JavaScript numbers) loses digits and fails its tests; each

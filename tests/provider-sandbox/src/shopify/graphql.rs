@@ -39,7 +39,7 @@ use crate::shopify::webhooks::{
     self, MutationRoot, Url, WebhookSubscriptionConnection, WebhookSubscriptionFormat,
     WebhookSubscriptionNode, WebhookSubscriptionTopic,
 };
-use crate::state::{lock, read, SharedState};
+use crate::state::{lock, SharedState};
 use crate::time::format_secs;
 
 /// The sandbox's Admin API schema.
@@ -104,8 +104,7 @@ pub(crate) fn request_data<'a>(ctx: &Context<'a>) -> Result<&'a RequestData> {
 /// Runs `f` with the shop's data read-locked.
 fn with_data<T>(ctx: &Context<'_>, f: impl FnOnce(&ShopData) -> T) -> Result<T> {
     let rd = request_data(ctx)?;
-    let data = read(&rd.state.shopify.data);
-    Ok(f(&data))
+    Ok(rd.state.shopify.read_shop(Some(&rd.shop), f))
 }
 
 /// The top-level fields a request body asks for (`products`, ...): empty if the body or

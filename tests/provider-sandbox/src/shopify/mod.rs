@@ -16,6 +16,7 @@ pub mod oauth;
 pub mod search;
 pub mod webhooks;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Mutex, RwLock};
 
@@ -28,7 +29,7 @@ use serde_json::{json, Value};
 use crate::config::SandboxConfig;
 use crate::endpoint::Endpoint;
 use crate::middleware::tagged;
-use crate::state::SharedState;
+use crate::state::{read, write, SharedState};
 
 use self::bulk::BulkStore;
 use self::cost::Buckets;
@@ -46,8 +47,11 @@ const MAX_LABEL_LEN: usize = 63;
 pub struct ShopifyState {
     /// Authorization codes and issued access tokens.
     pub oauth: Mutex<ShopifyOAuthStore>,
-    /// The shop's data (the same for every shop).
+    /// The seeded catalogue: every shop's data until something is written to that shop
+    /// alone ([`ShopifyState::write_shop`]); the controls without a `shop` edit it.
     pub data: RwLock<ShopData>,
+    /// Shops with their own data (copied from `data` at their first write of their own).
+    pub shops: RwLock<HashMap<String, ShopData>>,
     /// Per-shop GraphQL cost buckets.
     pub buckets: Mutex<Buckets>,
     /// The GraphQL Admin API schema.
@@ -70,9 +74,39 @@ impl ShopifyState {
                 config.shopify_customers,
             )),
             buckets: Mutex::new(Buckets::default()),
+            shops: RwLock::new(HashMap::new()),
             schema: build_schema(),
             webhooks: Mutex::new(WebhookStore::default()),
             bulk: Mutex::new(BulkStore::default()),
+        }
+    }
+}
+
+impl ShopifyState {
+    /// Reads `shop`'s data: its own once it has some, else the seeded catalogue (also for
+    /// `None`).
+    pub fn read_shop<T>(&self, shop: Option<&str>, f: impl FnOnce(&ShopData) -> T) -> T {
+        if let Some(shop) = shop {
+            let shops = read(&self.shops);
+            if let Some(data) = shops.get(shop) {
+                return f(data);
+            }
+        }
+        f(&read(&self.data))
+    }
+
+    /// Changes `shop`'s data (copying the catalogue for it first, so other shops do not
+    /// see the change); `None` changes the catalogue every shop without its own data sees.
+    pub fn write_shop<T>(&self, shop: Option<&str>, f: impl FnOnce(&mut ShopData) -> T) -> T {
+        match shop {
+            None => f(&mut write(&self.data)),
+            Some(shop) => {
+                let mut shops = write(&self.shops);
+                let data = shops
+                    .entry(shop.to_owned())
+                    .or_insert_with(|| read(&self.data).clone());
+                f(data)
+            }
         }
     }
 }

@@ -53,7 +53,7 @@ use crate::shopify::graphql::{
     UnsignedInt64, Window,
 };
 use crate::shopify::{normalize_shop, SHOP_SUFFIX};
-use crate::state::{lock, read, SharedState};
+use crate::state::{lock, SharedState};
 use crate::time::format_ms;
 
 /// Subscription `n` has id `WEBHOOK_SUBSCRIPTION_ID_BASE + n` (above 2^53, like every
@@ -1250,7 +1250,9 @@ pub async fn control_deliver(
         (Some(_), _, _) => vec![None],
         (None, Some(ids), _) if !ids.is_empty() => ids.iter().copied().map(Some).collect(),
         (None, Some(_), _) => return Err(ControlError::bad_request("ids must not be empty")),
-        (None, None, Some(_)) => catalogue(&read(&state.shopify.data), topic),
+        (None, None, Some(_)) => state
+            .shopify
+            .read_shop(Some(&shop), |data| catalogue(data, topic)),
         (None, None, None) if topic.kind() == Kind::Shop => vec![None],
         (None, None, None) => {
             return Err(ControlError::bad_request(format!(
@@ -1276,18 +1278,17 @@ pub async fn control_deliver(
             payload.to_string().into_bytes(),
             secret.as_bytes(),
         )],
-        None => {
-            let data = read(&state.shopify.data);
+        None => state.shopify.read_shop(Some(&shop), |data| {
             sources
                 .iter()
                 .take(needed)
                 .map(|&id| {
-                    rest_payload(&data, topic, id, &shop, now)
+                    rest_payload(data, topic, id, &shop, now)
                         .map(|p| event(id, p.to_string().into_bytes(), secret.as_bytes()))
                         .map_err(ControlError::bad_request)
                 })
-                .collect::<Result<Vec<_>, _>>()?
-        }
+                .collect::<Result<Vec<_>, _>>()
+        })?,
     };
     let plan = Plan {
         targets: lock(&state.shopify.webhooks).matching(&shop, topic),

@@ -877,3 +877,74 @@ async fn changes_made_at_the_shop_are_found_by_polling_queries() {
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+/// How many products `shop` lists (at most 250).
+async fn products_at(h: &Harness, shop: &str, token: String) -> usize {
+    let query = "{ products(first: 250) { nodes { id } } }";
+    let request = Request::post(format!("/shopify/{shop}/admin/api/2025-01/graphql.json"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-shopify-access-token", token)
+        .body(Body::from(json!({"query": query}).to_string()))
+        .expect("request");
+    h.send(request).await.json()["data"]["products"]["nodes"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// Each shop can hold its own data: a change made with `?shop=` is seen by that shop only
+/// (the others keep the seeded catalogue), and a change without it reaches every shop that
+/// has no data of its own.
+#[tokio::test]
+async fn shops_hold_their_own_data_once_changed_alone() {
+    let h = shopify_harness();
+    let token = h.shop_token().await;
+    let other = h
+        .post_json(
+            "/__sandbox/shopify/tokens",
+            json!({"shop": "other.myshopify.com"}),
+        )
+        .await
+        .json()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(products_at(&h, SHOP, token.clone()).await, 100);
+    let created = h
+        .post_json(
+            &format!("/__sandbox/shopify/products?shop={SHOP}"),
+            json!({"title": "Only at Acme"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(products_at(&h, SHOP, token.clone()).await, 101);
+    assert_eq!(
+        products_at(&h, "other.myshopify.com", other.clone()).await,
+        100
+    );
+    let listed = h
+        .get(&format!("/__sandbox/shopify/products?shop={SHOP}"), None)
+        .await
+        .json();
+    assert_eq!(listed["count"], 101);
+    // The catalogue changes for shops without data of their own.
+    let shared = h
+        .post_json(
+            "/__sandbox/shopify/products",
+            json!({"title": "Everywhere"}),
+        )
+        .await;
+    assert_eq!(shared.status, StatusCode::CREATED);
+    assert_eq!(products_at(&h, "other.myshopify.com", other).await, 101);
+    assert_eq!(
+        products_at(&h, SHOP, token).await,
+        101,
+        "Acme keeps its own"
+    );
+    let bad = h
+        .post_json(
+            "/__sandbox/shopify/products?shop=evil.com",
+            json!({"title": "x"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
