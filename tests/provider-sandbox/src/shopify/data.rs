@@ -286,6 +286,34 @@ pub fn handle_of(title: &str) -> String {
         .join("-")
 }
 
+/// What `productSet` writes ([`ShopData::set_product`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductInput {
+    /// The handle (the product's identity here).
+    pub handle: String,
+    /// Title.
+    pub title: String,
+    /// Status.
+    pub status: ProductStatus,
+    /// Vendor.
+    pub vendor: String,
+    /// Product type.
+    pub product_type: String,
+    /// Variants in position order.
+    pub variants: Vec<VariantInput>,
+}
+
+/// One variant of a [`ProductInput`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct VariantInput {
+    /// Title (its option value).
+    pub title: String,
+    /// SKU (of its inventory item).
+    pub sku: String,
+    /// Price in cents.
+    pub price_cents: i64,
+}
+
 /// What [`ShopData::create_product`] made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreatedProduct {
@@ -578,6 +606,139 @@ impl ShopData {
             inventory_item_id: item_id,
             inventory_level_id: level_id,
         }
+    }
+
+    /// The product with `handle`.
+    pub fn product_by_handle(&self, handle: &str) -> Option<u64> {
+        self.products
+            .values()
+            .find(|p| p.handle == handle)
+            .map(|p| p.id)
+    }
+
+    /// Creates the product with `input.handle`, or updates it: fields replaced, variants
+    /// matched by SKU (kept with their items and levels), new SKUs added with an item and a
+    /// level of 0 at every location, variants no longer listed removed. Returns the
+    /// product's id and whether it was created.
+    pub fn set_product(&mut self, input: &ProductInput, now_ms: i64) -> (u64, bool) {
+        let now = secs(now_ms);
+        let existing = self.product_by_handle(&input.handle);
+        let created = existing.is_none();
+        let id = existing.unwrap_or_else(|| {
+            let n = self
+                .products
+                .keys()
+                .next_back()
+                .map_or(1, |id| id - PRODUCT_ID_BASE + 1);
+            PRODUCT_ID_BASE + n
+        });
+        let n = id - PRODUCT_ID_BASE;
+        let old_variants: Vec<Variant> = existing
+            .and_then(|id| self.products.get(&id))
+            .map(|p| {
+                p.variants
+                    .iter()
+                    .filter_map(|v| self.variants.get(v).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut variant_ids = Vec::new();
+        for (position, wanted) in (1u64..).zip(&input.variants) {
+            let kept = old_variants
+                .iter()
+                .find(|v| !wanted.sku.is_empty() && v.sku == wanted.sku);
+            let variant_id = match kept {
+                Some(v) => v.id,
+                None => {
+                    // A fresh id past every id this product ever used.
+                    let k = (4 * n + position..)
+                        .find(|k| !self.variants.contains_key(&(VARIANT_ID_BASE + k)))
+                        .unwrap_or(4 * n + position);
+                    let item_id = INVENTORY_ITEM_ID_BASE + k;
+                    self.items.insert(
+                        item_id,
+                        InventoryItem {
+                            id: item_id,
+                            variant_id: VARIANT_ID_BASE + k,
+                            sku: wanted.sku.clone(),
+                            tracked: true,
+                            created_ms: now,
+                            updated_ms: now,
+                        },
+                    );
+                    let locations: Vec<u64> = self.locations.keys().copied().collect();
+                    for location_id in locations {
+                        let level_id =
+                            INVENTORY_LEVEL_ID_BASE + 4 * k + (location_id - LOCATION_ID_BASE);
+                        self.levels.insert(
+                            level_id,
+                            InventoryLevel {
+                                id: level_id,
+                                item_id,
+                                location_id,
+                                available: 0,
+                                committed: 0,
+                                incoming: 0,
+                                created_ms: now,
+                                updated_ms: now,
+                            },
+                        );
+                    }
+                    VARIANT_ID_BASE + k
+                }
+            };
+            let item_id = kept.map_or(
+                INVENTORY_ITEM_ID_BASE + (variant_id - VARIANT_ID_BASE),
+                |v| v.inventory_item_id,
+            );
+            let created_ms = kept.map_or(now, |v| v.created_ms);
+            self.variants.insert(
+                variant_id,
+                Variant {
+                    id: variant_id,
+                    product_id: id,
+                    title: wanted.title.clone(),
+                    sku: wanted.sku.clone(),
+                    price_cents: wanted.price_cents,
+                    inventory_item_id: item_id,
+                    created_ms,
+                    updated_ms: now,
+                },
+            );
+            variant_ids.push(variant_id);
+        }
+        for gone in old_variants.iter().filter(|v| !variant_ids.contains(&v.id)) {
+            self.variants.remove(&gone.id);
+            self.items.remove(&gone.inventory_item_id);
+            self.levels
+                .retain(|_, l| l.item_id != gone.inventory_item_id);
+        }
+        let created_ms = existing
+            .and_then(|id| self.products.get(&id))
+            .map_or(now, |p| p.created_ms);
+        self.products.insert(
+            id,
+            Product {
+                id,
+                base_title: input.title.clone(),
+                revision: 0,
+                handle: input.handle.clone(),
+                status: input.status,
+                vendor: input.vendor.clone(),
+                product_type: input.product_type.clone(),
+                created_ms,
+                updated_ms: now,
+                variants: variant_ids,
+            },
+        );
+        (id, created)
+    }
+
+    /// The level of item `item_id` at `location_id`.
+    pub fn level_at(&self, item_id: u64, location_id: u64) -> Option<&InventoryLevel> {
+        self.levels
+            .values()
+            .find(|l| l.item_id == item_id && l.location_id == location_id)
     }
 
     /// Sets a level's `available` quantity; the level and its item are updated now.

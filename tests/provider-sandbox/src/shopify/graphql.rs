@@ -36,18 +36,26 @@ use crate::shopify::data::{
 };
 use crate::shopify::search::{FieldValue, Search};
 use crate::shopify::webhooks::{
-    self, MutationRoot, Url, WebhookSubscriptionConnection, WebhookSubscriptionFormat,
+    self, SubscriptionMutations, Url, WebhookSubscriptionConnection, WebhookSubscriptionFormat,
     WebhookSubscriptionNode, WebhookSubscriptionTopic,
 };
 use crate::state::{lock, SharedState};
 use crate::time::format_secs;
+
+/// The mutation root: subscriptions and bulk operations, and the writes.
+#[derive(async_graphql::MergedObject, Clone, Copy, Debug, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(
+    SubscriptionMutations,
+    crate::shopify::writes::WriteMutations,
+);
 
 /// The sandbox's Admin API schema.
 pub type ShopifySchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Builds the schema.
 pub fn build_schema() -> ShopifySchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription).finish()
+    Schema::build(QueryRoot, MutationRoot::default(), EmptySubscription).finish()
 }
 
 /// The schema's root fields (queries and mutations): the names `shopify.graphql.<field>`
@@ -72,6 +80,9 @@ pub const QUERY_FIELDS: &[&str] = &[
     "webhookSubscriptionCreate",
     "webhookSubscriptionUpdate",
     "webhookSubscriptionDelete",
+    "productSet",
+    "productDelete",
+    "inventorySetQuantities",
     "bulkOperationRunQuery",
     "bulkOperationCancel",
     "currentBulkOperation",

@@ -15,6 +15,7 @@ pub mod graphql;
 pub mod oauth;
 pub mod search;
 pub mod webhooks;
+pub mod writes;
 
 use std::collections::HashMap;
 use std::fmt;

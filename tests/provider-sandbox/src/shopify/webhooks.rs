@@ -663,12 +663,12 @@ fn check_input(input: &WebhookSubscriptionInput) -> Vec<UserError> {
     errors
 }
 
-/// The mutation root (`Mutation`).
+/// The webhook-subscription and bulk-operation mutations.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct MutationRoot;
+pub struct SubscriptionMutations;
 
-#[Object(name = "Mutation")]
-impl MutationRoot {
+#[Object(name = "SubscriptionMutations")]
+impl SubscriptionMutations {
     /// Starts a bulk query ([`crate::shopify::bulk`]).
     async fn bulk_operation_run_query(
         &self,
@@ -1321,6 +1321,45 @@ pub async fn control_deliver(
             ))
         }
     }
+}
+
+/// Sends `topic` for record `id` of `shop` to its subscriptions in the background, as
+/// Shopify does for a change made through the Admin API
+/// (<https://shopify.dev/docs/apps/build/webhooks>): same payloads, headers and signature as
+/// `/__sandbox/shopify/webhooks/deliver`. Nothing is sent when nobody subscribed.
+pub(crate) fn notify_change(
+    state: &SharedState,
+    shop: &str,
+    topic: WebhookSubscriptionTopic,
+    id: u64,
+) {
+    let targets = lock(&state.shopify.webhooks).matching(shop, topic);
+    if targets.is_empty() {
+        return;
+    }
+    let now = state.clock.now_ms();
+    let secret = state.config.shopify_client_secret.expose().to_owned();
+    let Ok(payload) = state.shopify.read_shop(Some(shop), |data| {
+        rest_payload(data, topic, Some(id), shop, now)
+    }) else {
+        return;
+    };
+    let plan = Plan {
+        targets,
+        shop: shop.to_owned(),
+        topic,
+        api_version: DEFAULT_API_VERSION.to_owned(),
+        times: 1,
+        events: vec![event(
+            Some(id),
+            payload.to_string().into_bytes(),
+            secret.as_bytes(),
+        )],
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        plain(&state, &plan, None).await;
+    });
 }
 
 /// Every event to every target, in order.

@@ -637,3 +637,201 @@ async fn state_file_keeps_subscriptions_across_restarts() {
     assert_eq!(fresh["webhookSubscription"]["id"], gid(5).as_str());
     std::fs::remove_file(&path).unwrap();
 }
+
+const PRODUCT_SET: &str = "mutation($input: ProductSetInput!, $identifier: ProductSetIdentifiers) {
+  productSet(input: $input, identifier: $identifier, synchronous: true) {
+    product { id handle title variants(first: 10) { nodes { sku price inventoryItem { id } } } }
+    userErrors { field message code } } }";
+
+const SET_QUANTITIES: &str = "mutation($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) { inventoryAdjustmentGroup { id } userErrors { field message code } } }";
+
+/// Writes through the Admin API land in the writing shop only and come back as webhooks, as
+/// Shopify sends them for API changes: `productSet` by handle creates then updates (SKUs
+/// kept), `inventorySetQuantities` is compare-and-set (a stale `compareQuantity` changes
+/// nothing), `productDelete` deletes; each change is delivered signed to the subscribers.
+#[tokio::test]
+async fn writes_change_the_shop_and_send_its_webhooks() {
+    let h = webhook_harness();
+    let token = h.webhook_token(SHOP).await;
+    let other = h.webhook_token(OTHER_SHOP).await;
+    let receiver = Receiver::start(ECHO).await;
+    for topic in [
+        "PRODUCTS_CREATE",
+        "PRODUCTS_UPDATE",
+        "PRODUCTS_DELETE",
+        "INVENTORY_LEVELS_UPDATE",
+    ] {
+        let created = h.create_subscription(&token, topic, &receiver.url).await;
+        assert_eq!(created["userErrors"], json!([]));
+    }
+    let input = |title: &str| {
+        json!({"input": {"handle": "lamp", "title": title, "status": "ACTIVE",
+            "productOptions": [{"name": "Title", "values": [{"name": "Default Title"}]}],
+            "variants": [{"optionValues": [{"optionName": "Title", "name": "Default Title"}],
+                          "price": "19.99", "inventoryItem": {"sku": "LAMP-1"}}]},
+            "identifier": {"handle": "lamp"}})
+    };
+    let set = h.admin_gql(SHOP, &token, PRODUCT_SET, input("Lamp")).await;
+    let product = set["data"]["productSet"]["product"].clone();
+    assert_eq!(set["data"]["productSet"]["userErrors"], json!([]), "{set}");
+    assert_eq!(product["handle"], "lamp");
+    assert_eq!(product["variants"]["nodes"][0]["sku"], "LAMP-1");
+    let first = receiver.wait_for(1).await;
+    assert_eq!(first[0].header("x-shopify-topic"), Some("products/create"));
+    assert_eq!(first[0].json()["title"], "Lamp");
+    // Only this shop has it.
+    let handle_query = "{ products(first: 5, query: \"handle:lamp\") { nodes { id } } }";
+    let elsewhere = h
+        .admin_gql(OTHER_SHOP, &other, handle_query, json!({}))
+        .await;
+    assert_eq!(elsewhere["data"]["products"]["nodes"], json!([]));
+
+    let again = h
+        .admin_gql(SHOP, &token, PRODUCT_SET, input("Lamp II"))
+        .await;
+    let updated = &again["data"]["productSet"]["product"];
+    assert_eq!(updated["id"], product["id"], "same handle, same product");
+    assert_eq!(
+        updated["variants"]["nodes"][0]["inventoryItem"]["id"],
+        product["variants"]["nodes"][0]["inventoryItem"]["id"],
+        "the SKU's variant and item are kept"
+    );
+    let second = receiver.wait_for(2).await;
+    assert_eq!(second[1].header("x-shopify-topic"), Some("products/update"));
+
+    let item = product["variants"]["nodes"][0]["inventoryItem"]["id"].clone();
+    let location = h
+        .admin_gql(
+            SHOP,
+            &token,
+            "{ locations(first: 1, sortKey: ID) { nodes { id } } }",
+            json!({}),
+        )
+        .await["data"]["locations"]["nodes"][0]["id"]
+        .clone();
+    let set_to = |quantity: i64, compare: i64| {
+        json!({"input": {"name": "available", "reason": "correction", "quantities": [
+            {"inventoryItemId": item, "locationId": location, "quantity": quantity, "compareQuantity": compare}]}})
+    };
+    let stale = h
+        .admin_gql(SHOP, &token, SET_QUANTITIES, set_to(5, 3))
+        .await;
+    assert_eq!(
+        stale["data"]["inventorySetQuantities"]["userErrors"][0]["code"], "COMPARE_QUANTITY_STALE",
+        "{stale}"
+    );
+    let ok = h
+        .admin_gql(SHOP, &token, SET_QUANTITIES, set_to(5, 0))
+        .await;
+    assert_eq!(
+        ok["data"]["inventorySetQuantities"]["userErrors"],
+        json!([]),
+        "{ok}"
+    );
+    let third = receiver.wait_for(3).await;
+    assert_eq!(
+        third[2].header("x-shopify-topic"),
+        Some("inventory_levels/update")
+    );
+    assert_eq!(third[2].json()["available"], 5);
+
+    let delete = "mutation($id: ID!) { productDelete(input: {id: $id}) { deletedProductId userErrors { message } } }";
+    let deleted = h
+        .admin_gql(SHOP, &token, delete, json!({"id": product["id"]}))
+        .await;
+    assert_eq!(
+        deleted["data"]["productDelete"]["deletedProductId"],
+        product["id"]
+    );
+    let fourth = receiver.wait_for(4).await;
+    assert_eq!(fourth[3].header("x-shopify-topic"), Some("products/delete"));
+    let gone = h
+        .admin_gql(SHOP, &token, delete, json!({"id": product["id"]}))
+        .await;
+    assert_eq!(
+        gone["data"]["productDelete"]["userErrors"][0]["message"],
+        "Product does not exist"
+    );
+}
+
+/// The propagation's own calls (`edge_sync_shared::propagation::shopify_writes`) against
+/// this stand-in: what the Workers send is what the sandbox understands, and what it
+/// answers is what they parse, including a refused compare-and-set.
+#[tokio::test]
+async fn the_propagation_calls_round_trip() {
+    use edge_sync_shared::oauth::HttpRequestSpec;
+    use edge_sync_shared::propagation::change::{ProductSnapshot, VariantSnapshot};
+    use edge_sync_shared::propagation::shopify_writes as writes;
+    use edge_sync_shared::Secret;
+
+    const BASE: &str = "http://127.0.0.1:8790";
+    let h = webhook_harness();
+    let token = Secret::new(h.webhook_token(SHOP).await);
+    let url = format!("{BASE}/shopify/{SHOP}/admin/api/2025-01/graphql.json");
+    let send = |spec: HttpRequestSpec| {
+        let path = spec.url.strip_prefix(BASE).unwrap().to_owned();
+        let mut request = Request::builder().method(spec.method).uri(path);
+        for (name, value) in &spec.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request.body(Body::from(spec.body.clone())).unwrap();
+        async {
+            let reply = h.send(request).await;
+            (
+                reply.status.as_u16(),
+                String::from_utf8(reply.body).unwrap(),
+            )
+        }
+    };
+    let product = ProductSnapshot {
+        id: 1,
+        handle: "copper-kettle".into(),
+        title: "Copper Kettle".into(),
+        body_html: String::new(),
+        status: "active".into(),
+        vendor: "Kettle & Co".into(),
+        product_type: "Kitchen".into(),
+        variants: vec![VariantSnapshot {
+            id: 11,
+            sku: Some("KETTLE-1".into()),
+            title: "Default Title".into(),
+            price: "49.50".into(),
+            inventory_item_id: None,
+        }],
+    };
+    let (status, body) = send(writes::find_product(url.clone(), &token, "copper-kettle")).await;
+    assert_eq!(
+        writes::found_product(status, &[], &body, "copper-kettle"),
+        Ok(None)
+    );
+    let (status, body) = send(writes::set_product(url.clone(), &token, &product)).await;
+    let id = writes::product_set(status, &[], &body).expect("written");
+    let (status, body) = send(writes::find_product(url.clone(), &token, "copper-kettle")).await;
+    assert_eq!(
+        writes::found_product(status, &[], &body, "copper-kettle"),
+        Ok(Some(id.clone()))
+    );
+    let location = 750_000_000_000_000_001;
+    let (status, body) = send(writes::find_level(
+        url.clone(),
+        &token,
+        "KETTLE-1",
+        location,
+    ))
+    .await;
+    let level = writes::found_level(status, &[], &body, "KETTLE-1", location)
+        .expect("parsed")
+        .expect("stocked");
+    assert_eq!(level.available, 0);
+    let (status, body) = send(writes::set_quantity(url.clone(), &token, &level, 12)).await;
+    assert_eq!(writes::quantity_set(status, &[], &body), Ok(()));
+    // The same write again compares against 0, which is no longer true.
+    let (status, body) = send(writes::set_quantity(url.clone(), &token, &level, 9)).await;
+    assert_eq!(
+        writes::quantity_set(status, &[], &body),
+        Err(writes::WriteError::CompareFailed)
+    );
+    let (status, body) = send(writes::delete_product(url.clone(), &token, &id)).await;
+    assert_eq!(writes::product_deleted(status, &[], &body), Ok(id));
+}
