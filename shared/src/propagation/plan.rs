@@ -161,6 +161,18 @@ fn skip_all(config: &PropagationConfig, reason: Skip) -> Vec<Decision> {
         .collect()
 }
 
+/// The plan of a change no target receives, for `reason`.
+fn skipped(
+    config: &PropagationConfig,
+    reason: Skip,
+    source_update: Option<(String, Known)>,
+) -> Plan {
+    Plan {
+        source_update: kept_on_skip(&reason).then_some(source_update).flatten(),
+        decisions: skip_all(config, reason),
+    }
+}
+
 /// Whether a change skipped for `reason` still updates what is known at its source: a
 /// stale event leaves the newer state; an echo or a redelivery leaves the state as written,
 /// with the original source's time (the target's own later webhook time would make the next
@@ -211,11 +223,7 @@ pub fn plan(
                     None
                 };
             if let Some(reason) = early {
-                let source_update = kept_on_skip(&reason).then_some(source_update).flatten();
-                return Plan {
-                    source_update,
-                    decisions: skip_all(config, reason),
-                };
+                return skipped(config, reason, source_update);
             }
             let decisions = config
                 .targets
@@ -301,11 +309,7 @@ pub fn plan(
                 None
             };
             if let Some(reason) = early {
-                let source_update = kept_on_skip(&reason).then_some(source_update).flatten();
-                return Plan {
-                    source_update,
-                    decisions: skip_all(config, reason),
-                };
+                return skipped(config, reason, source_update);
             }
             let decisions = config
                 .targets

@@ -323,6 +323,26 @@ pub fn shopify_delivery(
     headers
 }
 
+/// POSTs a signed Shopify `topic` delivery of `shop` to webhook-handler: (status, answer).
+pub async fn deliver_shopify(
+    stack: &Stack,
+    topic: &str,
+    shop: &str,
+    delivery_id: &str,
+    body: &str,
+) -> (u16, Value) {
+    let mut request = stack
+        .http
+        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
+        .body(body.to_owned());
+    for (name, value) in shopify_delivery(topic, Some(shop), delivery_id, body) {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.expect("delivery");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 pub fn product_body(id: u64, title: &str) -> String {
     json!({ "id": id, "title": title, "handle": "p", "status": "active", "vendor": "Acme",
         "product_type": "thing", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-11-20T10:00:00Z",

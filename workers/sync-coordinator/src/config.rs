@@ -191,16 +191,7 @@ impl CoordinatorConfig {
                 names::INVENTORY_LOW_THRESHOLD,
                 DEFAULT_LOW_STOCK_THRESHOLD,
             ),
-            shopify_source: {
-                let defaults = SourceConfig::default();
-                SourceConfig {
-                    shopify_admin_base: var(env, SHOPIFY_ADMIN_BASE_URL)
-                        .unwrap_or(defaults.shopify_admin_base),
-                    shopify_api_version: var(env, SHOPIFY_API_VERSION)
-                        .unwrap_or(defaults.shopify_api_version),
-                    ..defaults
-                }
-            },
+            shopify_source: shopify_source(env),
         }
     }
 
@@ -322,11 +313,22 @@ fn parse_token_policy(env: &Env) -> Result<TokenPolicy, ConfigError> {
     Ok(policy)
 }
 
+/// Where the Shopify Admin API is: `SHOPIFY_ADMIN_BASE_URL` and `SHOPIFY_API_VERSION`, else
+/// production and the sync's version.
+fn shopify_source(env: &Env) -> SourceConfig {
+    let defaults = SourceConfig::default();
+    SourceConfig {
+        shopify_admin_base: var(env, SHOPIFY_ADMIN_BASE_URL).unwrap_or(defaults.shopify_admin_base),
+        shopify_api_version: var(env, SHOPIFY_API_VERSION).unwrap_or(defaults.shopify_api_version),
+        ..defaults
+    }
+}
+
 /// The webhook registration settings (defaults: production endpoints, the sync's Shopify API
 /// version, [`provider_hooks::keap::DEFAULT_EVENT_KEYS`]), for the routes that register,
 /// repair or remove a connection's webhooks.
 pub fn webhook_registration(env: &Env) -> WebhookRegistrationConfig {
-    let source = SourceConfig::default();
+    let source = shopify_source(env);
     WebhookRegistrationConfig {
         webhook_base_url: var(env, WEBHOOK_BASE_URL)
             .map(|base| base.trim_end_matches('/').to_owned()),
@@ -339,8 +341,8 @@ pub fn webhook_registration(env: &Env) -> WebhookRegistrationConfig {
                     .map(str::to_owned)
                     .to_vec()
             }),
-        shopify_admin_base: var(env, SHOPIFY_ADMIN_BASE_URL).unwrap_or(source.shopify_admin_base),
-        shopify_api_version: var(env, SHOPIFY_API_VERSION).unwrap_or(source.shopify_api_version),
+        shopify_admin_base: source.shopify_admin_base,
+        shopify_api_version: source.shopify_api_version,
     }
 }
 

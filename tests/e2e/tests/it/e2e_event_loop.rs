@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_shopify, db_count, product_body, sandbox_control, sandbox_counters, sandbox_get,
-        shopify_delivery,
+        connect_shopify, db_count, deliver_shopify, product_body, sandbox_control,
+        sandbox_counters, sandbox_get,
     },
     Stack, StackOptions,
 };
@@ -379,16 +379,8 @@ async fn shopify_polling_fallback() {
 
     // The same creation by webhook: a duplicate of the polled event.
     let body = product_body(product_id, "Poll Lamp");
-    let mut request = stack
-        .http
-        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
-        .body(body.clone());
-    for (name, value) in shopify_delivery("products/create", Some(shop), "poll-1", &body) {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.expect("delivery");
-    assert_eq!(response.status().as_u16(), 200);
-    let answer: Value = response.json().await.expect("JSON");
+    let (status, answer) = deliver_shopify(&stack, "products/create", shop, "poll-1", &body).await;
+    assert_eq!(status, 200);
     assert_eq!(answer["status"], "duplicate", "{answer}");
     let status = loop_call(&stack, "GET", "/u-poll", None).await.1;
     next_poll(&stack, &status).await;
@@ -400,20 +392,8 @@ async fn shopify_polling_fallback() {
     let second = sandbox_control(&stack, "shopify/products", json!({ "title": "Hook Lamp" })).await;
     let second_id = second["id"].as_u64().expect("product id");
     let body = product_body(second_id, "Hook Lamp");
-    let mut request = stack
-        .http
-        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
-        .body(body.clone());
-    for (name, value) in shopify_delivery("products/create", Some(shop), "poll-2", &body) {
-        request = request.header(name, value);
-    }
-    let answer: Value = request
-        .send()
-        .await
-        .expect("delivery")
-        .json()
-        .await
-        .expect("JSON");
+    let (status, answer) = deliver_shopify(&stack, "products/create", shop, "poll-2", &body).await;
+    assert_eq!(status, 200);
     assert_eq!(answer["status"], "stored", "{answer}");
     let (status, restarted) = loop_call(
         &stack,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_shopify, db_count, product_body, sandbox_control, sandbox_get, shopify_delivery,
+        connect_shopify, db_count, deliver_shopify, product_body, sandbox_control, sandbox_get,
         start_sync,
     },
     Stack, StackOptions, SANDBOX_MODEL,
@@ -23,14 +23,9 @@ const JWT_SECRET: &str = "e2e-supabase-jwt-secret-with-at-least-32-characters";
 
 /// POSTs a signed Shopify `topic` delivery of `shop`; returns the status.
 async fn deliver(stack: &Stack, topic: &str, shop: &str, delivery_id: &str, body: &str) -> u16 {
-    let mut request = stack
-        .http
-        .post(format!("{}/webhooks/shopify", stack.webhook_handler))
-        .body(body.to_owned());
-    for (name, value) in shopify_delivery(topic, Some(shop), delivery_id, body) {
-        request = request.header(name, value);
-    }
-    request.send().await.expect("delivery").status().as_u16()
+    deliver_shopify(stack, topic, shop, delivery_id, body)
+        .await
+        .0
 }
 
 /// An operator call to the coordinator: (status, JSON body).
