@@ -65,6 +65,25 @@ pub enum LiveMessage {
         /// Records committed so far.
         records: u64,
     },
+    /// A target's part of a propagated change was written, skipped, is retrying or was
+    /// dead-lettered (`propagation_activity`).
+    Propagation {
+        /// `propagation_activity.id`.
+        id: String,
+        /// The source change's event type (`PRODUCT_CREATED`, ...).
+        event_type: String,
+        /// The source connection.
+        source_connection_id: String,
+        /// The target connection.
+        target_connection_id: String,
+        /// `upsert_product`, `delete_product`, `set_inventory` or `none`.
+        action: String,
+        /// `written`, `skipped`, `retrying` or `dead`.
+        result: String,
+        /// Why skipped, or what the write met.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 impl LiveMessage {

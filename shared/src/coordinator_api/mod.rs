@@ -9,6 +9,7 @@ mod connection;
 mod error;
 mod events;
 mod live;
+mod propagation;
 mod runs;
 mod system;
 
@@ -17,6 +18,9 @@ pub use connection::{ConnectRequest, PollConnection, PollReport};
 pub use error::{CoordinatorError, ErrorBody};
 pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
 pub use live::{live_ticket_key, LiveMessage, LiveTicket, UserNotice, LIVE_TICKET_TTL_MS};
+pub use propagation::{
+    LastPropagation, PropagationStatus, PropagationSwitch, PutPropagation, ShopCall, ShopCallReport,
+};
 pub use runs::ContinueRun;
 pub use system::{AuthorizeUrl, ConsumeState, HookToken, IndexEntry, PendingState};
 

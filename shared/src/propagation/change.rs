@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::fingerprint;
+use crate::coordinator_api::EventEnvelope;
 use crate::Timestamp;
 
 /// A variant as propagation matches it (by SKU).
@@ -148,6 +149,11 @@ impl Change {
     pub fn from_webhook(topic: &str, body: &[u8]) -> Result<Self, ChangeError> {
         let payload: Value =
             serde_json::from_slice(body).map_err(|e| ChangeError::NotJson(e.to_string()))?;
+        Self::from_payload(topic, &payload)
+    }
+
+    /// Reads the parsed payload of a delivery of `topic`.
+    pub fn from_payload(topic: &str, payload: &Value) -> Result<Self, ChangeError> {
         let missing = |field| ChangeError::Missing {
             topic: topic.to_owned(),
             field,
@@ -155,7 +161,7 @@ impl Change {
         match topic {
             "products/create" | "products/update" => {
                 let product_id = payload.get("id").and_then(id).ok_or(missing("id"))?;
-                let handle = text(&payload, "handle");
+                let handle = text(payload, "handle");
                 if handle.is_empty() {
                     return Err(missing("handle"));
                 }
@@ -185,14 +191,14 @@ impl Change {
                     product: ProductSnapshot {
                         id: product_id,
                         handle,
-                        title: text(&payload, "title"),
-                        body_html: text(&payload, "body_html"),
-                        status: text(&payload, "status"),
-                        vendor: text(&payload, "vendor"),
-                        product_type: text(&payload, "product_type"),
+                        title: text(payload, "title"),
+                        body_html: text(payload, "body_html"),
+                        status: text(payload, "status"),
+                        vendor: text(payload, "vendor"),
+                        product_type: text(payload, "product_type"),
                         variants,
                     },
-                    updated_at: time(&payload),
+                    updated_at: time(payload),
                 })
             }
             "products/delete" => Ok(Change::ProductDeleted {
@@ -211,7 +217,7 @@ impl Change {
                     .get("available")
                     .and_then(Value::as_i64)
                     .ok_or(missing("available"))?,
-                updated_at: time(&payload),
+                updated_at: time(payload),
             }),
             other => Err(ChangeError::UnknownTopic(other.to_owned())),
         }
@@ -275,6 +281,68 @@ impl Change {
             ),
         }
     }
+}
+
+/// The seed's event types a propagation starts from, and the topic each comes from.
+fn topic_of(event_type: &str) -> Option<&'static str> {
+    Some(match event_type {
+        "shopify.product.created" => "products/create",
+        "shopify.product.updated" => "products/update",
+        "shopify.product.deleted" => "products/delete",
+        "shopify.inventory.updated" | "shopify.inventory.low" => "inventory_levels/update",
+        _ => return None,
+    })
+}
+
+/// The event types of propagation events, as `background_events` holds them.
+pub const PROPAGATION_EVENT_TYPES: [&str; 4] = [
+    "PRODUCT_CREATED",
+    "PRODUCT_UPDATED",
+    "PRODUCT_DELETED",
+    "INVENTORY_UPDATED",
+];
+
+/// The propagation event stored with a Shopify delivery of a source connection (its
+/// `event_data` is [`Change::event`]'s, plus the `change` itself for the planner), or `None`
+/// when the delivery is not a product or inventory change. Its dedup key is the delivery's,
+/// prefixed, so a redelivery stores neither twice.
+pub fn propagation_envelope(
+    delivery: &EventEnvelope,
+    source_connection_id: &str,
+) -> Option<Result<EventEnvelope, ChangeError>> {
+    if delivery.source != "shopify" {
+        return None;
+    }
+    let topic = topic_of(delivery.event_type.as_deref()?)?;
+    let change = match Change::from_payload(topic, &delivery.event_data) {
+        Ok(change) => change,
+        Err(e) => return Some(Err(e)),
+    };
+    // `shopify:<topic>:<webhook or event id>`; a body digest is no webhook id.
+    let webhook_id = delivery
+        .dedup_key
+        .as_deref()
+        .and_then(|k| k.rsplit_once(':'))
+        .filter(|(prefix, _)| !prefix.ends_with(":sha256"))
+        .map(|(_, id)| id);
+    let (event_type, mut data) = change.event(source_connection_id, webhook_id);
+    if let (Some(object), Ok(change)) = (data.as_object_mut(), serde_json::to_value(&change)) {
+        object.insert("change".to_owned(), change);
+    }
+    Some(Ok(EventEnvelope {
+        source: delivery.source.clone(),
+        event_type: Some(event_type.to_owned()),
+        dedup_key: delivery
+            .dedup_key
+            .as_ref()
+            .map(|k| format!("propagation:{k}")),
+        content_key: None,
+        event_data: data,
+        occurred_at: delivery.occurred_at,
+        record_change: None,
+        user_id: None,
+        rate_limit_per_minute: 0,
+    }))
 }
 
 #[cfg(test)]

@@ -95,6 +95,17 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Its name in activity records: `upsert_product`, `delete_product`, `set_inventory`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::UpsertProduct { .. } => "upsert_product",
+            Action::DeleteProduct { .. } => "delete_product",
+            Action::SetInventory { .. } => "set_inventory",
+        }
+    }
+}
+
 /// Why a target does not receive a change (recorded as the propagation's result).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +130,19 @@ pub enum Skip {
     UnknownProduct,
     /// The source's level did not change.
     NoChange,
+}
+
+impl Skip {
+    /// Its name in activity records (`rule_off:propagateDeletes`, `echo`, ...).
+    pub fn describe(&self) -> String {
+        match self {
+            Skip::RuleOff(rule) => format!("rule_off:{rule}"),
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// One target's part of a change.

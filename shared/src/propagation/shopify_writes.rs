@@ -302,6 +302,29 @@ pub fn quantity_set(
     Ok(())
 }
 
+/// The query for the SKU of inventory item `inventory_item_id` (an `inventory_levels/update`
+/// names only the item).
+pub fn find_sku(url: String, token: &Secret, inventory_item_id: u64) -> HttpRequestSpec {
+    let body = json!({
+        "query": "query EdgeSyncItemSku($id: ID!) { inventoryItem(id: $id) { id sku } }",
+        "variables": { "id": format!("gid://shopify/InventoryItem/{inventory_item_id}") },
+    });
+    shopify_graphql_request(url, token, &body)
+}
+
+/// The item's SKU; `None` when the item is unknown or has no SKU.
+pub fn found_sku(
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<Option<String>, WriteError> {
+    let value = data(status, headers, body)?;
+    Ok(at(&value, &["data", "inventoryItem", "sku"])
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

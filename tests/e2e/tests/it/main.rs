@@ -6,6 +6,7 @@ mod e2e_deploy;
 mod e2e_event_loop;
 mod e2e_foundation;
 mod e2e_lifecycle;
+mod e2e_propagation;
 mod e2e_scripts;
 mod e2e_security;
 mod e2e_suggestions;

@@ -5,6 +5,7 @@
 //! failure. After `EVENT_MAX_ATTEMPTS` failures an event is dead-lettered: visible, and
 //! replayable. Nothing acknowledged is ever dropped.
 
+use edge_sync_shared::propagation::change::propagation_envelope;
 use edge_sync_shared::sync::RetryPolicy;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
 use edge_sync_shared::{
@@ -322,7 +323,31 @@ impl SyncCoordinator {
             state: "pending".into(),
             last_error: None,
         };
-        // Both writes happen without an await in between: atomic, and durable before the
+        // The propagation event of a source connection's product or inventory change, stored
+        // with it (its user's instance plans from it once both are in Postgres).
+        let companion = match (
+            &event.connection_id,
+            super::propagation::switched_on(&self.store, now)?,
+        ) {
+            (Some(connection_id), true) => propagation_envelope(&event.envelope, connection_id),
+            _ => None,
+        };
+        let companion = match companion {
+            Some(Ok(envelope)) => Some(StoredEvent {
+                id: random::uuid_v4()?,
+                envelope,
+                ..event.clone()
+            }),
+            Some(Err(reason)) => {
+                log::event(WORKER, Level::Warn, "propagation_event_unreadable")
+                    .with_connection_id(instance)
+                    .with_reason(reason.to_string())
+                    .emit();
+                None
+            }
+            None => None,
+        };
+        // These writes happen without an await in between: atomic, and durable before the
         // response leaves the Durable Object (output gate).
         queue.save(&event)?;
         for dedup_key in &dedup_keys {
@@ -331,6 +356,9 @@ impl SyncCoordinator {
                 &event.id,
                 now.plus_millis(DEDUP_RETENTION_DAYS * DAY_MS),
             )?;
+        }
+        if let Some(companion) = &companion {
+            queue.save(companion)?;
         }
         // Delivery waits a moment so a burst reaches Postgres in a few batches, not one
         // transaction (and connection) per event.

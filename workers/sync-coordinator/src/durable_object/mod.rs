@@ -11,6 +11,8 @@ mod hook_sync;
 mod live;
 mod privacy;
 mod processing;
+mod propagation;
+mod shop_calls;
 mod shopify_poll;
 mod sync_state;
 mod system;
@@ -197,6 +199,12 @@ impl SyncCoordinator {
             (Method::Post, ["internal", "connection", "poll"]) => {
                 ok(200, &self.poll_shopify(decode(req).await?, now).await?)
             }
+            (Method::Put, ["internal", "connection", "propagation"]) => {
+                ok(200, &self.put_switch(decode(req).await?)?)
+            }
+            (Method::Post, ["internal", "connection", "propagate"]) => {
+                ok(200, &self.shop_call(decode(req).await?, now).await?)
+            }
             (Method::Get, ["internal", "sync"]) => ok(200, &sync_state::all(&self.store, now)?),
             (Method::Get, ["internal", "sync", resource]) => {
                 ok(200, &sync_state::get(&self.store, resource, now)?)
@@ -310,11 +318,28 @@ impl SyncCoordinator {
             (Method::Get, ["internal", "user", user_id, "loop"]) => {
                 ok(200, &self.loop_status(user_id, now)?)
             }
+            (Method::Put, ["internal", "user", user_id, "propagation", source]) => ok(
+                200,
+                &self
+                    .put_propagation(user_id, source, decode(req).await?, now)
+                    .await?,
+            ),
+            (Method::Get, ["internal", "user", _, "propagation", source]) => {
+                ok(200, &self.propagation_status(source, now)?)
+            }
+            (Method::Post, ["internal", "user", _, "propagation", source, "replay"]) => {
+                let id = query(req, "id")?;
+                ok(
+                    200,
+                    &self.replay_propagation(source, id.as_deref(), now).await?,
+                )
+            }
             (Method::Post, ["internal", "user", "notify"]) => {
                 let notice: UserNotice = decode(req).await?;
                 self.push(&notice.messages);
                 if notice.process {
                     self.request_processing(&notice.user_id, now).await?;
+                    self.request_propagation(now).await?;
                 }
                 ok(200, &serde_json::json!({ "taken": notice.messages.len() }))
             }
@@ -342,6 +367,7 @@ impl SyncCoordinator {
             live::next_notice(&self.store, now)?,
             processing::next_due(&self.store, now)?,
             event_loop::next_tick(&self.store, now)?,
+            propagation::next_due(&self.store, now)?,
         ]
         .into_iter()
         .flatten()
@@ -374,6 +400,7 @@ impl SyncCoordinator {
         hook_sync::run_due(&self.store, &self.env, clock::now()).await?;
         live::send_notices(&self.store, &self.env, clock::now()).await?;
         self.process_due(clock::now()).await?;
+        self.propagate_due(clock::now()).await?;
         self.tick_loop(clock::now()).await?;
         self.reschedule(clock::now()).await?;
         Response::ok("alarm done")

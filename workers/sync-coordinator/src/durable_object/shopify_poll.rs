@@ -210,7 +210,11 @@ impl SyncCoordinator {
 
     /// A usable access token from this instance (refreshed once when `rejected` is the token
     /// Shopify just refused).
-    async fn access_token(&self, rejected: Option<String>, now: Timestamp) -> Handled<Secret> {
+    pub(super) async fn access_token(
+        &self,
+        rejected: Option<String>,
+        now: Timestamp,
+    ) -> Handled<Secret> {
         let issued = self
             .token(
                 TokenRequest {

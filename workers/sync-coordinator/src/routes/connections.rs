@@ -48,7 +48,7 @@ async fn views(env: &Env, entries: &[IndexEntry]) -> Result<ConnectionLookup, Ht
 }
 
 /// The status view of connection `id`, unless it does not exist.
-async fn view(env: &Env, id: &str) -> Result<Option<ConnectionView>, HttpError> {
+pub(super) async fn view(env: &Env, id: &str) -> Result<Option<ConnectionView>, HttpError> {
     let mut response =
         durable_object::call(env, id, Method::Get, "/internal/connection", None).await?;
     if response.status_code() != 200 {

@@ -8,6 +8,7 @@ mod events;
 mod health;
 mod oauth;
 mod privacy;
+mod realtime_sync;
 mod suggestions;
 
 use edge_sync_shared::auth::Capability;
@@ -40,6 +41,22 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
             oauth::shopify_callback(&req, &env, &config).await
         }
         (_, ["oauth", ..]) => Err(HttpError::method_not_allowed("GET")),
+        (Method::Get, ["realtime-sync", "health"]) => realtime_sync::health(req, &env).await,
+        (method, ["realtime-sync", action, id]) => {
+            let id = id.to_string();
+            match (method, *action) {
+                (Method::Post, "enable") => realtime_sync::enable(req, &env, &id).await,
+                (Method::Post, "disable") => realtime_sync::disable(req, &env, &id).await,
+                (Method::Get, "status") => realtime_sync::status(req, &env, &id).await,
+                (Method::Post, "test") => realtime_sync::test(req, &env, &id).await,
+                (Method::Post, "replay") => realtime_sync::replay(req, &env, &id).await,
+                (Method::Get, "activity") => realtime_sync::activity(req, &env, &id).await,
+                _ => {
+                    require(&req, &env, Capability::Ping)?;
+                    Err(HttpError::not_found())
+                }
+            }
+        }
         (Method::Get, ["coordinator", "ping"]) => coordinator::ping(&req, &env, &ctx).await,
         (Method::Get, ["coordinator", "connections"]) => connections::list(&req, &env).await,
         (Method::Post, ["coordinator", "events"]) => events::ingest(req, &env).await,
