@@ -33,6 +33,7 @@ pub const SHIPPED_MIGRATIONS: &[&str] = &[
     "20261202000200_privacy_requests.sql",
     "20261202000900_api_roles_locked_out.sql",
     "20261203000100_agent_runs.sql",
+    "20261204000100_propagation.sql",
 ];
 
 /// Which ledgers exist: one row `edge_sync_ledger bool, supabase_cli_ledger bool`

@@ -439,4 +439,79 @@ mod tests {
             Err(ChangeError::NotJson(_))
         ));
     }
+
+    fn delivery(event_type: &str, dedup_key: &str, data: Value) -> EventEnvelope {
+        EventEnvelope {
+            source: "shopify".into(),
+            event_type: Some(event_type.into()),
+            dedup_key: Some(dedup_key.into()),
+            content_key: Some("content".into()),
+            event_data: data,
+            occurred_at: None,
+            record_change: None,
+            user_id: None,
+            rate_limit_per_minute: 60,
+        }
+    }
+
+    #[test]
+    fn a_source_delivery_gets_its_propagation_event() {
+        let product: Value = serde_json::from_str(PRODUCT).expect("json");
+        let event = propagation_envelope(
+            &delivery(
+                "shopify.product.created",
+                "shopify:products/create:ev-1",
+                product,
+            ),
+            "shopify_a",
+        )
+        .expect("a product change")
+        .expect("readable");
+        assert_eq!(event.event_type.as_deref(), Some("PRODUCT_CREATED"));
+        assert_eq!(
+            event.dedup_key.as_deref(),
+            Some("propagation:shopify:products/create:ev-1"),
+            "a redelivery stores neither twice"
+        );
+        assert_eq!(event.content_key, None);
+        assert_eq!(
+            event.rate_limit_per_minute, 0,
+            "counted once, with its delivery"
+        );
+        assert_eq!(event.event_data["webhook_id"], "ev-1");
+        let change: Change =
+            serde_json::from_value(event.event_data["change"].clone()).expect("the change");
+        assert!(matches!(change, Change::Product { created: true, .. }));
+
+        let level = json!({"inventory_item_id": 7, "location_id": 8, "available": 2,
+                           "low_stock_threshold": 5});
+        let event = propagation_envelope(
+            &delivery(
+                "shopify.inventory.low",
+                "shopify:inventory_levels/update:sha256:ab",
+                level,
+            ),
+            "shopify_a",
+        )
+        .expect("an inventory change")
+        .expect("readable");
+        assert_eq!(event.event_type.as_deref(), Some("INVENTORY_UPDATED"));
+        assert_eq!(event.event_data["new_quantity"], 2);
+        assert_eq!(
+            event.event_data["webhook_id"],
+            Value::Null,
+            "a digest is no webhook id"
+        );
+
+        let order = delivery("shopify.order.created", "k", json!({"id": 1}));
+        assert!(propagation_envelope(&order, "shopify_a").is_none());
+        let broken = delivery("shopify.product.updated", "k", json!({"id": 1}));
+        assert!(matches!(
+            propagation_envelope(&broken, "shopify_a"),
+            Some(Err(ChangeError::Missing {
+                field: "handle",
+                ..
+            }))
+        ));
+    }
 }
