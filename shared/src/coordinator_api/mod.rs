@@ -19,7 +19,8 @@ pub use error::{CoordinatorError, ErrorBody};
 pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
 pub use live::{live_ticket_key, LiveMessage, LiveTicket, UserNotice, LIVE_TICKET_TTL_MS};
 pub use propagation::{
-    LastPropagation, PropagationStatus, PropagationSwitch, PutPropagation, ShopCall, ShopCallReport,
+    LastPropagation, PlatformCall, PlatformCallReport, PropagationStatus, PropagationSwitch,
+    PutPropagation,
 };
 pub use runs::ContinueRun;
 pub use system::{AuthorizeUrl, ConsumeState, HookToken, IndexEntry, PendingState};

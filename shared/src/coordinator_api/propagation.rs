@@ -27,7 +27,7 @@ pub struct PutPropagation {
 /// its shop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
-pub enum ShopCall {
+pub enum PlatformCall {
     /// Make a planned write.
     Write {
         /// The write.
@@ -41,15 +41,15 @@ pub enum ShopCall {
     },
 }
 
-/// How a [`ShopCall`] went. Provider failures are reported here, not as an error status.
+/// How a [`PlatformCall`] went. Provider failures are reported here, not as an error status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShopCallReport {
+pub struct PlatformCallReport {
     /// The call was made and succeeded.
     pub ok: bool,
     /// The level's quantity after a written `SetInventory`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_quantity: Option<i64>,
-    /// The SKU read by a [`ShopCall::Sku`].
+    /// The SKU read by a [`PlatformCall::Sku`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
     /// What the write met on its way (e.g. a compare-and-set that found a concurrent
@@ -68,7 +68,7 @@ pub struct ShopCallReport {
     pub retry_after_ms: Option<u64>,
 }
 
-impl ShopCallReport {
+impl PlatformCallReport {
     /// A failure.
     pub fn failed(error: impl Into<String>, retryable: bool, retry_after_ms: Option<u64>) -> Self {
         Self {

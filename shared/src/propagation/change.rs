@@ -71,6 +71,90 @@ impl ProductSnapshot {
     }
 }
 
+/// A Shopify customer as a Keap contact is written from it (matched by email).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerSnapshot {
+    /// The source's customer id.
+    pub id: u64,
+    /// Email, lowercase (the matching key in Keap); customers without one are not
+    /// propagated.
+    pub email: Option<String>,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// Phone, as the shop holds it.
+    pub phone: Option<String>,
+}
+
+impl CustomerSnapshot {
+    /// The fingerprint of the propagated fields.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&json!([self.email, self.first_name, self.last_name, self.phone]).to_string())
+    }
+
+    fn from_payload(value: &Value) -> Option<Self> {
+        Some(CustomerSnapshot {
+            id: value.get("id").and_then(id)?,
+            email: value
+                .get("email")
+                .and_then(Value::as_str)
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty()),
+            first_name: text(value, "first_name"),
+            last_name: text(value, "last_name"),
+            phone: value
+                .get("phone")
+                .and_then(Value::as_str)
+                .filter(|p| !p.trim().is_empty())
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// One line of an order (matched to a Keap product by SKU).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    /// The variant's SKU, if any.
+    pub sku: Option<String>,
+    /// The line's title.
+    pub title: String,
+    /// Quantity.
+    pub quantity: i64,
+    /// Unit price as Shopify writes it (`"19.99"`).
+    pub price: String,
+}
+
+/// A Shopify order as a Keap order is written from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSnapshot {
+    /// The source's order id.
+    pub id: u64,
+    /// Its name at the shop (`#1001`).
+    pub name: String,
+    /// The buyer's email, lowercase.
+    pub email: Option<String>,
+    /// When it was placed (ISO 8601, as sent).
+    pub created_at: Option<String>,
+    /// Currency code.
+    pub currency: String,
+    /// Total price as Shopify writes it.
+    pub total_price: String,
+    /// The buyer, when the order names one.
+    pub customer: Option<CustomerSnapshot>,
+    /// Its lines.
+    pub line_items: Vec<LineItem>,
+}
+
+impl OrderSnapshot {
+    /// The email the Keap contact is matched by: the order's, else its customer's.
+    pub fn buyer_email(&self) -> Option<&str> {
+        self.email
+            .as_deref()
+            .or_else(|| self.customer.as_ref().and_then(|c| c.email.as_deref()))
+    }
+}
+
 /// A change at a Shopify shop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -100,6 +184,20 @@ pub enum Change {
         available: i64,
         /// `updated_at` at the source.
         updated_at: Option<Timestamp>,
+    },
+    /// `customers/create` (`created`) or `customers/update`.
+    Customer {
+        /// Whether the customer is new at the source.
+        created: bool,
+        /// Its content.
+        customer: CustomerSnapshot,
+        /// `updated_at` at the source.
+        updated_at: Option<Timestamp>,
+    },
+    /// `orders/create`.
+    Order {
+        /// Its content.
+        order: OrderSnapshot,
     },
 }
 
@@ -144,6 +242,16 @@ fn time(value: &Value) -> Option<Timestamp> {
 }
 
 impl Change {
+    /// The source's time of the change (`updated_at`), where the payload has one.
+    pub fn source_time(&self) -> Option<Timestamp> {
+        match self {
+            Change::Product { updated_at, .. }
+            | Change::Inventory { updated_at, .. }
+            | Change::Customer { updated_at, .. } => *updated_at,
+            Change::ProductDeleted { .. } | Change::Order { .. } => None,
+        }
+    }
+
     /// Reads a delivery of `topic` (e.g. `products/update`). The body is parsed with
     /// serde_json's integers, so ids beyond 2^53 stay exact.
     pub fn from_webhook(topic: &str, body: &[u8]) -> Result<Self, ChangeError> {
@@ -219,6 +327,53 @@ impl Change {
                     .ok_or(missing("available"))?,
                 updated_at: time(payload),
             }),
+            "customers/create" | "customers/update" => Ok(Change::Customer {
+                created: topic == "customers/create",
+                customer: CustomerSnapshot::from_payload(payload).ok_or(missing("id"))?,
+                updated_at: time(payload),
+            }),
+            "orders/create" => {
+                let line_items = payload
+                    .get("line_items")
+                    .and_then(Value::as_array)
+                    .map(|lines| {
+                        lines
+                            .iter()
+                            .map(|l| LineItem {
+                                sku: l
+                                    .get("sku")
+                                    .and_then(Value::as_str)
+                                    .filter(|s| !s.trim().is_empty())
+                                    .map(str::to_owned),
+                                title: text(l, "title"),
+                                quantity: l.get("quantity").and_then(Value::as_i64).unwrap_or(1),
+                                price: text(l, "price"),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(Change::Order {
+                    order: OrderSnapshot {
+                        id: payload.get("id").and_then(id).ok_or(missing("id"))?,
+                        name: text(payload, "name"),
+                        email: payload
+                            .get("email")
+                            .and_then(Value::as_str)
+                            .map(|e| e.trim().to_lowercase())
+                            .filter(|e| !e.is_empty()),
+                        created_at: payload
+                            .get("created_at")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                        currency: text(payload, "currency"),
+                        total_price: text(payload, "total_price"),
+                        customer: payload
+                            .get("customer")
+                            .and_then(CustomerSnapshot::from_payload),
+                        line_items,
+                    },
+                })
+            }
             other => Err(ChangeError::UnknownTopic(other.to_owned())),
         }
     }
@@ -279,27 +434,76 @@ impl Change {
                     "webhook_id": webhook_id,
                 }),
             ),
+            Change::Customer {
+                created,
+                customer,
+                updated_at,
+            } => (
+                if *created {
+                    "CUSTOMER_CREATED"
+                } else {
+                    "CUSTOMER_UPDATED"
+                },
+                json!({
+                    "source_connection_id": source_connection_id,
+                    "platform": "shopify",
+                    "customer_id": customer.id,
+                    "email": customer.email,
+                    "updated_at": at(updated_at),
+                    "webhook_id": webhook_id,
+                }),
+            ),
+            Change::Order { order } => (
+                "ORDER_CREATED",
+                json!({
+                    "source_connection_id": source_connection_id,
+                    "platform": "shopify",
+                    "order_id": order.id,
+                    "name": order.name,
+                    "email": order.buyer_email(),
+                    "total_price": order.total_price,
+                    "currency": order.currency,
+                    "skus": order.line_items.iter().filter_map(|l| l.sku.clone()).collect::<Vec<_>>(),
+                    "webhook_id": webhook_id,
+                }),
+            ),
         }
     }
 }
 
-/// The seed's event types a propagation starts from, and the topic each comes from.
-fn topic_of(event_type: &str) -> Option<&'static str> {
-    Some(match event_type {
-        "shopify.product.created" => "products/create",
-        "shopify.product.updated" => "products/update",
-        "shopify.product.deleted" => "products/delete",
-        "shopify.inventory.updated" | "shopify.inventory.low" => "inventory_levels/update",
-        _ => return None,
+/// The topic of a delivery a propagation starts from: by its event type, or — for the
+/// customer topics, which are record changes without an event type — by its dedup key
+/// (`shopify:<topic>:<delivery id>`, as [`crate::webhook::classify_shopify`] writes it).
+fn topic_of(delivery: &EventEnvelope) -> Option<&'static str> {
+    Some(match delivery.event_type.as_deref() {
+        Some("shopify.product.created") => "products/create",
+        Some("shopify.product.updated") => "products/update",
+        Some("shopify.product.deleted") => "products/delete",
+        Some("shopify.inventory.updated" | "shopify.inventory.low") => "inventory_levels/update",
+        Some("shopify.order.created") => "orders/create",
+        Some(_) => return None,
+        None => match delivery
+            .dedup_key
+            .as_deref()
+            .and_then(|k| k.strip_prefix("shopify:"))
+            .and_then(|k| k.split(':').next())
+        {
+            Some("customers/create") => "customers/create",
+            Some("customers/update") => "customers/update",
+            _ => return None,
+        },
     })
 }
 
 /// The event types of propagation events, as `background_events` holds them.
-pub const PROPAGATION_EVENT_TYPES: [&str; 4] = [
+pub const PROPAGATION_EVENT_TYPES: [&str; 7] = [
     "PRODUCT_CREATED",
     "PRODUCT_UPDATED",
     "PRODUCT_DELETED",
     "INVENTORY_UPDATED",
+    "CUSTOMER_CREATED",
+    "CUSTOMER_UPDATED",
+    "ORDER_CREATED",
 ];
 
 /// The propagation event stored with a Shopify delivery of a source connection (its
@@ -313,7 +517,7 @@ pub fn propagation_envelope(
     if delivery.source != "shopify" {
         return None;
     }
-    let topic = topic_of(delivery.event_type.as_deref()?)?;
+    let topic = topic_of(delivery)?;
     let change = match Change::from_payload(topic, &delivery.event_data) {
         Ok(change) => change,
         Err(e) => return Some(Err(e)),
@@ -431,7 +635,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            Change::from_webhook("orders/create", b"{}"),
+            Change::from_webhook("collections/create", b"{}"),
             Err(ChangeError::UnknownTopic(_))
         ));
         assert!(matches!(
@@ -503,8 +707,43 @@ mod tests {
             "a digest is no webhook id"
         );
 
-        let order = delivery("shopify.order.created", "k", json!({"id": 1}));
-        assert!(propagation_envelope(&order, "shopify_a").is_none());
+        let collection = delivery("shopify.collection.created", "k", json!({"id": 1}));
+        assert!(propagation_envelope(&collection, "shopify_a").is_none());
+
+        let order = json!({"id": 450789469, "name": "#1001", "email": "Bob@Example.com",
+            "created_at": "2026-11-20T10:00:00-05:00", "currency": "USD", "total_price": "39.98",
+            "customer": {"id": 207119551, "email": "bob@example.com", "first_name": "Bob",
+                         "last_name": "Norman", "phone": null},
+            "line_items": [{"sku": "LAMP-1", "title": "Lamp", "quantity": 2, "price": "19.99"},
+                           {"sku": "", "title": "Gift wrap", "quantity": 1, "price": "0.00"}]});
+        let event = propagation_envelope(
+            &delivery("shopify.order.created", "shopify:orders/create:ev-2", order),
+            "shopify_a",
+        )
+        .expect("an order")
+        .expect("readable");
+        assert_eq!(event.event_type.as_deref(), Some("ORDER_CREATED"));
+        assert_eq!(event.event_data["email"], "bob@example.com");
+        let Ok(Change::Order { order }) =
+            serde_json::from_value(event.event_data["change"].clone())
+        else {
+            panic!("an order change: {}", event.event_data);
+        };
+        assert_eq!(order.line_items[0].quantity, 2);
+        assert_eq!(order.line_items[1].sku, None, "blank SKUs are none");
+
+        // Customer deliveries have no event type: the topic is read from the dedup key.
+        let mut customer = delivery(
+            "",
+            "shopify:customers/update:ev-3",
+            json!({"id": 5, "email": " Ann@Example.com ", "first_name": "Ann", "last_name": "Lee"}),
+        );
+        customer.event_type = None;
+        let event = propagation_envelope(&customer, "shopify_a")
+            .expect("a customer")
+            .expect("readable");
+        assert_eq!(event.event_type.as_deref(), Some("CUSTOMER_UPDATED"));
+        assert_eq!(event.event_data["email"], "ann@example.com");
         let broken = delivery("shopify.product.updated", "k", json!({"id": 1}));
         assert!(matches!(
             propagation_envelope(&broken, "shopify_a"),

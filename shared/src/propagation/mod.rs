@@ -17,6 +17,7 @@
 //! `compareQuantity`), so a sale at the target meanwhile is kept, never overwritten.
 
 pub mod change;
+pub mod keap_writes;
 pub mod plan;
 pub mod rules;
 pub mod shopify_writes;

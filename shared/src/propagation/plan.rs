@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::change::{Change, ProductSnapshot};
+use super::change::{Change, CustomerSnapshot, OrderSnapshot, ProductSnapshot};
 use super::rules::{PropagationConfig, Target};
 use crate::connection::Provider;
 use crate::Timestamp;
@@ -29,6 +29,16 @@ pub struct Known {
 /// The key of a product at any shop: its handle.
 pub fn product_key(handle: &str) -> String {
     format!("product:{handle}")
+}
+
+/// The key of a customer (Shopify) or contact (Keap): the email.
+pub fn customer_key(email: &str) -> String {
+    format!("customer:{email}")
+}
+
+/// The key of an order of `source`: a target that holds it has it already.
+pub fn order_key(source: &str, order_id: u64) -> String {
+    format!("order:{source}:{order_id}")
 }
 
 /// The key of an inventory level at one shop: SKU and that shop's location.
@@ -84,6 +94,19 @@ pub enum Action {
         /// Its handle.
         handle: String,
     },
+    /// Create the Keap contact with this email, or update the one that has it.
+    UpsertContact {
+        /// The customer's content.
+        contact: CustomerSnapshot,
+    },
+    /// Create the order at Keap, for the contact with its buyer's email (made if missing),
+    /// with a Keap product per SKU (made if missing).
+    CreateOrder {
+        /// The order.
+        order: OrderSnapshot,
+        /// The source connection (the order's key at the target).
+        source: String,
+    },
     /// Change the target's level of this SKU at this (target) location.
     SetInventory {
         /// The SKU.
@@ -102,6 +125,8 @@ impl Action {
             Action::UpsertProduct { .. } => "upsert_product",
             Action::DeleteProduct { .. } => "delete_product",
             Action::SetInventory { .. } => "set_inventory",
+            Action::UpsertContact { .. } => "upsert_contact",
+            Action::CreateOrder { .. } => "create_order",
         }
     }
 }
@@ -130,6 +155,8 @@ pub enum Skip {
     UnknownProduct,
     /// The source's level did not change.
     NoChange,
+    /// A customer or order without an email: nothing to match a Keap contact by.
+    NoEmail,
 }
 
 impl Skip {
@@ -219,6 +246,88 @@ pub fn plan(
 ) -> Plan {
     let rules = config.rules;
     match change {
+        Change::Customer {
+            created,
+            customer,
+            updated_at,
+        } => {
+            let Some(email) = customer.email.as_deref() else {
+                return skipped(config, Skip::NoEmail, None);
+            };
+            let key = customer_key(email);
+            let now_known = Known {
+                fingerprint: customer.fingerprint(),
+                source_time: *updated_at,
+                quantity: None,
+            };
+            let at_source = known(facts.source, &key);
+            let source_update = Some((key.clone(), now_known.clone()));
+            let early =
+                if at_source.as_ref().map(|k| &k.fingerprint) == Some(&now_known.fingerprint) {
+                    Some(Skip::Echo)
+                } else if newer(at_source.as_ref(), *updated_at) {
+                    Some(Skip::Stale)
+                } else {
+                    rule_skip(rules, *created)
+                };
+            if let Some(reason) = early {
+                return skipped(config, reason, source_update);
+            }
+            let decisions = config
+                .targets
+                .iter()
+                .map(|target| Decision {
+                    target: target.connection_id.clone(),
+                    outcome: keap_outcome(target, &key, &now_known, &known).map(|()| {
+                        Action::UpsertContact {
+                            contact: customer.clone(),
+                        }
+                    }),
+                })
+                .collect();
+            Plan {
+                source_update,
+                decisions,
+            }
+        }
+        Change::Order { order } => {
+            if order.buyer_email().is_none() {
+                return skipped(config, Skip::NoEmail, None);
+            }
+            let key = order_key(facts.source, order.id);
+            let placed = Known {
+                fingerprint: "placed".into(),
+                source_time: None,
+                quantity: None,
+            };
+            let early = if known(facts.source, &key).is_some() {
+                // A redelivery, or planned before.
+                Some(Skip::Echo)
+            } else {
+                rule_skip(rules, true)
+            };
+            let source_update = Some((key.clone(), placed.clone()));
+            if let Some(reason) = early {
+                return skipped(config, reason, source_update);
+            }
+            let decisions = config
+                .targets
+                .iter()
+                .map(|target| Decision {
+                    target: target.connection_id.clone(),
+                    outcome: keap_outcome(target, &key, &placed, &known).map(|()| {
+                        Action::CreateOrder {
+                            order: order.clone(),
+                            source: facts.source.to_owned(),
+                        }
+                    }),
+                })
+                .collect();
+            Plan {
+                source_update,
+                decisions,
+            }
+        }
         Change::Product {
             created,
             product,
@@ -237,14 +346,8 @@ pub fn plan(
                     Some(Skip::Echo)
                 } else if newer(at_source.as_ref(), *updated_at) {
                     Some(Skip::Stale)
-                } else if !rules.enable_cross_platform_sync {
-                    Some(Skip::SyncDisabled)
-                } else if *created && !rules.propagate_creates {
-                    Some(Skip::RuleOff("propagateCreates".into()))
-                } else if !*created && !rules.propagate_updates {
-                    Some(Skip::RuleOff("propagateUpdates".into()))
                 } else {
-                    None
+                    rule_skip(rules, *created)
                 };
             if let Some(reason) = early {
                 return skipped(config, reason, source_update);
@@ -357,6 +460,39 @@ pub fn plan(
     }
 }
 
+/// The switch and the create/update rule, for a change `created` at the source or not.
+fn rule_skip(rules: super::rules::SyncRules, created: bool) -> Option<Skip> {
+    if !rules.enable_cross_platform_sync {
+        Some(Skip::SyncDisabled)
+    } else if created && !rules.propagate_creates {
+        Some(Skip::RuleOff("propagateCreates".into()))
+    } else if !created && !rules.propagate_updates {
+        Some(Skip::RuleOff("propagateUpdates".into()))
+    } else {
+        None
+    }
+}
+
+/// Customers and orders go to Keap targets that do not already hold them.
+fn keap_outcome(
+    target: &Target,
+    key: &str,
+    content: &Known,
+    known: &impl Fn(&str, &str) -> Option<Known>,
+) -> Result<(), Skip> {
+    if target.provider != Provider::Keap {
+        return Err(Skip::NotForPlatform);
+    }
+    let held = known(&target.connection_id, key);
+    if held.as_ref().map(|k| &k.fingerprint) == Some(&content.fingerprint) {
+        return Err(Skip::AlreadyHeld);
+    }
+    if newer(held.as_ref(), content.source_time) {
+        return Err(Skip::Stale);
+    }
+    Ok(())
+}
+
 fn product_outcome(
     target: &Target,
     key: &str,
@@ -416,6 +552,24 @@ pub fn written(
             },
         )),
         Action::DeleteProduct { .. } => None,
+        Action::UpsertContact { contact } => contact.email.as_ref().map(|email| {
+            (
+                customer_key(email),
+                Known {
+                    fingerprint: contact.fingerprint(),
+                    source_time,
+                    quantity: None,
+                },
+            )
+        }),
+        Action::CreateOrder { order, source } => Some((
+            order_key(source, order.id),
+            Known {
+                fingerprint: "placed".into(),
+                source_time: None,
+                quantity: None,
+            },
+        )),
         Action::SetInventory {
             sku, location_id, ..
         } => new_quantity.map(|q| (level_key(sku, *location_id), quantity_known(q, source_time))),

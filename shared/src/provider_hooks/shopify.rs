@@ -19,12 +19,19 @@ use crate::Secret;
 /// (which revokes the connection). The mandatory privacy topics are not here: Shopify takes
 /// them only from the app's configuration (`compliance_topics`,
 /// <https://shopify.dev/docs/apps/build/compliance/privacy-law-compliance>).
-pub const SUBSCRIBED_TOPICS: [&str; 7] = [
+///
+/// `CUSTOMERS_CREATE` and `CUSTOMERS_UPDATE` keep the customer mirror live and carry the
+/// customers real-time propagation writes to Keap; Shopify delivers them only to apps
+/// approved for protected customer data
+/// (<https://shopify.dev/docs/apps/launch/protected-customer-data>).
+pub const SUBSCRIBED_TOPICS: [&str; 9] = [
     "PRODUCTS_CREATE",
     "PRODUCTS_UPDATE",
     "PRODUCTS_DELETE",
     "COLLECTIONS_CREATE",
     "ORDERS_CREATE",
+    "CUSTOMERS_CREATE",
+    "CUSTOMERS_UPDATE",
     "INVENTORY_LEVELS_UPDATE",
     "APP_UNINSTALLED",
 ];

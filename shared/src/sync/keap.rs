@@ -69,7 +69,7 @@ pub(crate) fn list_query(
 
 /// Percent-encodes a query component: RFC 3986 unreserved characters and `:` stay, all else
 /// is `%XX` (so `==` is `%3D%3D` and a space `%20`, as Keap's examples write them).
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 16);
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b':') {
@@ -129,7 +129,7 @@ pub(crate) fn page_request(
 }
 
 /// Classifies a non-2xx answer (Keap's error shape and quota headers, see the module docs).
-fn classify_error(status: u16, headers: &[(String, String)], body: &str) -> PageError {
+pub(crate) fn classify_error(status: u16, headers: &[(String, String)], body: &str) -> PageError {
     match status {
         401 => PageError::Unauthorized,
         429 => PageError::RateLimited {

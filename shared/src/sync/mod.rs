@@ -44,6 +44,7 @@ pub use hook_sync::{
     HookSyncAnswer, HookSyncIn, HookSyncRequest, HOOK_SYNC_BUSY_RETRY_MS, HOOK_SYNC_DELAY_MS,
     HOOK_SYNC_MAX_BACKOFF_MS,
 };
+pub(crate) use keap::{classify_error as keap_classify_error, encode as keap_encode};
 pub use keap::{keap_get_request, keap_wait_ms, parse_keap_record};
 pub use plan::{
     advance, cursor_to_persist, page_request, parse_page, try_page_request, RunCheckpoint,

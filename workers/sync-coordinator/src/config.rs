@@ -32,6 +32,8 @@ const SHOPIFY_DEFAULT_RATE_PER_MINUTE: u32 = 120;
 pub const WEBHOOK_BASE_URL: &str = "WEBHOOK_BASE_URL";
 /// Variable: Keap's v1 REST base (REST hooks exist only in v1); the sandbox's locally.
 pub const KEAP_REST_V1_BASE_URL: &str = "KEAP_REST_V1_BASE_URL";
+/// Keap REST base (v2 paths below it), as sync-worker reads it.
+pub const KEAP_API_BASE_URL: &str = "KEAP_API_BASE_URL";
 /// Variable: comma-separated Keap event keys to register hooks for.
 pub const KEAP_HOOK_EVENT_KEYS: &str = "KEAP_HOOK_EVENT_KEYS";
 /// Variable: Shopify Admin base with a `{shop}` placeholder; the sandbox's locally.
@@ -132,7 +134,7 @@ pub struct CoordinatorConfig {
     event_loop_floor: Result<IntervalFloor, ConfigError>,
     watched_schemas: Vec<String>,
     low_stock_threshold: Result<i64, ConfigError>,
-    shopify_source: SourceConfig,
+    provider_apis: SourceConfig,
 }
 
 fn required(env: &Env, name: &'static str) -> Result<String, ConfigError> {
@@ -191,7 +193,7 @@ impl CoordinatorConfig {
                 names::INVENTORY_LOW_THRESHOLD,
                 DEFAULT_LOW_STOCK_THRESHOLD,
             ),
-            shopify_source: shopify_source(env),
+            provider_apis: provider_apis(env),
         }
     }
 
@@ -262,9 +264,10 @@ impl CoordinatorConfig {
         self.low_stock_threshold.clone()
     }
 
-    /// Where the Shopify Admin API is (`SHOPIFY_ADMIN_BASE_URL`, `SHOPIFY_API_VERSION`).
-    pub fn shopify_source(&self) -> SourceConfig {
-        self.shopify_source.clone()
+    /// Where the providers' APIs are (`KEAP_API_BASE_URL`, `SHOPIFY_ADMIN_BASE_URL`,
+    /// `SHOPIFY_API_VERSION`).
+    pub fn provider_apis(&self) -> SourceConfig {
+        self.provider_apis.clone()
     }
 
     /// How suggestions are generated: the model (`MODEL_BASE_URL`, `MODEL_NAME`,
@@ -315,9 +318,10 @@ fn parse_token_policy(env: &Env) -> Result<TokenPolicy, ConfigError> {
 
 /// Where the Shopify Admin API is: `SHOPIFY_ADMIN_BASE_URL` and `SHOPIFY_API_VERSION`, else
 /// production and the sync's version.
-fn shopify_source(env: &Env) -> SourceConfig {
+fn provider_apis(env: &Env) -> SourceConfig {
     let defaults = SourceConfig::default();
     SourceConfig {
+        keap_api_base: var(env, KEAP_API_BASE_URL).unwrap_or(defaults.keap_api_base),
         shopify_admin_base: var(env, SHOPIFY_ADMIN_BASE_URL).unwrap_or(defaults.shopify_admin_base),
         shopify_api_version: var(env, SHOPIFY_API_VERSION).unwrap_or(defaults.shopify_api_version),
         ..defaults
@@ -328,7 +332,7 @@ fn shopify_source(env: &Env) -> SourceConfig {
 /// version, [`provider_hooks::keap::DEFAULT_EVENT_KEYS`]), for the routes that register,
 /// repair or remove a connection's webhooks.
 pub fn webhook_registration(env: &Env) -> WebhookRegistrationConfig {
-    let source = shopify_source(env);
+    let source = provider_apis(env);
     WebhookRegistrationConfig {
         webhook_base_url: var(env, WEBHOOK_BASE_URL)
             .map(|base| base.trim_end_matches('/').to_owned()),

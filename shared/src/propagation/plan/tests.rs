@@ -104,12 +104,7 @@ impl World {
         if let Some((key, state)) = plan.source_update.clone() {
             self.known.insert((source.to_owned(), key), state);
         }
-        let time = match &change {
-            Change::Product { updated_at, .. } | Change::Inventory { updated_at, .. } => {
-                *updated_at
-            }
-            Change::ProductDeleted { .. } => None,
-        };
+        let time = change.source_time();
         for decision in &plan.decisions {
             let Ok(action) = &decision.outcome else {
                 continue;
@@ -146,7 +141,9 @@ impl World {
                     };
                     (Some(echo), Some(*level))
                 }
-                Action::DeleteProduct { .. } => (None, None),
+                Action::DeleteProduct { .. }
+                | Action::UpsertContact { .. }
+                | Action::CreateOrder { .. } => (None, None),
             };
             if let Some((key, state)) = written(action, time, quantity) {
                 self.known.insert((target.clone(), key), state);
@@ -367,5 +364,122 @@ fn inventory_moves_by_the_source_change_so_concurrent_sales_are_kept() {
             .decisions[0]
             .outcome,
         Err(Skip::RuleOff("propagateInventory".into()))
+    );
+}
+
+fn keap(id: &str) -> Target {
+    Target {
+        connection_id: id.to_owned(),
+        provider: Provider::Keap,
+        location_map: BTreeMap::new(),
+    }
+}
+
+fn customer(first_name: &str, secs: i64, created: bool) -> Change {
+    Change::Customer {
+        created,
+        customer: CustomerSnapshot {
+            id: 5,
+            email: Some("ann@example.com".into()),
+            first_name: first_name.into(),
+            last_name: "Lee".into(),
+            phone: None,
+        },
+        updated_at: t(secs),
+    }
+}
+
+/// Plans `change` from shop `a` to a Keap account and shop `b`, then records what the writes
+/// leave known, as the coordinator does.
+fn plan_to_keap(
+    known: &mut HashMap<(String, String), Known>,
+    change: &Change,
+    rules: SyncRules,
+) -> Vec<Decision> {
+    let config = PropagationConfig {
+        rules,
+        targets: vec![keap("keap"), shop("b", &[])],
+    };
+    let facts = Facts {
+        source: "a",
+        sku: None,
+        deleted_handle: None,
+    };
+    let planned = plan(change, &config, facts, |c, k| {
+        known.get(&(c.to_owned(), k.to_owned())).cloned()
+    });
+    if let Some((key, state)) = planned.source_update {
+        known.insert(("a".into(), key), state);
+    }
+    for decision in &planned.decisions {
+        if let Ok(action) = &decision.outcome {
+            if let Some((key, state)) = written(action, change.source_time(), None) {
+                known.insert((decision.target.clone(), key), state);
+            }
+        }
+    }
+    planned.decisions
+}
+
+#[test]
+fn customers_become_keap_contacts_once_and_shops_are_not_written() {
+    let mut known = HashMap::new();
+    let decisions = plan_to_keap(&mut known, &customer("Ann", 1, true), all_on());
+    assert!(matches!(
+        &decisions[0].outcome,
+        Ok(Action::UpsertContact { contact }) if contact.email.as_deref() == Some("ann@example.com")
+    ));
+    assert_eq!(decisions[1].outcome, Err(Skip::NotForPlatform));
+    // The same content again (products/create and update, a redelivery): nothing.
+    let again = plan_to_keap(&mut known, &customer("Ann", 1, false), all_on());
+    assert_eq!(again[0].outcome, Err(Skip::Echo));
+    // A later edit is written; an older one is not.
+    let edit = plan_to_keap(&mut known, &customer("Annie", 5, false), all_on());
+    assert!(matches!(edit[0].outcome, Ok(Action::UpsertContact { .. })));
+    let stale = plan_to_keap(&mut known, &customer("Ann B", 3, false), all_on());
+    assert_eq!(stale[0].outcome, Err(Skip::Stale));
+    // Updates off: an edit is recorded as skipped by that rule.
+    let off = SyncRules {
+        propagate_updates: false,
+        ..all_on()
+    };
+    let skipped = plan_to_keap(&mut known, &customer("Anna", 9, false), off);
+    assert_eq!(
+        skipped[0].outcome,
+        Err(Skip::RuleOff("propagateUpdates".into()))
+    );
+}
+
+#[test]
+fn an_order_is_created_at_keap_once_and_needs_an_email() {
+    let order = |email: Option<&str>| Change::Order {
+        order: OrderSnapshot {
+            id: 1001,
+            name: "#1001".into(),
+            email: email.map(str::to_owned),
+            created_at: None,
+            currency: "USD".into(),
+            total_price: "19.99".into(),
+            customer: None,
+            line_items: Vec::new(),
+        },
+    };
+    let mut known = HashMap::new();
+    let first = plan_to_keap(&mut known, &order(Some("bob@example.com")), all_on());
+    assert!(matches!(first[0].outcome, Ok(Action::CreateOrder { .. })));
+    let redelivered = plan_to_keap(&mut known, &order(Some("bob@example.com")), all_on());
+    assert_eq!(redelivered[0].outcome, Err(Skip::Echo), "never two orders");
+    let mut fresh = HashMap::new();
+    assert_eq!(
+        plan_to_keap(&mut fresh, &order(None), all_on())[0].outcome,
+        Err(Skip::NoEmail)
+    );
+    let creates_off = SyncRules {
+        propagate_creates: false,
+        ..all_on()
+    };
+    assert_eq!(
+        plan_to_keap(&mut fresh, &order(Some("c@example.com")), creates_off)[0].outcome,
+        Err(Skip::RuleOff("propagateCreates".into()))
     );
 }

@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use edge_sync_e2e::{
-    flows::{db_count, install_shopify, list_connections, sandbox_control, sandbox_get, wait_held},
+    flows::{
+        connect_keap, db_count, install_shopify, list_connections, request_token, sandbox_control,
+        sandbox_get, wait_held,
+    },
     Stack,
 };
 use serde_json::{json, Value};
@@ -591,4 +594,156 @@ async fn target_down_queues_in_order_and_rules_decide() {
     assert!(products_with_handle(&stack, SHOP_B, "while-off")
         .await
         .is_empty());
+}
+
+/// A Keap REST v2 list as the connection sees it (its own token).
+async fn keap_list(stack: &Stack, keap: &str, path: &str) -> Value {
+    let (status, token) = request_token(stack, keap).await;
+    assert_eq!(status, 200, "{token}");
+    let token = token["access_token"].as_str().expect("token").to_owned();
+    let response = stack
+        .http
+        .get(format!("{}/crm/rest/v2/{path}", stack.sandbox))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("Keap list");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON")
+}
+
+async fn contacts_with_email(stack: &Stack, keap: &str, email: &str) -> Vec<Value> {
+    let list = keap_list(
+        stack,
+        keap,
+        &format!(
+            "contacts?filter=email%3D%3D{}",
+            email.replace('@', "%40").replace('+', "%2B")
+        ),
+    )
+    .await;
+    list["contacts"].as_array().cloned().unwrap_or_default()
+}
+
+/// Proves: Shopify customers become Keap contacts matched by email — once, however often the
+/// same content is delivered; Shopify orders become Keap orders for the buyer's contact with
+/// a Keap product per SKU, never twice for a redelivered order; product changes are not
+/// Keap's (recorded as skipped, not written).
+#[tokio::test(flavor = "multi_thread")]
+async fn shopify_customers_and_orders_reach_keap_once() {
+    let stack = Stack::start().await;
+    install_shopify(&stack, "u-crm", SHOP_A).await;
+    let keap = connect_keap(&stack, "u-crm").await["id"]
+        .as_str()
+        .expect("keap id")
+        .to_owned();
+    let shop = list_connections(&stack)
+        .await
+        .into_iter()
+        .find(|c| c["account"] == SHOP_A && c["user_id"] == "u-crm")
+        .and_then(|c| c["id"].as_str().map(str::to_owned))
+        .expect("shop");
+    let (status, answer) = realtime(
+        &stack,
+        "POST",
+        &format!("/enable/{shop}"),
+        Some(json!({
+            "enableCrossPlatformSync": true, "propagateCreates": true, "propagateUpdates": true,
+            "targets": [{"connection_id": keap, "provider": "keap"}],
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    // A customer of the shop, created and then delivered again with the same content.
+    let customers = sandbox_get(&stack, &format!("shopify/customers?shop={SHOP_A}")).await;
+    let customer_id = customers["ids"][0].as_u64().expect("a seeded customer");
+    let customer = sandbox_get(
+        &stack,
+        &format!("shopify/customers/{customer_id}?shop={SHOP_A}"),
+    )
+    .await;
+    let email = customer["email"].as_str().expect("email").to_lowercase();
+    assert!(
+        contacts_with_email(&stack, &keap, &email).await.is_empty(),
+        "not in Keap yet"
+    );
+    deliver(&stack, SHOP_A, "customers/create", customer_id).await;
+    count_until(
+        &stack,
+        &activity(&shop, "action = 'upsert_contact' AND result = 'written'"),
+        1,
+    )
+    .await;
+    let contacts = contacts_with_email(&stack, &keap, &email).await;
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert_eq!(
+        contacts[0]["given_name"], customer["firstName"],
+        "{contacts:?}"
+    );
+    deliver(&stack, SHOP_A, "customers/update", customer_id).await;
+    count_until(
+        &stack,
+        &activity(&shop, "result = 'skipped' AND detail = 'echo'"),
+        1,
+    )
+    .await;
+    assert_eq!(
+        contacts_with_email(&stack, &keap, &email).await.len(),
+        1,
+        "still one contact"
+    );
+
+    // An order: its buyer's contact and a Keap order with its line, once.
+    let orders = sandbox_get(&stack, &format!("shopify/orders?shop={SHOP_A}")).await;
+    let order_id = orders["ids"][0].as_u64().expect("a seeded order");
+    let order = sandbox_get(&stack, &format!("shopify/orders/{order_id}?shop={SHOP_A}")).await;
+    deliver(&stack, SHOP_A, "orders/create", order_id).await;
+    count_until(
+        &stack,
+        &activity(&shop, "action = 'create_order' AND result = 'written'"),
+        1,
+    )
+    .await;
+    deliver(&stack, SHOP_A, "orders/create", order_id).await;
+    count_until(
+        &stack,
+        &format!("SELECT count(*) FROM background_events WHERE connection_id = '{shop}' AND event_type = 'ORDER_CREATED'"),
+        2,
+    )
+    .await;
+    count_until(
+        &stack,
+        &activity(&shop, "result = 'skipped' AND detail = 'echo'"),
+        2,
+    )
+    .await;
+    let title = format!("Shopify order {}", order["name"].as_str().expect("name"));
+    let keap_orders = keap_list(&stack, &keap, "orders?page_size=1000").await;
+    let placed: Vec<&Value> = keap_orders["orders"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["title"] == title.as_str() || o["order_title"] == title.as_str())
+        .collect();
+    assert_eq!(
+        placed.len(),
+        1,
+        "one Keap order titled {title}: {keap_orders}"
+    );
+    let buyer = order["email"].as_str().expect("buyer email").to_lowercase();
+    assert_eq!(
+        contacts_with_email(&stack, &keap, &buyer).await.len(),
+        1,
+        "the buyer's contact"
+    );
+    let products = sandbox_get(&stack, "keap/products").await;
+    assert!(
+        products.to_string().contains("\"sku\""),
+        "a Keap product for the line's SKU: {products}"
+    );
+
+    // Products are not Keap's: recorded as skipped.
+    product_at(&stack, SHOP_A, "Not For Keap", "NK-1", 1).await;
+    count_until(&stack, &activity(&shop, "detail = 'not_for_platform'"), 1).await;
 }

@@ -748,8 +748,8 @@ async fn registered_webhooks_deliver_and_are_removed_with_the_connection() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    // The six topics consumed, and app/uninstalled.
-    assert_eq!(subscriptions.len(), 7, "{subscriptions:?}");
+    // The eight topics consumed, and app/uninstalled.
+    assert_eq!(subscriptions.len(), 9, "{subscriptions:?}");
 
     // Three contacts change at Keap; Keap's hook names their ids only.
     for id in ["3", "30", "300"] {
@@ -1493,7 +1493,7 @@ async fn shopify_privacy_and_uninstall_webhooks() {
     };
     let listed = sandbox_json(&stack, reqwest::Method::GET, "shopify/webhooks", None).await;
     let registered = subscriptions_of(&listed);
-    assert_eq!(registered.len(), 7, "{listed}");
+    assert_eq!(registered.len(), 9, "{listed}");
     assert!(
         registered
             .iter()

@@ -933,7 +933,37 @@ fn order_payload(data: &ShopData, o: &Order) -> Value {
         "presentment_currency": "USD",
         "note": o.note,
         "customer": o.customer_id.map_or(Value::Null, |id| customer_json(data, id)),
+        "line_items": order_lines(data, o),
     })
+}
+
+/// An order's lines as REST shows them: the sandbox's orders hold one line, a variant picked
+/// by the order's id, at the order's total.
+fn order_lines(data: &ShopData, o: &Order) -> Value {
+    if data.variants.is_empty() {
+        return json!([]);
+    }
+    let index = usize::try_from(o.id % data.variants.len() as u64).unwrap_or(0);
+    let Some(variant) = data.variants.values().nth(index) else {
+        return json!([]);
+    };
+    let title = data
+        .products
+        .get(&variant.product_id)
+        .map_or_else(|| variant.title.clone(), |p| p.title());
+    json!([{
+        "id": o.id * 10 + 1,
+        "admin_graphql_api_id": gid("LineItem", o.id * 10 + 1).0,
+        "product_id": variant.product_id,
+        "variant_id": variant.id,
+        "title": title,
+        "variant_title": variant.title,
+        "sku": variant.sku,
+        "quantity": 1,
+        "price": amount(o.total_cents),
+        "requires_shipping": true,
+        "taxable": true,
+    }])
 }
 
 fn level_payload(l: &InventoryLevel) -> Value {

@@ -9,10 +9,10 @@ mod event_loop;
 mod events;
 mod hook_sync;
 mod live;
+mod platform_calls;
 mod privacy;
 mod processing;
 mod propagation;
-mod shop_calls;
 mod shopify_poll;
 mod sync_state;
 mod system;
@@ -203,7 +203,7 @@ impl SyncCoordinator {
                 ok(200, &self.put_switch(decode(req).await?)?)
             }
             (Method::Post, ["internal", "connection", "propagate"]) => {
-                ok(200, &self.shop_call(decode(req).await?, now).await?)
+                ok(200, &self.platform_call(decode(req).await?, now).await?)
             }
             (Method::Get, ["internal", "sync"]) => ok(200, &sync_state::all(&self.store, now)?),
             (Method::Get, ["internal", "sync", resource]) => {

@@ -22,10 +22,9 @@ use std::collections::HashSet;
 
 use edge_sync_shared::{
     bindings::workers::SYNC_COORDINATOR as WORKER,
-    connection::Provider,
     coordinator_api::{
-        CoordinatorError, LastPropagation, LiveMessage, PropagationStatus, PropagationSwitch,
-        PutPropagation, ShopCall, ShopCallReport,
+        CoordinatorError, LastPropagation, LiveMessage, PlatformCall, PlatformCallReport,
+        PropagationStatus, PropagationSwitch, PutPropagation,
     },
     log::Level,
     propagation::{
@@ -92,7 +91,6 @@ struct QueuedWrite {
     /// Also the activity row's id.
     id: String,
     target: String,
-    target_provider: Provider,
     source: String,
     event_id: String,
     event_type: String,
@@ -471,26 +469,15 @@ impl SyncCoordinator {
                 .put(&known_key(source, key), known, None)
                 .map_err(store_err)?;
         }
-        let source_time = match &change {
-            Change::Product { updated_at, .. } | Change::Inventory { updated_at, .. } => {
-                *updated_at
-            }
-            Change::ProductDeleted { .. } => None,
-        };
+        let source_time = change.source_time();
         let mut stats = self.stats(source, now).map_err(store_err)?;
         for decision in decided.decisions {
-            let provider = config
-                .targets
-                .iter()
-                .find(|t| t.connection_id == decision.target)
-                .map_or(Provider::Shopify, |t| t.provider);
             match decision.outcome {
                 Ok(action) => {
                     let seq = self.next_seq(now).map_err(store_err)?;
                     let write = QueuedWrite {
                         id: random::uuid_v4().map_err(store_err)?,
                         target: decision.target.clone(),
-                        target_provider: provider,
                         source: source.to_owned(),
                         event_id: event_id.to_owned(),
                         event_type: event_type.to_owned(),
@@ -574,7 +561,7 @@ impl SyncCoordinator {
             return Ok(Some(sku));
         }
         let report = self
-            .shop_call_at(source, &ShopCall::Sku { inventory_item_id })
+            .platform_call_at(source, &PlatformCall::Sku { inventory_item_id })
             .await;
         if !report.ok {
             return if report.retryable {
@@ -616,7 +603,11 @@ impl SyncCoordinator {
     }
 
     /// Makes `call` at connection `connection_id`'s shop through its instance.
-    async fn shop_call_at(&self, connection_id: &str, call: &ShopCall) -> ShopCallReport {
+    async fn platform_call_at(
+        &self,
+        connection_id: &str,
+        call: &PlatformCall,
+    ) -> PlatformCallReport {
         let answer = super::send(
             &self.env,
             connection_id,
@@ -627,24 +618,24 @@ impl SyncCoordinator {
         .await;
         match answer {
             Ok(mut response) if response.status_code() == 200 => {
-                super::read::<ShopCallReport>(&mut response)
+                super::read::<PlatformCallReport>(&mut response)
                     .await
-                    .unwrap_or_else(|e| ShopCallReport::failed(e.to_string(), true, None))
+                    .unwrap_or_else(|e| PlatformCallReport::failed(e.to_string(), true, None))
             }
             // The target connection is gone: its writes can never be made.
             Ok(response) if response.status_code() == 404 => {
-                ShopCallReport::failed("the target connection does not exist", false, None)
+                PlatformCallReport::failed("the target connection does not exist", false, None)
             }
             Ok(mut response) => {
                 let status = response.status_code();
                 let body = response.text().await.unwrap_or_default();
-                ShopCallReport::failed(
+                PlatformCallReport::failed(
                     format!("target instance answered {status}: {body}"),
                     status != 400,
                     None,
                 )
             }
-            Err(e) => ShopCallReport::failed(e.to_string(), true, None),
+            Err(e) => PlatformCallReport::failed(e.to_string(), true, None),
         }
     }
 
@@ -662,22 +653,14 @@ impl SyncCoordinator {
                 continue;
             }
             writes += 1;
-            let report = match write.target_provider {
-                Provider::Shopify => {
-                    self.shop_call_at(
-                        &write.target,
-                        &ShopCall::Write {
-                            action: write.action.clone(),
-                        },
-                    )
-                    .await
-                }
-                Provider::Keap => ShopCallReport::failed(
-                    "Keap targets do not take product or inventory writes",
-                    false,
-                    None,
-                ),
-            };
+            let report = self
+                .platform_call_at(
+                    &write.target,
+                    &PlatformCall::Write {
+                        action: write.action.clone(),
+                    },
+                )
+                .await;
             let settled_at = clock::now();
             write.attempts += 1;
             let mut stats = self.stats(&write.source, settled_at)?;

@@ -75,7 +75,7 @@ impl SyncCoordinator {
                 ..PollReport::default()
             });
         }
-        let settings = self.config.shopify_source();
+        let settings = self.config.provider_apis();
         let url = poll_url(&settings, &connection.account).ok_or_else(|| {
             CoordinatorError::Misconfigured(format!(
                 "no Shopify URL for the shop {}",
