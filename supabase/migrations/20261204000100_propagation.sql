@@ -1,7 +1,8 @@
 -- Real-time propagation between a user's platforms (issue 14).
 --
 -- background_events.propagated_at: when the user's instance planned the propagation of a
--- PRODUCT_CREATED / PRODUCT_UPDATED / PRODUCT_DELETED / INVENTORY_UPDATED event (stored by
+-- PRODUCT_CREATED / PRODUCT_UPDATED / PRODUCT_DELETED / INVENTORY_UPDATED /
+-- CUSTOMER_CREATED / CUSTOMER_UPDATED / ORDER_CREATED event (stored by
 -- the source connection's instance with the delivery that carried it). Postgres is the
 -- queue: an event is planned until this is set, so a crash anywhere leaves it to the next
 -- pass, and planning twice is harmless (the second plan finds every target already holding
@@ -12,7 +13,8 @@ ALTER TABLE public.background_events
 CREATE INDEX IF NOT EXISTS background_events_unpropagated_idx
     ON public.background_events (user_id, received_at)
     WHERE propagated_at IS NULL
-      AND event_type IN ('PRODUCT_CREATED', 'PRODUCT_UPDATED', 'PRODUCT_DELETED', 'INVENTORY_UPDATED');
+      AND event_type IN ('PRODUCT_CREATED', 'PRODUCT_UPDATED', 'PRODUCT_DELETED', 'INVENTORY_UPDATED',
+                         'CUSTOMER_CREATED', 'CUSTOMER_UPDATED', 'ORDER_CREATED');
 
 -- One row per target's part of a propagated change: written, skipped (and why), failed
 -- (retrying), or dead-lettered. id is the queue entry (or skip) id from the user's
@@ -25,7 +27,8 @@ CREATE TABLE IF NOT EXISTS public.propagation_activity (
     event_type           text        NOT NULL,
     source_connection_id text        NOT NULL,
     target_connection_id text        NOT NULL,
-    -- upsert_product | delete_product | set_inventory | none (skipped)
+    -- upsert_product | delete_product | set_inventory | upsert_contact | create_order |
+    -- none (skipped)
     action               text        NOT NULL,
     -- written | skipped | retrying | dead
     result               text        NOT NULL
