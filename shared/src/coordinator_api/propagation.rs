@@ -66,9 +66,21 @@ pub struct PlatformCallReport {
     /// Not before this many ms (the shop's or the budget's wait).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// Nothing failed: the platform is throttling or the connection's shared budget is
+    /// spent, so the call waits `retry_after_ms` without counting as an attempt.
+    #[serde(default)]
+    pub deferred: bool,
 }
 
 impl PlatformCallReport {
+    /// A call that must wait `retry_after_ms` (throttled, or the budget is spent).
+    pub fn deferred(reason: impl Into<String>, retry_after_ms: Option<u64>) -> Self {
+        Self {
+            deferred: true,
+            ..Self::failed(reason, true, retry_after_ms)
+        }
+    }
+
     /// A failure.
     pub fn failed(error: impl Into<String>, retryable: bool, retry_after_ms: Option<u64>) -> Self {
         Self {

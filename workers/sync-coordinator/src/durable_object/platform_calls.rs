@@ -44,15 +44,16 @@ impl From<WriteError> for Stop {
                 PageError::RateLimited { .. } | PageError::Server { .. } | PageError::Unauthorized
             )
         );
-        let retry_after_ms = match &error {
-            WriteError::Transport(PageError::RateLimited { retry_after_ms }) => *retry_after_ms,
-            _ => None,
-        };
-        Stop(PlatformCallReport::failed(
-            error.to_string(),
-            retryable,
-            retry_after_ms,
-        ))
+        match &error {
+            WriteError::Transport(PageError::RateLimited { retry_after_ms }) => Stop(
+                PlatformCallReport::deferred(error.to_string(), *retry_after_ms),
+            ),
+            _ => Stop(PlatformCallReport::failed(
+                error.to_string(),
+                retryable,
+                None,
+            )),
+        }
     }
 }
 
@@ -385,9 +386,8 @@ impl SyncCoordinator {
             match self.take_budget(TakeBudget { cost: 1 }, clock::now()) {
                 Ok(_) => {}
                 Err(Failure::Refused(CoordinatorError::BudgetExhausted { retry_after_ms })) => {
-                    return Err(Stop(PlatformCallReport::failed(
+                    return Err(Stop(PlatformCallReport::deferred(
                         "the connection's rate budget is spent",
-                        true,
                         Some(retry_after_ms),
                     )))
                 }

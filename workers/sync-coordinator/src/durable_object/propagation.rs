@@ -662,6 +662,21 @@ impl SyncCoordinator {
                 )
                 .await;
             let settled_at = clock::now();
+            if report.deferred {
+                // The target is throttling or its budget is spent: wait as told, no attempt
+                // counted, the target's later writes behind it.
+                let wait = report.retry_after_ms.unwrap_or(1_000).max(100);
+                write.next_attempt_at =
+                    settled_at.plus_millis(i64::try_from(wait).unwrap_or(i64::MAX));
+                self.store.put(&key, &write, None)?;
+                held.insert(write.target.clone());
+                log::event(WORKER, Level::Info, "propagation_deferred")
+                    .with_connection_id(&write.target)
+                    .with("wait_ms", wait)
+                    .with_reason(report.error.unwrap_or_default())
+                    .emit();
+                continue;
+            }
             write.attempts += 1;
             let mut stats = self.stats(&write.source, settled_at)?;
             let latency_ms = settled_at.millis_since(write.acked_at).max(0);
