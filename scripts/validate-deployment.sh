@@ -185,6 +185,15 @@ check_round_trip() {
   status="$(http GET "$(conf COORDINATOR_URL)/coordinator/event-loop/validate-deployment" "$admin")"
   [ "$status" = 200 ] && pass "coordinator: /coordinator/event-loop/{user} answers (background loops)" \
     || fail "coordinator: /coordinator/event-loop/validate-deployment answered $status"
+  # Real-time propagation: the backlog and the last hour's results, from Postgres.
+  status="$(http GET "$(conf COORDINATOR_URL)/realtime-sync/health" "$admin")"
+  if [ "$status" = 200 ] && [ "$(body_get status)" = ok ]; then
+    pass "coordinator: /realtime-sync/health ok (no change waiting to propagate, no dead letters in the last hour)"
+  elif [ "$status" = 200 ]; then
+    fail "coordinator: /realtime-sync/health is $(body_get status): see GET /realtime-sync/status/{connection_id}"
+  else
+    fail "coordinator: /realtime-sync/health answered $status"
+  fi
   status="$(http GET "$(conf SYNC_WORKER_URL)/sync/status" "$admin")"
   [ "$status" = 200 ] && pass "sync-worker: /sync/status answers the admin token" \
     || fail "sync-worker: /sync/status answered $status (wrong ADMIN_TOKEN?)"

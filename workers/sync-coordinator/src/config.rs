@@ -32,6 +32,11 @@ const SHOPIFY_DEFAULT_RATE_PER_MINUTE: u32 = 120;
 pub const WEBHOOK_BASE_URL: &str = "WEBHOOK_BASE_URL";
 /// Variable: Keap's v1 REST base (REST hooks exist only in v1); the sandbox's locally.
 pub const KEAP_REST_V1_BASE_URL: &str = "KEAP_REST_V1_BASE_URL";
+/// The Shopify access scopes asked for at install: reads for the sync and the polling;
+/// writes of products and inventory for real-time propagation into the shop
+/// (<https://shopify.dev/docs/api/usage/access-scopes>).
+pub const DEFAULT_SHOPIFY_SCOPES: &str =
+    "read_products,write_products,read_orders,read_customers,read_inventory,write_inventory";
 /// Keap REST base (v2 paths below it), as sync-worker reads it.
 pub const KEAP_API_BASE_URL: &str = "KEAP_API_BASE_URL";
 /// Variable: comma-separated Keap event keys to register hooks for.
@@ -298,7 +303,7 @@ fn parse_shopify_oauth(env: &Env) -> Result<ShopifyOAuthConfig, ConfigError> {
         client_id: required(env, names::SHOPIFY_CLIENT_ID)?,
         client_secret: Secret::new(required(env, names::SHOPIFY_CLIENT_SECRET)?),
         scopes: var(env, names::SHOPIFY_SCOPES)
-            .unwrap_or_else(|| "read_products,read_orders,read_customers,read_inventory".into()),
+            .unwrap_or_else(|| DEFAULT_SHOPIFY_SCOPES.into()),
         redirect_uri: required(env, names::SHOPIFY_REDIRECT_URI)?,
         admin_base_url: var(env, SHOPIFY_ADMIN_BASE_URL),
     })
