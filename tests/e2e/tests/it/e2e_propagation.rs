@@ -13,7 +13,9 @@ use edge_sync_e2e::{
     },
     Stack,
 };
+use futures::StreamExt;
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 const SHOP_A: &str = "prop-a.myshopify.com";
 const SHOP_B: &str = "prop-b.myshopify.com";
@@ -283,6 +285,25 @@ async fn shop_to_shop_once_without_echo_and_inventory_by_compare_and_set() {
         );
     }
 
+    // The user's live stream hears of each propagation.
+    let ticket = stack
+        .http
+        .post(format!("{}/coordinator/users/u-prop/live/ticket", stack.coordinator))
+        .bearer_auth(&stack.admin_token)
+        .send()
+        .await
+        .expect("ticket")
+        .json::<Value>()
+        .await
+        .expect("ticket JSON");
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "{}/coordinator/users/u-prop/live?ticket={}",
+        stack.coordinator.replace("http://", "ws://"),
+        ticket["ticket"].as_str().expect("ticket")
+    ))
+    .await
+    .expect("live stream");
+
     // A product created at A: once at B.
     let made = product_at(&stack, SHOP_A, "Prop Lamp", "PROP-1", 10).await;
     count_until(
@@ -295,6 +316,22 @@ async fn shop_to_shop_once_without_echo_and_inventory_by_compare_and_set() {
     assert_eq!(at_b.len(), 1, "one product at B: {at_b:?}");
     assert_eq!(at_b[0]["title"], "Prop Lamp");
     assert_eq!(at_b[0]["variants"]["nodes"][0]["sku"], "PROP-1");
+    let pushed = loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("a live message within 30 s")
+            .expect("the stream stays open")
+            .expect("a message");
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).expect("JSON message");
+            if value["type"] == "propagation" && value["result"] == "written" {
+                break value;
+            }
+        }
+    };
+    assert_eq!(pushed["source_connection_id"], a.as_str(), "{pushed}");
+    assert_eq!(pushed["target_connection_id"], b.as_str(), "{pushed}");
+    assert_eq!(pushed["action"], "upsert_product", "{pushed}");
     // B's own webhook for our write came back and was recognised.
     count_until(
         &stack,
