@@ -1074,7 +1074,7 @@ async fn cron_repairs_webhooks_the_provider_lost() {
         subscriptions["shops"]["repaired-shop.myshopify.com"]
             .as_array()
             .map(Vec::len),
-        Some(7),
+        Some(9),
         "{subscriptions}"
     );
 
