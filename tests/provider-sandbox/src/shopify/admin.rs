@@ -160,12 +160,16 @@ pub async fn graphql(
         .and_then(|v| v.to_str().ok())
         .map(|host| format!("http://{host}"))
         .unwrap_or_default();
+    let scopes = lock(&state.shopify.oauth)
+        .token_scope(token)
+        .map(str::to_owned);
     let data = RequestData {
         state: state.clone(),
         shop: shop.clone(),
         search: Arc::clone(&search),
         bulk: false,
         origin,
+        scopes: Some(scopes.unwrap_or_default()),
     };
     let mut gql = async_graphql::Request::new(request.query.clone())
         .variables(Variables::from_json(Value::Object(variables.clone())));
@@ -322,6 +326,7 @@ pub async fn control_get(
             search: Arc::new(Mutex::new(Vec::new())),
             bulk: false,
             origin: String::new(),
+            scopes: None,
         });
     let response = state.shopify.schema.execute(request).await;
     if let Some(error) = response.errors.first() {

@@ -398,6 +398,7 @@ impl Job {
             search: Arc::new(Mutex::new(Vec::new())),
             bulk: true,
             origin: self.origin.clone(),
+            scopes: None,
         };
         let request = async_graphql::Request::new(self.query.clone()).data(data);
         let response = self.state.shopify.schema.execute(request).await;

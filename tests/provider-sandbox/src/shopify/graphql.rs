@@ -106,6 +106,33 @@ pub struct RequestData {
     pub bulk: bool,
     /// `http://host:port` the request came to (where bulk results are served).
     pub origin: String,
+    /// The access scopes of the request's token (`None`: a sandbox control, which may do
+    /// anything).
+    pub scopes: Option<String>,
+}
+
+/// Refuses a field the request's token has no `scope` for, as Shopify does: a top-level
+/// `ACCESS_DENIED` error (<https://shopify.dev/docs/api/usage/access-scopes>).
+pub(crate) fn require_scope(ctx: &Context<'_>, field: &str, scope: &str) -> Result<()> {
+    let granted = request_data(ctx)?
+        .scopes
+        .as_deref()
+        .is_none_or(|scopes| scopes.split(',').any(|s| s.trim() == scope));
+    if granted {
+        return Ok(());
+    }
+    use async_graphql::ErrorExtensions;
+    Err(async_graphql::Error::new(format!(
+        "Access denied for {field} field. Required access: `{scope}` access scope."
+    ))
+    .extend_with(|_, e| {
+        e.set("code", "ACCESS_DENIED");
+        e.set(
+            "documentation",
+            "https://shopify.dev/api/usage/access-scopes",
+        );
+        e.set("requiredAccess", format!("`{scope}` access scope."));
+    }))
 }
 
 pub(crate) fn request_data<'a>(ctx: &Context<'a>) -> Result<&'a RequestData> {

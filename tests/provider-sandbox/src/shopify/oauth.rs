@@ -41,7 +41,8 @@ pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
 pub const ACCESS_TOKEN_PREFIX: &str = "shpat_";
 /// Scopes a token issued through `POST /__sandbox/shopify/tokens` gets when none are given
 /// (what Edge Sync asks for).
-pub const DEFAULT_SCOPES: &str = "read_products,read_orders,read_customers,read_inventory";
+pub const DEFAULT_SCOPES: &str =
+    "read_products,write_products,read_orders,read_customers,read_inventory,write_inventory";
 /// `error_description` of a code that is unknown, used, or issued for another shop.
 const CODE_NOT_FOUND: &str = "The authorization code was not found or was already used";
 

@@ -17,6 +17,7 @@
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, ID};
 
 use crate::shopify::data::{ProductInput, ProductStatus, VariantInput};
+use crate::shopify::graphql::require_scope;
 use crate::shopify::graphql::{gid, parse_gid, request_data, ProductNode};
 use crate::shopify::webhooks::{notify_change, WebhookSubscriptionTopic};
 
@@ -207,6 +208,7 @@ impl WriteMutations {
         #[graphql(default = true)] synchronous: bool,
     ) -> Result<ProductSetPayload> {
         let _ = synchronous;
+        require_scope(ctx, "productSet", "write_products")?;
         let rd = request_data(ctx)?;
         let refuse = |e: CodedUserError| ProductSetPayload {
             product: None,
@@ -308,6 +310,7 @@ impl WriteMutations {
         ctx: &Context<'_>,
         input: ProductDeleteInput,
     ) -> Result<ProductDeletePayload> {
+        require_scope(ctx, "productDelete", "write_products")?;
         let rd = request_data(ctx)?;
         let deleted = parse_gid("Product", &input.id).filter(|id| {
             rd.state.shopify.write_shop(Some(&rd.shop), |d| {
@@ -343,6 +346,7 @@ impl WriteMutations {
         ctx: &Context<'_>,
         input: InventorySetQuantitiesInput,
     ) -> Result<InventorySetQuantitiesPayload> {
+        require_scope(ctx, "inventorySetQuantities", "write_inventory")?;
         let rd = request_data(ctx)?;
         let refuse = |e: CodedUserError| InventorySetQuantitiesPayload {
             inventory_adjustment_group: None,

@@ -835,3 +835,52 @@ async fn the_propagation_calls_round_trip() {
     let (status, body) = send(writes::delete_product(url.clone(), &token, &id)).await;
     assert_eq!(writes::product_deleted(status, &[], &body), Ok(id));
 }
+
+#[tokio::test]
+async fn writes_need_their_write_scopes() {
+    let h = webhook_harness();
+    let reply = h
+        .post_json(
+            "/__sandbox/shopify/tokens",
+            json!({"shop": SHOP, "scope": "read_products,read_inventory"}),
+        )
+        .await;
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    let request = Request::post(format!("/shopify/{SHOP}/admin/api/2025-01/graphql.json"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-shopify-access-token", &token)
+        .body(Body::from(
+            json!({
+                "query": "mutation { productSet(input: {title: \"Denied\", handle: \"denied\"}, identifier: {handle: \"denied\"}) { product { id } userErrors { message } } }"
+            })
+            .to_string(),
+        ))
+        .unwrap();
+    let reply = h.send(request).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "Shopify answers 200 with errors"
+    );
+    let body = reply.json();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "ACCESS_DENIED",
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("write_products")),
+        "{body}"
+    );
+    // Reads still work with the read scope.
+    let products = h
+        .admin_gql(
+            SHOP,
+            &token,
+            "{ products(first: 1) { nodes { id } } }",
+            json!({}),
+        )
+        .await;
+    assert!(products["data"]["products"]["nodes"].is_array());
+}
