@@ -302,8 +302,7 @@ fn parse_shopify_oauth(env: &Env) -> Result<ShopifyOAuthConfig, ConfigError> {
     Ok(ShopifyOAuthConfig {
         client_id: required(env, names::SHOPIFY_CLIENT_ID)?,
         client_secret: Secret::new(required(env, names::SHOPIFY_CLIENT_SECRET)?),
-        scopes: var(env, names::SHOPIFY_SCOPES)
-            .unwrap_or_else(|| DEFAULT_SHOPIFY_SCOPES.into()),
+        scopes: var(env, names::SHOPIFY_SCOPES).unwrap_or_else(|| DEFAULT_SHOPIFY_SCOPES.into()),
         redirect_uri: required(env, names::SHOPIFY_REDIRECT_URI)?,
         admin_base_url: var(env, SHOPIFY_ADMIN_BASE_URL),
     })

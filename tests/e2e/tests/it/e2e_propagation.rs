@@ -288,7 +288,10 @@ async fn shop_to_shop_once_without_echo_and_inventory_by_compare_and_set() {
     // The user's live stream hears of each propagation.
     let ticket = stack
         .http
-        .post(format!("{}/coordinator/users/u-prop/live/ticket", stack.coordinator))
+        .post(format!(
+            "{}/coordinator/users/u-prop/live/ticket",
+            stack.coordinator
+        ))
         .bearer_auth(&stack.admin_token)
         .send()
         .await
