@@ -30,8 +30,8 @@ pub struct PutPropagation {
 pub enum PlatformCall {
     /// Make a planned write.
     Write {
-        /// The write.
-        action: Action,
+        /// The write (boxed: it is much larger than the other call).
+        action: Box<Action>,
     },
     /// Read the SKU of one of the shop's inventory items (an `inventory_levels/update`
     /// names only the item).

@@ -254,121 +254,68 @@ pub fn plan(
             let Some(email) = customer.email.as_deref() else {
                 return skipped(config, Skip::NoEmail, None);
             };
-            let key = customer_key(email);
-            let now_known = Known {
+            let content = Known {
                 fingerprint: customer.fingerprint(),
                 source_time: *updated_at,
                 quantity: None,
             };
-            let at_source = known(facts.source, &key);
-            let source_update = Some((key.clone(), now_known.clone()));
-            let early =
-                if at_source.as_ref().map(|k| &k.fingerprint) == Some(&now_known.fingerprint) {
-                    Some(Skip::Echo)
-                } else if newer(at_source.as_ref(), *updated_at) {
-                    Some(Skip::Stale)
-                } else {
-                    rule_skip(rules, *created)
-                };
-            if let Some(reason) = early {
-                return skipped(config, reason, source_update);
-            }
-            let decisions = config
-                .targets
-                .iter()
-                .map(|target| Decision {
-                    target: target.connection_id.clone(),
-                    outcome: keap_outcome(target, &key, &now_known, &known).map(|()| {
-                        Action::UpsertContact {
-                            contact: customer.clone(),
-                        }
-                    }),
-                })
-                .collect();
-            Plan {
-                source_update,
-                decisions,
-            }
+            plan_content(
+                config,
+                facts.source,
+                (customer_key(email), content),
+                *created,
+                Provider::Keap,
+                || Action::UpsertContact {
+                    contact: customer.clone(),
+                },
+                &known,
+            )
         }
         Change::Order { order } => {
             if order.buyer_email().is_none() {
                 return skipped(config, Skip::NoEmail, None);
             }
-            let key = order_key(facts.source, order.id);
+            // Known once planned: a redelivery is an echo, and a target holding it has it.
             let placed = Known {
                 fingerprint: "placed".into(),
                 source_time: None,
                 quantity: None,
             };
-            let early = if known(facts.source, &key).is_some() {
-                // A redelivery, or planned before.
-                Some(Skip::Echo)
-            } else {
-                rule_skip(rules, true)
-            };
-            let source_update = Some((key.clone(), placed.clone()));
-            if let Some(reason) = early {
-                return skipped(config, reason, source_update);
-            }
-            let decisions = config
-                .targets
-                .iter()
-                .map(|target| Decision {
-                    target: target.connection_id.clone(),
-                    outcome: keap_outcome(target, &key, &placed, &known).map(|()| {
-                        Action::CreateOrder {
-                            order: order.clone(),
-                            source: facts.source.to_owned(),
-                        }
-                    }),
-                })
-                .collect();
-            Plan {
-                source_update,
-                decisions,
-            }
+            plan_content(
+                config,
+                facts.source,
+                (order_key(facts.source, order.id), placed),
+                true,
+                Provider::Keap,
+                || Action::CreateOrder {
+                    order: order.clone(),
+                    source: facts.source.to_owned(),
+                },
+                &known,
+            )
         }
         Change::Product {
             created,
             product,
             updated_at,
         } => {
-            let key = product_key(&product.handle);
-            let now_known = Known {
+            let content = Known {
                 fingerprint: product.fingerprint(),
                 source_time: *updated_at,
                 quantity: None,
             };
-            let at_source = known(facts.source, &key);
-            let source_update = Some((key.clone(), now_known.clone()));
-            let early =
-                if at_source.as_ref().map(|k| &k.fingerprint) == Some(&now_known.fingerprint) {
-                    Some(Skip::Echo)
-                } else if newer(at_source.as_ref(), *updated_at) {
-                    Some(Skip::Stale)
-                } else {
-                    rule_skip(rules, *created)
-                };
-            if let Some(reason) = early {
-                return skipped(config, reason, source_update);
-            }
-            let decisions = config
-                .targets
-                .iter()
-                .map(|target| Decision {
-                    target: target.connection_id.clone(),
-                    outcome: product_outcome(target, &key, &now_known, &known).map(|()| {
-                        Action::UpsertProduct {
-                            product: product.clone(),
-                            created: *created,
-                        }
-                    }),
-                })
-                .collect();
-            Plan {
-                source_update,
-                decisions,
-            }
+            plan_content(
+                config,
+                facts.source,
+                (product_key(&product.handle), content),
+                *created,
+                Provider::Shopify,
+                || Action::UpsertProduct {
+                    product: product.clone(),
+                    created: *created,
+                },
+                &known,
+            )
         }
         Change::ProductDeleted { .. } => {
             let reason = if !rules.enable_cross_platform_sync {
@@ -473,33 +420,56 @@ fn rule_skip(rules: super::rules::SyncRules, created: bool) -> Option<Skip> {
     }
 }
 
-/// Customers and orders go to Keap targets that do not already hold them.
-fn keap_outcome(
-    target: &Target,
-    key: &str,
-    content: &Known,
+/// The plan of new content (`key` → `content`: a product, customer or order) at `source`:
+/// an echo (the source already held it), a stale event or a rule that is off stops it;
+/// otherwise each target of `platform` that does not hold it, nor anything newer, gets
+/// `action`.
+#[allow(clippy::too_many_arguments)]
+fn plan_content(
+    config: &PropagationConfig,
+    source: &str,
+    (key, content): (String, Known),
+    created: bool,
+    platform: Provider,
+    action: impl Fn() -> Action,
     known: &impl Fn(&str, &str) -> Option<Known>,
-) -> Result<(), Skip> {
-    if target.provider != Provider::Keap {
-        return Err(Skip::NotForPlatform);
+) -> Plan {
+    let at_source = known(source, &key);
+    let early = if at_source.as_ref().map(|k| &k.fingerprint) == Some(&content.fingerprint) {
+        Some(Skip::Echo)
+    } else if newer(at_source.as_ref(), content.source_time) {
+        Some(Skip::Stale)
+    } else {
+        rule_skip(config.rules, created)
+    };
+    let decisions = match early {
+        Some(reason) => return skipped(config, reason, Some((key, content))),
+        None => config
+            .targets
+            .iter()
+            .map(|target| Decision {
+                target: target.connection_id.clone(),
+                outcome: content_outcome(target, platform, &key, &content, known)
+                    .map(|()| action()),
+            })
+            .collect(),
+    };
+    Plan {
+        source_update: Some((key, content)),
+        decisions,
     }
-    let held = known(&target.connection_id, key);
-    if held.as_ref().map(|k| &k.fingerprint) == Some(&content.fingerprint) {
-        return Err(Skip::AlreadyHeld);
-    }
-    if newer(held.as_ref(), content.source_time) {
-        return Err(Skip::Stale);
-    }
-    Ok(())
 }
 
-fn product_outcome(
+/// Whether `target` (of `platform`) takes `content`: not when it already holds it, nor
+/// anything newer.
+fn content_outcome(
     target: &Target,
+    platform: Provider,
     key: &str,
     content: &Known,
     known: &impl Fn(&str, &str) -> Option<Known>,
 ) -> Result<(), Skip> {
-    if target.provider != Provider::Shopify {
+    if target.provider != platform {
         return Err(Skip::NotForPlatform);
     }
     let held = known(&target.connection_id, key);

@@ -1,4 +1,5 @@
-//! Measurements the benchmarks share: resident memory and CPU time of process groups.
+//! What the benchmarks share: their settings from the environment, resident memory and CPU
+//! time of process groups, percentiles.
 
 /// (pid, process group) of every process, from `/proc`.
 fn processes() -> Vec<(u32, u32, String)> {
@@ -73,4 +74,12 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// The benchmark setting `name` from the environment, else `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }

@@ -349,3 +349,26 @@ pub fn product_body(id: u64, title: &str) -> String {
         "variants": [] })
     .to_string()
 }
+
+/// An operator call on the coordinator (`path` below its URL, the admin token): (status,
+/// JSON body, or null).
+pub async fn operator(
+    stack: &Stack,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", stack.coordinator);
+    let mut request = match method {
+        "GET" => stack.http.get(url),
+        "PUT" => stack.http.put(url),
+        _ => stack.http.post(url),
+    }
+    .bearer_auth(&stack.admin_token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("operator call");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

@@ -7,19 +7,12 @@
 use std::time::{Duration, Instant};
 
 use edge_sync_e2e::{
-    bench_util::{cpu_secs, rss_kib},
+    bench_util::{cpu_secs, env_number, rss_kib},
     flows::db_count,
     Stack,
 };
 use futures::StreamExt;
 use serde_json::{json, Value};
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Ticks run so far, summed over the users' loops (each loop's status counts them).
 async fn ticks(stack: &Stack, users: u64) -> f64 {

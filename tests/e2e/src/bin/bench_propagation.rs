@@ -16,7 +16,7 @@ use std::{
 };
 
 use edge_sync_e2e::{
-    bench_util::percentile,
+    bench_util::{env_number, percentile},
     flows::{install_shopify, list_connections, request_token, shopify_delivery},
     Stack, StackOptions,
 };
@@ -37,13 +37,6 @@ const SHOP_B: &str = "bench-prop-b.myshopify.com";
 /// The baseline's shop: a cost bucket of its own, like B's.
 const SHOP_C: &str = "bench-prop-c.myshopify.com";
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 /// A product of shop A as Shopify's `products/create` REST payload.
 fn product_payload(n: usize) -> String {
     json!({
@@ -54,6 +47,17 @@ fn product_payload(n: usize) -> String {
                       "price": "19.99", "inventory_item_id": 820_000 + n}],
     })
     .to_string()
+}
+
+/// Writes made for `source` so far.
+async fn written_count(db: &tokio_postgres::Client, source: &str) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM propagation_activity WHERE source_connection_id = $1 AND result = 'written'",
+        &[&source],
+    )
+    .await
+    .expect("count")
+    .get(0)
 }
 
 /// How many products `shop` holds beyond its seeded catalogue (those named `Bench Lamp`).
@@ -230,14 +234,7 @@ async fn main() {
     let db = stack.db().await;
     let deadline = Instant::now() + Duration::from_secs(900);
     let written = loop {
-        let written: i64 = db
-            .query_one(
-                "SELECT count(*) FROM propagation_activity WHERE source_connection_id = $1 AND result = 'written'",
-                &[&a],
-            )
-            .await
-            .expect("count")
-            .get(0);
+        let written = written_count(&db, &a).await;
         if written >= products as i64 || Instant::now() > deadline {
             break written;
         }
@@ -303,15 +300,7 @@ async fn main() {
         let want = (n + 1) as i64;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            let written: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM propagation_activity WHERE source_connection_id = $1 AND result = 'written'",
-                    &[&a],
-                )
-                .await
-                .expect("count")
-                .get(0);
-            if written >= want {
+            if written_count(&db, &a).await >= want {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

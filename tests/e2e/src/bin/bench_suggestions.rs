@@ -12,7 +12,7 @@ use std::{
 };
 
 use edge_sync_e2e::{
-    bench_util::percentile,
+    bench_util::{env_number, percentile},
     flows::{connect_shopify, product_body, shopify_delivery},
     Stack, StackOptions,
 };
@@ -22,13 +22,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const USER: &str = "bench-user";
 const SHOP: &str = "bench-suggest.myshopify.com";
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn unix_ms() -> f64 {
     SystemTime::now()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_shopify, db_count, deliver_shopify, product_body, sandbox_control,
+        connect_shopify, db_count, deliver_shopify, operator, product_body, sandbox_control,
         sandbox_counters, sandbox_get,
     },
     Stack, StackOptions,
@@ -25,18 +25,13 @@ fn options() -> StackOptions {
 
 /// An operator call on a user's loop: (status, JSON body).
 async fn loop_call(stack: &Stack, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("{}/coordinator/event-loop{path}", stack.coordinator);
-    let mut request = match method {
-        "GET" => stack.http.get(url),
-        _ => stack.http.post(url),
-    }
-    .bearer_auth(&stack.admin_token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("loop call");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    operator(
+        stack,
+        method,
+        &format!("/coordinator/event-loop{path}"),
+        body,
+    )
+    .await
 }
 
 /// Polls the loop's status until `done` holds.

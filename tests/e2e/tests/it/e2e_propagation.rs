@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_keap, db_count, install_shopify, list_connections, request_token, sandbox_control,
-        sandbox_get, wait_held,
+        connect_keap, db_count, install_shopify, list_connections, operator, request_token,
+        sandbox_control, sandbox_get, wait_held,
     },
     Stack,
 };
@@ -24,18 +24,7 @@ const LOCATION: u64 = 750_000_000_000_000_001;
 
 /// An operator call on `/realtime-sync/...`: (status, JSON body).
 async fn realtime(stack: &Stack, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("{}/realtime-sync{path}", stack.coordinator);
-    let mut request = match method {
-        "GET" => stack.http.get(url),
-        _ => stack.http.post(url),
-    }
-    .bearer_auth(&stack.admin_token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("realtime-sync call");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    operator(stack, method, &format!("/realtime-sync{path}"), body).await
 }
 
 /// Installs the app on both shops for `user`; their connection ids (A, B).

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_shopify, db_count, deliver_shopify, product_body, sandbox_control, sandbox_get,
-        start_sync,
+        connect_shopify, db_count, deliver_shopify, operator, product_body, sandbox_control,
+        sandbox_get, start_sync,
     },
     Stack, StackOptions, SANDBOX_MODEL,
 };
@@ -26,23 +26,6 @@ async fn deliver(stack: &Stack, topic: &str, shop: &str, delivery_id: &str, body
     deliver_shopify(stack, topic, shop, delivery_id, body)
         .await
         .0
-}
-
-/// An operator call to the coordinator: (status, JSON body).
-async fn operator(stack: &Stack, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("{}{path}", stack.coordinator);
-    let mut request = match method {
-        "GET" => stack.http.get(url),
-        "PUT" => stack.http.put(url),
-        _ => stack.http.post(url),
-    }
-    .bearer_auth(&stack.admin_token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("operator call");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Polls `sql` (first column of the first row, as JSON) until `done` holds; returns it.

@@ -657,7 +657,7 @@ impl SyncCoordinator {
                 .platform_call_at(
                     &write.target,
                     &PlatformCall::Write {
-                        action: write.action.clone(),
+                        action: Box::new(write.action.clone()),
                     },
                 )
                 .await;
