@@ -511,6 +511,7 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/clock", get(clock_now))
         .route("/clock/advance", post(clock_advance))
+        .route("/keap/products", get(crate::keap::writes::control_products))
         .route(
             "/keap/{resource}",
             get(controls::list_ids).post(controls::create),

@@ -16,6 +16,16 @@ pub enum Endpoint {
     /// `GET /crm/rest/v2/contacts/{contact_id}`: hooks carry ids only, so a Worker fetches
     /// the records (<https://developer.infusionsoft.com/rest-hook-documentation>).
     KeapContactsGet,
+    /// `POST /crm/rest/v2/contacts`: create a contact.
+    KeapContactsCreate,
+    /// `PATCH /crm/rest/v2/contacts/{contact_id}`: update some of its fields.
+    KeapContactsUpdate,
+    /// `GET /crm/rest/v1/products`.
+    KeapProductsList,
+    /// `POST /crm/rest/v1/products`.
+    KeapProductsCreate,
+    /// `POST /crm/rest/v1/orders`: create an order for a contact.
+    KeapOrdersCreate,
     /// `GET /crm/rest/v2/opportunities`.
     KeapOpportunitiesList,
     /// `GET /crm/rest/v2/opportunities/{id}`.
@@ -64,11 +74,16 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in the order counters list them.
-    pub const ALL: [Endpoint; 25] = [
+    pub const ALL: [Endpoint; 30] = [
         Endpoint::KeapOAuthAuthorize,
         Endpoint::KeapOAuthToken,
         Endpoint::KeapContactsList,
         Endpoint::KeapContactsGet,
+        Endpoint::KeapContactsCreate,
+        Endpoint::KeapContactsUpdate,
+        Endpoint::KeapProductsList,
+        Endpoint::KeapProductsCreate,
+        Endpoint::KeapOrdersCreate,
         Endpoint::KeapOpportunitiesList,
         Endpoint::KeapOpportunitiesGet,
         Endpoint::KeapOrdersList,
@@ -100,6 +115,11 @@ impl Endpoint {
             Endpoint::KeapOAuthToken => "keap.oauth.token",
             Endpoint::KeapContactsList => "keap.contacts.list",
             Endpoint::KeapContactsGet => "keap.contacts.get",
+            Endpoint::KeapContactsCreate => "keap.contacts.create",
+            Endpoint::KeapContactsUpdate => "keap.contacts.update",
+            Endpoint::KeapProductsList => "keap.products.list",
+            Endpoint::KeapProductsCreate => "keap.products.create",
+            Endpoint::KeapOrdersCreate => "keap.orders.create",
             Endpoint::KeapOpportunitiesList => "keap.opportunities.list",
             Endpoint::KeapOpportunitiesGet => "keap.opportunities.get",
             Endpoint::KeapOrdersList => "keap.orders.list",
@@ -136,6 +156,11 @@ impl Endpoint {
             self,
             Endpoint::KeapContactsList
                 | Endpoint::KeapContactsGet
+                | Endpoint::KeapContactsCreate
+                | Endpoint::KeapContactsUpdate
+                | Endpoint::KeapProductsList
+                | Endpoint::KeapProductsCreate
+                | Endpoint::KeapOrdersCreate
                 | Endpoint::KeapOpportunitiesList
                 | Endpoint::KeapOpportunitiesGet
                 | Endpoint::KeapOrdersList

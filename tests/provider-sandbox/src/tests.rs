@@ -4,6 +4,7 @@
 
 mod keap_hooks;
 mod keap_records;
+mod keap_writes;
 mod openai;
 mod receiver;
 mod shopify;

@@ -599,6 +599,25 @@ impl ContactStore {
         Ok(&self.records[self.records.len() - 1])
     }
 
+    /// Adds a contact made through the API: exactly `fields`, the next id, created and
+    /// updated now.
+    pub fn insert(
+        &mut self,
+        fields: &Map<String, Value>,
+        now_ms: i64,
+    ) -> Result<&ContactRecord, String> {
+        let id = self.records.last().map_or(1, |r| r.id + 1);
+        let mut object = fields.clone();
+        object.retain(|_, v| !v.is_null());
+        object.insert("id".to_owned(), Value::from(id.to_string()));
+        object.insert("create_time".to_owned(), Value::from(format_ms(now_ms)));
+        object.insert("update_time".to_owned(), Value::from(format_ms(now_ms)));
+        self.records
+            .push(ContactRecord::from_value(&Value::Object(object))?);
+        self.reindex();
+        Ok(&self.records[self.records.len() - 1])
+    }
+
     /// Deletes a contact; returns whether it existed.
     pub fn delete(&mut self, id: u64) -> bool {
         let Some(position) = self.position(id) else {

@@ -668,13 +668,23 @@ pub async fn control_deliver(
         .signature_secret
         .map(Secret::new)
         .or_else(|| state.config.keap_webhook_secret.clone());
-    let object_type = request
-        .event_key
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
     let base = base_url(&state, &headers);
+    let deliveries = send_event(&state, &base, &request.event_key, &ids, secret.as_ref()).await;
+    Ok(Json(json!({ "deliveries": deliveries })))
+}
+
+/// Sends `event_key` for the objects `ids` to every verified hook of that key (one delivery
+/// per 1,000 ids) as Keap does: `{"event_key","object_type","object_keys":[{"id","apiUrl",
+/// "timestamp"}]}`, signed with `X-Hook-Signature` when `secret` is given. `base` is the
+/// sandbox's URL for `apiUrl`. The delivery records (status 0: unreachable).
+pub(crate) async fn send_event(
+    state: &SharedState,
+    base: &str,
+    event_key: &str,
+    ids: &[Value],
+    secret: Option<&Secret>,
+) -> Vec<Value> {
+    let object_type = event_key.split('.').next().unwrap_or_default().to_owned();
     let collection = plural(&object_type);
     let timestamp = format_ms(state.clock.now_ms());
     let bodies: Vec<(usize, Vec<u8>)> = ids
@@ -695,7 +705,7 @@ pub async fn control_deliver(
                 })
                 .collect();
             let body = json!({
-                "event_key": request.event_key,
+                "event_key": event_key,
                 "object_type": object_type,
                 "object_keys": object_keys,
             });
@@ -703,12 +713,12 @@ pub async fn control_deliver(
         })
         .collect();
 
-    let targets = lock(&state.keap.hooks).verified_for(&request.event_key);
+    let targets = lock(&state.keap.hooks).verified_for(event_key);
     let mut deliveries = Vec::new();
     for (key, url) in targets {
         for (objects, body) in &bodies {
             let mut headers = vec![("content-type", "application/json".to_owned())];
-            if let Some(secret) = &secret {
+            if let Some(secret) = secret {
                 headers.push((
                     "x-hook-signature",
                     hex::encode(outbound::hmac_sha256(secret.expose().as_bytes(), body)),
@@ -740,7 +750,32 @@ pub async fn control_deliver(
             deliveries.push(record);
         }
     }
-    Ok(Json(json!({ "deliveries": deliveries })))
+    deliveries
+}
+
+/// Sends `event_key` for object `id` in the background, as Keap does for a change made
+/// through its API (<https://developer.infusionsoft.com/rest-hook-documentation>): nothing
+/// is sent when no verified hook listens for it.
+pub(crate) fn notify_change(state: &SharedState, headers: &HeaderMap, event_key: &str, id: u64) {
+    if lock(&state.keap.hooks).verified_for(event_key).is_empty() {
+        return;
+    }
+    let (state, base, event_key) = (
+        state.clone(),
+        base_url(state, headers),
+        event_key.to_owned(),
+    );
+    tokio::spawn(async move {
+        let secret = state.config.keap_webhook_secret.clone();
+        send_event(
+            &state,
+            &base,
+            &event_key,
+            &[Value::from(id)],
+            secret.as_ref(),
+        )
+        .await;
+    });
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ pub mod pagination;
 pub mod quota;
 pub mod records;
 pub mod records_seed;
+pub mod writes;
 
 use std::sync::{Mutex, RwLock};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -45,6 +46,8 @@ pub struct KeapState {
     pub quota: Mutex<Quota>,
     /// REST Hook subscriptions (v1).
     pub hooks: Mutex<HookStore>,
+    /// Products (v1), which order items name.
+    pub products: Mutex<writes::ProductStore>,
 }
 
 impl KeapState {
@@ -65,6 +68,7 @@ impl KeapState {
             ],
             quota: Mutex::new(Quota::default()),
             hooks: Mutex::new(HookStore::default()),
+            products: Mutex::new(writes::ProductStore::default()),
         }
     }
 
@@ -91,11 +95,40 @@ pub fn router(state: &SharedState) -> Router<SharedState> {
         )
         .route(
             "/crm/rest/v2/contacts",
-            tagged(state, Endpoint::KeapContactsList, get(contacts::list)),
+            tagged(state, Endpoint::KeapContactsList, get(contacts::list)).merge(tagged(
+                state,
+                Endpoint::KeapContactsCreate,
+                post(writes::create_contact),
+            )),
         )
         .route(
             "/crm/rest/v2/contacts/{contact_id}",
-            tagged(state, Endpoint::KeapContactsGet, get(contacts::get_one)),
+            tagged(state, Endpoint::KeapContactsGet, get(contacts::get_one)).merge(tagged(
+                state,
+                Endpoint::KeapContactsUpdate,
+                patch(writes::update_contact),
+            )),
+        )
+        .route(
+            "/crm/rest/v1/products",
+            tagged(
+                state,
+                Endpoint::KeapProductsList,
+                get(writes::list_products),
+            )
+            .merge(tagged(
+                state,
+                Endpoint::KeapProductsCreate,
+                post(writes::create_product),
+            )),
+        )
+        .route(
+            "/crm/rest/v1/orders",
+            tagged(
+                state,
+                Endpoint::KeapOrdersCreate,
+                post(writes::create_order),
+            ),
         )
         .merge(record_routes(state))
         .merge(hook_routes(state))

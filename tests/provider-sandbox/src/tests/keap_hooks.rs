@@ -16,7 +16,13 @@ use crate::SandboxConfig;
 const HOOKS: &str = "/crm/rest/v1/hooks";
 
 impl Harness {
-    async fn keap_call(&self, method: &str, uri: &str, token: &str, body: Option<Value>) -> Reply {
+    pub(super) async fn keap_call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let request = Request::builder()
             .method(method)
             .uri(uri)
@@ -26,7 +32,7 @@ impl Harness {
         self.send(request.body(body).unwrap()).await
     }
 
-    async fn subscribe(&self, token: &str, event_key: &str, url: &str) -> Value {
+    pub(super) async fn subscribe(&self, token: &str, event_key: &str, url: &str) -> Value {
         let reply = self
             .keap_call(
                 "POST",
@@ -46,7 +52,7 @@ impl Harness {
     }
 
     /// Waits (real time) until hook `key` has run `n` handshakes; its control record.
-    async fn handshakes_done(&self, key: &str, n: u64) -> Value {
+    pub(super) async fn handshakes_done(&self, key: &str, n: u64) -> Value {
         for _ in 0..1000 {
             let hooks = self.control_hooks().await;
             if let Some(hook) = hooks.iter().find(|h| h["key"] == key) {
