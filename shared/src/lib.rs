@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod bindings;
+pub mod code_repos;
 pub mod connection;
 pub mod coordinator_api;
 pub mod event_loop;

@@ -35,7 +35,9 @@ impl Artifact {
         Self::from_markdown(cut(content.trim(), MAX_MARKDOWN_CHARS))
     }
 
-    fn from_markdown(markdown: String) -> Self {
+    /// From Markdown written here: the title is its first heading (else its first line), the
+    /// text is [`markdown_to_text`] of it.
+    pub fn from_markdown(markdown: String) -> Self {
         let lines = || {
             markdown
                 .lines()
