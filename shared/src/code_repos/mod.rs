@@ -4,6 +4,7 @@
 //! outlines and ADRs ([`artifacts`]).
 
 pub mod artifacts;
+pub mod github;
 pub mod stale;
 
 use serde::{Deserialize, Serialize};
