@@ -789,4 +789,29 @@ mod tests {
             "line 98\nline 99\nline 100"
         );
     }
+
+    #[test]
+    fn a_change_seen_by_webhook_and_by_poll_has_one_content_key() {
+        use crate::webhook::{classify_git, GitHeaders};
+        let payload = json!({"action": "opened", "number": 4,
+            "pull_request": pull(4, 11, 11, None), "repository": {"full_name": "Acme/Shop"}});
+        let headers = GitHeaders {
+            github_event: Some("pull_request"),
+            github_delivery: Some("d-1"),
+            ..GitHeaders::default()
+        };
+        let (_, hooked) =
+            classify_git(&headers, payload.to_string().as_bytes()).expect("classified");
+        let cursor = StreamCursor {
+            etag: None,
+            seen_until: Some(at(0)),
+        };
+        let body = json!([pull(4, 11, 11, None)]).to_string();
+        let polled =
+            read_page(&REPO, Stream::Pulls, &cursor, 200, &[], &body, at(12)).expect("page");
+        assert_eq!(
+            hooked.content_key.as_deref(),
+            Some(polled.events[0].content_key.as_str())
+        );
+    }
 }

@@ -165,6 +165,30 @@ fn github(event: &str, payload: &Value) -> (Option<&'static str>, Option<Timesta
     }
 }
 
+/// The content key of a GitHub change that polling also finds
+/// ([`crate::code_repos::github::content_key`]): the same change seen by its webhook and by
+/// a poll is one event.
+fn github_content_key(kind: &str, payload: &Value) -> Option<String> {
+    let repository = str_at(payload, &["repository", "full_name"])?;
+    let number = |path: &[&str]| {
+        let mut value = payload;
+        for key in path {
+            value = value.get(*key)?;
+        }
+        value.as_u64().map(|n| n.to_string())
+    };
+    let subject = match kind {
+        "repo.pr.opened" | "repo.pr.merged" => number(&["pull_request", "number"])?,
+        "issue.created" => number(&["issue", "number"])?,
+        "issue.comment.created" => number(&["comment", "id"])?,
+        "repo.build.failed" | "repo.build.completed" => number(&["workflow_run", "id"])?,
+        _ => return None,
+    };
+    Some(crate::code_repos::github::content_key(
+        "github", repository, kind, &subject,
+    ))
+}
+
 /// GitLab: the event type and the event time.
 fn gitlab(event: &str, payload: &Value) -> (Option<&'static str>, Option<Timestamp>) {
     let attribute =
@@ -311,11 +335,15 @@ pub fn classify_git(
             (kind, time, delivery_id(headers.bitbucket_request_uuid))
         }
     };
+    let content_key = match (&source, event_type) {
+        (Source::GitHub, Some(kind)) => github_content_key(kind, &payload),
+        _ => None,
+    };
     let event = IncomingEvent {
         source: source.as_str().to_owned(),
         event_type: event_type.map(str::to_owned),
         dedup_key: Some(dedup_key(source.as_str(), delivery, body)),
-        content_key: None,
+        content_key,
         event_data: payload,
         occurred_at,
         record_change: None,
