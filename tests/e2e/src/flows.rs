@@ -372,3 +372,17 @@ pub async fn operator(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// Waits (30 s at most) until `sql`, a `count(*)`, counts `expected`.
+pub async fn count_until(stack: &Stack, sql: &str, expected: i64) {
+    for _ in 0..300 {
+        if db_count(stack, sql).await == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{sql}: never {expected}, last {}",
+        db_count(stack, sql).await
+    );
+}

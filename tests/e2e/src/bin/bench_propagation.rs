@@ -17,7 +17,7 @@ use std::{
 
 use edge_sync_e2e::{
     bench_util::{env_number, percentile},
-    flows::{install_shopify, list_connections, request_token, shopify_delivery},
+    flows::{deliver_shopify, install_shopify, list_connections, request_token},
     Stack, StackOptions,
 };
 use edge_sync_shared::{
@@ -207,25 +207,14 @@ async fn main() {
             let stack = stack.clone();
             async move {
                 let body = product_payload(n);
-                let mut request = stack
-                    .http
-                    .post(format!("{}/webhooks/shopify", stack.webhook_handler))
-                    .body(body.clone());
-                for (name, value) in shopify_delivery(
+                let (_, answer) = deliver_shopify(
+                    &stack,
                     "products/create",
-                    Some(SHOP_A),
+                    SHOP_A,
                     &format!("bench-prop-{n}"),
                     &body,
-                ) {
-                    request = request.header(name, value);
-                }
-                let answer: Value = request
-                    .send()
-                    .await
-                    .expect("delivery")
-                    .json()
-                    .await
-                    .expect("JSON answer");
+                )
+                .await;
                 assert!(answer["event_id"].is_string(), "not stored: {answer}");
             }
         })
@@ -279,24 +268,15 @@ async fn main() {
     let singles = env_number("BENCH_SINGLES", 20);
     for n in products..products + singles {
         let body = product_payload(n);
-        let mut request = stack
-            .http
-            .post(format!("{}/webhooks/shopify", stack.webhook_handler))
-            .body(body.clone());
-        for (name, value) in shopify_delivery(
+        let (status, _) = deliver_shopify(
+            &stack,
             "products/create",
-            Some(SHOP_A),
+            SHOP_A,
             &format!("bench-prop-{n}"),
             &body,
-        ) {
-            request = request.header(name, value);
-        }
-        assert!(request
-            .send()
-            .await
-            .expect("delivery")
-            .status()
-            .is_success());
+        )
+        .await;
+        assert_eq!(status, 200, "stored");
         let want = (n + 1) as i64;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_shopify, db_count, deliver_shopify, operator, product_body, sandbox_control,
-        sandbox_counters, sandbox_get,
+        connect_shopify, count_until, db_count, deliver_shopify, operator, product_body,
+        sandbox_control, sandbox_counters, sandbox_get,
     },
     Stack, StackOptions,
 };
@@ -47,20 +47,6 @@ async fn status_until(stack: &Stack, user: &str, done: impl Fn(&Value) -> bool) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("loop status never as expected; last {last}");
-}
-
-/// Waits until `sql` counts `expected`.
-async fn count_until(stack: &Stack, sql: &str, expected: i64) {
-    for _ in 0..200 {
-        if db_count(stack, sql).await == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{sql}: never {expected}, last {}",
-        db_count(stack, sql).await
-    );
 }
 
 fn supabase_events(event_type: &str) -> String {

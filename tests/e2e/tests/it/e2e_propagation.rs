@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_keap, db_count, install_shopify, list_connections, operator, request_token,
-        sandbox_control, sandbox_get, wait_held,
+        connect_keap, count_until, db_count, install_shopify, list_connections, operator,
+        request_token, sandbox_control, sandbox_get, wait_held,
     },
     Stack,
 };
@@ -158,20 +158,6 @@ async fn level_of(stack: &Stack, shop: &str, handle: &str) -> (u64, i64) {
         .and_then(|q| q["quantity"].as_i64())
         .unwrap_or_else(|| panic!("available of {level}"));
     (id, available)
-}
-
-/// Waits until `sql` counts `expected` (30 s at most).
-async fn count_until(stack: &Stack, sql: &str, expected: i64) {
-    for _ in 0..300 {
-        if db_count(stack, sql).await == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{sql}: never {expected}, last {}",
-        db_count(stack, sql).await
-    );
 }
 
 /// Activity rows of `source` matching `filter`.
