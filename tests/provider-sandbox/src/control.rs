@@ -505,6 +505,11 @@ pub fn router() -> Router<SharedState> {
         .route("/keap/tokens", post(oauth::control_issue))
         .route("/keap/tokens/issued", get(oauth::control_issued))
         .route("/shopify/tokens", post(shopify::oauth::control_issue))
+        .route("/github/tokens", post(crate::github::control_token))
+        .route(
+            "/github/repos/{owner}/{repo}/{*change}",
+            post(crate::github::control_change),
+        )
         .route(
             "/openai/requests",
             get(crate::openai::control_requests).delete(crate::openai::control_clear),

@@ -66,6 +66,22 @@ pub enum Endpoint {
     ShopifyBulkRun,
     /// `GET` of a bulk operation's JSONL result (Shopify serves it from signed storage).
     ShopifyBulkResult,
+    /// `GET /repos/{o}/{r}/pulls` (GitHub REST, [`crate::github`]).
+    GitHubPullsList,
+    /// `GET /repos/{o}/{r}/issues`.
+    GitHubIssuesList,
+    /// `GET /repos/{o}/{r}/actions/runs`.
+    GitHubRunsList,
+    /// `GET /repos/{o}/{r}/actions/runs/{id}/jobs`.
+    GitHubRunJobs,
+    /// `GET /repos/{o}/{r}/actions/jobs/{id}/logs`.
+    GitHubJobLogs,
+    /// `POST /repos/{o}/{r}/hooks`.
+    GitHubHooksCreate,
+    /// `GET /repos/{o}/{r}/hooks`.
+    GitHubHooksList,
+    /// `DELETE /repos/{o}/{r}/hooks/{id}`.
+    GitHubHooksDelete,
     /// `POST /openai/v1/chat/completions`: an OpenAI-compatible model ([`crate::openai`]).
     OpenAiChatCompletions,
     /// `GET /openai/v1/models`.
@@ -74,7 +90,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in the order counters list them.
-    pub const ALL: [Endpoint; 30] = [
+    pub const ALL: [Endpoint; 38] = [
         Endpoint::KeapOAuthAuthorize,
         Endpoint::KeapOAuthToken,
         Endpoint::KeapContactsList,
@@ -103,6 +119,14 @@ impl Endpoint {
         Endpoint::ShopifyGraphql,
         Endpoint::ShopifyBulkRun,
         Endpoint::ShopifyBulkResult,
+        Endpoint::GitHubPullsList,
+        Endpoint::GitHubIssuesList,
+        Endpoint::GitHubRunsList,
+        Endpoint::GitHubRunJobs,
+        Endpoint::GitHubJobLogs,
+        Endpoint::GitHubHooksCreate,
+        Endpoint::GitHubHooksList,
+        Endpoint::GitHubHooksDelete,
         Endpoint::OpenAiChatCompletions,
         Endpoint::OpenAiModels,
     ];
@@ -139,6 +163,14 @@ impl Endpoint {
             Endpoint::ShopifyGraphql => "shopify.graphql",
             Endpoint::ShopifyBulkRun => "shopify.bulk.run",
             Endpoint::ShopifyBulkResult => "shopify.bulk.result",
+            Endpoint::GitHubPullsList => "github.pulls.list",
+            Endpoint::GitHubIssuesList => "github.issues.list",
+            Endpoint::GitHubRunsList => "github.actions.runs",
+            Endpoint::GitHubRunJobs => "github.actions.jobs",
+            Endpoint::GitHubJobLogs => "github.actions.logs",
+            Endpoint::GitHubHooksCreate => "github.hooks.create",
+            Endpoint::GitHubHooksList => "github.hooks.list",
+            Endpoint::GitHubHooksDelete => "github.hooks.delete",
             Endpoint::OpenAiChatCompletions => "openai.chat.completions",
             Endpoint::OpenAiModels => "openai.models",
         }
@@ -206,6 +238,11 @@ impl Endpoint {
 }
 
 impl Endpoint {
+    /// Whether this is GitHub's REST API (its errors are `{message, documentation_url}`).
+    pub fn is_github(self) -> bool {
+        self.key().starts_with("github.")
+    }
+
     /// Whether this is the OpenAI-compatible API (its errors use OpenAI's error object).
     pub fn is_openai(self) -> bool {
         matches!(

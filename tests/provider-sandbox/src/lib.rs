@@ -3,7 +3,8 @@
 //! Shopify's OAuth install flow, GraphQL Admin API and webhook subscriptions), for local runs
 //! and end-to-end tests. It also sends the providers' webhooks to local receivers
 //! ([`keap::hooks`], [`shopify::webhooks`], through [`outbound`]). It also serves an
-//! OpenAI-compatible Chat Completions endpoint for the model behind suggestions ([`openai`]).
+//! OpenAI-compatible Chat Completions endpoint for the model behind suggestions ([`openai`]),
+//! and GitHub's REST API for repositories ([`github`]).
 //!
 //! It follows the providers' public docs:
 //! - Keap: <https://developer.infusionsoft.com/getting-started-oauth-keys>,
@@ -31,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod endpoint;
+pub mod github;
 pub mod hold;
 pub mod keap;
 pub mod middleware;
@@ -72,6 +74,7 @@ pub fn build_app_with_clock(config: SandboxConfig, clock: Clock) -> (Router, Sha
     let router = Router::new()
         .merge(keap::router(&state))
         .merge(shopify::router(&state))
+        .merge(github::router(&state))
         .merge(openai::router(&state))
         .nest("/__sandbox", control::router())
         .fallback(not_found)

@@ -218,6 +218,9 @@ fn default_fault_body(endpoint: Endpoint, status: StatusCode) -> String {
     if endpoint.is_openai() {
         return crate::openai::default_fault_body(status);
     }
+    if endpoint.is_github() {
+        return crate::github::error_body(reason).to_string();
+    }
     if endpoint.is_authorize_page() {
         return format!("<!doctype html><title>{reason}</title><h1>{reason}</h1>");
     }

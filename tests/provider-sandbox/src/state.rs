@@ -35,6 +35,8 @@ pub struct AppState {
     pub keap: KeapState,
     /// Shopify's stores (OAuth codes and access tokens).
     pub shopify: ShopifyState,
+    /// GitHub's repositories, tokens and rate windows.
+    pub github: crate::github::GitHubState,
     /// The OpenAI-compatible endpoint's received requests.
     pub openai: crate::openai::OpenAiState,
     /// Counters and the request log.
@@ -93,12 +95,14 @@ impl AppState {
     pub fn new(config: SandboxConfig, clock: Clock) -> Self {
         let keap = KeapState::new(&config);
         let shopify = ShopifyState::new(&config);
+        let github = crate::github::GitHubState::seeded(clock.now_ms());
         Self {
             runtime: Mutex::new(config.runtime.clone()),
             config,
             clock,
             keap,
             shopify,
+            github,
             openai: crate::openai::OpenAiState::default(),
             recorder: Mutex::new(Recorder::default()),
             faults: Mutex::new(FaultBook::default()),
