@@ -59,13 +59,10 @@ impl Stream {
         }
     }
 
-    /// The time a list item is ordered by (newest first).
+    /// The time the cursor follows: the last update (for a workflow run, when it completed;
+    /// runs are listed by creation, so a page is read whole).
     fn order_time(self, item: &Value) -> Option<Timestamp> {
-        let key = match self {
-            Stream::WorkflowRuns => "created_at",
-            _ => "updated_at",
-        };
-        time(item, key)
+        time(item, "updated_at")
     }
 }
 
@@ -402,7 +399,7 @@ pub fn read_page(
                     _ => None,
                 };
                 if let (true, Some(kind)) = (completed, kind) {
-                    if after(time(item, "updated_at")) || after(ordered) {
+                    if after(ordered) {
                         let id = item.get("id").and_then(Value::as_u64).unwrap_or_default();
                         push(kind, id.to_string(), time(item, "updated_at"));
                     }

@@ -127,9 +127,11 @@ impl GitHubState {
             } else {
                 Vec::new()
             },
-            created_ms: now_ms - created_days * DAY_MS,
-            updated_ms: now_ms - created_days * DAY_MS + HOUR_MS,
-            merged_ms: merged.then_some(now_ms - created_days * DAY_MS + HOUR_MS),
+            // Opened two hours before the day's mark, last touched an hour later: never in
+            // the future of the sandbox's clock.
+            created_ms: now_ms - created_days * DAY_MS - 2 * HOUR_MS,
+            updated_ms: now_ms - created_days * DAY_MS - HOUR_MS,
+            merged_ms: merged.then_some(now_ms - created_days * DAY_MS - HOUR_MS),
         };
         let issue = |number, title: &str, days: i64| IssueRecord {
             number,
@@ -239,7 +241,10 @@ fn authorized(state: &SharedState, headers: &HeaderMap) -> Option<String> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("token ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("token "))
+        })
         .map(str::trim)
         .unwrap_or_default()
         .to_owned();

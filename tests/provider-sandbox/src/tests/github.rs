@@ -161,3 +161,141 @@ async fn hooks_deliver_signed_events_and_secondary_limits_apply() {
     assert_eq!(limited.header("retry-after"), Some("60"));
     assert!(limited.json()["documentation_url"].is_string());
 }
+
+/// Sends a request the shared crate built (its path and headers) to the sandbox.
+async fn send_spec(
+    h: &Harness,
+    spec: &edge_sync_shared::oauth::HttpRequestSpec,
+) -> (u16, Vec<(String, String)>, String) {
+    let path = spec.url.trim_start_matches("http://sandbox");
+    let mut request = Request::builder().method(spec.method).uri(path);
+    for (name, value) in &spec.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let reply = h.send(request.body(Body::empty()).unwrap()).await;
+    let headers = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    (
+        reply.status.as_u16(),
+        headers,
+        String::from_utf8(reply.body).unwrap(),
+    )
+}
+
+/// The project's GitHub polling core against this imitation: a baseline, free 304s while
+/// nothing changes, then exactly the new changes, with the failing job's log for a failed
+/// run.
+#[tokio::test]
+async fn the_polling_core_walks_the_imitation() {
+    use edge_sync_shared::code_repos::github::{
+        advanced, build_failure_context, read_page, request, Repository, Stream, StreamCursor,
+    };
+    use edge_sync_shared::{Secret, Timestamp};
+
+    let h = harness(5);
+    let token = Secret::new(h.github_token().await);
+    let repo = Repository {
+        api_base: "http://sandbox/github",
+        full_name: DEMO_REPOSITORY,
+    };
+    let mut poll = |cursor: StreamCursor, stream: Stream| {
+        let (h, repo, token) = (&h, &repo, &token);
+        async move {
+            let spec = request(repo, stream, &cursor, token, None);
+            let (status, headers, body) = send_spec(h, &spec).await;
+            let page = read_page(
+                repo,
+                stream,
+                &cursor,
+                status,
+                &headers,
+                &body,
+                Timestamp::from_millis(h.clock.now_ms()),
+            )
+            .expect("page");
+            let next = if page.not_modified {
+                cursor.clone()
+            } else {
+                advanced(&cursor, page.etag.clone(), page.newest)
+            };
+            (page, next)
+        }
+    };
+    let (baseline, cursor) = poll(StreamCursor::default(), Stream::Pulls).await;
+    assert!(baseline.events.is_empty(), "the first walk is a baseline");
+    assert_eq!(baseline.open_pulls.len(), 2);
+    let (idle, cursor) = poll(cursor, Stream::Pulls).await;
+    assert!(idle.not_modified, "nothing changed: a 304");
+    let used = idle.rate.map(|r| r.remaining);
+
+    h.clock.advance_ms(60_000);
+    h.post_json(
+        &format!("/__sandbox/github/repos/{DEMO_REPOSITORY}/pulls"),
+        json!({"title": "Polled"}),
+    )
+    .await;
+    let (changed, cursor) = poll(cursor, Stream::Pulls).await;
+    let events: Vec<&str> = changed.events.iter().map(|e| e.event_type).collect();
+    assert_eq!(events, vec!["repo.pr.opened"]);
+    assert_eq!(
+        changed.events[0].content_key,
+        "github:edge-sync/demo-app:repo.pr.opened:6"
+    );
+    assert_eq!(
+        changed.rate.map(|r| r.remaining),
+        used.map(|u| u - 1),
+        "only the 200 counted"
+    );
+    h.clock.advance_ms(60_000);
+    h.post_json(
+        &format!("/__sandbox/github/repos/{DEMO_REPOSITORY}/pulls/6/merge"),
+        json!({}),
+    )
+    .await;
+    let (merged, _) = poll(cursor, Stream::Pulls).await;
+    assert_eq!(
+        merged
+            .events
+            .iter()
+            .map(|e| e.event_type)
+            .collect::<Vec<_>>(),
+        vec!["repo.pr.merged"]
+    );
+
+    let (_, runs_cursor) = poll(StreamCursor::default(), Stream::WorkflowRuns).await;
+    h.clock.advance_ms(60_000);
+    h.post_json(
+        &format!("/__sandbox/github/repos/{DEMO_REPOSITORY}/runs"),
+        json!({"conclusion": "failure"}),
+    )
+    .await;
+    let (runs, _) = poll(runs_cursor, Stream::WorkflowRuns).await;
+    assert_eq!(runs.events.len(), 1);
+    assert_eq!(runs.events[0].event_type, "repo.build.failed");
+    let run = runs.events[0].data.clone();
+    let jobs = h
+        .github_get(
+            &format!("actions/runs/{}/jobs", run["id"]),
+            token.expose(),
+            None,
+        )
+        .await
+        .json();
+    let job_id = jobs["jobs"][0]["id"].as_u64().unwrap();
+    let log = h
+        .github_get(&format!("actions/jobs/{job_id}/logs"), token.expose(), None)
+        .await;
+    let context = build_failure_context(
+        &run,
+        &jobs,
+        &[(job_id, String::from_utf8(log.body).unwrap())],
+        20,
+    );
+    assert!(context["failing_jobs"][0]["log_tail"]
+        .as_str()
+        .unwrap()
+        .contains("checkout::totals failed"));
+}
