@@ -201,7 +201,7 @@ async fn the_polling_core_walks_the_imitation() {
         api_base: "http://sandbox/github",
         full_name: DEMO_REPOSITORY,
     };
-    let mut poll = |cursor: StreamCursor, stream: Stream| {
+    let poll = |cursor: StreamCursor, stream: Stream| {
         let (h, repo, token) = (&h, &repo, &token);
         async move {
             let spec = request(repo, stream, &cursor, token, None);
