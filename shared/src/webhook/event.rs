@@ -230,8 +230,13 @@ fn time_at(value: &Value, paths: &[&[&str]]) -> Option<Timestamp> {
         .find_map(|path| str_at(value, path).and_then(parse_time))
 }
 
+/// Event types monitoring tools send through the Standard Webhooks route that keep their
+/// name whatever the tool (the tool is the event's `source`).
+pub const MONITORING_EVENT_TYPES: [&str; 2] = ["metric.regression", "incident.opened"];
+
 /// Standard Webhooks: `event_type` is `"<source>.<type>"` when the body has a string
-/// `type` (e.g. `invoice.paid` → `billing.invoice.paid`), else `None`; the dedup key is
+/// `type` (e.g. `invoice.paid` → `billing.invoice.paid`) — except the monitoring types
+/// ([`MONITORING_EVENT_TYPES`]), kept as sent — else `None`; the dedup key is
 /// `"<source>:<webhook-id>"`; `occurred_at` is the payload's `timestamp`.
 pub fn classify_standard(
     source: &str,
@@ -247,7 +252,13 @@ pub fn classify_standard(
     let payload = parse_object(body)?;
     Ok(IncomingEvent {
         source: source.to_owned(),
-        event_type: str_at(&payload, &["type"]).map(|kind| format!("{source}.{kind}")),
+        event_type: str_at(&payload, &["type"]).map(|kind| {
+            if MONITORING_EVENT_TYPES.contains(&kind) {
+                kind.to_owned()
+            } else {
+                format!("{source}.{kind}")
+            }
+        }),
         dedup_key: Some(dedup_key(source, Some(webhook_id), body)),
         content_key: None,
         occurred_at: time_at(&payload, &[&["timestamp"]]),
@@ -360,6 +371,23 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&change).expect("serialisable"),
             json!({"kind": "soft_delete", "resource": "shopify_products", "ids": ["788032119674292922"]})
+        );
+    }
+
+    #[test]
+    fn monitoring_types_keep_their_names() {
+        let regression = br#"{"type":"metric.regression","timestamp":"2026-12-01T10:00:00Z","data":{"metric":"p95_latency_ms","before":120,"after":480}}"#;
+        let event = classify_standard("grafana", "msg_1", regression).expect("event");
+        assert_eq!(event.event_type.as_deref(), Some("metric.regression"));
+        assert_eq!(event.source, "grafana");
+        let incident = br#"{"type":"incident.opened","data":{"title":"Checkout down"}}"#;
+        let event = classify_standard("pagerduty", "msg_2", incident).expect("event");
+        assert_eq!(event.event_type.as_deref(), Some("incident.opened"));
+        let other = br#"{"type":"incident.resolved"}"#;
+        let event = classify_standard("pagerduty", "msg_3", other).expect("event");
+        assert_eq!(
+            event.event_type.as_deref(),
+            Some("pagerduty.incident.resolved")
         );
     }
 }
