@@ -32,11 +32,19 @@ pub enum ContentKind {
     IssuePlan,
     /// `issue.comment.created`: next steps.
     IssueNextSteps,
+    /// `repo.pr.stale`, `issue.stale`: a nudge and the ways to move it on.
+    StaleWorkNudge,
+    /// `repo.dependency.outdated`: an upgrade plan.
+    DependencyUpgrade,
+    /// `metric.regression` (monitoring, Standard Webhooks): a triage plan.
+    RegressionTriage,
+    /// `incident.opened` (monitoring, Standard Webhooks): a first response.
+    IncidentResponse,
 }
 
 impl ContentKind {
     /// Every kind.
-    pub const ALL: [ContentKind; 13] = [
+    pub const ALL: [ContentKind; 17] = [
         ContentKind::ProductLaunch,
         ContentKind::ProductRefresh,
         ContentKind::CollectionMarketing,
@@ -50,6 +58,10 @@ impl ContentKind {
         ContentKind::BreakingChangeCheck,
         ContentKind::IssuePlan,
         ContentKind::IssueNextSteps,
+        ContentKind::StaleWorkNudge,
+        ContentKind::DependencyUpgrade,
+        ContentKind::RegressionTriage,
+        ContentKind::IncidentResponse,
     ];
 
     /// Stable snake_case name (`product_launch`, ...), as serialised.
@@ -68,6 +80,10 @@ impl ContentKind {
             ContentKind::BreakingChangeCheck => "breaking_change_check",
             ContentKind::IssuePlan => "issue_plan",
             ContentKind::IssueNextSteps => "issue_next_steps",
+            ContentKind::StaleWorkNudge => "stale_work_nudge",
+            ContentKind::DependencyUpgrade => "dependency_upgrade",
+            ContentKind::RegressionTriage => "regression_triage",
+            ContentKind::IncidentResponse => "incident_response",
         }
     }
 
@@ -89,6 +105,10 @@ impl ContentKind {
                 &["a solution approach", "a task breakdown", "an RFC outline"]
             }
             ContentKind::IssueNextSteps => &["next steps"],
+            ContentKind::StaleWorkNudge => &["a nudge to the author", "ways to move it on"],
+            ContentKind::DependencyUpgrade => &["an upgrade plan"],
+            ContentKind::RegressionTriage => &["a triage plan", "a rollback decision"],
+            ContentKind::IncidentResponse => &["a first-response checklist", "a status update"],
         }
     }
 }
@@ -108,6 +128,10 @@ pub fn content_for(event_type: &str) -> Option<ContentKind> {
         "repo.push" => ContentKind::BreakingChangeCheck,
         "issue.created" => ContentKind::IssuePlan,
         "issue.comment.created" => ContentKind::IssueNextSteps,
+        "repo.pr.stale" | "issue.stale" => ContentKind::StaleWorkNudge,
+        "repo.dependency.outdated" => ContentKind::DependencyUpgrade,
+        "metric.regression" => ContentKind::RegressionTriage,
+        "incident.opened" => ContentKind::IncidentResponse,
         other => {
             let crm = [
                 "keap.contact.",

@@ -166,6 +166,10 @@ pub fn template_artifact(
         ContentKind::BreakingChangeCheck => breaking_change_check(&ctx),
         ContentKind::IssuePlan => issue_plan(&ctx),
         ContentKind::IssueNextSteps => issue_next_steps(&ctx),
+        ContentKind::StaleWorkNudge => stale_work(&ctx, event_type),
+        ContentKind::DependencyUpgrade => dependency_upgrade(&ctx),
+        ContentKind::RegressionTriage => regression_triage(&ctx),
+        ContentKind::IncidentResponse => incident_response(&ctx),
     };
     let mut markdown = markdown;
     let _ = write!(
@@ -1108,6 +1112,16 @@ fn build_failure(ctx: &Ctx) -> String {
     if let Some(u) = &url {
         let _ = writeln!(md, "- Logs: {u}");
     }
+    // The failing jobs' log tails, when the event carries them (polled GitHub runs).
+    for job in ctx.array(&["failing_jobs"]) {
+        if let (Some(name), Some(tail)) = (text_at(job, "name"), text_at(job, "log_tail")) {
+            let _ = writeln!(
+                md,
+                "\n### Job `{name}`: end of its log\n\n```text\n{}\n```",
+                cut(&tail, 2_000)
+            );
+        }
+    }
     let _ = writeln!(md, "\n## Fixes to try, in order\n");
     if conclusion
         .as_deref()
@@ -1368,6 +1382,121 @@ fn issue_plan(ctx: &Ctx) -> String {
     let _ = writeln!(
         md,
         "6. **Risks and rollout**: migration, compatibility, monitoring"
+    );
+    md
+}
+
+fn stale_work(ctx: &Ctx, event_type: &str) -> String {
+    let what = if event_type == "repo.pr.stale" {
+        "Pull request"
+    } else {
+        "Issue"
+    };
+    let number = ctx
+        .text(&["number"])
+        .map(|n| format!(" #{n}"))
+        .unwrap_or_default();
+    let title = ctx
+        .text(&["title"])
+        .unwrap_or_else(|| "untitled".to_owned());
+    let author = ctx.text(&["user.login", "author"]);
+    let idle = ctx.number(&["idle_days"]).map(|d| format!("{d:.0} days"));
+    let mut md = format!("# Stale: {what}{number} {title}\n\n");
+    let _ = writeln!(
+        md,
+        "No activity for {}.\n",
+        idle.unwrap_or_else(|| "longer than the threshold".to_owned())
+    );
+    let _ = writeln!(md, "## Nudge\n");
+    let _ = writeln!(
+        md,
+        "> Hi{} — is \"{title}\" still going ahead? If you are blocked, say on what and we will help; if not, we can close it for now.\n",
+        author.map(|a| format!(" @{a}")).unwrap_or_default()
+    );
+    let _ = writeln!(md, "## Ways to move it on\n");
+    let _ = writeln!(md, "- Finish: list what is left and set a date.\n- Hand over: find an owner with time.\n- Split: merge the ready part, open an issue for the rest.\n- Close: with a note of why and what was learnt.");
+    md
+}
+
+fn dependency_upgrade(ctx: &Ctx) -> String {
+    let package = ctx
+        .text(&[
+            "dependency.package.name",
+            "security_vulnerability.package.name",
+            "package",
+        ])
+        .unwrap_or_else(|| "a dependency".to_owned());
+    let severity = ctx.text(&[
+        "security_advisory.severity",
+        "security_vulnerability.severity",
+        "severity",
+    ]);
+    let fixed = ctx.text(&[
+        "security_vulnerability.first_patched_version.identifier",
+        "fixed_version",
+    ]);
+    let mut md = format!("# Upgrade {package}\n\n");
+    if let Some(s) = &severity {
+        let _ = writeln!(md, "Severity: {s}.\n");
+    }
+    let _ = writeln!(md, "## Upgrade plan\n");
+    let _ = writeln!(
+        md,
+        "1. Upgrade `{package}`{} in a branch of its own.\n2. Read the changelog between the two versions for breaking changes.\n3. Run the full test suite and the end-to-end tests that touch it.\n4. Release behind the usual checks; roll back by reverting the lockfile change.",
+        fixed.map(|f| format!(" to {f} or later")).unwrap_or_default()
+    );
+    md
+}
+
+fn regression_triage(ctx: &Ctx) -> String {
+    let metric = ctx
+        .text(&["data.metric", "metric", "data.name"])
+        .unwrap_or_else(|| "the metric".to_owned());
+    let before = ctx.number(&["data.before", "before", "data.baseline"]);
+    let after = ctx.number(&["data.after", "after", "data.value"]);
+    let since = ctx.text(&["data.since", "timestamp"]);
+    let mut md = format!("# Regression: {metric}\n\n");
+    if let (Some(b), Some(a)) = (before, after) {
+        let change = if b.abs() > f64::EPSILON {
+            format!(" ({:+.0}%)", (a - b) / b * 100.0)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "{metric} went from {b} to {a}{change}{}.\n",
+            since.map(|s| format!(" since {s}")).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(md, "## Triage\n");
+    let _ = writeln!(md, "1. List the deploys, config changes and migrations just before it started.\n2. Compare the metric by route, region and version to find where it lives.\n3. Check dependencies (database, queues, third-party APIs) for the same window.\n4. Reproduce with the suspected change reverted in a staging copy.\n");
+    let _ = writeln!(md, "## Rollback decision\n");
+    let _ = writeln!(md, "Roll back the most recent deploy if users are affected and step 1 names one; otherwise keep watching with an alert at the current level.");
+    md
+}
+
+fn incident_response(ctx: &Ctx) -> String {
+    let title = ctx
+        .text(&["data.title", "title", "data.summary"])
+        .unwrap_or_else(|| "Incident".to_owned());
+    let service = ctx.text(&["data.service", "service"]);
+    let severity = ctx.text(&["data.severity", "severity", "data.urgency"]);
+    let mut md = format!("# Incident: {title}\n\n");
+    if let Some(s) = &service {
+        let _ = writeln!(md, "Service: {s}.");
+    }
+    if let Some(s) = &severity {
+        let _ = writeln!(md, "Severity: {s}.");
+    }
+    let _ = writeln!(md, "\n## First response\n");
+    let _ = writeln!(md, "1. Acknowledge and name an incident lead.\n2. Assess impact: who is affected, since when, how badly.\n3. Mitigate first (roll back, fail over, switch off the feature), then diagnose.\n4. Communicate on a fixed rhythm until resolved; write the review afterwards.\n");
+    let _ = writeln!(md, "## Status update\n");
+    let _ = writeln!(
+        md,
+        "> We are investigating an issue{}. We will post an update within 30 minutes.",
+        service
+            .map(|s| format!(" affecting {s}"))
+            .unwrap_or_default()
     );
     md
 }

@@ -169,6 +169,22 @@ fn instructions(kind: ContentKind) -> &'static str {
             "Read the comment in the context of its issue and give the next steps, who \
              should act, and a suggested reply."
         }
+        ContentKind::StaleWorkNudge => {
+            "Say how long it has been idle, write a short friendly nudge to its author, and \
+             give the options: finish (what is left), hand over, split, or close with a note."
+        }
+        ContentKind::DependencyUpgrade => {
+            "Name the package, the vulnerable and fixed versions if known, the risk, and an \
+             upgrade plan: the change, what to test, and how to roll back."
+        }
+        ContentKind::RegressionTriage => {
+            "State the metric, before and after, and since when; list the likely causes \
+             (recent deploys first), the checks to run in order, and when to roll back."
+        }
+        ContentKind::IncidentResponse => {
+            "Give a first-response checklist (acknowledge, assess impact, mitigate, \
+             communicate), who should be involved, and a short status update for customers."
+        }
     }
 }
 

@@ -362,3 +362,58 @@ fn model_answers_become_artifacts() {
     assert_eq!(long.title.chars().count(), MAX_TITLE_CHARS);
     assert_eq!(a.to_json()["title"], "Launch kit");
 }
+
+#[test]
+fn repository_and_monitoring_kinds_have_templates_built_from_their_data() {
+    use crate::suggestions::{content_for, ContentKind};
+    let prefs = UserPreferences::default();
+    let cases = [
+        (
+            "repo.pr.stale",
+            json!({"number": 2, "title": "fix: rounding", "user": {"login": "dev"}, "idle_days": 30}),
+            "@dev",
+        ),
+        (
+            "issue.stale",
+            json!({"number": 4, "title": "Old export bug", "idle_days": 40}),
+            "40 days",
+        ),
+        (
+            "repo.dependency.outdated",
+            json!({"dependency": {"package": {"name": "lodash"}}, "security_vulnerability": {"first_patched_version": {"identifier": "4.17.21"}}}),
+            "4.17.21",
+        ),
+        (
+            "metric.regression",
+            json!({"type": "metric.regression", "data": {"metric": "p95_latency_ms", "before": 120, "after": 480}}),
+            "+300%",
+        ),
+        (
+            "incident.opened",
+            json!({"type": "incident.opened", "data": {"title": "Checkout down", "service": "checkout"}}),
+            "affecting checkout",
+        ),
+    ];
+    for (event_type, data, expected) in cases {
+        let kind = content_for(event_type).expect("content");
+        let artifact = template_artifact(kind, event_type, &data, &prefs);
+        assert!(
+            artifact.markdown.contains(expected),
+            "{event_type}: {}",
+            artifact.markdown
+        );
+    }
+    assert_eq!(
+        content_for("repo.pr.stale"),
+        Some(ContentKind::StaleWorkNudge)
+    );
+
+    let run = json!({"workflow_run": {"name": "CI", "head_branch": "main", "conclusion": "failure"},
+                     "failing_jobs": [{"name": "test", "log_tail": "error: test checkout::totals failed"}]});
+    let artifact = template_artifact(ContentKind::BuildFailure, "repo.build.failed", &run, &prefs);
+    assert!(
+        artifact.markdown.contains("checkout::totals failed"),
+        "{}",
+        artifact.markdown
+    );
+}
