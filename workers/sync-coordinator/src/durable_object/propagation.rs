@@ -75,6 +75,8 @@ const WRITE_RETRY: RetryPolicy = RetryPolicy {
     max_ms: 300_000,
     max_attempts: 10,
 };
+/// Tries to read an inventory item's SKU at its shop before its change goes on without one.
+const SKU_LOOKUP_ATTEMPTS: u32 = 10;
 /// A pass that could not reach Postgres looks again after this long.
 const POSTGRES_RETRY_MS: i64 = 10_000;
 
@@ -564,11 +566,28 @@ impl SyncCoordinator {
             .platform_call_at(source, &PlatformCall::Sku { inventory_item_id })
             .await;
         if !report.ok {
-            return if report.retryable {
-                Err(report.error.unwrap_or_default())
-            } else {
-                Ok(None)
-            };
+            // A shop that cannot be asked now holds the user's later changes back (order),
+            // but not forever: after SKU_LOOKUP_ATTEMPTS the change goes on without a SKU
+            // (recorded as skipped, `no_sku`).
+            let attempts_key = format!("{key}:lookups");
+            let attempts = self
+                .store
+                .get::<u32>(&attempts_key, now)
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0)
+                + 1;
+            if report.retryable && attempts < SKU_LOOKUP_ATTEMPTS {
+                self.store
+                    .put(
+                        &attempts_key,
+                        &attempts,
+                        Some(now.plus_millis(24 * 3_600_000)),
+                    )
+                    .map_err(|e| e.to_string())?;
+                return Err(report.error.unwrap_or_default());
+            }
+            let _ = self.store.delete(&attempts_key);
+            return Ok(None);
         }
         if let Some(sku) = &report.sku {
             self.store.put(&key, sku, None).map_err(|e| e.to_string())?;
