@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod github;
+pub mod gitlab;
 pub mod poll;
 pub mod stale;
 

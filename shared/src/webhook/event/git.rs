@@ -184,8 +184,29 @@ fn github_content_key(kind: &str, payload: &Value) -> Option<String> {
         "repo.build.failed" | "repo.build.completed" => number(&["workflow_run", "id"])?,
         _ => return None,
     };
-    Some(crate::code_repos::github::content_key(
+    Some(crate::code_repos::poll::content_key(
         "github", repository, kind, &subject,
+    ))
+}
+
+/// The content key of a GitLab change that polling also finds
+/// ([`crate::code_repos::gitlab`]).
+fn gitlab_content_key(kind: &str, payload: &Value) -> Option<String> {
+    let project = str_at(payload, &["project", "path_with_namespace"])?;
+    let field = match kind {
+        "repo.pr.opened" | "repo.pr.merged" | "issue.created" => "iid",
+        "repo.build.failed" | "repo.build.completed" => "id",
+        _ => return None,
+    };
+    let subject = payload
+        .get("object_attributes")
+        .and_then(|a| a.get(field))
+        .and_then(Value::as_u64)?;
+    Some(crate::code_repos::poll::content_key(
+        "gitlab",
+        project,
+        kind,
+        &subject.to_string(),
     ))
 }
 
@@ -337,6 +358,7 @@ pub fn classify_git(
     };
     let content_key = match (&source, event_type) {
         (Source::GitHub, Some(kind)) => github_content_key(kind, &payload),
+        (Source::GitLab, Some(kind)) => gitlab_content_key(kind, &payload),
         _ => None,
     };
     let event = IncomingEvent {
