@@ -4,6 +4,7 @@
 //! outlines and ADRs ([`artifacts`]).
 
 pub mod artifacts;
+pub mod bitbucket;
 pub mod github;
 pub mod gitlab;
 pub mod poll;

@@ -210,6 +210,24 @@ fn gitlab_content_key(kind: &str, payload: &Value) -> Option<String> {
     ))
 }
 
+/// The content key of a Bitbucket pull request or issue change that polling also finds
+/// ([`crate::code_repos::bitbucket`]).
+fn bitbucket_content_key(kind: &str, payload: &Value) -> Option<String> {
+    let repository = str_at(payload, &["repository", "full_name"])?;
+    let object = match kind {
+        "repo.pr.opened" | "repo.pr.merged" => "pullrequest",
+        "issue.created" => "issue",
+        _ => return None,
+    };
+    let id = payload.get(object)?.get("id")?.as_u64()?;
+    Some(crate::code_repos::poll::content_key(
+        "bitbucket",
+        repository,
+        kind,
+        &id.to_string(),
+    ))
+}
+
 /// GitLab: the event type and the event time.
 fn gitlab(event: &str, payload: &Value) -> (Option<&'static str>, Option<Timestamp>) {
     let attribute =
@@ -359,6 +377,7 @@ pub fn classify_git(
     let content_key = match (&source, event_type) {
         (Source::GitHub, Some(kind)) => github_content_key(kind, &payload),
         (Source::GitLab, Some(kind)) => gitlab_content_key(kind, &payload),
+        (Source::Bitbucket, Some(kind)) => bitbucket_content_key(kind, &payload),
         _ => None,
     };
     let event = IncomingEvent {
