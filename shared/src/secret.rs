@@ -24,6 +24,14 @@ impl Secret {
     }
 }
 
+/// A secret read from a request body stays a [`Secret`] from the first moment. There is no
+/// `Serialize`: a secret is never written back out by accident.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(deserializer).map(Secret)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")

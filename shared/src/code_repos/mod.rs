@@ -5,6 +5,7 @@
 
 pub mod artifacts;
 pub mod bitbucket;
+pub mod connection;
 pub mod github;
 pub mod gitlab;
 pub mod poll;
