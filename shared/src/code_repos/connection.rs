@@ -10,8 +10,12 @@
 //! - Bitbucket `POST /repositories/{workspace}/{repo}/hooks` `{description, url, active,
 //!   secret, events}` (<https://developer.atlassian.com/cloud/bitbucket/rest/api-group-repositories/#api-repositories-workspace-repo-slug-hooks-post>).
 
+use std::str::FromStr;
+
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::oauth::HttpRequestSpec;
 use crate::Secret;
@@ -38,6 +42,9 @@ impl RepoHost {
         }
     }
 
+    /// Every host, in a stable order.
+    pub const ALL: [RepoHost; 3] = [RepoHost::GitHub, RepoHost::GitLab, RepoHost::Bitbucket];
+
     /// The public API base.
     pub fn default_api_base(self) -> &'static str {
         match self {
@@ -46,6 +53,138 @@ impl RepoHost {
             RepoHost::Bitbucket => "https://api.bitbucket.org/2.0",
         }
     }
+}
+
+/// A name that is not `github`, `gitlab` or `bitbucket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown repository host; expected `github`, `gitlab` or `bitbucket`")]
+pub struct UnknownHost;
+
+impl FromStr for RepoHost {
+    type Err = UnknownHost;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        RepoHost::ALL
+            .into_iter()
+            .find(|h| h.as_str().eq_ignore_ascii_case(text.trim()))
+            .ok_or(UnknownHost)
+    }
+}
+
+/// The id of `user_id`'s connection of `repository` at the host whose API is `api_base`:
+/// `"{host}_" + first 24 hex chars of sha256("{host}\n{api base}\n{repository}\n{user}")`
+/// (the repository lowercased: hosts treat names case-insensitively). Derived, so
+/// connecting the same repository again replaces its token instead of adding a rival.
+pub fn repo_connection_id(
+    host: RepoHost,
+    api_base: &str,
+    repository: &str,
+    user_id: &str,
+) -> String {
+    let digest = Sha256::digest(
+        format!(
+            "{}\n{}\n{}\n{user_id}",
+            host.as_str(),
+            api_base.trim_end_matches('/'),
+            repository.to_ascii_lowercase()
+        )
+        .as_bytes(),
+    );
+    format!("{}_{}", host.as_str(), hex::encode(&digest[..12]))
+}
+
+/// The host of a repository connection id (`github_<24 hex>`, ...), so arbitrary names
+/// never create Durable Objects.
+pub fn repo_connection_host(id: &str) -> Option<RepoHost> {
+    let (host, digest) = id.split_once('_')?;
+    let host: RepoHost = host.parse().ok()?;
+    (host.as_str() == id.split('_').next()?
+        && digest.len() == 24
+        && digest.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(host)
+}
+
+/// The secret of the webhook of repository connection `connection_id`:
+/// hex(HMAC-SHA256(`key`, "edge-sync repository webhook\n" + id)). Each repository's hook
+/// has its own secret, and webhook-handler derives it from the one key
+/// (`REPO_WEBHOOK_SIGNING_KEY`) without a lookup; a secret leaked from one repository's
+/// settings verifies no other repository's deliveries.
+pub fn repo_webhook_secret(key: &Secret, connection_id: &str) -> Secret {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.expose().as_bytes()).expect("HMAC takes any key");
+    mac.update(b"edge-sync repository webhook\n");
+    mac.update(connection_id.as_bytes());
+    Secret::new(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The path of a repository connection's webhook at webhook-handler.
+pub fn repo_webhook_path(connection_id: &str) -> String {
+    format!("/webhooks/code-repo/{connection_id}")
+}
+
+/// What is shown of a repository connection (never its token or hook secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoConnectionView {
+    /// [`repo_connection_id`].
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// `github`, `gitlab` or `bitbucket`.
+    pub provider: RepoHost,
+    /// `owner/name` (GitLab: the project path).
+    pub repository: String,
+    /// The host's API base.
+    pub api_base: String,
+    /// `active`, or `unauthorized` once the host refused the token (connect again).
+    pub status: String,
+    /// The webhook's id at the host, when it is registered.
+    pub webhook_id: Option<String>,
+    /// Why the webhook could not be registered (polling covers the repository meanwhile).
+    pub webhook_error: Option<String>,
+    /// The last poll (ISO 8601), and what it found or why it failed.
+    pub last_poll_at: Option<String>,
+    /// The last poll's error.
+    pub last_error: Option<String>,
+    /// Requests left in the host's rate-limit window, as last stated.
+    pub rate_remaining: Option<u64>,
+    /// When the connection was made (ISO 8601).
+    pub created_at: String,
+}
+
+/// `PUT /internal/repo` (coordinator Worker → the repository connection's instance): the
+/// checked request, its id, API base and the webhook's URL. Travels only inside Cloudflare
+/// and is never stored as is (the instance seals the token). No `Debug`: it holds a token.
+#[derive(Serialize, Deserialize)]
+#[allow(missing_debug_implementations)]
+pub struct StoreRepoConnection {
+    /// [`repo_connection_id`].
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// The host.
+    pub provider: RepoHost,
+    /// `owner/name`.
+    pub repository: String,
+    /// API base.
+    pub api_base: String,
+    /// The token.
+    pub access_token: String,
+    /// Where the webhook points (`WEBHOOK_BASE_URL` + [`repo_webhook_path`]); `None`: no
+    /// webhook, polling only.
+    pub webhook_url: Option<String>,
+}
+
+/// A repository connection in the `system` instance's index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoIndexEntry {
+    /// [`repo_connection_id`].
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// The host.
+    pub provider: RepoHost,
+    /// `owner/name`.
+    pub repository: String,
 }
 
 /// `POST /coordinator/connections` for a repository.
@@ -318,6 +457,39 @@ mod tests {
             !secret_shown.contains("tok\""),
             "the token never prints: {secret_shown}"
         );
+    }
+
+    #[test]
+    fn ids_and_secrets_are_per_repository() {
+        let a = repo_connection_id(RepoHost::GitHub, "https://api.github.com/", "Acme/Shop", "u1");
+        assert_eq!(
+            a,
+            repo_connection_id(RepoHost::GitHub, "https://api.github.com", "acme/shop", "u1")
+        );
+        assert!(a.starts_with("github_") && a.len() == "github_".len() + 24);
+        assert_eq!(repo_connection_host(&a), Some(RepoHost::GitHub));
+        assert_ne!(
+            a,
+            repo_connection_id(RepoHost::GitHub, "https://api.github.com", "acme/shop", "u2")
+        );
+        assert_eq!(repo_connection_host("github_xyz"), None);
+        assert_eq!(repo_connection_host("keap_0123456789abcdef01234567"), None);
+        assert_eq!(
+            repo_connection_host("gitlab_0123456789abcdef01234567"),
+            Some(RepoHost::GitLab)
+        );
+        let key = Secret::new("k".to_owned());
+        // A known vector: HMAC-SHA256("k", "edge-sync repository webhook\ngithub_1").
+        // (computed independently with Python's hmac module).
+        assert_eq!(
+            repo_webhook_secret(&key, "github_1").expose(),
+            "e88570e14b82612ad717e707fab92cd367319457a3b24fef94b146d874335ec5"
+        );
+        assert_ne!(
+            repo_webhook_secret(&key, "github_1").expose(),
+            repo_webhook_secret(&key, "github_2").expose()
+        );
+        assert_eq!("GitLab".parse::<RepoHost>(), Ok(RepoHost::GitLab));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod github;
 pub mod gitlab;
 pub mod poll;
 pub mod stale;
+pub mod watch;
 
 use serde::{Deserialize, Serialize};
 
