@@ -136,6 +136,40 @@ fn web_url(item: &Value) -> String {
         .to_owned()
 }
 
+/// A pull request as Bitbucket describes it (no merge time: a merged one's last update).
+pub fn pull_request_of(item: &Value, now: Timestamp) -> PullRequest {
+    let merged = (item.get("state").and_then(Value::as_str) == Some("MERGED"))
+        .then(|| time(item, "updated_on"))
+        .flatten();
+    PullRequest {
+        number: item.get("id").and_then(Value::as_u64).unwrap_or_default(),
+        title: text(item, "title"),
+        author: nickname(item, "author"),
+        url: web_url(item),
+        labels: Vec::new(),
+        body: text(item, "description"),
+        updated_at: time(item, "updated_on").unwrap_or(now),
+        merged_at: merged,
+    }
+}
+
+/// An issue as Bitbucket describes it.
+pub fn issue_of(item: &Value, now: Timestamp) -> Issue {
+    Issue {
+        number: item.get("id").and_then(Value::as_u64).unwrap_or_default(),
+        title: text(item, "title"),
+        author: nickname(item, "reporter"),
+        url: web_url(item),
+        labels: Vec::new(),
+        body: item
+            .pointer("/content/raw")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        updated_at: time(item, "updated_on").unwrap_or(now),
+    }
+}
+
 /// Reads the answer to a request of `stream` against `cursor`.
 pub fn read_page(
     repo: &Repository<'_>,
@@ -197,16 +231,7 @@ pub fn read_page(
                     push("repo.pr.merged", id.to_string(), merged);
                 }
                 if state == "OPEN" {
-                    page.open_pulls.push(PullRequest {
-                        number: id,
-                        title: text(item, "title"),
-                        author: nickname(item, "author"),
-                        url: web_url(item),
-                        labels: Vec::new(),
-                        body: text(item, "description"),
-                        updated_at: time(item, "updated_on").unwrap_or(now),
-                        merged_at: merged,
-                    });
+                    page.open_pulls.push(pull_request_of(item, now));
                 }
             }
             Stream::Issues => {
@@ -215,19 +240,7 @@ pub fn read_page(
                     push("issue.created", id.to_string(), created);
                 }
                 if matches!(state, "new" | "open") {
-                    page.open_issues.push(Issue {
-                        number: id,
-                        title: text(item, "title"),
-                        author: nickname(item, "reporter"),
-                        url: web_url(item),
-                        labels: Vec::new(),
-                        body: item
-                            .pointer("/content/raw")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        updated_at: time(item, "updated_on").unwrap_or(now),
-                    });
+                    page.open_issues.push(issue_of(item, now));
                 }
             }
             Stream::Pipelines => {

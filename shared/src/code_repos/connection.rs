@@ -461,16 +461,31 @@ mod tests {
 
     #[test]
     fn ids_and_secrets_are_per_repository() {
-        let a = repo_connection_id(RepoHost::GitHub, "https://api.github.com/", "Acme/Shop", "u1");
+        let a = repo_connection_id(
+            RepoHost::GitHub,
+            "https://api.github.com/",
+            "Acme/Shop",
+            "u1",
+        );
         assert_eq!(
             a,
-            repo_connection_id(RepoHost::GitHub, "https://api.github.com", "acme/shop", "u1")
+            repo_connection_id(
+                RepoHost::GitHub,
+                "https://api.github.com",
+                "acme/shop",
+                "u1"
+            )
         );
         assert!(a.starts_with("github_") && a.len() == "github_".len() + 24);
         assert_eq!(repo_connection_host(&a), Some(RepoHost::GitHub));
         assert_ne!(
             a,
-            repo_connection_id(RepoHost::GitHub, "https://api.github.com", "acme/shop", "u2")
+            repo_connection_id(
+                RepoHost::GitHub,
+                "https://api.github.com",
+                "acme/shop",
+                "u2"
+            )
         );
         assert_eq!(repo_connection_host("github_xyz"), None);
         assert_eq!(repo_connection_host("keap_0123456789abcdef01234567"), None);

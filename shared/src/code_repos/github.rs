@@ -185,6 +185,39 @@ fn labels(item: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A pull request as GitHub describes it (`now` stands in for a missing update time).
+pub fn pull_request_of(item: &Value, now: Timestamp) -> PullRequest {
+    PullRequest {
+        number: item
+            .get("number")
+            .and_then(Value::as_u64)
+            .unwrap_or_default(),
+        title: text(item, "title"),
+        author: login(item),
+        url: text(item, "html_url"),
+        labels: labels(item),
+        body: text(item, "body"),
+        updated_at: time(item, "updated_at").unwrap_or(now),
+        merged_at: time(item, "merged_at"),
+    }
+}
+
+/// An issue as GitHub describes it.
+pub fn issue_of(item: &Value, now: Timestamp) -> Issue {
+    Issue {
+        number: item
+            .get("number")
+            .and_then(Value::as_u64)
+            .unwrap_or_default(),
+        title: text(item, "title"),
+        author: login(item),
+        url: text(item, "html_url"),
+        labels: labels(item),
+        body: text(item, "body"),
+        updated_at: time(item, "updated_at").unwrap_or(now),
+    }
+}
+
 /// Reads an answer to [`request`] for `stream` against `cursor`, at `now`.
 pub fn read_page(
     repo: &Repository<'_>,
@@ -255,16 +288,7 @@ pub fn read_page(
                     push("repo.pr.merged", number.to_string(), merged);
                 }
                 if open {
-                    page.open_pulls.push(PullRequest {
-                        number,
-                        title: text(item, "title"),
-                        author: login(item),
-                        url: text(item, "html_url"),
-                        labels: labels(item),
-                        body: text(item, "body"),
-                        updated_at: ordered.unwrap_or(now),
-                        merged_at: merged,
-                    });
+                    page.open_pulls.push(pull_request_of(item, now));
                 }
             }
             Stream::Issues => {
@@ -277,15 +301,7 @@ pub fn read_page(
                     push("issue.created", number.to_string(), created);
                 }
                 if open {
-                    page.open_issues.push(Issue {
-                        number,
-                        title: text(item, "title"),
-                        author: login(item),
-                        url: text(item, "html_url"),
-                        labels: labels(item),
-                        body: text(item, "body"),
-                        updated_at: ordered.unwrap_or(now),
-                    });
+                    page.open_issues.push(issue_of(item, now));
                 }
             }
             Stream::IssueComments => {
@@ -350,10 +366,7 @@ pub fn build_failure_context(
                     let log = logs
                         .iter()
                         .find(|(job, _)| *job == id)
-                        .map(|(_, log)| {
-                            let lines: Vec<&str> = log.lines().collect();
-                            lines[lines.len().saturating_sub(tail_lines)..].join("\n")
-                        })
+                        .map(|(_, log)| super::api::log_tail(log, tail_lines))
                         .unwrap_or_default();
                     json!({"name": text(j, "name"), "log_tail": log})
                 })

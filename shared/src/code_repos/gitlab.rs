@@ -160,6 +160,33 @@ fn labels(item: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A merge request as GitLab describes it (`now` stands in for a missing update time).
+pub fn pull_request_of(item: &Value, now: Timestamp) -> PullRequest {
+    PullRequest {
+        number: item.get("iid").and_then(Value::as_u64).unwrap_or_default(),
+        title: text(item, "title"),
+        author: author(item),
+        url: text(item, "web_url"),
+        labels: labels(item),
+        body: text(item, "description"),
+        updated_at: time(item, "updated_at").unwrap_or(now),
+        merged_at: time(item, "merged_at"),
+    }
+}
+
+/// An issue as GitLab describes it.
+pub fn issue_of(item: &Value, now: Timestamp) -> Issue {
+    Issue {
+        number: item.get("iid").and_then(Value::as_u64).unwrap_or_default(),
+        title: text(item, "title"),
+        author: author(item),
+        url: text(item, "web_url"),
+        labels: labels(item),
+        body: text(item, "description"),
+        updated_at: time(item, "updated_at").unwrap_or(now),
+    }
+}
+
 /// Reads the answer to a request for `url` of `stream` against `cursor`.
 #[allow(clippy::too_many_arguments)]
 pub fn read_page(
@@ -212,16 +239,7 @@ pub fn read_page(
                     push("repo.pr.merged", iid.to_string(), merged);
                 }
                 if opened {
-                    page.open_pulls.push(PullRequest {
-                        number: iid,
-                        title: text(item, "title"),
-                        author: author(item),
-                        url: text(item, "web_url"),
-                        labels: labels(item),
-                        body: text(item, "description"),
-                        updated_at: time(item, "updated_at").unwrap_or(now),
-                        merged_at: merged,
-                    });
+                    page.open_pulls.push(pull_request_of(item, now));
                 }
             }
             Stream::Issues => {
@@ -230,15 +248,7 @@ pub fn read_page(
                     push("issue.created", iid.to_string(), created);
                 }
                 if opened {
-                    page.open_issues.push(Issue {
-                        number: iid,
-                        title: text(item, "title"),
-                        author: author(item),
-                        url: text(item, "web_url"),
-                        labels: labels(item),
-                        body: text(item, "description"),
-                        updated_at: time(item, "updated_at").unwrap_or(now),
-                    });
+                    page.open_issues.push(issue_of(item, now));
                 }
             }
             Stream::Pipelines => {

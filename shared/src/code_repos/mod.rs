@@ -3,6 +3,7 @@
 //! ([`stale`]); and the written artifacts teams use — release notes, changelog entries, RFC
 //! outlines and ADRs ([`artifacts`]).
 
+pub mod api;
 pub mod artifacts;
 pub mod bitbucket;
 pub mod connection;

@@ -396,12 +396,24 @@ pub fn stale_events(
         WorkKind::PullRequests => scan
             .pulls
             .iter()
-            .map(|p| (p.number, p.updated_at, serde_json::to_value(p).unwrap_or_default()))
+            .map(|p| {
+                (
+                    p.number,
+                    p.updated_at,
+                    serde_json::to_value(p).unwrap_or_default(),
+                )
+            })
             .collect(),
         WorkKind::Issues => scan
             .issues
             .iter()
-            .map(|i| (i.number, i.updated_at, serde_json::to_value(i).unwrap_or_default()))
+            .map(|i| {
+                (
+                    i.number,
+                    i.updated_at,
+                    serde_json::to_value(i).unwrap_or_default(),
+                )
+            })
             .collect(),
     };
     let mut events = Vec::new();
@@ -630,9 +642,9 @@ mod tests {
             &StaleScan::default(),
             &token,
         );
-        assert!(gitlab
-            .url
-            .starts_with("https://gitlab.com/api/v4/projects/acme%2Fweb%2Fshop/issues?state=opened"));
+        assert!(gitlab.url.starts_with(
+            "https://gitlab.com/api/v4/projects/acme%2Fweb%2Fshop/issues?state=opened"
+        ));
         assert_eq!(gitlab.header("If-None-Match"), None);
     }
 
