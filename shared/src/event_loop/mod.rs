@@ -35,6 +35,9 @@ pub enum EventLoopError {
         /// The floor in force.
         min: u64,
     },
+    /// `stale_after_days` is outside 1 to 365 (400 to the caller).
+    #[error("stale_after_days must be from 1 to 365 (got {0})")]
+    StaleDays(u32),
     /// The interval floor setting is not a whole number of seconds between 1 and the default.
     #[error("{setting} must be a whole number of seconds from 1 to {max} (got {given:?})")]
     InvalidFloor {

@@ -35,14 +35,18 @@ pub enum Watcher {
     SchemaWatch,
     /// Pending migrations ([`super::migrations`]).
     Migrations,
+    /// The user's code repositories: changes by polling where webhooks are not configured
+    /// (deduplicated against them), work gone stale ([`crate::code_repos::watch`]).
+    Repositories,
 }
 
 impl Watcher {
     /// Every watcher, in the order a tick runs them.
-    pub const ALL: [Watcher; 3] = [
+    pub const ALL: [Watcher; 4] = [
         Watcher::ShopifyPoll,
         Watcher::SchemaWatch,
         Watcher::Migrations,
+        Watcher::Repositories,
     ];
 }
 
@@ -94,6 +98,17 @@ pub struct LoopConfig {
     /// deployment's `INVENTORY_LOW_THRESHOLD`, which the webhook path also judges by).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub low_stock_threshold: Option<i64>,
+    /// Repositories: days without activity after which an open pull request or issue is
+    /// stale (1 to 365; default [`DEFAULT_STALE_AFTER_DAYS`]).
+    #[serde(default = "default_stale_after_days")]
+    pub stale_after_days: u32,
+}
+
+/// Days of silence after which open work is stale, unless a loop says otherwise.
+pub const DEFAULT_STALE_AFTER_DAYS: u32 = 7;
+
+fn default_stale_after_days() -> u32 {
+    DEFAULT_STALE_AFTER_DAYS
 }
 
 fn default_interval() -> u64 {
@@ -111,6 +126,7 @@ impl Default for LoopConfig {
             interval_secs: DEFAULT_INTERVAL_SECS,
             watchers: all_watchers(),
             low_stock_threshold: None,
+            stale_after_days: DEFAULT_STALE_AFTER_DAYS,
         }
     }
 }
@@ -123,6 +139,9 @@ impl LoopConfig {
                 given: self.interval_secs,
                 min: floor.secs(),
             });
+        }
+        if !(1..=365).contains(&self.stale_after_days) {
+            return Err(EventLoopError::StaleDays(self.stale_after_days));
         }
         Ok(self)
     }
@@ -422,7 +441,7 @@ mod tests {
         assert_eq!(early.next_alarm, Some(at(60)));
         // A late alarm keeps the cadence and skips what it missed.
         let late = state.on_tick(at(200));
-        assert_eq!(late.run.len(), 3);
+        assert_eq!(late.run, Watcher::ALL.to_vec());
         assert_eq!(late.next_alarm, Some(at(240)));
         assert_eq!(state.last_tick_at, Some(at(200)));
         // Two ticks ran (T0 and 200 s); the early alarm and the missed ones do not count.
@@ -485,7 +504,7 @@ mod tests {
                         schema_runs += 1;
                         Ok(0)
                     }
-                    Watcher::Migrations => Ok(0),
+                    Watcher::Migrations | Watcher::Repositories => Ok(0),
                 };
                 state.on_watcher_result(now, watcher, result);
             }
@@ -537,6 +556,7 @@ mod tests {
                     interval_secs: 60,
                     watchers: [Watcher::SchemaWatch].into_iter().collect(),
                     low_stock_threshold: None,
+                    stale_after_days: DEFAULT_STALE_AFTER_DAYS,
                 };
                 state.start(at(i % 60), config);
                 state
