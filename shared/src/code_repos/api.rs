@@ -25,6 +25,63 @@ use crate::oauth::HttpRequestSpec;
 use crate::sync::PageError;
 use crate::{Secret, Timestamp};
 
+/// `POST /internal/repo/query` (coordinator Worker → the repository connection's
+/// instance): what the operator asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "query", rename_all = "snake_case")]
+pub enum RepoRequest {
+    /// `GET .../pulls`: the most recently updated pull requests.
+    RecentPulls,
+    /// `GET .../pulls/{number}`.
+    Pull {
+        /// Its number.
+        number: u64,
+    },
+    /// `GET .../builds/{reference}`: the build status of a branch or commit.
+    BuildStatus {
+        /// Branch, tag or commit SHA.
+        reference: String,
+    },
+    /// `POST .../artifacts/release-notes`: from the pull requests merged since the last
+    /// release or tag.
+    ReleaseNotes {
+        /// The version the notes are for (default `Unreleased`).
+        #[serde(default)]
+        version: Option<String>,
+    },
+    /// `POST .../artifacts/changelog`: the entry of one merged pull request.
+    Changelog {
+        /// The pull request.
+        number: u64,
+    },
+    /// `POST .../artifacts/rfc`: an RFC outline from an issue.
+    Rfc {
+        /// The issue.
+        number: u64,
+    },
+    /// `POST .../artifacts/adr`: an ADR; title and context from `issue` when given.
+    Adr {
+        /// The issue the decision comes from.
+        #[serde(default)]
+        issue: Option<u64>,
+        /// The ADR's number (default 1).
+        #[serde(default)]
+        number: Option<u32>,
+        /// Title (required without `issue`).
+        #[serde(default)]
+        title: Option<String>,
+        /// Context (default: the issue's description).
+        #[serde(default)]
+        context: Option<String>,
+        /// The decision.
+        #[serde(default)]
+        decision: Option<String>,
+        /// Its consequences.
+        #[serde(default)]
+        consequences: Option<String>,
+    },
+}
+
 /// What is asked of the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepoQuery {

@@ -37,6 +37,14 @@ pub struct PollConnection {
     pub config: crate::event_loop::shopify_poll::PollConfig,
 }
 
+/// `POST /internal/repo/poll` (a repository connection's instance): one pass of the
+/// repositories watcher, sent by the owner's loop on each tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollRepo {
+    /// Days without activity after which open work is stale.
+    pub stale_after_days: u32,
+}
+
 /// The answer to [`PollConnection`]: a report, also when the provider failed (the loop shows
 /// the error in its status and keeps ticking).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ mod runs;
 mod system;
 
 pub use answers::*;
-pub use connection::{ConnectRequest, PollConnection, PollReport};
+pub use connection::{ConnectRequest, PollConnection, PollRepo, PollReport};
 pub use error::{CoordinatorError, ErrorBody};
 pub use events::{ConnectionLookup, EventEnvelope, StoreEvent};
 pub use live::{live_ticket_key, LiveMessage, LiveTicket, UserNotice, LIVE_TICKET_TTL_MS};

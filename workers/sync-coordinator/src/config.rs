@@ -30,6 +30,9 @@ const SHOPIFY_DEFAULT_RATE_PER_MINUTE: u32 = 120;
 /// Variable: public base URL of webhook-handler, where providers deliver webhooks; unset
 /// means webhooks are not registered (the cron sync alone keeps data current).
 pub const WEBHOOK_BASE_URL: &str = "WEBHOOK_BASE_URL";
+/// Secret: the key each repository webhook's own secret is derived from
+/// (`code_repos::connection::repo_webhook_secret`); the same value as webhook-handler's.
+pub const REPO_WEBHOOK_SIGNING_KEY: &str = "REPO_WEBHOOK_SIGNING_KEY";
 /// Variable: Keap's v1 REST base (REST hooks exist only in v1); the sandbox's locally.
 pub const KEAP_REST_V1_BASE_URL: &str = "KEAP_REST_V1_BASE_URL";
 /// The Shopify access scopes asked for at install: reads for the sync and the polling;
@@ -140,6 +143,7 @@ pub struct CoordinatorConfig {
     watched_schemas: Vec<String>,
     low_stock_threshold: Result<i64, ConfigError>,
     provider_apis: SourceConfig,
+    repo_webhook_key: Option<Secret>,
 }
 
 fn required(env: &Env, name: &'static str) -> Result<String, ConfigError> {
@@ -199,7 +203,14 @@ impl CoordinatorConfig {
                 DEFAULT_LOW_STOCK_THRESHOLD,
             ),
             provider_apis: provider_apis(env),
+            repo_webhook_key: var(env, REPO_WEBHOOK_SIGNING_KEY).map(Secret::new),
         }
+    }
+
+    /// The key repository webhooks' secrets are derived from (`REPO_WEBHOOK_SIGNING_KEY`;
+    /// webhook-handler holds the same one).
+    pub fn repo_webhook_key(&self) -> Option<Secret> {
+        self.repo_webhook_key.clone()
     }
 
     /// The AES-256-GCM cipher for tokens at rest (`TOKEN_ENCRYPTION_KEY`).

@@ -8,9 +8,11 @@
 
 use edge_sync_shared::{
     bindings::workers::SYNC_COORDINATOR as WORKER,
+    code_repos::connection::RepoIndexEntry,
     connection::Provider,
     coordinator_api::{
-        CoordinatorError, ErrorBody, EventEnvelope, IndexEntry, PollConnection, PollReport,
+        CoordinatorError, ErrorBody, EventEnvelope, IndexEntry, PollConnection, PollRepo,
+        PollReport,
     },
     event_loop::{
         migrations::{
@@ -40,7 +42,9 @@ const SNAPSHOT_KEY: &str = "schema_snapshot";
 const MIGRATIONS_KEY: &str = "migration_watch";
 /// The user's connections as the loop last read them ([`CONNECTIONS_TTL_MS`]).
 const CONNECTIONS_KEY: &str = "event_loop_connections";
-/// How long the loop keeps the user's connection list: five minutes.
+/// The user's repository connections as the loop last read them ([`CONNECTIONS_TTL_MS`]).
+const REPOSITORIES_KEY: &str = "event_loop_repositories";
+/// How long the loop keeps the user's connection lists: five minutes.
 const CONNECTIONS_TTL_MS: i64 = 5 * 60 * 1000;
 /// The event-store instance of Supabase events (no connection): the one webhooks use.
 const SUPABASE_EVENTS: &str = "events-supabase";
@@ -76,6 +80,7 @@ impl SyncCoordinator {
         let mut state = self.loop_state(now)?;
         state.start(now, config);
         self.store.delete(CONNECTIONS_KEY)?;
+        self.store.delete(REPOSITORIES_KEY)?;
         self.store.put(LOOP_KEY, &state, None)?;
         self.store.put(LOOP_USER_KEY, &user_id, None)?;
         self.alarm_no_later_than(now).await?;
@@ -129,6 +134,7 @@ impl SyncCoordinator {
                 Watcher::SchemaWatch => self.watch_schema(&user_id, &mut database).await,
                 Watcher::Migrations => self.watch_migrations(&user_id, &mut database).await,
                 Watcher::ShopifyPoll => self.watch_shopify(&user_id, &state.config).await,
+                Watcher::Repositories => self.watch_repositories(&user_id, &state.config).await,
             };
             if result.is_err() {
                 // A failed query may have left the connection unusable.
@@ -221,6 +227,87 @@ impl SyncCoordinator {
                     }
                 }
                 Err(e) => errors.push(format!("{}: {e}", connection.account)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(found)
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Polls each of the user's repository connections (each in its own instance, where
+    /// its webhook deliveries are stored too, so a change seen both ways is one event) and
+    /// checks their open work for staleness.
+    async fn watch_repositories(&self, user_id: &str, config: &LoopConfig) -> Result<u64, String> {
+        let text = |e: worker::Error| e.to_string();
+        let now = clock::now();
+        let repositories: Vec<RepoIndexEntry> =
+            match self.store.get(REPOSITORIES_KEY, now).map_err(text)? {
+                Some(cached) => cached,
+                None => {
+                    let mut path = worker::Url::parse("https://instance.do/internal/repos")
+                        .map_err(|e| e.to_string())?;
+                    path.query_pairs_mut().append_pair("user_id", user_id);
+                    let mut response = super::call(
+                        &self.env,
+                        super::SYSTEM_INSTANCE,
+                        Method::Get,
+                        &format!("{}?{}", path.path(), path.query().unwrap_or_default()),
+                        None,
+                    )
+                    .await
+                    .map_err(text)?;
+                    let list: Vec<RepoIndexEntry> =
+                        super::read(&mut response).await.map_err(text)?;
+                    self.store
+                        .put(
+                            REPOSITORIES_KEY,
+                            &list,
+                            Some(now.plus_millis(CONNECTIONS_TTL_MS)),
+                        )
+                        .map_err(text)?;
+                    list
+                }
+            };
+        let request = PollRepo {
+            stale_after_days: config.stale_after_days,
+        };
+        let mut found = 0;
+        let mut errors = Vec::new();
+        for repository in &repositories {
+            let answer = async {
+                let mut response = super::send(
+                    &self.env,
+                    &repository.id,
+                    Method::Post,
+                    "/internal/repo/poll",
+                    &request,
+                )
+                .await?;
+                if response.status_code() == 404 {
+                    // Deleted since the list was read: read it again next tick.
+                    self.store.delete(REPOSITORIES_KEY)?;
+                    return Ok(PollReport::default());
+                }
+                if response.status_code() != 200 {
+                    let refusal: ErrorBody = super::read(&mut response).await?;
+                    return Ok(PollReport {
+                        error: Some(refusal.error),
+                        ..PollReport::default()
+                    });
+                }
+                super::read::<PollReport>(&mut response).await
+            }
+            .await;
+            match answer {
+                Ok(report) => {
+                    found += report.stored;
+                    if let Some(error) = report.error {
+                        errors.push(format!("{}: {error}", repository.repository));
+                    }
+                }
+                Err(e) => errors.push(format!("{}: {e}", repository.repository)),
             }
         }
         if errors.is_empty() {

@@ -5,6 +5,7 @@
 //! failure. After `EVENT_MAX_ATTEMPTS` failures an event is dead-lettered: visible, and
 //! replayable. Nothing acknowledged is ever dropped.
 
+use edge_sync_shared::code_repos::connection::repo_connection_host;
 use edge_sync_shared::propagation::change::propagation_envelope;
 use edge_sync_shared::sync::RetryPolicy;
 use edge_sync_shared::{bindings::workers::SYNC_COORDINATOR as WORKER, log::Level};
@@ -295,14 +296,21 @@ impl SyncCoordinator {
                 return Err(CoordinatorError::NotFound("connection revoked").into());
             }
             Some(c) => (c.user_id, Some(c.id)),
-            // A connection instance without a connection: deleted (or never made).
-            None if instance.starts_with("keap_") || instance.starts_with("shopify_") => {
-                return Err(CoordinatorError::NotFound("unknown connection").into());
-            }
-            None => (
-                envelope.user_id.clone().unwrap_or_else(|| "system".into()),
-                None,
-            ),
+            None => match super::repository::load(&self.store, now)? {
+                // A repository connection's instance: its webhook deliveries and polls.
+                Some(repo) => (repo.user_id, Some(repo.id)),
+                // A connection instance without a connection: deleted (or never made).
+                None if instance.starts_with("keap_")
+                    || instance.starts_with("shopify_")
+                    || repo_connection_host(instance).is_some() =>
+                {
+                    return Err(CoordinatorError::NotFound("unknown connection").into());
+                }
+                None => (
+                    envelope.user_id.clone().unwrap_or_else(|| "system".into()),
+                    None,
+                ),
+            },
         };
         let dedup_keys: Vec<String> = envelope
             .dedup_keys()

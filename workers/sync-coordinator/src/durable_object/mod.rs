@@ -13,6 +13,7 @@ mod platform_calls;
 mod privacy;
 mod processing;
 mod propagation;
+mod repository;
 mod shopify_poll;
 mod sync_state;
 mod system;
@@ -22,8 +23,8 @@ use std::{cell::RefCell, rc::Rc};
 use edge_sync_shared::{
     bindings,
     coordinator_api::{
-        self, AcquireLease, CoordinatorError, LiveMessage, PutRun, ReplaySince, StorageHealth,
-        TokenRequest, UserNotice,
+        self, AcquireLease, CoordinatorError, LiveMessage, PollRepo, PutRun, ReplaySince,
+        StorageHealth, TokenRequest, UserNotice,
     },
     event_loop::schedule::LoopConfig,
     Timestamp,
@@ -180,6 +181,20 @@ impl SyncCoordinator {
                 ok(200, &system::index_by_owner(&self.store, &user_id, now)?)
             }
             (Method::Get, ["internal", "index"]) => ok(200, &system::index_list(&self.store, now)?),
+            (Method::Put, ["internal", "repos"]) => ok(
+                200,
+                &system::repo_index_put(&self.store, decode(req).await?)?,
+            ),
+            (Method::Delete, ["internal", "repos", id]) => {
+                ok(200, &system::repo_index_delete(&self.store, id, now)?)
+            }
+            (Method::Get, ["internal", "repos"]) => {
+                let user_id = query(req, "user_id")?;
+                ok(
+                    200,
+                    &system::repo_index_list(&self.store, user_id.as_deref(), now)?,
+                )
+            }
             // Connection instances.
             (Method::Put, ["internal", "connection"]) => {
                 ok(200, &self.store_tokens(decode(req).await?, now).await?)
@@ -204,6 +219,19 @@ impl SyncCoordinator {
             }
             (Method::Post, ["internal", "connection", "propagate"]) => {
                 ok(200, &self.platform_call(decode(req).await?, now).await?)
+            }
+            // Repository connection instances.
+            (Method::Put, ["internal", "repo"]) => {
+                ok(200, &self.put_repo(decode(req).await?, now).await?)
+            }
+            (Method::Get, ["internal", "repo"]) => ok(200, &self.repo_view(now)?),
+            (Method::Delete, ["internal", "repo"]) => ok(200, &self.delete_repo(now).await?),
+            (Method::Post, ["internal", "repo", "poll"]) => {
+                let request: PollRepo = decode(req).await?;
+                ok(200, &self.poll_repo(request.stale_after_days, now).await?)
+            }
+            (Method::Post, ["internal", "repo", "query"]) => {
+                ok(200, &self.repo_query(decode(req).await?, now).await?)
             }
             (Method::Get, ["internal", "sync"]) => ok(200, &sync_state::all(&self.store, now)?),
             (Method::Get, ["internal", "sync", resource]) => {

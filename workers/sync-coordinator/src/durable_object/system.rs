@@ -1,6 +1,7 @@
 //! The `system` instance: single-use OAuth states and the index of connections.
 
 use edge_sync_shared::{
+    code_repos::connection::RepoIndexEntry,
     coordinator_api::{
         ConsumeState, CoordinatorError, Deleted, DeletedId, HookToken, IndexEntry, PendingState,
         Pong, Stored,
@@ -177,4 +178,51 @@ pub fn hook_verified(store: &Store, token: &str, now: Timestamp) -> Handled<Hook
 pub fn hook_delete(store: &Store, token: &str) -> Handled<Deleted> {
     store.delete(&hook_key(token))?;
     Ok(Deleted { deleted: true })
+}
+
+/// The key of a repository connection in the index by owner (`repo_owner:<length>:<user
+/// id>:<id>`, as [`owner_key`]); every repository connection is also under `repo:<id>`.
+fn repo_owner_prefix(user_id: &str) -> String {
+    format!("repo_owner:{}:{user_id}:", user_id.len())
+}
+
+/// Adds or replaces a repository connection in the index.
+pub fn repo_index_put(store: &Store, entry: RepoIndexEntry) -> Handled<RepoIndexEntry> {
+    store.put(&format!("repo:{}", entry.id), &entry, None)?;
+    store.put(
+        &format!("{}{}", repo_owner_prefix(&entry.user_id), entry.id),
+        &entry,
+        None,
+    )?;
+    Ok(entry)
+}
+
+/// Removes a repository connection from the index.
+pub fn repo_index_delete(store: &Store, id: &str, now: Timestamp) -> Handled<DeletedId> {
+    let key = format!("repo:{id}");
+    if let Some(entry) = store.get::<RepoIndexEntry>(&key, now)? {
+        store.delete(&format!(
+            "{}{}",
+            repo_owner_prefix(&entry.user_id),
+            entry.id
+        ))?;
+    }
+    store.delete(&key)?;
+    Ok(DeletedId {
+        deleted: id.to_owned(),
+    })
+}
+
+/// Every repository connection, or one user's (read by key range).
+pub fn repo_index_list(
+    store: &Store,
+    user_id: Option<&str>,
+    now: Timestamp,
+) -> Handled<Vec<RepoIndexEntry>> {
+    let prefix = user_id.map_or_else(|| "repo:".to_owned(), repo_owner_prefix);
+    Ok(store
+        .list(&prefix, now)?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect())
 }

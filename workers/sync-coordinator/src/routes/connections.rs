@@ -62,10 +62,17 @@ async fn every_connection(env: &Env) -> HttpResult {
     Ok(Response::from_json(&views(env, &entries).await?)?)
 }
 
-/// `GET /coordinator/connections` (operator): every connection with its status.
+/// `GET /coordinator/connections` (operator): every connection with its status, and the
+/// repository connections (`repositories`).
 pub async fn list(req: &Request, env: &Env) -> HttpResult {
     require(req, env, Capability::Operate)?;
-    every_connection(env).await
+    let entries = index(env).await?;
+    let connections = views(env, &entries).await?.connections;
+    let repositories = super::repositories::list(env).await?;
+    Ok(Response::from_json(&serde_json::json!({
+        "connections": connections,
+        "repositories": repositories,
+    }))?)
 }
 
 /// `GET /coordinator/sync-targets` (sync-worker): the connections its cron syncs, as status

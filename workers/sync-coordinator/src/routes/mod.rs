@@ -9,6 +9,7 @@ mod health;
 mod oauth;
 mod privacy;
 mod realtime_sync;
+mod repositories;
 mod suggestions;
 
 use edge_sync_shared::auth::Capability;
@@ -83,7 +84,16 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         }
         (Method::Post, ["coordinator", "connections"]) => {
             require(&req, &env, Capability::Operate)?;
-            oauth::register_token(req, &env).await
+            let mut req = req;
+            let body = req
+                .text()
+                .await
+                .map_err(|_| HttpError::bad_request("unreadable body"))?;
+            if repositories::names_repository_host(&body) {
+                repositories::connect(&body, &env).await
+            } else {
+                oauth::register_token(&body, &env).await
+            }
         }
         (Method::Get, ["coordinator", "sync-targets"]) => {
             connections::sync_targets(&req, &env).await
@@ -132,6 +142,16 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         (Method::Post, ["coordinator", "agent-runs", id, "retry"]) => {
             let id = id.to_string();
             suggestions::retry_run(&req, &env, &id).await
+        }
+        (_, ["coordinator", "connections", id, rest @ ..])
+            if edge_sync_shared::code_repos::connection::repo_connection_host(id).is_some() =>
+        {
+            let (id, rest) = (
+                id.to_string(),
+                rest.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            );
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            repositories::forward(req, &env, &id, &rest).await
         }
         (_, ["coordinator", "connections", id, rest @ ..]) => {
             let (id, rest) = (

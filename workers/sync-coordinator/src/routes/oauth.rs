@@ -326,7 +326,7 @@ pub async fn shopify_callback(req: &Request, env: &Env, config: &CoordinatorConf
 
 /// `POST /coordinator/connections` (admin) with `{"provider":"shopify","user_id","shop",
 /// "access_token"}`: registers a custom app's Admin API token directly.
-pub async fn register_token(mut req: Request, env: &Env) -> HttpResult {
+pub async fn register_token(body: &str, env: &Env) -> HttpResult {
     #[derive(serde::Deserialize)]
     struct Register {
         provider: Provider,
@@ -334,7 +334,7 @@ pub async fn register_token(mut req: Request, env: &Env) -> HttpResult {
         shop: String,
         access_token: String,
     }
-    let body: Register = req.json().await.map_err(|_| {
+    let body: Register = serde_json::from_str(body).map_err(|_| {
         HttpError::bad_request("body must be JSON {provider, user_id, shop, access_token}")
     })?;
     if body.provider != Provider::Shopify {
