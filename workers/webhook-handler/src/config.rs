@@ -32,6 +32,9 @@ pub mod names {
     pub const GITLAB_WEBHOOK_TOKEN: &str = "GITLAB_WEBHOOK_TOKEN";
     /// Secret: Bitbucket's webhook secret (`X-Hub-Signature`).
     pub const BITBUCKET_WEBHOOK_SECRET: &str = "BITBUCKET_WEBHOOK_SECRET";
+    /// Secret: the key each connected repository's webhook secret is derived from (the
+    /// coordinator's `REPO_WEBHOOK_SIGNING_KEY`, the same value).
+    pub const REPO_WEBHOOK_SIGNING_KEY: &str = "REPO_WEBHOOK_SIGNING_KEY";
     /// Secret: the shared secret Supabase Database Webhooks present.
     pub const SUPABASE_WEBHOOK_SECRET: &str = "SUPABASE_WEBHOOK_SECRET";
     /// Secret name prefix: `STANDARD_WEBHOOK_SECRET_<SOURCE>` per Standard Webhooks source.
@@ -87,6 +90,7 @@ pub struct WebhookConfig {
     keap_secret: Option<Secret>,
     shopify_secrets: Vec<Secret>,
     github_secret: Option<Secret>,
+    repo_webhook_key: Option<Secret>,
     gitlab_token: Option<Secret>,
     bitbucket_secret: Option<Secret>,
     supabase_secret: Option<Secret>,
@@ -140,6 +144,7 @@ impl WebhookConfig {
             .filter_map(|name| secret(env, name))
             .collect(),
             github_secret: secret(env, names::GITHUB_WEBHOOK_SECRET),
+            repo_webhook_key: secret(env, names::REPO_WEBHOOK_SIGNING_KEY),
             gitlab_token: secret(env, names::GITLAB_WEBHOOK_TOKEN),
             bitbucket_secret: secret(env, names::BITBUCKET_WEBHOOK_SECRET),
             supabase_secret: secret(env, names::SUPABASE_WEBHOOK_SECRET),
@@ -185,6 +190,11 @@ impl WebhookConfig {
     /// [`names::GITHUB_WEBHOOK_SECRET`].
     pub fn github_secret(&self) -> Option<&Secret> {
         self.github_secret.as_ref()
+    }
+
+    /// [`names::REPO_WEBHOOK_SIGNING_KEY`].
+    pub fn repo_webhook_key(&self) -> Option<&Secret> {
+        self.repo_webhook_key.as_ref()
     }
 
     /// [`names::GITLAB_WEBHOOK_TOKEN`].

@@ -165,7 +165,7 @@ impl SyncCoordinator {
             Ok(answer) if answer.status == 404 => {
                 return Err(CoordinatorError::NotFound("repository not found at the host").into())
             }
-            Ok(answer) => {
+            Ok(_) => {
                 return Err(CoordinatorError::RetryLater {
                     reason: "the repository host failed; try again",
                     pending_events: 0,

@@ -1,6 +1,11 @@
 //! `POST /webhooks/code-repo`: GitHub (`X-Hub-Signature-256`), GitLab (`X-Gitlab-Token`) and
-//! Bitbucket (`X-Hub-Signature`), told apart by their event headers.
+//! Bitbucket (`X-Hub-Signature`), told apart by their event headers, verified with the
+//! deployment's secret per host; and `POST /webhooks/code-repo/{connection_id}`: the webhook
+//! a repository connection registered, verified with that repository's own secret (derived
+//! from `REPO_WEBHOOK_SIGNING_KEY`) and stored in the connection's instance, where polling
+//! stores what it finds too.
 
+use edge_sync_shared::code_repos::connection::{repo_connection_host, repo_webhook_secret};
 use edge_sync_shared::webhook::{
     classify_git, verify_bitbucket, verify_github, verify_gitlab, GitHeaders, Source, VerifyError,
 };
@@ -14,13 +19,29 @@ use crate::{
     handoff::{self, Destination},
 };
 
-/// Verifies with the sending host's secret, classifies, hands over.
+/// Verifies with the sending host's secret (the repository connection's own, on its
+/// route), classifies, hands over.
 pub async fn receive(
     mut req: Request,
     env: &Env,
     config: &WebhookConfig,
     ctx: &RequestContext,
+    connection_id: Option<&str>,
 ) -> HttpResult {
+    // A repository connection's route: its host is in its id, its secret derived from it.
+    let repository = match connection_id {
+        Some(id) => {
+            let host = repo_connection_host(id).ok_or_else(HttpError::not_found)?;
+            let key = config.repo_webhook_key().ok_or_else(|| {
+                unauthorized(VerifyError::Mismatch).with_reason(format!(
+                    "{} is not configured",
+                    names::REPO_WEBHOOK_SIGNING_KEY
+                ))
+            })?;
+            Some((id, host, repo_webhook_secret(key, id)))
+        }
+        None => None,
+    };
     let body = read_limited(&mut req, config.max_body_bytes()).await?;
     let names = [
         "X-GitHub-Event",
@@ -47,10 +68,17 @@ pub async fn receive(
     let missing_secret = |name: &str| {
         unauthorized(VerifyError::Mismatch).with_reason(format!("{name} is not configured"))
     };
+    if let Some((_, connection_host, _)) = &repository {
+        if connection_host.as_str() != host.as_str() {
+            return Err(unauthorized(VerifyError::Mismatch)
+                .with_reason("a delivery from another host than the connection's"));
+        }
+    }
+    let own = repository.as_ref().map(|(_, _, secret)| secret);
     match host {
         Source::GitHub => {
-            let secret = config
-                .github_secret()
+            let secret = own
+                .or(config.github_secret())
                 .ok_or_else(|| missing_secret(names::GITHUB_WEBHOOK_SECRET))?;
             verify_github(
                 &body,
@@ -59,19 +87,23 @@ pub async fn receive(
             )
         }
         Source::GitLab => {
-            let secret = config
-                .gitlab_token()
+            let secret = own
+                .or(config.gitlab_token())
                 .ok_or_else(|| missing_secret(names::GITLAB_WEBHOOK_TOKEN))?;
             verify_gitlab(header(&req, "X-Gitlab-Token").as_deref(), secret)
         }
         _ => {
-            let secret = config
-                .bitbucket_secret()
+            let secret = own
+                .or(config.bitbucket_secret())
                 .ok_or_else(|| missing_secret(names::BITBUCKET_WEBHOOK_SECRET))?;
             verify_bitbucket(&body, header(&req, "X-Hub-Signature").as_deref(), secret)
         }
     }
     .map_err(unauthorized)?;
     let (_, event) = classify_git(&headers, &body).map_err(malformed)?;
-    handoff::store(env, config, ctx, event, Destination::Source).await
+    let destination = match &repository {
+        Some((id, _, _)) => Destination::Connection(id),
+        None => Destination::Source,
+    };
+    handoff::store(env, config, ctx, event, destination).await
 }

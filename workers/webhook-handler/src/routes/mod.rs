@@ -44,7 +44,12 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
             shopify::receive(req, env, config, &ctx, Some(connection_id)).await
         }
         ["webhooks", "supabase"] if is_post => supabase::receive(req, env, config, &ctx).await,
-        ["webhooks", "code-repo"] if is_post => code_repo::receive(req, env, config, &ctx).await,
+        ["webhooks", "code-repo"] if is_post => {
+            code_repo::receive(req, env, config, &ctx, None).await
+        }
+        ["webhooks", "code-repo", connection_id] if is_post => {
+            code_repo::receive(req, env, config, &ctx, Some(connection_id)).await
+        }
         ["webhooks", "standard", source] if is_post => {
             standard::receive(req, env, config, &ctx, source).await
         }
@@ -57,6 +62,7 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         | ["webhook", "shopify", _]
         | ["webhooks", "supabase"]
         | ["webhooks", "code-repo"]
+        | ["webhooks", "code-repo", _]
         | ["webhooks", "standard", _] => Err(HttpError::method_not_allowed("POST")),
         _ => Err(HttpError::not_found()),
     }
