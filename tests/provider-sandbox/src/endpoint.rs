@@ -82,6 +82,18 @@ pub enum Endpoint {
     GitHubHooksList,
     /// `DELETE /repos/{o}/{r}/hooks/{id}`.
     GitHubHooksDelete,
+    /// `GET /repos/{o}/{r}/pulls/{n}`.
+    GitHubPullGet,
+    /// `GET /repos/{o}/{r}/issues/{n}`.
+    GitHubIssueGet,
+    /// `GET /repos/{o}/{r}/issues/comments`.
+    GitHubCommentsList,
+    /// `GET /repos/{o}/{r}/dependabot/alerts`.
+    GitHubAlertsList,
+    /// `GET /repos/{o}/{r}/commits/{ref}/check-runs`.
+    GitHubCheckRuns,
+    /// `GET /repos/{o}/{r}/releases/latest`.
+    GitHubLatestRelease,
     /// `POST /openai/v1/chat/completions`: an OpenAI-compatible model ([`crate::openai`]).
     OpenAiChatCompletions,
     /// `GET /openai/v1/models`.
@@ -90,7 +102,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in the order counters list them.
-    pub const ALL: [Endpoint; 38] = [
+    pub const ALL: [Endpoint; 44] = [
         Endpoint::KeapOAuthAuthorize,
         Endpoint::KeapOAuthToken,
         Endpoint::KeapContactsList,
@@ -127,6 +139,12 @@ impl Endpoint {
         Endpoint::GitHubHooksCreate,
         Endpoint::GitHubHooksList,
         Endpoint::GitHubHooksDelete,
+        Endpoint::GitHubPullGet,
+        Endpoint::GitHubIssueGet,
+        Endpoint::GitHubCommentsList,
+        Endpoint::GitHubAlertsList,
+        Endpoint::GitHubCheckRuns,
+        Endpoint::GitHubLatestRelease,
         Endpoint::OpenAiChatCompletions,
         Endpoint::OpenAiModels,
     ];
@@ -171,6 +189,12 @@ impl Endpoint {
             Endpoint::GitHubHooksCreate => "github.hooks.create",
             Endpoint::GitHubHooksList => "github.hooks.list",
             Endpoint::GitHubHooksDelete => "github.hooks.delete",
+            Endpoint::GitHubPullGet => "github.pulls.get",
+            Endpoint::GitHubIssueGet => "github.issues.get",
+            Endpoint::GitHubCommentsList => "github.comments.list",
+            Endpoint::GitHubAlertsList => "github.dependabot.alerts",
+            Endpoint::GitHubCheckRuns => "github.checks.runs",
+            Endpoint::GitHubLatestRelease => "github.releases.latest",
             Endpoint::OpenAiChatCompletions => "openai.chat.completions",
             Endpoint::OpenAiModels => "openai.models",
         }

@@ -93,12 +93,40 @@ struct Hook {
     events: Vec<String>,
 }
 
+/// A comment on an issue.
+#[derive(Debug, Clone)]
+struct Comment {
+    id: u64,
+    issue: u64,
+    body: String,
+    created_ms: i64,
+}
+
+/// A published release.
+#[derive(Debug, Clone)]
+struct Release {
+    id: u64,
+    tag: String,
+    published_ms: i64,
+}
+
+/// A Dependabot alert.
+#[derive(Debug, Clone)]
+struct Alert {
+    number: u64,
+    package: String,
+    created_ms: i64,
+}
+
 #[derive(Debug, Default)]
 struct Repo {
     pulls: Vec<Pull>,
     issues: Vec<IssueRecord>,
     runs: Vec<Run>,
     hooks: Vec<Hook>,
+    comments: Vec<Comment>,
+    releases: Vec<Release>,
+    alerts: Vec<Alert>,
     /// Pull requests and issues share one numbering, as on GitHub.
     next_number: u64,
 }
@@ -200,6 +228,22 @@ impl GitHubState {
                 },
             ],
             hooks: Vec::new(),
+            comments: vec![Comment {
+                id: 80001,
+                issue: 3,
+                body: "Seeing this on Android too.".to_owned(),
+                created_ms: now_ms - 20 * HOUR_MS,
+            }],
+            releases: vec![Release {
+                id: 60001,
+                tag: "v1.0.0".to_owned(),
+                published_ms: now_ms - 5 * DAY_MS,
+            }],
+            alerts: vec![Alert {
+                number: 1,
+                package: "lodash".to_owned(),
+                created_ms: now_ms - 2 * DAY_MS,
+            }],
             next_number: 6,
         };
         Self {
@@ -293,22 +337,11 @@ fn list_answer(
     }
     .to_string();
     let etag = format!("W/\"{}\"", &outbound::sha256_hex(body.as_bytes())[..32]);
-    let now = state.clock.now_ms();
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == etag);
-    let (used, reset_ms) = {
-        let mut rate = lock(&state.github.rate);
-        let window = rate.entry(token).or_insert((0, now + HOUR_MS));
-        if now >= window.1 {
-            *window = (0, now + HOUR_MS);
-        }
-        if !not_modified {
-            window.0 += 1;
-        }
-        *window
-    };
+    let (used, reset_ms) = count_request(state, token, !not_modified);
     let mut response = if used > RATE_LIMIT {
         error(StatusCode::FORBIDDEN, "API rate limit exceeded")
     } else if not_modified {
@@ -342,13 +375,36 @@ fn list_answer(
         }
         response
     };
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    set_rate_headers(&mut response, used, reset_ms);
+    response
+}
+
+/// Counts a request of `token` in its hour window (unless it is a free 304): the requests
+/// used and when the window resets.
+fn count_request(state: &SharedState, token: String, counted: bool) -> (u64, i64) {
+    let now = state.clock.now_ms();
+    let mut rate = lock(&state.github.rate);
+    let window = rate.entry(token).or_insert((0, now + HOUR_MS));
+    if now >= window.1 {
+        *window = (0, now + HOUR_MS);
+    }
+    if counted {
+        window.0 += 1;
+    }
+    *window
+}
+
+/// GitHub's `X-RateLimit-*` headers.
+fn set_rate_headers(response: &mut Response, used: u64, reset_ms: i64) {
     let headers = response.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
     };
-    set("etag", etag);
     set("x-ratelimit-limit", RATE_LIMIT.to_string());
     set(
         "x-ratelimit-remaining",
@@ -357,7 +413,6 @@ fn list_answer(
     set("x-ratelimit-used", used.to_string());
     set("x-ratelimit-reset", (reset_ms / 1000).to_string());
     set("x-ratelimit-resource", "core".to_owned());
-    response
 }
 
 fn user(login: &str) -> Value {
@@ -415,8 +470,16 @@ async fn list_pulls(
         let Some(r) = repos.get(&repo) else {
             return error(StatusCode::NOT_FOUND, "Not Found");
         };
-        let mut pulls = r.pulls.clone();
-        pulls.sort_by_key(|p| std::cmp::Reverse((p.updated_ms, p.number)));
+        let filter = ListFilter::of(raw.as_deref());
+        let mut pulls: Vec<&Pull> = r
+            .pulls
+            .iter()
+            .filter(|p| filter.state_matches(p.merged_ms.is_none()))
+            .collect();
+        pulls.sort_by_key(|p| (p.updated_ms, p.number));
+        if !filter.ascending {
+            pulls.reverse();
+        }
         pulls
             .iter()
             .map(|p| pull_json(&base(&headers), &repo, p))
@@ -445,17 +508,27 @@ async fn list_issues(
             return error(StatusCode::NOT_FOUND, "Not Found");
         };
         // As on GitHub, the issues list holds the pull requests too (with `pull_request`).
+        let filter = ListFilter::of(raw.as_deref());
         let mut items: Vec<(i64, Value)> = r
             .issues
             .iter()
+            .filter(|_| filter.state_matches(true))
             .map(|i| (i.updated_ms, issue_json(&repo, i)))
-            .chain(r.pulls.iter().map(|p| {
-                let mut value = pull_json(&base(&headers), &repo, p);
-                value["pull_request"] = json!({ "url": value["url"].clone() });
-                (p.updated_ms, value)
-            }))
+            .chain(
+                r.pulls
+                    .iter()
+                    .filter(|p| filter.state_matches(p.merged_ms.is_none()))
+                    .map(|p| {
+                        let mut value = pull_json(&base(&headers), &repo, p);
+                        value["pull_request"] = json!({ "url": value["url"].clone() });
+                        (p.updated_ms, value)
+                    }),
+            )
             .collect();
-        items.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+        items.sort_by_key(|(t, _)| *t);
+        if !filter.ascending {
+            items.reverse();
+        }
         items.into_iter().map(|(_, v)| v).collect()
     };
     list_answer(
@@ -548,6 +621,216 @@ async fn job_logs(
         Some(log) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response(),
         None => error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// A list's `state` (`open`, `closed`, `all`; default `open`) and `direction` (`asc`,
+/// `desc`; default `desc`).
+struct ListFilter {
+    state: String,
+    ascending: bool,
+}
+
+impl ListFilter {
+    fn of(raw: Option<&str>) -> Self {
+        let query: BTreeMap<String, String> =
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        Self {
+            state: query.get("state").cloned().unwrap_or_else(|| "open".into()),
+            ascending: query.get("direction").is_some_and(|d| d == "asc"),
+        }
+    }
+
+    fn state_matches(&self, open: bool) -> bool {
+        match self.state.as_str() {
+            "all" => true,
+            "closed" => !open,
+            _ => open,
+        }
+    }
+}
+
+/// One record (`None`: 404), with the rate headers, as GitHub answers a `GET` of one.
+fn one_answer(state: &SharedState, headers: &HeaderMap, value: Option<Value>) -> Response {
+    let Some(token) = authorized(state, headers) else {
+        return bad_credentials();
+    };
+    let (used, reset_ms) = count_request(state, token, true);
+    let mut response = match value {
+        _ if used > RATE_LIMIT => error(StatusCode::FORBIDDEN, "API rate limit exceeded"),
+        Some(value) => (StatusCode::OK, Json(value)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    set_rate_headers(&mut response, used, reset_ms);
+    response
+}
+
+
+/// `GET /repos/{o}/{r}/pulls/{n}`.
+async fn get_pull(
+    State(state): State<SharedState>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = repo_name(&owner, &name);
+    let value = lock(&state.github.repos).get(&repo).and_then(|r| {
+        r.pulls
+            .iter()
+            .find(|p| p.number == number)
+            .map(|p| pull_json(&base(&headers), &repo, p))
+    });
+    one_answer(&state, &headers, value)
+}
+
+/// `GET /repos/{o}/{r}/issues/{n}` (a pull request's number answers it too, as on GitHub).
+async fn get_issue(
+    State(state): State<SharedState>,
+    Path((owner, name, number)): Path<(String, String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = repo_name(&owner, &name);
+    let value = lock(&state.github.repos).get(&repo).and_then(|r| {
+        r.issues
+            .iter()
+            .find(|i| i.number == number)
+            .map(|i| issue_json(&repo, i))
+    });
+    one_answer(&state, &headers, value)
+}
+
+fn comment_json(repo: &str, c: &Comment) -> Value {
+    json!({
+        "id": c.id, "body": c.body, "user": user("demo-user"),
+        "html_url": format!("https://github.com/{repo}/issues/{}#issuecomment-{}", c.issue, c.id),
+        "issue_url": format!("https://api.github.com/repos/{repo}/issues/{}", c.issue),
+        "created_at": time(c.created_ms), "updated_at": time(c.created_ms),
+    })
+}
+
+/// `GET /repos/{o}/{r}/issues/comments`: the repository's issue comments.
+async fn list_comments(
+    State(state): State<SharedState>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let repo = repo_name(&owner, &name);
+    let items = {
+        let repos = lock(&state.github.repos);
+        let Some(r) = repos.get(&repo) else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let mut comments = r.comments.clone();
+        comments.sort_by_key(|c| std::cmp::Reverse((c.created_ms, c.id)));
+        comments.iter().map(|c| comment_json(&repo, c)).collect()
+    };
+    list_answer(
+        &state,
+        &headers,
+        raw.as_deref(),
+        &format!("{}/repos/{repo}/issues/comments", base(&headers)),
+        items,
+        None,
+    )
+}
+
+/// `GET /repos/{o}/{r}/dependabot/alerts`.
+async fn list_alerts(
+    State(state): State<SharedState>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let repo = repo_name(&owner, &name);
+    let items = {
+        let repos = lock(&state.github.repos);
+        let Some(r) = repos.get(&repo) else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let mut alerts = r.alerts.clone();
+        alerts.sort_by_key(|a| std::cmp::Reverse(a.created_ms));
+        alerts
+            .iter()
+            .map(|a| {
+                json!({
+                    "number": a.number, "state": "open",
+                    "dependency": {"package": {"ecosystem": "npm", "name": a.package}},
+                    "security_advisory": {"summary": format!("Vulnerable {}", a.package), "severity": "high"},
+                    "security_vulnerability": {"first_patched_version": {"identifier": "4.17.21"}},
+                    "html_url": format!("https://github.com/{repo}/security/dependabot/{}", a.number),
+                    "created_at": time(a.created_ms), "updated_at": time(a.created_ms),
+                })
+            })
+            .collect()
+    };
+    list_answer(
+        &state,
+        &headers,
+        raw.as_deref(),
+        &format!("{}/repos/{repo}/dependabot/alerts", base(&headers)),
+        items,
+        None,
+    )
+}
+
+/// `GET /repos/{o}/{r}/commits/{ref}/check-runs`: the check runs of the workflow runs on a
+/// branch (its newest run) or a commit.
+async fn check_runs(
+    State(state): State<SharedState>,
+    Path((owner, name, reference)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let repo = repo_name(&owner, &name);
+    let items = {
+        let repos = lock(&state.github.repos);
+        let Some(r) = repos.get(&repo) else {
+            return error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let run = r
+            .runs
+            .iter()
+            .filter(|run| run.sha == reference || run.branch == reference)
+            .max_by_key(|run| run.created_ms);
+        run.map(|run| {
+            run.jobs
+                .iter()
+                .map(|j| {
+                    json!({"id": j.id, "name": j.name, "head_sha": run.sha, "status": "completed",
+                           "conclusion": j.conclusion,
+                           "html_url": format!("https://github.com/{repo}/runs/{}", j.id)})
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    list_answer(
+        &state,
+        &headers,
+        raw.as_deref(),
+        &format!("{}/repos/{repo}/commits/{reference}/check-runs", base(&headers)),
+        items,
+        Some("check_runs"),
+    )
+}
+
+/// `GET /repos/{o}/{r}/releases/latest`: 404 when there is none.
+async fn latest_release(
+    State(state): State<SharedState>,
+    Path((owner, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let repo = repo_name(&owner, &name);
+    let value = lock(&state.github.repos).get(&repo).and_then(|r| {
+        r.releases.iter().max_by_key(|rel| rel.published_ms).map(|rel| {
+            json!({"id": rel.id, "tag_name": rel.tag, "name": rel.tag, "draft": false,
+                   "prerelease": false, "created_at": time(rel.published_ms),
+                   "published_at": time(rel.published_ms),
+                   "html_url": format!("https://github.com/{repo}/releases/tag/{}", rel.tag)})
+        })
+    });
+    one_answer(&state, &headers, value)
 }
 
 fn hook_json(repo: &str, h: &Hook) -> Value {
@@ -666,6 +949,30 @@ pub fn router(state: &SharedState) -> Router<SharedState> {
             tagged(state, Endpoint::GitHubIssuesList, get(list_issues)),
         )
         .route(
+            &format!("{repo}/pulls/{{number}}"),
+            tagged(state, Endpoint::GitHubPullGet, get(get_pull)),
+        )
+        .route(
+            &format!("{repo}/issues/comments"),
+            tagged(state, Endpoint::GitHubCommentsList, get(list_comments)),
+        )
+        .route(
+            &format!("{repo}/issues/{{number}}"),
+            tagged(state, Endpoint::GitHubIssueGet, get(get_issue)),
+        )
+        .route(
+            &format!("{repo}/dependabot/alerts"),
+            tagged(state, Endpoint::GitHubAlertsList, get(list_alerts)),
+        )
+        .route(
+            &format!("{repo}/commits/{{reference}}/check-runs"),
+            tagged(state, Endpoint::GitHubCheckRuns, get(check_runs)),
+        )
+        .route(
+            &format!("{repo}/releases/latest"),
+            tagged(state, Endpoint::GitHubLatestRelease, get(latest_release)),
+        )
+        .route(
             &format!("{repo}/actions/runs"),
             tagged(state, Endpoint::GitHubRunsList, get(list_runs)),
         )
@@ -744,7 +1051,9 @@ pub async fn control_token(State(state): State<SharedState>) -> Json<Value> {
 /// `POST /__sandbox/github/repos/{o}/{r}/{change}`: a change made at GitHub, with its
 /// webhook: `pulls` `{"title"}` opens a pull request; `pulls/{n}/merge` merges one;
 /// `runs` `{"conclusion": "failure"|"success"}` completes a CI run (a failing one with a
-/// failing `test` job and its log); `issues` `{"title"}` opens an issue. Answers the record.
+/// failing `test` job and its log); `issues` `{"title"}` opens an issue;
+/// `issues/{n}/comments` `{"body"}` comments on one; `releases` `{"tag_name"}` publishes a
+/// release. Answers the record.
 pub async fn control_change(
     State(state): State<SharedState>,
     Path((owner, name, change)): Path<(String, String, String)>,
@@ -859,9 +1168,60 @@ pub async fn control_change(
                 value,
             )
         }
+        comment if comment.starts_with("issues/") && comment.ends_with("/comments") => {
+            let number: u64 = comment
+                .trim_start_matches("issues/")
+                .trim_end_matches("/comments")
+                .parse()
+                .map_err(|_| ControlError::bad_request("issue number"))?;
+            let issue = r
+                .issues
+                .iter()
+                .find(|i| i.number == number)
+                .cloned()
+                .ok_or_else(|| ControlError::not_found("no such issue"))?;
+            let c = Comment {
+                id: state.github.next_id(),
+                issue: number,
+                body: request
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .unwrap_or("A comment")
+                    .to_owned(),
+                created_ms: now,
+            };
+            r.comments.push(c.clone());
+            let value = comment_json(&repo, &c);
+            (
+                "issue_comment",
+                json!({"action": "created", "issue": issue_json(&repo, &issue), "comment": value,
+                       "repository": repository}),
+                value,
+            )
+        }
+        "releases" => {
+            let tag = request
+                .get("tag_name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ControlError::bad_request("tag_name is required"))?
+                .to_owned();
+            let release = Release {
+                id: state.github.next_id(),
+                tag,
+                published_ms: now,
+            };
+            r.releases.push(release.clone());
+            let value = json!({"id": release.id, "tag_name": release.tag,
+                               "published_at": time(release.published_ms)});
+            (
+                "release",
+                json!({"action": "published", "release": value, "repository": repository}),
+                value,
+            )
+        }
         other => {
             return Err(ControlError::not_found(format!(
-                "unknown change '{other}': pulls, pulls/{{n}}/merge, issues, runs"
+                "unknown change '{other}': pulls, pulls/{{n}}/merge, issues, issues/{{n}}/comments, runs, releases"
             )))
         }
     };
