@@ -175,6 +175,29 @@ connect_sandbox_accounts() {
     esac
     echo "  $provider: $(oauth_dance "$start")"
   done
+  connect_demo_repository
+}
+
+# Connects the sandbox's demo GitHub repository (a fresh sandbox token each start: the
+# sandbox keeps tokens in memory; connecting again replaces the token of the same
+# connection) and starts local-dev's event loop, so repository events (stale pull requests
+# and issues, new pull requests, failed CI runs) arrive without configuring anything.
+connect_demo_repository() {
+  local coordinator="http://127.0.0.1:$COORDINATOR_PORT" admin body answer
+  admin="$(dev_var ADMIN_TOKEN)"
+  body="$(curl -sf -X POST "$SANDBOX_URL/__sandbox/github/tokens" | node -e '
+    let raw = ""; process.stdin.on("data", d => raw += d).on("end", () => process.stdout.write(JSON.stringify({
+      provider: "github", user_id: "local-dev", repository: "edge-sync/demo-app",
+      access_token: JSON.parse(raw).token, base_url: process.argv[1] })));' "$SANDBOX_URL/github")" \
+    || die "the sandbox issued no GitHub token"
+  answer="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
+    -H 'Content-Type: application/json' --data "$body" "$coordinator/coordinator/connections")"
+  [ "$answer" = 201 ] || die "connecting the demo repository answered $answer"
+  echo "  github: edge-sync/demo-app connected (webhook registered, polled by local-dev's loop)"
+  answer="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
+    -H 'Content-Type: application/json' --data '{"interval_secs": 60}' \
+    "$coordinator/coordinator/event-loop/local-dev/start")"
+  [ "$answer" = 200 ] || die "starting local-dev's event loop answered $answer"
 }
 
 # The main job, end to end: a full sync of every connected account into Postgres, then a

@@ -118,6 +118,8 @@ pub struct WebhookSecrets {
     pub standard: &'static str,
     /// The Shopify app secret (the sandbox's default client secret).
     pub shopify: &'static str,
+    /// `REPO_WEBHOOK_SIGNING_KEY`: connected repositories' webhook secrets derive from it.
+    pub repo_key: &'static str,
 }
 
 /// The secrets of [`WebhookSecrets`].
@@ -129,6 +131,7 @@ pub const WEBHOOK_SECRETS: WebhookSecrets = WebhookSecrets {
     keap: "e2e-keap-hook-secret",
     standard: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
     shopify: "sandbox-shopify-client-secret",
+    repo_key: "e2e-repo-webhook-signing-key",
 };
 
 /// The three Workers.
@@ -613,7 +616,9 @@ impl Stack {
              KEAP_REST_V1_BASE_URL={sandbox}/crm/rest/v1\nWEBHOOK_BASE_URL={webhook_handler}\n\
              ENABLE_TEST_ROUTES=true\nGITHUB_WEBHOOK_SECRET={github}\nGITLAB_WEBHOOK_TOKEN={gitlab}\n\
              BITBUCKET_WEBHOOK_SECRET={bitbucket}\nSUPABASE_WEBHOOK_SECRET={supabase}\n\
-             KEAP_WEBHOOK_SECRET={keap}\nSTANDARD_WEBHOOK_SECRET_BILLING={standard}\n",
+             KEAP_WEBHOOK_SECRET={keap}\nSTANDARD_WEBHOOK_SECRET_BILLING={standard}\n\
+             REPO_WEBHOOK_SIGNING_KEY={repo_key}\n",
+            repo_key = WEBHOOK_SECRETS.repo_key,
             github = WEBHOOK_SECRETS.github,
             gitlab = WEBHOOK_SECRETS.gitlab,
             bitbucket = WEBHOOK_SECRETS.bitbucket,

@@ -666,7 +666,6 @@ fn one_answer(state: &SharedState, headers: &HeaderMap, value: Option<Value>) ->
     response
 }
 
-
 /// `GET /repos/{o}/{r}/pulls/{n}`.
 async fn get_pull(
     State(state): State<SharedState>,
@@ -809,7 +808,10 @@ async fn check_runs(
         &state,
         &headers,
         raw.as_deref(),
-        &format!("{}/repos/{repo}/commits/{reference}/check-runs", base(&headers)),
+        &format!(
+            "{}/repos/{repo}/commits/{reference}/check-runs",
+            base(&headers)
+        ),
         items,
         Some("check_runs"),
     )
@@ -823,12 +825,15 @@ async fn latest_release(
 ) -> Response {
     let repo = repo_name(&owner, &name);
     let value = lock(&state.github.repos).get(&repo).and_then(|r| {
-        r.releases.iter().max_by_key(|rel| rel.published_ms).map(|rel| {
-            json!({"id": rel.id, "tag_name": rel.tag, "name": rel.tag, "draft": false,
+        r.releases
+            .iter()
+            .max_by_key(|rel| rel.published_ms)
+            .map(|rel| {
+                json!({"id": rel.id, "tag_name": rel.tag, "name": rel.tag, "draft": false,
                    "prerelease": false, "created_at": time(rel.published_ms),
                    "published_at": time(rel.published_ms),
                    "html_url": format!("https://github.com/{repo}/releases/tag/{}", rel.tag)})
-        })
+            })
     });
     one_answer(&state, &headers, value)
 }

@@ -123,7 +123,7 @@ fn clean_checkout(dir: &Path) -> PathBuf {
 }
 
 /// The secrets deploy puts, each on the Workers `wrangler/secrets.txt` names.
-const DEPLOYED_SECRETS: [&str; 15] = [
+const DEPLOYED_SECRETS: [&str; 16] = [
     "ADMIN_TOKEN",
     "WEBHOOK_HANDLER_TOKEN",
     "SYNC_WORKER_TOKEN",
@@ -139,6 +139,7 @@ const DEPLOYED_SECRETS: [&str; 15] = [
     "STANDARD_WEBHOOK_SECRET_BILLING",
     "MODEL_API_KEY",
     "SUPABASE_JWT_SECRET",
+    "REPO_WEBHOOK_SIGNING_KEY",
 ];
 
 /// Every secret and setting deploy needs, with values unique enough to search for.

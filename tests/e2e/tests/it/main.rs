@@ -1,6 +1,7 @@
 //! End-to-end scenarios against real workerd (Miniflare), real PostgreSQL and the
 //! provider sandbox. One binary; one module per area. Each test starts its own stack.
 
+mod e2e_code_repos;
 mod e2e_coordinator;
 mod e2e_deploy;
 mod e2e_event_loop;

@@ -1,0 +1,413 @@
+//! Code repositories end to end, against the sandbox's GitHub REST API: a repository
+//! connected with a token gets a webhook that really delivers signed events to
+//! webhook-handler, the user's loop polls it (conditionally: an idle poll is only 304s),
+//! and both paths land in the connection's own event store, so one change is one event.
+
+use std::time::Duration;
+
+use edge_sync_e2e::{
+    flows::{db_count, operator, sandbox_control},
+    Stack, StackOptions,
+};
+use serde_json::{json, Value};
+
+const REPO: &str = "edge-sync/demo-app";
+const USER: &str = "u-dev";
+
+fn options() -> StackOptions {
+    StackOptions {
+        vars: vec![("EVENT_LOOP_MIN_INTERVAL_SECS".into(), "1".into())],
+        ..StackOptions::default()
+    }
+}
+
+/// A token the sandbox's GitHub accepts.
+async fn github_token(stack: &Stack) -> String {
+    sandbox_control(stack, "github/tokens", json!({})).await["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// A GET of the sandbox's GitHub API with `token`: (status, headers, JSON body).
+async fn github_get(
+    stack: &Stack,
+    token: &str,
+    path: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = stack
+        .http
+        .get(format!("{}/github{path}", stack.sandbox))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GitHub GET");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// `GitHub`'s count of requests `token` used this hour (reading it costs one).
+async fn requests_used(stack: &Stack, token: &str) -> u64 {
+    let (_, headers, _) = github_get(stack, token, &format!("/repos/{REPO}/pulls")).await;
+    headers["x-ratelimit-used"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("x-ratelimit-used")
+}
+
+fn events(event_type: &str, extra: &str) -> String {
+    format!(
+        "SELECT count(*) FROM background_events WHERE user_id = '{USER}' AND event_type = '{event_type}' {extra}"
+    )
+}
+
+/// Waits until `sql` counts `expected` (the loop ticks every second).
+async fn until(stack: &Stack, sql: &str, expected: i64) {
+    for _ in 0..150 {
+        if db_count(stack, sql).await == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "`{sql}` never counted {expected} (last {})",
+        db_count(stack, sql).await
+    );
+}
+
+/// The user's loop after `n` more ticks than now.
+async fn ticks(stack: &Stack, n: u64) -> Value {
+    let count = |s: &Value| s["ticks"].as_u64().unwrap_or_default();
+    let (_, start) = operator(
+        stack,
+        "GET",
+        &format!("/coordinator/event-loop/{USER}"),
+        None,
+    )
+    .await;
+    for _ in 0..100 {
+        let (_, status) = operator(
+            stack,
+            "GET",
+            &format!("/coordinator/event-loop/{USER}"),
+            None,
+        )
+        .await;
+        if count(&status) >= count(&start) + n {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the loop did not tick {n} more times");
+}
+
+/// Proves: connecting checks the request and the token (400 bad body or refused token,
+/// 404 unknown repository, 401 without the operator token), registers a webhook at the
+/// host that the listing shows without any secret; the loop's first poll is a baseline that
+/// reports only work idle past the threshold (`repo.pr.stale` for the 30-day-old pull
+/// request, `issue.stale` for the 40-day-old issue), each once however many polls follow;
+/// an idle poll costs no rate limit (only 304s); a pull request opened with the webhook in
+/// place is delivered AND polled yet stored once; with the webhook gone, polling alone
+/// finds a new pull request and a failed CI run, whose event carries the failing job's log
+/// tail into the agent's prompt; the API shows recent pull requests, one pull request and
+/// a branch's build status; release notes list exactly the pull requests merged since the
+/// last release; deleting the connection removes it.
+#[tokio::test]
+async fn repositories_are_watched_by_webhook_and_polling_without_duplicates() {
+    let stack = Stack::start_with(options()).await;
+    let token = github_token(&stack).await;
+    let base = format!("{}/github", stack.sandbox);
+    let connect = |body: Value| {
+        let stack = &stack;
+        async move { operator(stack, "POST", "/coordinator/connections", Some(body)).await }
+    };
+
+    // Refusals, none of which stores anything.
+    let (status, _) = connect(
+        json!({"provider": "github", "user_id": USER, "repository": "nope",
+        "access_token": token, "base_url": base}),
+    )
+    .await;
+    assert_eq!(status, 400, "a repository that is not owner/name");
+    let (status, body) = connect(
+        json!({"provider": "github", "user_id": USER, "repository": REPO,
+        "access_token": "ghp_not_issued_by_the_host", "base_url": base}),
+    )
+    .await;
+    assert_eq!(status, 400, "a token the host refuses: {body}");
+    let (status, _) = connect(json!({"provider": "github", "user_id": USER,
+        "repository": "edge-sync/missing", "access_token": token, "base_url": base}))
+    .await;
+    assert_eq!(status, 404, "a repository the host does not know");
+    let anonymous = stack
+        .http
+        .post(format!("{}/coordinator/connections", stack.coordinator))
+        .json(&json!({"provider": "github"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    let (status, connected) = connect(json!({"provider": "github", "user_id": USER,
+        "repository": REPO, "access_token": token, "base_url": base}))
+    .await;
+    assert_eq!(status, 201, "{connected}");
+    let id = connected["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("github_"), "{id}");
+    assert!(connected["webhook_id"].is_string(), "{connected}");
+    let (_, listed) = operator(&stack, "GET", "/coordinator/connections", None).await;
+    let listing = listed.to_string();
+    assert!(listing.contains(&id), "{listing}");
+    assert!(!listing.contains(&token), "no token in the listing");
+    let (_, _, hooks) = github_get(&stack, &token, &format!("/repos/{REPO}/hooks")).await;
+    let hook = &hooks[0];
+    assert!(
+        hook["config"]["url"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(&format!("/webhooks/code-repo/{id}")),
+        "{hooks}"
+    );
+
+    // The loop: a baseline, then only what is new; stale work once.
+    let (status, started) = operator(
+        &stack,
+        "POST",
+        &format!("/coordinator/event-loop/{USER}/start"),
+        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
+    )
+    .await;
+    assert_eq!(status, 200, "{started}");
+    until(
+        &stack,
+        &events("repo.pr.stale", "AND event_data->>'number' = '2'"),
+        1,
+    )
+    .await;
+    until(
+        &stack,
+        &events("issue.stale", "AND event_data->>'number' = '4'"),
+        1,
+    )
+    .await;
+    ticks(&stack, 2).await;
+    assert_eq!(
+        db_count(&stack, &events("repo.pr.opened", "")).await,
+        0,
+        "the first poll is a baseline"
+    );
+
+    // An idle poll costs nothing against the rate limit: only 304s.
+    let before = requests_used(&stack, &token).await;
+    let status = ticks(&stack, 3).await;
+    assert!(
+        status["watchers"]["repositories"]["last_error"].is_null(),
+        "{status}"
+    );
+    let after = requests_used(&stack, &token).await;
+    assert_eq!(after, before + 1, "only our own probe counted");
+
+    // With the webhook: delivered and polled, stored once.
+    let opened = sandbox_control(
+        &stack,
+        &format!("github/repos/{REPO}/pulls"),
+        json!({"title": "feat: wishlist"}),
+    )
+    .await;
+    let number = opened["number"].as_u64().expect("number");
+    let this_pr = |n: u64| format!("AND event_data->>'number' = '{n}'");
+    until(&stack, &events("repo.pr.opened", &this_pr(number)), 1).await;
+    ticks(&stack, 3).await;
+    assert_eq!(
+        db_count(&stack, &events("repo.pr.opened", "")).await,
+        1,
+        "the webhook and the poll saw one change"
+    );
+
+    // The webhook removed at the host: polling alone.
+    let removed = stack
+        .http
+        .delete(format!(
+            "{}/github/repos/{REPO}/hooks/{}",
+            stack.sandbox, hook["id"]
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("DELETE hook");
+    assert_eq!(removed.status().as_u16(), 204);
+    let polled = sandbox_control(
+        &stack,
+        &format!("github/repos/{REPO}/pulls"),
+        json!({"title": "fix: totals"}),
+    )
+    .await;
+    let polled_number = polled["number"].as_u64().expect("number");
+    until(
+        &stack,
+        &events("repo.pr.opened", &this_pr(polled_number)),
+        1,
+    )
+    .await;
+    sandbox_control(
+        &stack,
+        &format!("github/repos/{REPO}/runs"),
+        json!({"conclusion": "failure"}),
+    )
+    .await;
+    until(&stack, &events("repo.build.failed", ""), 1).await;
+    let tail = db_count(
+        &stack,
+        &events(
+            "repo.build.failed",
+            "AND event_data->'failing_jobs'->0->>'log_tail' LIKE '%checkout::totals failed%'",
+        ),
+    )
+    .await;
+    assert_eq!(tail, 1, "the failing job's log tail is in the event");
+    until(
+        &stack,
+        "SELECT count(*) FROM agent_runs r JOIN background_events e ON e.id = r.event_id \
+         WHERE e.event_type = 'repo.build.failed' AND r.prompt LIKE '%checkout::totals failed%'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        db_count(&stack, &events("repo.pr.stale", "")).await,
+        1,
+        "stale work is reported once per period"
+    );
+
+    // The API.
+    let (status, pulls) = operator(
+        &stack,
+        "GET",
+        &format!("/coordinator/connections/{id}/pulls"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{pulls}");
+    let numbers: Vec<u64> = pulls["pull_requests"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["number"].as_u64())
+        .collect();
+    assert!(
+        numbers.contains(&polled_number) && numbers.contains(&1),
+        "{numbers:?}"
+    );
+    let (status, one) = operator(
+        &stack,
+        "GET",
+        &format!("/coordinator/connections/{id}/pulls/1"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, one["state"].as_str()),
+        (200, Some("merged")),
+        "{one}"
+    );
+    let (status, _) = operator(
+        &stack,
+        "GET",
+        &format!("/coordinator/connections/{id}/pulls/999"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, build) = operator(
+        &stack,
+        "GET",
+        &format!("/coordinator/connections/{id}/builds/main"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, build["state"].as_str()),
+        (200, Some("failure")),
+        "{build}"
+    );
+
+    // Release notes: exactly what was merged since the last release.
+    sandbox_control(
+        &stack,
+        &format!("github/repos/{REPO}/pulls/{number}/merge"),
+        json!({}),
+    )
+    .await;
+    sandbox_control(&stack, "clock/advance", json!({"ms": 60_000})).await;
+    sandbox_control(
+        &stack,
+        &format!("github/repos/{REPO}/releases"),
+        json!({"tag_name": "v1.1.0"}),
+    )
+    .await;
+    sandbox_control(&stack, "clock/advance", json!({"ms": 60_000})).await;
+    sandbox_control(
+        &stack,
+        &format!("github/repos/{REPO}/pulls/{polled_number}/merge"),
+        json!({}),
+    )
+    .await;
+    let (status, notes) = operator(
+        &stack,
+        "POST",
+        &format!("/coordinator/connections/{id}/artifacts/release-notes"),
+        Some(json!({"version": "v1.2.0"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{notes}");
+    assert_eq!(notes["since_tag"], "v1.1.0");
+    let markdown = notes["artifact"]["markdown"].as_str().expect("markdown");
+    assert!(
+        markdown.contains(&format!("#{polled_number}")),
+        "{markdown}"
+    );
+    assert!(
+        !markdown.contains(&format!("#{number}]")),
+        "merged before the tag: {markdown}"
+    );
+    assert!(
+        !markdown.contains("gift cards"),
+        "merged before the tag: {markdown}"
+    );
+    assert!(notes["artifact"]["text"].is_string());
+    let (status, rfc) = operator(
+        &stack,
+        "POST",
+        &format!("/coordinator/connections/{id}/artifacts/rfc"),
+        Some(json!({"number": 3})),
+    )
+    .await;
+    assert_eq!(status, 200, "{rfc}");
+    assert!(rfc["artifact"]["markdown"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Checkout is slow on mobile"));
+
+    // Deleting the connection.
+    let (status, _) = operator(
+        &stack,
+        "DELETE",
+        &format!("/coordinator/connections/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = operator(
+        &stack,
+        "GET",
+        &format!("/coordinator/connections/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
