@@ -194,6 +194,35 @@ check_round_trip() {
   else
     fail "coordinator: /realtime-sync/health answered $status"
   fi
+  # Connected repositories: a token the host refused needs a new connection.
+  status="$(http GET "$(conf COORDINATOR_URL)/coordinator/connections" "$admin")"
+  if [ "$status" = 200 ]; then
+    local refused
+    refused="$(node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).repositories || [];
+      process.stdout.write(r.filter(x => x.status !== "active").map(x => x.repository + " (" + x.status + ")").join(", "))' "$PRIVATE/body")"
+    [ -z "$refused" ] && pass "coordinator: every connected repository's token works" \
+      || fail "coordinator: repositories needing a new token: $refused (POST /coordinator/connections again)"
+  fi
+  # A repository webhook's secret derives from REPO_WEBHOOK_SIGNING_KEY: signed with the key
+  # given here, a delivery for a connection that does not exist passes verification (then
+  # 404); a 401 means webhook-handler holds another key.
+  local repo_key
+  repo_key="$(conf REPO_WEBHOOK_SIGNING_KEY)"
+  if [ -n "$repo_key" ]; then
+    local fake="github_000000000000000000000000"
+    printf '%s' '{"zen":"validate-deployment","hook_id":0}' > "$PRIVATE/ping.json"
+    sig="$(KEY="$repo_key" ID="$fake" node -e 'const c = require("crypto");
+      const secret = c.createHmac("sha256", process.env.KEY).update("edge-sync repository webhook\n" + process.env.ID).digest("hex");
+      process.stdout.write("sha256=" + c.createHmac("sha256", secret).update(require("fs").readFileSync(process.argv[1])).digest("hex"))' "$PRIVATE/ping.json")"
+    status="$(http POST "$(conf WEBHOOK_HANDLER_URL)/webhooks/code-repo/$fake" "" -H "X-GitHub-Event: ping" \
+      -H "X-GitHub-Delivery: validate-$$" -H "X-Hub-Signature-256: $sig" -H 'Content-Type: application/json' \
+      --data-binary "@$PRIVATE/ping.json")"
+    case "$status" in
+      404|200) pass "webhook-handler: repository webhooks verify with REPO_WEBHOOK_SIGNING_KEY" ;;
+      401) fail "webhook-handler: a repository webhook signed with REPO_WEBHOOK_SIGNING_KEY was refused: the Worker holds another key" ;;
+      *) fail "webhook-handler: repository webhook route answered $status: $(head -c 300 "$PRIVATE/body")" ;;
+    esac
+  fi
   status="$(http GET "$(conf SYNC_WORKER_URL)/sync/status" "$admin")"
   [ "$status" = 200 ] && pass "sync-worker: /sync/status answers the admin token" \
     || fail "sync-worker: /sync/status answered $status (wrong ADMIN_TOKEN?)"

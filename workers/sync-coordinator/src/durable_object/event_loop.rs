@@ -189,51 +189,13 @@ impl SyncCoordinator {
             },
         };
         let connections = self.owned_connections(user_id).await?;
-        let mut found = 0;
-        let mut errors = Vec::new();
-        for connection in connections
+        let shops: Vec<(String, String)> = connections
             .iter()
             .filter(|c| c.provider == Provider::Shopify)
-        {
-            let answer = async {
-                let mut response = super::send(
-                    &self.env,
-                    &connection.id,
-                    Method::Post,
-                    "/internal/connection/poll",
-                    &request,
-                )
-                .await?;
-                if response.status_code() == 404 {
-                    // Deleted since the list was read: read it again next tick.
-                    self.store.delete(CONNECTIONS_KEY)?;
-                    return Ok(PollReport::default());
-                }
-                if response.status_code() != 200 {
-                    let refusal: ErrorBody = super::read(&mut response).await?;
-                    return Ok(PollReport {
-                        error: Some(refusal.error),
-                        ..PollReport::default()
-                    });
-                }
-                super::read::<PollReport>(&mut response).await
-            }
-            .await;
-            match answer {
-                Ok(report) => {
-                    found += report.stored;
-                    if let Some(error) = report.error {
-                        errors.push(format!("{}: {error}", connection.account));
-                    }
-                }
-                Err(e) => errors.push(format!("{}: {e}", connection.account)),
-            }
-        }
-        if errors.is_empty() {
-            Ok(found)
-        } else {
-            Err(errors.join("; "))
-        }
+            .map(|c| (c.id.clone(), c.account.clone()))
+            .collect();
+        self.poll_each(&shops, "/internal/connection/poll", &request, CONNECTIONS_KEY)
+            .await
     }
 
     /// Polls each of the user's repository connections (each in its own instance, where
@@ -273,21 +235,32 @@ impl SyncCoordinator {
         let request = PollRepo {
             stale_after_days: config.stale_after_days,
         };
+        let targets: Vec<(String, String)> = repositories
+            .iter()
+            .map(|r| (r.id.clone(), r.repository.clone()))
+            .collect();
+        self.poll_each(&targets, "/internal/repo/poll", &request, REPOSITORIES_KEY)
+            .await
+    }
+
+    /// Sends `request` to `path` of each `(instance, label)` in turn and adds up what they
+    /// stored; the errors (each labelled) are the watcher's error. An instance gone since
+    /// the list was read drops the cached list (`cache_key`), read again next tick.
+    async fn poll_each<B: serde::Serialize>(
+        &self,
+        targets: &[(String, String)],
+        path: &str,
+        request: &B,
+        cache_key: &str,
+    ) -> Result<u64, String> {
         let mut found = 0;
         let mut errors = Vec::new();
-        for repository in &repositories {
+        for (instance, label) in targets {
             let answer = async {
-                let mut response = super::send(
-                    &self.env,
-                    &repository.id,
-                    Method::Post,
-                    "/internal/repo/poll",
-                    &request,
-                )
-                .await?;
+                let mut response =
+                    super::send(&self.env, instance, Method::Post, path, request).await?;
                 if response.status_code() == 404 {
-                    // Deleted since the list was read: read it again next tick.
-                    self.store.delete(REPOSITORIES_KEY)?;
+                    self.store.delete(cache_key)?;
                     return Ok(PollReport::default());
                 }
                 if response.status_code() != 200 {
@@ -304,10 +277,10 @@ impl SyncCoordinator {
                 Ok(report) => {
                     found += report.stored;
                     if let Some(error) = report.error {
-                        errors.push(format!("{}: {error}", repository.repository));
+                        errors.push(format!("{label}: {error}"));
                     }
                 }
-                Err(e) => errors.push(format!("{}: {e}", repository.repository)),
+                Err(e) => errors.push(format!("{label}: {e}")),
             }
         }
         if errors.is_empty() {
