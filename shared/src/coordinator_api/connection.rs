@@ -45,7 +45,11 @@ pub struct PollRepo {
     pub stale_after_days: u32,
 }
 
-/// The answer to [`PollConnection`]: a report, also when the provider failed (the loop shows
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The answer to [`PollConnection`] and [`PollRepo`]: a report, also when the provider failed (the loop shows
 /// the error in its status and keeps ticking).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollReport {
@@ -57,6 +61,9 @@ pub struct PollReport {
     pub requests: u32,
     /// New events stored (duplicates of webhook deliveries or earlier polls not counted).
     pub stored: u64,
+    /// Changes found that were already stored (by a webhook delivery or an earlier poll).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
     /// The connection's shared rate budget ran out before every stream was walked; the rest
     /// waits for the next tick.
     #[serde(default)]

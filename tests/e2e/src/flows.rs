@@ -362,6 +362,7 @@ pub async fn operator(
     let mut request = match method {
         "GET" => stack.http.get(url),
         "PUT" => stack.http.put(url),
+        "DELETE" => stack.http.delete(url),
         _ => stack.http.post(url),
     }
     .bearer_auth(&stack.admin_token);

@@ -213,7 +213,11 @@ async fn repositories_are_watched_by_webhook_and_polling_without_duplicates() {
     let after = requests_used(&stack, &token).await;
     assert_eq!(after, before + 1, "only our own probe counted");
 
-    // With the webhook: delivered and polled, stored once.
+    // With the webhook: delivered (while the loop is stopped, so the webhook alone stores
+    // it), then polled too once the loop runs again: stored once.
+    let loop_path = format!("/coordinator/event-loop/{USER}");
+    let (status, _) = operator(&stack, "POST", &format!("{loop_path}/stop"), None).await;
+    assert_eq!(status, 200);
     let opened = sandbox_control(
         &stack,
         &format!("github/repos/{REPO}/pulls"),
@@ -223,7 +227,43 @@ async fn repositories_are_watched_by_webhook_and_polling_without_duplicates() {
     let number = opened["number"].as_u64().expect("number");
     let this_pr = |n: u64| format!("AND event_data->>'number' = '{n}'");
     until(&stack, &events("repo.pr.opened", &this_pr(number)), 1).await;
-    ticks(&stack, 3).await;
+    assert_eq!(
+        db_count(
+            &stack,
+            &events(
+                "repo.pr.opened",
+                "AND dedup_key NOT LIKE '%:repo.pr.opened:%'"
+            )
+        )
+        .await,
+        1,
+        "stored from the webhook delivery (its delivery id), not by a poll"
+    );
+    let (status, polled_now) = operator(
+        &stack,
+        "POST",
+        &format!("/coordinator/connections/{id}/poll"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{polled_now}");
+    assert_eq!(
+        (
+            polled_now["stored"].as_u64(),
+            polled_now["duplicates"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "the poll found the same pull request: a duplicate"
+    );
+    let (status, _) = operator(
+        &stack,
+        "POST",
+        &format!("{loop_path}/start"),
+        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    ticks(&stack, 2).await;
     assert_eq!(
         db_count(&stack, &events("repo.pr.opened", "")).await,
         1,

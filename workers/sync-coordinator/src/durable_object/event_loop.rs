@@ -194,8 +194,13 @@ impl SyncCoordinator {
             .filter(|c| c.provider == Provider::Shopify)
             .map(|c| (c.id.clone(), c.account.clone()))
             .collect();
-        self.poll_each(&shops, "/internal/connection/poll", &request, CONNECTIONS_KEY)
-            .await
+        self.poll_each(
+            &shops,
+            "/internal/connection/poll",
+            &request,
+            CONNECTIONS_KEY,
+        )
+        .await
     }
 
     /// Polls each of the user's repository connections (each in its own instance, where

@@ -492,8 +492,9 @@ impl SyncCoordinator {
                 rate_limit_per_minute: 0,
             };
             let (_, accepted) = self.ingest(&repo.id, envelope, now).await?;
-            if matches!(accepted, EventAccepted::Stored { .. }) {
-                report.stored += 1;
+            match accepted {
+                EventAccepted::Stored { .. } => report.stored += 1,
+                EventAccepted::Duplicate { .. } => report.duplicates += 1,
             }
         }
         for (kind, keep) in keeps {

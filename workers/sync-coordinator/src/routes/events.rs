@@ -88,7 +88,9 @@ pub async fn ingest(mut req: Request, env: &Env) -> HttpResult {
         envelope,
     } = request;
     if let Some(id) = &connection_id {
-        if !edge_sync_shared::connection::is_connection_id(id) {
+        if !edge_sync_shared::connection::is_connection_id(id)
+            && edge_sync_shared::code_repos::connection::repo_connection_host(id).is_none()
+        {
             return Err(HttpError::not_found());
         }
     }
