@@ -406,5 +406,26 @@ mod tests {
             hooked.content_key.as_deref(),
             Some(polled.events[0].content_key.as_str())
         );
+        // A Bitbucket Pipelines build status names its build number in its URL.
+        let status = json!({"commit_status": {"state": "FAILED", "key": "k",
+            "url": "https://bitbucket.org/acme/shop/pipelines/results/7",
+            "updated_on": at(2).to_iso8601()}, "repository": {"full_name": "acme/shop"}});
+        let headers = GitHeaders {
+            bitbucket_event_key: Some("repo:commit_status_updated"),
+            ..GitHeaders::default()
+        };
+        let (_, hooked) =
+            classify_git(&headers, status.to_string().as_bytes()).expect("classified");
+        let pipeline = json!({"uuid": "{p}", "build_number": 7,
+            "state": {"name": "COMPLETED", "result": {"name": "FAILED"}},
+            "completed_on": at(2).to_iso8601(), "created_on": at(2).to_iso8601()});
+        let body = json!({"values": [pipeline]}).to_string();
+        let polled =
+            read_page(&REPO, Stream::Pipelines, &cursor, 200, &[], &body, at(3)).expect("page");
+        assert_eq!(polled.events[0].event_type, "repo.build.failed");
+        assert_eq!(
+            hooked.content_key.as_deref(),
+            Some(polled.events[0].content_key.as_str())
+        );
     }
 }

@@ -510,6 +510,16 @@ pub fn router() -> Router<SharedState> {
             "/github/repos/{owner}/{repo}/{*change}",
             post(crate::github::control_change),
         )
+        .route("/gitlab/tokens", post(crate::gitlab::control_token))
+        .route(
+            "/gitlab/projects/{namespace}/{project}/{*change}",
+            post(crate::gitlab::control_change),
+        )
+        .route("/bitbucket/tokens", post(crate::bitbucket::control_token))
+        .route(
+            "/bitbucket/repositories/{workspace}/{repo}/{*change}",
+            post(crate::bitbucket::control_change),
+        )
         .route(
             "/openai/requests",
             get(crate::openai::control_requests).delete(crate::openai::control_clear),

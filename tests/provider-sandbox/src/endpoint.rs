@@ -94,6 +94,16 @@ pub enum Endpoint {
     GitHubCheckRuns,
     /// `GET /repos/{o}/{r}/releases/latest`.
     GitHubLatestRelease,
+    /// GitLab reads: merge requests, issues, pipelines, jobs, traces, releases
+    /// ([`crate::gitlab`]).
+    GitLabRead,
+    /// GitLab project hooks: list, create, delete.
+    GitLabHooks,
+    /// Bitbucket reads: pull requests, issues, pipelines, steps, logs, statuses, tags
+    /// ([`crate::bitbucket`]).
+    BitbucketRead,
+    /// Bitbucket repository hooks: create, delete.
+    BitbucketHooks,
     /// `POST /openai/v1/chat/completions`: an OpenAI-compatible model ([`crate::openai`]).
     OpenAiChatCompletions,
     /// `GET /openai/v1/models`.
@@ -102,7 +112,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in the order counters list them.
-    pub const ALL: [Endpoint; 44] = [
+    pub const ALL: [Endpoint; 48] = [
         Endpoint::KeapOAuthAuthorize,
         Endpoint::KeapOAuthToken,
         Endpoint::KeapContactsList,
@@ -145,6 +155,10 @@ impl Endpoint {
         Endpoint::GitHubAlertsList,
         Endpoint::GitHubCheckRuns,
         Endpoint::GitHubLatestRelease,
+        Endpoint::GitLabRead,
+        Endpoint::GitLabHooks,
+        Endpoint::BitbucketRead,
+        Endpoint::BitbucketHooks,
         Endpoint::OpenAiChatCompletions,
         Endpoint::OpenAiModels,
     ];
@@ -195,6 +209,10 @@ impl Endpoint {
             Endpoint::GitHubAlertsList => "github.dependabot.alerts",
             Endpoint::GitHubCheckRuns => "github.checks.runs",
             Endpoint::GitHubLatestRelease => "github.releases.latest",
+            Endpoint::GitLabRead => "gitlab.read",
+            Endpoint::GitLabHooks => "gitlab.hooks",
+            Endpoint::BitbucketRead => "bitbucket.read",
+            Endpoint::BitbucketHooks => "bitbucket.hooks",
             Endpoint::OpenAiChatCompletions => "openai.chat.completions",
             Endpoint::OpenAiModels => "openai.models",
         }

@@ -28,11 +28,13 @@
 
 #![warn(missing_docs)]
 
+pub mod bitbucket;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod endpoint;
 pub mod github;
+pub mod gitlab;
 pub mod hold;
 pub mod keap;
 pub mod middleware;
@@ -75,6 +77,8 @@ pub fn build_app_with_clock(config: SandboxConfig, clock: Clock) -> (Router, Sha
         .merge(keap::router(&state))
         .merge(shopify::router(&state))
         .merge(github::router(&state))
+        .merge(gitlab::router(&state))
+        .merge(bitbucket::router(&state))
         .merge(openai::router(&state))
         .nest("/__sandbox", control::router())
         .fallback(not_found)

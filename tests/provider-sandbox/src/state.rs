@@ -37,6 +37,10 @@ pub struct AppState {
     pub shopify: ShopifyState,
     /// GitHub's repositories, tokens and rate windows.
     pub github: crate::github::GitHubState,
+    /// GitLab's projects, tokens and rate windows.
+    pub gitlab: crate::gitlab::GitLabState,
+    /// Bitbucket's repositories and tokens.
+    pub bitbucket: crate::bitbucket::BitbucketState,
     /// The OpenAI-compatible endpoint's received requests.
     pub openai: crate::openai::OpenAiState,
     /// Counters and the request log.
@@ -96,6 +100,8 @@ impl AppState {
         let keap = KeapState::new(&config);
         let shopify = ShopifyState::new(&config);
         let github = crate::github::GitHubState::seeded(clock.now_ms());
+        let gitlab = crate::gitlab::GitLabState::seeded(clock.now_ms());
+        let bitbucket = crate::bitbucket::BitbucketState::seeded(clock.now_ms());
         Self {
             runtime: Mutex::new(config.runtime.clone()),
             config,
@@ -103,6 +109,8 @@ impl AppState {
             keap,
             shopify,
             github,
+            gitlab,
+            bitbucket,
             openai: crate::openai::OpenAiState::default(),
             recorder: Mutex::new(Recorder::default()),
             faults: Mutex::new(FaultBook::default()),

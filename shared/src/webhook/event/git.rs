@@ -210,16 +210,23 @@ fn gitlab_content_key(kind: &str, payload: &Value) -> Option<String> {
     ))
 }
 
-/// The content key of a Bitbucket pull request or issue change that polling also finds
-/// ([`crate::code_repos::bitbucket`]).
+/// The content key of a Bitbucket change that polling also finds
+/// ([`crate::code_repos::bitbucket`]): pull requests and issues by id; a Bitbucket
+/// Pipelines build status by the build number its `url` ends with
+/// (`.../pipelines/results/{build number}`; other CI tools' statuses have none).
 fn bitbucket_content_key(kind: &str, payload: &Value) -> Option<String> {
     let repository = str_at(payload, &["repository", "full_name"])?;
-    let object = match kind {
-        "repo.pr.opened" | "repo.pr.merged" => "pullrequest",
-        "issue.created" => "issue",
+    let id = match kind {
+        "repo.pr.opened" | "repo.pr.merged" => payload.get("pullrequest")?.get("id")?.as_u64()?,
+        "issue.created" => payload.get("issue")?.get("id")?.as_u64()?,
+        "repo.build.failed" | "repo.build.completed" => str_at(payload, &["commit_status", "url"])?
+            .split_once("/pipelines/results/")?
+            .1
+            .trim_end_matches('/')
+            .parse()
+            .ok()?,
         _ => return None,
     };
-    let id = payload.get(object)?.get("id")?.as_u64()?;
     Some(crate::code_repos::poll::content_key(
         "bitbucket",
         repository,

@@ -451,3 +451,204 @@ async fn repositories_are_watched_by_webhook_and_polling_without_duplicates() {
     .await;
     assert_eq!(status, 404);
 }
+
+/// One non-GitHub host as the second scenario drives it.
+struct Host {
+    provider: &'static str,
+    /// The sandbox's API base under its URL.
+    api: &'static str,
+    /// The sandbox control path of the demo repository.
+    control: &'static str,
+    /// Opens a pull/merge request.
+    open_pull: &'static str,
+    /// Finishes a failed CI run.
+    fail_build: (&'static str, &'static str, &'static str),
+}
+
+const GITLAB: Host = Host {
+    provider: "gitlab",
+    api: "gitlab/api/v4",
+    control: "gitlab/projects/edge-sync/demo-app",
+    open_pull: "merge_requests",
+    fail_build: ("pipelines", "status", "failed"),
+};
+
+const BITBUCKET: Host = Host {
+    provider: "bitbucket",
+    api: "bitbucket/2.0",
+    control: "bitbucket/repositories/edge-sync/demo-app",
+    open_pull: "pullrequests",
+    fail_build: ("pipelines", "result", "FAILED"),
+};
+
+fn host_events(host: &Host, event_type: &str, extra: &str) -> String {
+    events(
+        event_type,
+        &format!("AND source = '{}' {extra}", host.provider),
+    )
+}
+
+/// Proves, for GitLab and Bitbucket as the sandbox imitates them: connecting registers the
+/// project's or repository's webhook; the loop's baseline reports only the work idle past
+/// the threshold (the 30-day-old merge/pull request, the 40-day-old issue), once; a new
+/// merge/pull request is delivered by the host's webhook (the loop stopped) and found by
+/// polling once the loop runs again, yet stored once; a failed pipeline likewise is one
+/// `repo.build.failed`, and on GitLab, whose webhook names no job, the failing job's log
+/// tail is fetched from the host for the agent's prompt;
+/// the build status of `main` is `failure`; release notes start at the last release or tag.
+#[tokio::test]
+async fn gitlab_and_bitbucket_repositories_are_watched_too() {
+    let stack = Stack::start_with(options()).await;
+    let mut ids = Vec::new();
+    for host in [&GITLAB, &BITBUCKET] {
+        let token = sandbox_control(&stack, &format!("{}/tokens", host.provider), json!({})).await
+            ["token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        let (status, connected) = operator(
+            &stack,
+            "POST",
+            "/coordinator/connections",
+            Some(json!({"provider": host.provider, "user_id": USER, "repository": REPO,
+                        "access_token": token, "base_url": format!("{}/{}", stack.sandbox, host.api)})),
+        )
+        .await;
+        assert_eq!(status, 201, "{}: {connected}", host.provider);
+        assert!(
+            connected["webhook_id"].is_string(),
+            "{}: {connected}",
+            host.provider
+        );
+        ids.push(connected["id"].as_str().expect("id").to_owned());
+    }
+    let (status, _) = operator(
+        &stack,
+        "POST",
+        &format!("/coordinator/event-loop/{USER}/start"),
+        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for host in [&GITLAB, &BITBUCKET] {
+        until(
+            &stack,
+            &host_events(host, "repo.pr.stale", "AND event_data->>'number' = '2'"),
+            1,
+        )
+        .await;
+        until(
+            &stack,
+            &host_events(host, "issue.stale", "AND event_data->>'number' = '2'"),
+            1,
+        )
+        .await;
+    }
+    ticks(&stack, 2).await;
+    for host in [&GITLAB, &BITBUCKET] {
+        assert_eq!(
+            db_count(&stack, &host_events(host, "repo.pr.opened", "")).await,
+            0,
+            "{}: the first poll is a baseline",
+            host.provider
+        );
+        assert_eq!(
+            db_count(&stack, &host_events(host, "repo.pr.stale", "")).await,
+            1,
+            "{}: only the idle merge/pull request, once",
+            host.provider
+        );
+    }
+
+    // The loop stopped: the webhooks alone deliver what follows.
+    let (status, _) = operator(
+        &stack,
+        "POST",
+        &format!("/coordinator/event-loop/{USER}/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for host in [&GITLAB, &BITBUCKET] {
+        sandbox_control(
+            &stack,
+            &format!("{}/{}", host.control, host.open_pull),
+            json!({"title": "feat: wishlist"}),
+        )
+        .await;
+        let (path, field, value) = host.fail_build;
+        sandbox_control(
+            &stack,
+            &format!("{}/{path}", host.control),
+            json!({ field: value }),
+        )
+        .await;
+    }
+    for host in [&GITLAB, &BITBUCKET] {
+        until(&stack, &host_events(host, "repo.pr.opened", ""), 1).await;
+        until(&stack, &host_events(host, "repo.build.failed", ""), 1).await;
+    }
+    // The webhook's pipeline event names no job: the failing job's log tail was fetched
+    // from GitLab for the prompt (and kept in the event).
+    until(
+        &stack,
+        "SELECT count(*) FROM agent_runs r JOIN background_events e ON e.id = r.event_id \
+         WHERE e.source = 'gitlab' AND e.event_type = 'repo.build.failed' \
+           AND r.prompt LIKE '%checkout::totals failed%' \
+           AND e.event_data->'failing_jobs'->0->>'name' = 'test'",
+        1,
+    )
+    .await;
+    let (status, _) = operator(
+        &stack,
+        "POST",
+        &format!("/coordinator/event-loop/{USER}/start"),
+        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    ticks(&stack, 3).await;
+    for host in [&GITLAB, &BITBUCKET] {
+        assert_eq!(
+            db_count(&stack, &host_events(host, "repo.pr.opened", "")).await,
+            1,
+            "{}: webhook and poll, one event",
+            host.provider
+        );
+        assert_eq!(
+            db_count(&stack, &host_events(host, "repo.build.failed", "")).await,
+            1,
+            "{}: webhook and poll, one event",
+            host.provider
+        );
+    }
+
+    for (id, since) in ids.iter().zip(["v1.0.0", "v1.0.0"]) {
+        let (status, build) = operator(
+            &stack,
+            "GET",
+            &format!("/coordinator/connections/{id}/builds/main"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, build["state"].as_str()),
+            (200, Some("failure")),
+            "{build}"
+        );
+        let (status, notes) = operator(
+            &stack,
+            "POST",
+            &format!("/coordinator/connections/{id}/artifacts/release-notes"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{notes}");
+        assert_eq!(notes["since_tag"], since, "{notes}");
+        let markdown = notes["artifact"]["markdown"].as_str().unwrap_or_default();
+        assert!(
+            markdown.contains("gift cards"),
+            "merged after v1.0.0: {markdown}"
+        );
+    }
+}

@@ -230,6 +230,9 @@ impl SyncCoordinator {
                 let request: PollRepo = decode(req).await?;
                 ok(200, &self.poll_repo(request.stale_after_days, now).await?)
             }
+            (Method::Post, ["internal", "repo", "build-context"]) => {
+                ok(200, &self.build_context(decode(req).await?, now).await?)
+            }
             (Method::Post, ["internal", "repo", "query"]) => {
                 ok(200, &self.repo_query(decode(req).await?, now).await?)
             }

@@ -11,6 +11,7 @@ use std::{collections::HashMap, time::Duration};
 
 use edge_sync_shared::{
     bindings::workers::SYNC_COORDINATOR as WORKER,
+    code_repos::connection::repo_connection_host,
     coordinator_api::LiveMessage,
     log::Level,
     suggestions::{
@@ -24,6 +25,9 @@ use edge_sync_worker_kit::{
     log::{self, Emit},
     outbound, postgres, random,
 };
+
+use serde_json::Value;
+use worker::Method;
 
 use super::SyncCoordinator;
 use crate::{
@@ -163,9 +167,26 @@ impl SyncCoordinator {
         let client = postgres::connect(&self.env)
             .await
             .map_err(|e| e.to_string())?;
-        let pending = store::pending_events(&client, user_id, BATCH).await?;
+        let mut pending = store::pending_events(&client, user_id, BATCH).await?;
         if pending.is_empty() {
             return Ok(None);
+        }
+        // A failed build delivered by webhook names no failing job: its repository
+        // connection's instance reads them (and their log tails) for the prompt.
+        for event in pending.iter_mut().filter(|e| {
+            e.event_type == "repo.build.failed" && e.event_data.get("failing_jobs").is_none()
+        }) {
+            let Some(connection) = event
+                .connection_id
+                .as_deref()
+                .filter(|id| repo_connection_host(id).is_some())
+            else {
+                continue;
+            };
+            if let Some(context) = self.failing_jobs_of(connection, &event.event_data).await {
+                event.event_data["failing_jobs"] = context;
+                store::update_event_data(&client, &event.id, &event.event_data).await?;
+            }
         }
         // Preferences the user's app wrote that are not acceptable suggest nothing (the
         // user may have meant to turn suggestions off); each event records why.
@@ -276,6 +297,27 @@ impl SyncCoordinator {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
+    }
+
+    /// The failing jobs of a failed build, from its repository connection's instance
+    /// (`None` when the instance or the host cannot say: the suggestion goes on without).
+    async fn failing_jobs_of(&self, connection_id: &str, event_data: &Value) -> Option<Value> {
+        let mut response = super::send(
+            &self.env,
+            connection_id,
+            Method::Post,
+            "/internal/repo/build-context",
+            event_data,
+        )
+        .await
+        .ok()?;
+        if response.status_code() != 200 {
+            return None;
+        }
+        super::read::<Value>(&mut response)
+            .await
+            .ok()
+            .filter(|jobs| jobs.as_array().is_some_and(|a| !a.is_empty()))
     }
 
     /// Makes the suggestion of one event through its agent run: claimed (created, or taken

@@ -548,6 +548,28 @@ impl SyncCoordinator {
         event.data["failing_jobs"] = Value::Array(failing);
     }
 
+    /// `POST /internal/repo/build-context` with a failed build's event data: its failing
+    /// jobs with their log tails (an empty list when the host cannot say).
+    pub(super) async fn build_context(&self, event_data: Value, now: Timestamp) -> Handled<Value> {
+        let repo = self.require_repo(now)?;
+        let token = self.repo_token(&repo)?;
+        let mut budget: HostBudget = self.store.get(BUDGET_KEY, now)?.unwrap_or_default();
+        let mut event = RepoEvent {
+            event_type: "repo.build.failed",
+            content_key: String::new(),
+            occurred_at: None,
+            data: event_data,
+        };
+        self.add_failure_context(&repo, &token, &mut budget, &mut event, now)
+            .await;
+        self.store.put(BUDGET_KEY, &budget, None)?;
+        Ok(event
+            .data
+            .get("failing_jobs")
+            .cloned()
+            .unwrap_or_else(|| Value::Array(Vec::new())))
+    }
+
     /// Sends one API query to the host and reads it (the operator's routes).
     async fn ask(
         &self,

@@ -26,6 +26,8 @@ pub struct PendingEvent {
     pub event_type: String,
     /// Its data.
     pub event_data: Value,
+    /// The connection it came from, if any.
+    pub connection_id: Option<String>,
     /// Its agent run, when one exists (retrying, or cut off while running).
     pub run: Option<(String, i32)>,
 }
@@ -75,6 +77,23 @@ pub async fn save_preferences(
 
 /// Up to `limit` of the user's events to process now, oldest first: events never processed,
 /// events whose run was cut off in the middle (taken over), and runs due to retry.
+/// Keeps what was added to an event's data before its suggestion was written (a failed
+/// build's failing jobs and log tails), so the stored event shows what the prompt saw.
+pub async fn update_event_data(
+    client: &Client,
+    event_id: &str,
+    data: &Value,
+) -> Result<(), String> {
+    client
+        .execute(
+            "UPDATE public.background_events SET event_data = $2 WHERE id = $1::text::uuid",
+            &[&event_id, data],
+        )
+        .await
+        .map_err(text)?;
+    Ok(())
+}
+
 pub async fn pending_events(
     client: &Client,
     user_id: &str,
@@ -82,7 +101,7 @@ pub async fn pending_events(
 ) -> Result<Vec<PendingEvent>, String> {
     let rows = client
         .query(
-            "SELECT e.id::text, e.event_type, e.event_data, r.id::text, r.attempts
+            "SELECT e.id::text, e.event_type, e.event_data, r.id::text, r.attempts, e.connection_id
              FROM public.background_events e
              LEFT JOIN public.agent_runs r ON r.event_id = e.id
              WHERE e.user_id = $1 AND e.processed_at IS NULL
@@ -101,6 +120,7 @@ pub async fn pending_events(
             id: row.get(0),
             event_type: row.get(1),
             event_data: row.get(2),
+            connection_id: row.get(5),
             run: row
                 .get::<_, Option<String>>(3)
                 .map(|id| (id, row.get::<_, Option<i32>>(4).unwrap_or(0))),
