@@ -131,7 +131,7 @@ Edge Sync is running:
   sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health)
   cron on demand    http://127.0.0.1:$CRON_TRIGGER_PORT/cdn-cgi/handler/scheduled?cron=*/30+*+*+*+*
   webhook-handler   http://127.0.0.1:$WEBHOOK_HANDLER_PORT   (/webhook*, /health)
-  provider sandbox  $sandbox_url   (Keap and Shopify stand-in; control API under /__sandbox)
+  provider sandbox  $sandbox_url   (Keap, Shopify, GitHub, GitLab, Bitbucket and model stand-in; control API under /__sandbox)
   PostgreSQL        $(url_host "$DATABASE_URL_LOCAL")
 Logs: $LOGS/<name>.log (one JSON line per request; tail -f them as you would wrangler tail;
       the launcher and workerd: $LOGS/local-stack.log)
@@ -175,25 +175,33 @@ connect_sandbox_accounts() {
     esac
     echo "  $provider: $(oauth_dance "$start")"
   done
-  connect_demo_repository
+  connect_demo_repositories
 }
 
-# Connects the sandbox's demo GitHub repository (a fresh sandbox token each start: the
-# sandbox keeps tokens in memory; connecting again replaces the token of the same
-# connection) and starts local-dev's event loop, so repository events (stale pull requests
-# and issues, new pull requests, failed CI runs) arrive without configuring anything.
-connect_demo_repository() {
-  local coordinator="http://127.0.0.1:$COORDINATOR_PORT" admin body answer
+# Connects the sandbox's demo repository on GitHub, GitLab and Bitbucket (a fresh sandbox
+# token each start: the sandbox keeps tokens in memory; connecting again replaces the token
+# of the same connection) and starts local-dev's event loop, so repository events (stale
+# pull requests and issues, new pull requests, failed CI runs) arrive without configuring
+# anything.
+connect_demo_repositories() {
+  local coordinator="http://127.0.0.1:$COORDINATOR_PORT" admin body answer host api
   admin="$(dev_var ADMIN_TOKEN)"
-  body="$(curl -sf -X POST "$SANDBOX_URL/__sandbox/github/tokens" | node -e '
-    let raw = ""; process.stdin.on("data", d => raw += d).on("end", () => process.stdout.write(JSON.stringify({
-      provider: "github", user_id: "local-dev", repository: "edge-sync/demo-app",
-      access_token: JSON.parse(raw).token, base_url: process.argv[1] })));' "$SANDBOX_URL/github")" \
-    || die "the sandbox issued no GitHub token"
-  answer="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
-    -H 'Content-Type: application/json' --data "$body" "$coordinator/coordinator/connections")"
-  [ "$answer" = 201 ] || die "connecting the demo repository answered $answer"
-  echo "  github: edge-sync/demo-app connected (webhook registered, polled by local-dev's loop)"
+  for host in github gitlab bitbucket; do
+    case "$host" in
+      github) api="$SANDBOX_URL/github" ;;
+      gitlab) api="$SANDBOX_URL/gitlab/api/v4" ;;
+      bitbucket) api="$SANDBOX_URL/bitbucket/2.0" ;;
+    esac
+    body="$(curl -sf -X POST "$SANDBOX_URL/__sandbox/$host/tokens" | node -e '
+      let raw = ""; process.stdin.on("data", d => raw += d).on("end", () => process.stdout.write(JSON.stringify({
+        provider: process.argv[1], user_id: "local-dev", repository: "edge-sync/demo-app",
+        access_token: JSON.parse(raw).token, base_url: process.argv[2] })));' "$host" "$api")" \
+      || die "the sandbox issued no $host token"
+    answer="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
+      -H 'Content-Type: application/json' --data "$body" "$coordinator/coordinator/connections")"
+    [ "$answer" = 201 ] || die "connecting the $host demo repository answered $answer"
+    echo "  $host: edge-sync/demo-app connected (webhook registered, polled by local-dev's loop)"
+  done
   answer="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $admin" \
     -H 'Content-Type: application/json' --data '{"interval_secs": 60}' \
     "$coordinator/coordinator/event-loop/local-dev/start")"

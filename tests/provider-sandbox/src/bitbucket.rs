@@ -187,7 +187,7 @@ fn repo_name(workspace: &str, slug: &str) -> String {
 }
 
 /// The caller's token counted against its hour window; `Err` is the refusal.
-fn admit(state: &SharedState, headers: &HeaderMap) -> Result<(), Response> {
+fn admit(state: &SharedState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -195,10 +195,10 @@ fn admit(state: &SharedState, headers: &HeaderMap) -> Result<(), Response> {
         .unwrap_or_default()
         .to_owned();
     if token.is_empty() || !lock(&state.bitbucket.tokens).contains(&token) {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "Access token expired or invalid",
-        ));
+        )));
     }
     let now = state.clock.now_ms();
     let (used, reset_ms) = {
@@ -218,7 +218,7 @@ fn admit(state: &SharedState, headers: &HeaderMap) -> Result<(), Response> {
         if let Ok(value) = HeaderValue::from_str(&((reset_ms - now) / 1000).max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        return Err(response);
+        return Err(Box::new(response));
     }
     Ok(())
 }
@@ -335,7 +335,7 @@ fn with_repo(
     read: impl FnOnce(&str, &Repo) -> Response,
 ) -> Response {
     if let Err(refused) = admit(state, headers) {
-        return refused;
+        return *refused;
     }
     let name = repo_name(workspace, slug);
     let repos = lock(&state.bitbucket.repos);
@@ -571,7 +571,7 @@ async fn create_hook(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = admit(&state, &headers) {
-        return refused;
+        return *refused;
     }
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "Bad request");
@@ -643,7 +643,7 @@ async fn delete_hook(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = admit(&state, &headers) {
-        return refused;
+        return *refused;
     }
     let mut repos = lock(&state.bitbucket.repos);
     let Some(r) = repos.get_mut(&repo_name(&workspace, &slug)) else {

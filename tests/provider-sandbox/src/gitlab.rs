@@ -209,7 +209,7 @@ fn not_found() -> Response {
 fn admit(
     state: &SharedState,
     headers: &HeaderMap,
-) -> Result<Vec<(&'static str, String)>, Response> {
+) -> Result<Vec<(&'static str, String)>, Box<Response>> {
     let token = headers
         .get("private-token")
         .and_then(|v| v.to_str().ok())
@@ -223,7 +223,10 @@ fn admit(
         })
         .unwrap_or_default();
     if token.is_empty() || !lock(&state.gitlab.tokens).contains(&token) {
-        return Err(message(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
+        return Err(Box::new(message(
+            StatusCode::UNAUTHORIZED,
+            "401 Unauthorized",
+        )));
     }
     let now = state.clock.now_ms();
     let (used, reset_ms) = {
@@ -248,7 +251,7 @@ fn admit(
         let wait = ((reset_ms - now) / 1000).max(1).to_string();
         add(&mut response, &[("retry-after", wait)]);
         add(&mut response, &rate);
-        return Err(response);
+        return Err(Box::new(response));
     }
     Ok(rate)
 }
@@ -373,7 +376,7 @@ async fn merge_requests(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let wanted = query(raw.as_deref())
         .get("state")
@@ -404,7 +407,7 @@ async fn merge_request(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let projects = lock(&state.gitlab.projects);
     let value = projects.get(&project).and_then(|p| {
@@ -424,7 +427,7 @@ async fn issues(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let projects = lock(&state.gitlab.projects);
     let Some(p) = projects.get(&project) else {
@@ -445,7 +448,7 @@ async fn issue(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let projects = lock(&state.gitlab.projects);
     let value = projects.get(&project).and_then(|p| {
@@ -465,7 +468,7 @@ async fn pipelines(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let q = query(raw.as_deref());
     let projects = lock(&state.gitlab.projects);
@@ -490,7 +493,7 @@ async fn pipeline_jobs(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let projects = lock(&state.gitlab.projects);
     let Some(pl) = projects
@@ -521,7 +524,7 @@ async fn job_trace(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let projects = lock(&state.gitlab.projects);
     let trace = projects.get(&project).and_then(|p| {
@@ -547,7 +550,7 @@ async fn releases(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let projects = lock(&state.gitlab.projects);
     let Some(p) = projects.get(&project) else {
@@ -575,7 +578,7 @@ async fn create_hook(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return message(StatusCode::BAD_REQUEST, "400 Bad request");
@@ -619,7 +622,7 @@ async fn list_hooks(
 ) -> Response {
     let rate = match admit(&state, &headers) {
         Ok(rate) => rate,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let projects = lock(&state.gitlab.projects);
     let Some(p) = projects.get(&project) else {
@@ -639,7 +642,7 @@ async fn delete_hook(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = admit(&state, &headers) {
-        return refused;
+        return *refused;
     }
     let mut projects = lock(&state.gitlab.projects);
     let Some(p) = projects.get_mut(&project) else {
