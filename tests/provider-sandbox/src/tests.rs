@@ -2,6 +2,7 @@
 //! plus one test through a real socket. Shopify's are in [`shopify`].
 #![allow(clippy::unwrap_used)]
 
+mod code_hosts;
 mod github;
 mod keap_hooks;
 mod keap_records;

@@ -163,7 +163,7 @@ async fn hooks_deliver_signed_events_and_secondary_limits_apply() {
 }
 
 /// Sends a request the shared crate built (its path and headers) to the sandbox.
-async fn send_spec(
+pub(super) async fn send_spec(
     h: &Harness,
     spec: &edge_sync_shared::oauth::HttpRequestSpec,
 ) -> (u16, Vec<(String, String)>, String) {
