@@ -133,7 +133,7 @@ impl SyncCoordinator {
     }
 
     /// `PUT /internal/repo`: stores the connection (a new token for an existing one) and
-    /// registers the repository's webhook unless it already has one. A webhook the host
+    /// registers the repository's webhook (replacing the one it had). A webhook the host
     /// refuses leaves the connection working by polling, with the reason shown.
     pub(super) async fn put_repo(
         &self,
@@ -204,37 +204,48 @@ impl SyncCoordinator {
                 last_error: None,
             },
         };
-        if repo.webhook_id.is_none() {
-            match (request.webhook_url, self.config.repo_webhook_key()) {
-                (Some(url), Some(key)) => {
-                    let secret = repo_webhook_secret(&key, &repo.id);
-                    let spec = create_hook(
-                        repo.host,
-                        &repo.api_base,
-                        &repo.repository,
-                        &token,
-                        &url,
-                        &secret,
-                    );
-                    let created = match outbound::send(&spec, HOST_TIMEOUT).await {
-                        Ok(answer) => created_hook_id(answer.status, &answer.body),
-                        Err(e) => Err(e.0),
-                    };
-                    match created {
-                        Ok(id) => {
-                            repo.webhook_id = Some(id);
-                            repo.webhook_error = None;
-                        }
-                        Err(why) => repo.webhook_error = Some(why),
+        // Connecting again registers the webhook afresh: its URL and secret follow the
+        // current `WEBHOOK_BASE_URL` and `REPO_WEBHOOK_SIGNING_KEY` (a rotated key).
+        if let Some(old) = repo.webhook_id.take() {
+            let spec = delete_hook(repo.host, &repo.api_base, &repo.repository, &token, &old);
+            if let Ok(answer) = outbound::send(&spec, HOST_TIMEOUT).await {
+                if !(200..300).contains(&answer.status) && answer.status != 404 {
+                    log::event(WORKER, Level::Warn, "repository_webhook_not_removed")
+                        .with_connection_id(&repo.id)
+                        .with_reason(format!("HTTP {}", answer.status))
+                        .emit();
+                }
+            }
+        }
+        match (request.webhook_url, self.config.repo_webhook_key()) {
+            (Some(url), Some(key)) => {
+                let secret = repo_webhook_secret(&key, &repo.id);
+                let spec = create_hook(
+                    repo.host,
+                    &repo.api_base,
+                    &repo.repository,
+                    &token,
+                    &url,
+                    &secret,
+                );
+                let created = match outbound::send(&spec, HOST_TIMEOUT).await {
+                    Ok(answer) => created_hook_id(answer.status, &answer.body),
+                    Err(e) => Err(e.0),
+                };
+                match created {
+                    Ok(id) => {
+                        repo.webhook_id = Some(id);
+                        repo.webhook_error = None;
                     }
+                    Err(why) => repo.webhook_error = Some(why),
                 }
-                (None, _) => {
-                    repo.webhook_error = Some("WEBHOOK_BASE_URL is not set: polling only".into());
-                }
-                (_, None) => {
-                    repo.webhook_error =
-                        Some("REPO_WEBHOOK_SIGNING_KEY is not set: polling only".into());
-                }
+            }
+            (None, _) => {
+                repo.webhook_error = Some("WEBHOOK_BASE_URL is not set: polling only".into());
+            }
+            (_, None) => {
+                repo.webhook_error =
+                    Some("REPO_WEBHOOK_SIGNING_KEY is not set: polling only".into());
             }
         }
         self.store.put(REPO_KEY, &repo, None)?;
