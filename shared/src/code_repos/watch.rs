@@ -265,6 +265,22 @@ pub struct StaleScan {
     pub issues: Vec<Issue>,
 }
 
+/// The stream whose reader reads `kind`'s open work on `host`.
+fn scan_stream(host: RepoHost, kind: WorkKind) -> RepoStream {
+    match (host, kind) {
+        (RepoHost::GitHub, WorkKind::PullRequests) => RepoStream::GitHub(github::Stream::Pulls),
+        (RepoHost::GitHub, WorkKind::Issues) => RepoStream::GitHub(github::Stream::Issues),
+        (RepoHost::GitLab, WorkKind::PullRequests) => {
+            RepoStream::GitLab(gitlab::Stream::MergeRequests)
+        }
+        (RepoHost::GitLab, WorkKind::Issues) => RepoStream::GitLab(gitlab::Stream::Issues),
+        (RepoHost::Bitbucket, WorkKind::PullRequests) => {
+            RepoStream::Bitbucket(bitbucket::Stream::PullRequests)
+        }
+        (RepoHost::Bitbucket, WorkKind::Issues) => RepoStream::Bitbucket(bitbucket::Stream::Issues),
+    }
+}
+
 /// The request for the oldest-updated open work of `kind` (one page: the stale candidates
 /// come first), conditional on the last answer's `ETag`.
 pub fn stale_scan_request(
@@ -277,36 +293,19 @@ pub fn stale_scan_request(
 ) -> HttpRequestSpec {
     let base = api_base.trim_end_matches('/');
     let encoded: String = url::form_urlencoded::byte_serialize(repository.as_bytes()).collect();
-    let (url, stream) = match (host, kind) {
-        (RepoHost::GitHub, WorkKind::PullRequests) => (
-            format!("{base}/repos/{repository}/pulls?state=open&sort=updated&direction=asc&per_page=50"),
-            RepoStream::GitHub(github::Stream::Pulls),
-        ),
-        (RepoHost::GitHub, WorkKind::Issues) => (
-            format!("{base}/repos/{repository}/issues?state=open&sort=updated&direction=asc&per_page=50"),
-            RepoStream::GitHub(github::Stream::Issues),
-        ),
-        (RepoHost::GitLab, WorkKind::PullRequests) => (
-            format!("{base}/projects/{encoded}/merge_requests?state=opened&order_by=updated_at&sort=asc&per_page=50"),
-            RepoStream::GitLab(gitlab::Stream::MergeRequests),
-        ),
-        (RepoHost::GitLab, WorkKind::Issues) => (
-            format!("{base}/projects/{encoded}/issues?state=opened&order_by=updated_at&sort=asc&per_page=50"),
-            RepoStream::GitLab(gitlab::Stream::Issues),
-        ),
-        (RepoHost::Bitbucket, WorkKind::PullRequests) => (
-            format!("{base}/repositories/{repository}/pullrequests?state=OPEN&sort=updated_on&pagelen=50"),
-            RepoStream::Bitbucket(bitbucket::Stream::PullRequests),
-        ),
-        (RepoHost::Bitbucket, WorkKind::Issues) => (
-            format!(
+    let url = match (host, kind) {
+        (RepoHost::GitHub, WorkKind::PullRequests) => format!("{base}/repos/{repository}/pulls?state=open&sort=updated&direction=asc&per_page=50"),
+        (RepoHost::GitHub, WorkKind::Issues) => format!("{base}/repos/{repository}/issues?state=open&sort=updated&direction=asc&per_page=50"),
+        (RepoHost::GitLab, WorkKind::PullRequests) => format!("{base}/projects/{encoded}/merge_requests?state=opened&order_by=updated_at&sort=asc&per_page=50"),
+        (RepoHost::GitLab, WorkKind::Issues) => format!("{base}/projects/{encoded}/issues?state=opened&order_by=updated_at&sort=asc&per_page=50"),
+        (RepoHost::Bitbucket, WorkKind::PullRequests) => format!("{base}/repositories/{repository}/pullrequests?state=OPEN&sort=updated_on&pagelen=50"),
+        (RepoHost::Bitbucket, WorkKind::Issues) => format!(
                 "{base}/repositories/{repository}/issues?q={}&sort=updated_on&pagelen=50",
                 url::form_urlencoded::byte_serialize(b"state=\"new\" OR state=\"open\"")
                     .collect::<String>()
             ),
-            RepoStream::Bitbucket(bitbucket::Stream::Issues),
-        ),
     };
+    let stream = scan_stream(host, kind);
     let mut spec = stream.request(
         api_base,
         repository,
@@ -334,18 +333,7 @@ pub fn read_stale_scan(
     body: &str,
     now: Timestamp,
 ) -> Result<(StaleScan, Option<RateLimit>), PageError> {
-    let stream = match (host, kind) {
-        (RepoHost::GitHub, WorkKind::PullRequests) => RepoStream::GitHub(github::Stream::Pulls),
-        (RepoHost::GitHub, WorkKind::Issues) => RepoStream::GitHub(github::Stream::Issues),
-        (RepoHost::GitLab, WorkKind::PullRequests) => {
-            RepoStream::GitLab(gitlab::Stream::MergeRequests)
-        }
-        (RepoHost::GitLab, WorkKind::Issues) => RepoStream::GitLab(gitlab::Stream::Issues),
-        (RepoHost::Bitbucket, WorkKind::PullRequests) => {
-            RepoStream::Bitbucket(bitbucket::Stream::PullRequests)
-        }
-        (RepoHost::Bitbucket, WorkKind::Issues) => RepoStream::Bitbucket(bitbucket::Stream::Issues),
-    };
+    let stream = scan_stream(host, kind);
     // The stream readers read a 304 only where they send conditional requests.
     let rate = match host {
         RepoHost::GitHub => github::rate_limit(headers),

@@ -81,6 +81,27 @@ async fn until(stack: &Stack, sql: &str, expected: i64) {
     );
 }
 
+/// Starts (`start`) or stops the user's loop: the repositories watcher alone, every second,
+/// stale after 7 days.
+async fn set_loop(stack: &Stack, start: bool) {
+    let (path, body) = if start {
+        (
+            "start",
+            Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
+        )
+    } else {
+        ("stop", None)
+    };
+    let (status, answer) = operator(
+        stack,
+        "POST",
+        &format!("/coordinator/event-loop/{USER}/{path}"),
+        body,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
 /// The user's loop after `n` more ticks than now.
 async fn ticks(stack: &Stack, n: u64) -> Value {
     let count = |s: &Value| s["ticks"].as_u64().unwrap_or_default();
@@ -176,14 +197,7 @@ async fn repositories_are_watched_by_webhook_and_polling_without_duplicates() {
     );
 
     // The loop: a baseline, then only what is new; stale work once.
-    let (status, started) = operator(
-        &stack,
-        "POST",
-        &format!("/coordinator/event-loop/{USER}/start"),
-        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
-    )
-    .await;
-    assert_eq!(status, 200, "{started}");
+    set_loop(&stack, true).await;
     until(
         &stack,
         &events("repo.pr.stale", "AND event_data->>'number' = '2'"),
@@ -215,9 +229,7 @@ async fn repositories_are_watched_by_webhook_and_polling_without_duplicates() {
 
     // With the webhook: delivered (while the loop is stopped, so the webhook alone stores
     // it), then polled too once the loop runs again: stored once.
-    let loop_path = format!("/coordinator/event-loop/{USER}");
-    let (status, _) = operator(&stack, "POST", &format!("{loop_path}/stop"), None).await;
-    assert_eq!(status, 200);
+    set_loop(&stack, false).await;
     let opened = sandbox_control(
         &stack,
         &format!("github/repos/{REPO}/pulls"),
@@ -255,14 +267,7 @@ async fn repositories_are_watched_by_webhook_and_polling_without_duplicates() {
         (Some(0), Some(1)),
         "the poll found the same pull request: a duplicate"
     );
-    let (status, _) = operator(
-        &stack,
-        "POST",
-        &format!("{loop_path}/start"),
-        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    set_loop(&stack, true).await;
     ticks(&stack, 2).await;
     assert_eq!(
         db_count(&stack, &events("repo.pr.opened", "")).await,
@@ -522,14 +527,7 @@ async fn gitlab_and_bitbucket_repositories_are_watched_too() {
         );
         ids.push(connected["id"].as_str().expect("id").to_owned());
     }
-    let (status, _) = operator(
-        &stack,
-        "POST",
-        &format!("/coordinator/event-loop/{USER}/start"),
-        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    set_loop(&stack, true).await;
     for host in [&GITLAB, &BITBUCKET] {
         until(
             &stack,
@@ -561,14 +559,7 @@ async fn gitlab_and_bitbucket_repositories_are_watched_too() {
     }
 
     // The loop stopped: the webhooks alone deliver what follows.
-    let (status, _) = operator(
-        &stack,
-        "POST",
-        &format!("/coordinator/event-loop/{USER}/stop"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    set_loop(&stack, false).await;
     for host in [&GITLAB, &BITBUCKET] {
         sandbox_control(
             &stack,
@@ -599,14 +590,7 @@ async fn gitlab_and_bitbucket_repositories_are_watched_too() {
         1,
     )
     .await;
-    let (status, _) = operator(
-        &stack,
-        "POST",
-        &format!("/coordinator/event-loop/{USER}/start"),
-        Some(json!({"interval_secs": 1, "watchers": ["repositories"], "stale_after_days": 7})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    set_loop(&stack, true).await;
     ticks(&stack, 3).await;
     for host in [&GITLAB, &BITBUCKET] {
         assert_eq!(
