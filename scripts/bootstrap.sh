@@ -3,7 +3,8 @@
 # only what is missing, so re-running is cheap.
 #   1. Rust target wasm32-unknown-unknown
 #   2. worker-build and wasm-bindgen-cli at the versions in Cargo.lock
-#   3. npm packages from package-lock.json (wrangler, miniflare, binaryen's wasm-opt, esbuild)
+#   3. npm packages from package-lock.json (wrangler, miniflare, binaryen's wasm-opt, esbuild,
+#      playwright-core), and Debian's Chromium for the dashboard's browser tests
 #   4. PostgreSQL: $DATABASE_URL if it answers, else a local server (installed and started
 #      when absent), and the edge_sync database
 #   5. migrations, wrangler/.dev.vars (random local secrets), the three Workers, the
@@ -42,6 +43,13 @@ command -v npm >/dev/null || die "npm not found: install Node.js 20 or newer"
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund
+fi
+
+# --- 2b. Chromium (the dashboard's browser tests drive it with playwright-core) -----------
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Chromium (apt-get) for the dashboard's browser tests"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
 
 # --- 3. PostgreSQL ---------------------------------------------------------------------
@@ -123,8 +131,10 @@ umask 022
 # A Worker is rebuilt only when its inputs changed (worker-build always re-runs
 # wasm-bindgen and wasm-opt, which takes tens of seconds).
 inputs_digest() {
-  { cat Cargo.lock Cargo.toml; find shared workers -type f \( -name '*.rs' -o -name Cargo.toml \) \
-      -not -path '*/build/*' | sort | xargs cat; } | sha256sum | cut -d' ' -f1
+  # The dashboard's page, script and styles are compiled into the coordinator (include_str!).
+  { cat Cargo.lock Cargo.toml; find shared workers -type f \( -name '*.rs' -o -name Cargo.toml \
+      -o -path 'workers/sync-coordinator/dashboard/*' \) -not -path '*/build/*' | sort | xargs cat; } \
+    | sha256sum | cut -d' ' -f1
 }
 digest="$(inputs_digest)"
 worker_build_env

@@ -9,6 +9,7 @@ pub mod bindings;
 pub mod code_repos;
 pub mod connection;
 pub mod coordinator_api;
+pub mod dashboard;
 pub mod event_loop;
 pub mod health;
 pub mod log;

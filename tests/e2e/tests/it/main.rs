@@ -3,6 +3,7 @@
 
 mod e2e_code_repos;
 mod e2e_coordinator;
+mod e2e_dashboard;
 mod e2e_deploy;
 mod e2e_event_loop;
 mod e2e_foundation;

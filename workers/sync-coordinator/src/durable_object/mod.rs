@@ -181,6 +181,16 @@ impl SyncCoordinator {
                 ok(200, &system::index_by_owner(&self.store, &user_id, now)?)
             }
             (Method::Get, ["internal", "index"]) => ok(200, &system::index_list(&self.store, now)?),
+            (Method::Put, ["internal", "sessions", id]) => ok(
+                200,
+                &system::session_put(&self.store, id, decode(req).await?)?,
+            ),
+            (Method::Get, ["internal", "sessions", id]) => {
+                ok(200, &system::session_get(&self.store, id, now)?)
+            }
+            (Method::Delete, ["internal", "sessions", id]) => {
+                ok(200, &system::session_delete(&self.store, id)?)
+            }
             (Method::Put, ["internal", "repos"]) => ok(
                 200,
                 &system::repo_index_put(&self.store, decode(req).await?)?,

@@ -49,6 +49,11 @@ struct Processing {
     due_at: Option<Timestamp>,
     /// Consecutive passes that could not reach Postgres.
     failures: u32,
+    /// Counts the requests for a pass: a request that arrives while a pass runs (the pass
+    /// awaits Postgres, and the instance takes other requests meanwhile) may concern an
+    /// event the pass did not see, so the pass ends by scheduling another.
+    #[serde(default)]
+    requests: u64,
 }
 
 const KEY: &str = "processing";
@@ -110,8 +115,10 @@ impl SyncCoordinator {
             user_id: user_id.to_owned(),
             due_at: None,
             failures: 0,
+            requests: 0,
         });
         state.due_at = Some(now);
+        state.requests += 1;
         self.store.put(KEY, &state, None)?;
         self.alarm_no_later_than(now).await
     }
@@ -154,7 +161,16 @@ impl SyncCoordinator {
                 Some(clock::now().plus_millis(i64::try_from(delay).unwrap_or(i64::MAX)))
             }
         };
-        state.due_at = next;
+        // A request that came in while the pass ran wins over the pass's view of what is
+        // left: another pass, now.
+        let current = self.store.get::<Processing>(KEY, clock::now())?;
+        match current.filter(|c| c.requests != state.requests) {
+            Some(current) => {
+                state.requests = current.requests;
+                state.due_at = Some(clock::now());
+            }
+            None => state.due_at = next,
+        }
         self.store.put(KEY, &state, None)
     }
 

@@ -6,6 +6,7 @@ use edge_sync_shared::{
         ConsumeState, CoordinatorError, Deleted, DeletedId, HookToken, IndexEntry, PendingState,
         Pong, Stored,
     },
+    dashboard::Session,
     oauth::OAuthState,
     Provider, Timestamp,
 };
@@ -225,4 +226,27 @@ pub fn repo_index_list(
         .into_iter()
         .map(|(_, e)| e)
         .collect())
+}
+
+fn session_key(id: &str) -> String {
+    format!("dashboard_session:{id}")
+}
+
+/// Keeps a dashboard session until it expires.
+pub fn session_put(store: &Store, id: &str, session: Session) -> Handled<Session> {
+    store.put(&session_key(id), &session, Some(session.expires_at))?;
+    Ok(session)
+}
+
+/// A live dashboard session, or 404.
+pub fn session_get(store: &Store, id: &str, now: Timestamp) -> Handled<Session> {
+    store
+        .get(&session_key(id), now)?
+        .ok_or_else(|| CoordinatorError::NotFound("no such session").into())
+}
+
+/// Ends a dashboard session.
+pub fn session_delete(store: &Store, id: &str) -> Handled<Deleted> {
+    store.delete(&session_key(id))?;
+    Ok(Deleted { deleted: true })
 }

@@ -373,3 +373,42 @@ async fn hook_connection(env: &Env, token: &str) -> Result<Option<String>, HttpE
     let hook: HookToken = durable_object::read(&mut response).await?;
     Ok(Some(hook.connection_id))
 }
+
+/// `GET /coordinator/events/recent?user_id=U[&limit=N]` (operator): the user's latest events
+/// in Postgres (newest first, 50 by default, at most 200), each with its processing state:
+/// `pending` until processed, then `suggested` or `processed` (with the reason no
+/// suggestion was made).
+pub async fn recent(req: &Request, env: &Env) -> HttpResult {
+    require(req, env, Capability::Operate)?;
+    let user_id = super::query(req, "user_id")?
+        .filter(|u| !u.trim().is_empty() && u.len() <= 128)
+        .ok_or_else(|| HttpError::bad_request("user_id is required"))?;
+    let limit: i64 = match super::query(req, "limit")? {
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| HttpError::bad_request("limit must be 1 to 200"))?,
+        None => 50,
+    };
+    let client = super::database(env).await?;
+    let rows = client
+        .query(
+            "SELECT coalesce(jsonb_agg(e ORDER BY e.received_at DESC), '[]'::jsonb) FROM (
+               SELECT id::text AS id, event_type, source, connection_id, received_at,
+                      processed_at, suggestion_generated, processing_note,
+                      CASE WHEN processed_at IS NULL THEN 'pending'
+                           WHEN suggestion_generated THEN 'suggested'
+                           ELSE 'processed' END AS state
+                 FROM public.background_events
+                WHERE user_id = $1
+                ORDER BY received_at DESC LIMIT $2) e",
+            &[&user_id, &limit],
+        )
+        .await
+        .map_err(|e| HttpError::new(503, "database unavailable").with_reason(e.to_string()))?;
+    let events: serde_json::Value = rows.first().map_or(serde_json::Value::Null, |r| r.get(0));
+    Ok(Response::from_json(
+        &serde_json::json!({ "events": events }),
+    )?)
+}

@@ -3,6 +3,7 @@
 mod connections;
 mod coordinator;
 mod cors;
+mod dashboard;
 mod event_loop;
 mod events;
 mod health;
@@ -32,6 +33,21 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
     let origin_req = req.clone()?;
     let response = match (method, segments.as_slice()) {
         (Method::Get, ["health"]) => health::get(&env).await,
+        (Method::Get, ["dashboard"]) => dashboard::static_asset(""),
+        (Method::Get, ["dashboard", name @ ("" | "index.html" | "app.js" | "app.css")]) => {
+            dashboard::static_asset(name)
+        }
+        (Method::Post, ["dashboard", "session"]) => {
+            dashboard::sign_in(req, &env, edge_sync_worker_kit::clock::now()).await
+        }
+        (Method::Get, ["dashboard", "session"]) => dashboard::current(&req, &env).await,
+        (Method::Post, ["dashboard", "logout"]) => dashboard::sign_out(&req, &env).await,
+        (_, ["dashboard", "api", rest @ ..]) => {
+            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            return dashboard::api(req, env, ctx, &rest).await;
+        }
+        (_, ["dashboard", ..]) => Err(HttpError::not_found()),
         (_, ["health"]) => Err(HttpError::method_not_allowed("GET")),
         (Method::Get, ["oauth", "initiate"]) => oauth::keap_initiate(&req, &env, &config).await,
         (Method::Get, ["oauth", "callback"]) => oauth::keap_callback(&req, &env, &config).await,
@@ -62,6 +78,7 @@ pub async fn dispatch(req: Request, env: Env, ctx: RequestContext) -> HttpResult
         (Method::Get, ["coordinator", "connections"]) => connections::list(&req, &env).await,
         (Method::Post, ["coordinator", "events"]) => events::ingest(req, &env).await,
         (Method::Get, ["coordinator", "events"]) => events::list(&req, &env).await,
+        (Method::Get, ["coordinator", "events", "recent"]) => events::recent(&req, &env).await,
         (Method::Post, ["coordinator", "events", "replay"]) => {
             events::replay_since(&req, &env).await
         }
