@@ -123,6 +123,14 @@ try {
   step("the latest events show their processing state");
   await page.screenshot({ path: `${shots}/suggestions.png`, fullPage: true });
 
+  // On a phone: nothing wider than the screen (tables scroll inside their panels).
+  await page.setViewportSize({ width: 390, height: 844 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 0) throw new Error(`the page is ${overflow}px wider than a phone's screen`);
+  await page.screenshot({ path: `${shots}/phone.png`, fullPage: false });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  step("readable on a phone's width");
+
   if (!(await page.evaluate(() => window.__notReloaded === true))) {
     throw new Error("the page reloaded");
   }

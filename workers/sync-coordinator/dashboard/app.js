@@ -109,6 +109,18 @@ function showProgress(message) {
   cell.textContent = parts.join(", ");
 }
 
+// Where a connection's OAuth flow starts (a new connection, or a re-authorization).
+function authorizePath(provider, user, shop) {
+  return provider === "keap"
+    ? `/oauth/initiate?user_id=${encodeURIComponent(user)}`
+    : `/oauth/shopify/install?user_id=${encodeURIComponent(user)}&shop=${encodeURIComponent(shop)}`;
+}
+
+async function authorize(provider, user, shop) {
+  const answer = await api("GET", authorizePath(provider, user, shop));
+  location.assign(answer.authorize_url);
+}
+
 function syncButtons(c) {
   const box = el("span");
   for (const mode of ["incremental", "full"]) {
@@ -126,7 +138,12 @@ async function loadConnections() {
   for (const c of connections) {
     const sync = el("span");
     sync.append(syncCell(c.id, await syncSummary(c.id)), el("br"), syncButtons(c));
-    rows.push([c.provider, c.account, c.user_id, c.status, when(c.access_expires_at),
+    const status = el("span", c.status);
+    if (c.status !== "active") {
+      status.append(el("br"), button("Re-authorize", () => authorize(c.provider, c.user_id, c.account),
+        `Re-authorize ${c.account}`));
+    }
+    rows.push([c.provider, c.account, c.user_id, status, when(c.access_expires_at),
       c.last_error || "—", sync,
       button("Delete", async () => {
         if (!confirm(`Delete the ${c.provider} connection ${c.account}?`)) return;
@@ -370,13 +387,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("connect").addEventListener("submit", async (event) => {
     event.preventDefault();
     const provider = event.submitter ? event.submitter.value : "keap";
-    const user = encodeURIComponent($("connect-user").value.trim());
-    const path = provider === "keap"
-      ? `/oauth/initiate?user_id=${user}`
-      : `/oauth/shopify/install?user_id=${user}&shop=${encodeURIComponent($("connect-shop").value.trim())}`;
     try {
-      const answer = await api("GET", path);
-      location.assign(answer.authorize_url);
+      await authorize(provider, $("connect-user").value.trim(), $("connect-shop").value.trim());
     } catch (e) { say(e.message, true); }
   });
   $("loop-start").addEventListener("click", async () => {
