@@ -128,6 +128,7 @@ start_all() {
 
 Edge Sync is running:
   sync-coordinator  http://127.0.0.1:$COORDINATOR_PORT   (/oauth/*, /coordinator/*, /health)
+  dashboard         http://127.0.0.1:$COORDINATOR_PORT/dashboard   (sign in with ADMIN_TOKEN)
   sync-worker       http://127.0.0.1:$SYNC_WORKER_PORT   (/sync/*, /health)
   cron on demand    http://127.0.0.1:$CRON_TRIGGER_PORT/cdn-cgi/handler/scheduled?cron=*/30+*+*+*+*
   webhook-handler   http://127.0.0.1:$WEBHOOK_HANDLER_PORT   (/webhook*, /health)

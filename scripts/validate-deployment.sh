@@ -194,6 +194,25 @@ check_round_trip() {
   else
     fail "coordinator: /realtime-sync/health answered $status"
   fi
+  # The dashboard: served with its own-origin policy; the operator's token opens a session
+  # whose cookie is HttpOnly, Secure and SameSite=Strict (signed out again at once).
+  status="$(http GET "$(conf COORDINATOR_URL)/dashboard" "" -D "$PRIVATE/headers")"
+  if [ "$status" = 200 ] && grep -qi "^content-security-policy: default-src 'none'" "$PRIVATE/headers"; then
+    (umask 077; ADMIN="$admin" node -e 'process.stdout.write(JSON.stringify({token: process.env.ADMIN}))' > "$PRIVATE/signin.json")
+    status="$(http POST "$(conf COORDINATOR_URL)/dashboard/session" "" -D "$PRIVATE/headers" \
+      -H 'Content-Type: application/json' --data-binary "@$PRIVATE/signin.json")"
+    cookie="$(grep -i '^set-cookie:' "$PRIVATE/headers" | head -n 1)"
+    if [ "$status" = 200 ] && [[ "$cookie" == *HttpOnly* && "$cookie" == *Secure* && "$cookie" == *SameSite=Strict* ]]; then
+      csrf="$(body_get csrf)"
+      session="$(printf '%s' "$cookie" | sed -E 's/^[Ss]et-[Cc]ookie: *([^;]*).*/\1/' | tr -d '\r')"
+      http POST "$(conf COORDINATOR_URL)/dashboard/logout" "" -H "Cookie: $session" -H "X-CSRF-Token: $csrf" >/dev/null
+      pass "coordinator: /dashboard serves the page and signs the operator in (HttpOnly, Secure, SameSite=Strict)"
+    else
+      fail "coordinator: /dashboard/session answered $status (cookie: ${cookie:-none})"
+    fi
+  else
+    fail "coordinator: /dashboard answered $status without its content security policy"
+  fi
   # Connected repositories: a token the host refused needs a new connection.
   status="$(http GET "$(conf COORDINATOR_URL)/coordinator/connections" "$admin")"
   if [ "$status" = 200 ]; then

@@ -85,7 +85,7 @@ async function syncSummary(id) {
       const run = r.last_run || {};
       const records = run.records ?? run.result?.records ?? "";
       const error = run.error ? `, error: ${run.error}` : "";
-      const at = r.updated_at ? `, ${when(r.updated_at)}` : "";
+      const at = r.cursor ? `, cursor at ${when(r.cursor.updated_at)}` : "";
       return `${r.resource}: ${run.state || run.status || "—"}${records !== "" ? ` (${records})` : ""}${at}${error}`;
     }).join(", ") || "not synced yet";
   } catch { return "—"; }
