@@ -207,36 +207,9 @@ impl SyncCoordinator {
     /// its webhook deliveries are stored too, so a change seen both ways is one event) and
     /// checks their open work for staleness.
     async fn watch_repositories(&self, user_id: &str, config: &LoopConfig) -> Result<u64, String> {
-        let text = |e: worker::Error| e.to_string();
-        let now = clock::now();
-        let repositories: Vec<RepoIndexEntry> =
-            match self.store.get(REPOSITORIES_KEY, now).map_err(text)? {
-                Some(cached) => cached,
-                None => {
-                    let mut path = worker::Url::parse("https://instance.do/internal/repos")
-                        .map_err(|e| e.to_string())?;
-                    path.query_pairs_mut().append_pair("user_id", user_id);
-                    let mut response = super::call(
-                        &self.env,
-                        super::SYSTEM_INSTANCE,
-                        Method::Get,
-                        &format!("{}?{}", path.path(), path.query().unwrap_or_default()),
-                        None,
-                    )
-                    .await
-                    .map_err(text)?;
-                    let list: Vec<RepoIndexEntry> =
-                        super::read(&mut response).await.map_err(text)?;
-                    self.store
-                        .put(
-                            REPOSITORIES_KEY,
-                            &list,
-                            Some(now.plus_millis(CONNECTIONS_TTL_MS)),
-                        )
-                        .map_err(text)?;
-                    list
-                }
-            };
+        let repositories: Vec<RepoIndexEntry> = self
+            .owned_list(REPOSITORIES_KEY, "/internal/repos", user_id)
+            .await?;
         let request = PollRepo {
             stale_after_days: config.stale_after_days,
         };
@@ -295,36 +268,43 @@ impl SyncCoordinator {
         }
     }
 
-    /// The user's connections, from the `system` index by owner; kept for
+    /// The user's connections, from the `system` index by owner (see [`Self::owned_list`]).
+    async fn owned_connections(&self, user_id: &str) -> Result<Vec<IndexEntry>, String> {
+        self.owned_list(CONNECTIONS_KEY, "/internal/index/owner", user_id)
+            .await
+    }
+
+    /// One of the user's lists in the `system` index (`path?user_id=`), kept under `key` for
     /// [`CONNECTIONS_TTL_MS`] so an idle tick does not ask the one `system` instance every
     /// time (a start of the loop reads them afresh).
-    async fn owned_connections(&self, user_id: &str) -> Result<Vec<IndexEntry>, String> {
+    async fn owned_list<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        path: &str,
+        user_id: &str,
+    ) -> Result<Vec<T>, String> {
         let now = clock::now();
         let text = |e: worker::Error| e.to_string();
-        if let Some(cached) = self.store.get(CONNECTIONS_KEY, now).map_err(text)? {
+        if let Some(cached) = self.store.get(key, now).map_err(text)? {
             return Ok(cached);
         }
-        let mut path = worker::Url::parse("https://instance.do/internal/index/owner")
-            .map_err(|e| e.to_string())?;
-        path.query_pairs_mut().append_pair("user_id", user_id);
+        let mut url =
+            worker::Url::parse(&format!("https://instance.do{path}")).map_err(|e| e.to_string())?;
+        url.query_pairs_mut().append_pair("user_id", user_id);
         let mut response = super::call(
             &self.env,
             super::SYSTEM_INSTANCE,
             Method::Get,
-            &format!("{}?{}", path.path(), path.query().unwrap_or_default()),
+            &format!("{}?{}", url.path(), url.query().unwrap_or_default()),
             None,
         )
         .await
         .map_err(text)?;
-        let connections: Vec<IndexEntry> = super::read(&mut response).await.map_err(text)?;
+        let list: Vec<T> = super::read(&mut response).await.map_err(text)?;
         self.store
-            .put(
-                CONNECTIONS_KEY,
-                &connections,
-                Some(now.plus_millis(CONNECTIONS_TTL_MS)),
-            )
+            .put(key, &list, Some(now.plus_millis(CONNECTIONS_TTL_MS)))
             .map_err(text)?;
-        Ok(connections)
+        Ok(list)
     }
 
     /// Snapshots the watched schemas and stores an event per change since the last
