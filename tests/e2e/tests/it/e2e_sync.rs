@@ -1370,7 +1370,7 @@ async fn a_brief_postgres_outage_mid_run_is_ridden_out() {
 }
 
 /// Proves: with the sandbox enforcing a Keap per-minute quota (developer.infusionsoft.com,
-/// "API token quota and usage"; here 40 calls a minute, answered 429 without `Retry-After`,
+/// "API token quota and usage"; here 20 calls a minute, answered 429 without `Retry-After`,
 /// with the `x-keap-product-throttle-*` headers reporting the spent window), a full sync of
 /// 1,500 contacts in pages of 50 is throttled, reads the wait from the throttle headers (one
 /// minute), stops the connection's shared budget (`penalize`), resumes after that wait, and
@@ -1379,10 +1379,22 @@ async fn a_brief_postgres_outage_mid_run_is_ridden_out() {
 async fn the_keap_quota_is_honoured_through_the_shared_budget() {
     let stack = Stack::start_with(options(1500, &[("SYNC_PAGE_SIZE", "50")])).await;
     connect_keap(&stack, "quota-user").await;
+    // Keap's windows are whole minutes: the run starts at the top of one (the sandbox's clock
+    // moved there), so its 30 pages meet the 20-call limit in the same window whatever the
+    // machine's speed, and the 10 after the wait fit in the next.
+    let now = sandbox_get(&stack, "clock").await["now_ms"]
+        .as_i64()
+        .expect("sandbox clock");
+    sandbox_control(
+        &stack,
+        "clock/advance",
+        json!({ "ms": 60_000 - now.rem_euclid(60_000) + 100 }),
+    )
+    .await;
     sandbox_control(
         &stack,
         "config",
-        json!({ "rate_limit_per_minute": 40, "send_retry_after": false }),
+        json!({ "rate_limit_per_minute": 20, "send_retry_after": false }),
     )
     .await;
     let run = sync_contacts(&stack, "full").await;
