@@ -5,7 +5,7 @@
 # (same pages, parser and SQL) and the database's ceiling (COPY + one upsert). Prints
 # figures; asserts only correctness (zero loss), never timings. BENCH_PAGES_PER_INVOCATION
 # (default 8, the Free-plan default of SYNC_MAX_PAGES_PER_INVOCATION) tunes the Worker side.
-# Then, in the same run, a shop of BENCH_SHOPIFY_PRODUCTS products (default 2,000; 0 skips
+# Then, in the same run, a shop of BENCH_SHOPIFY_PRODUCTS products (default 50,000; 0 skips
 # it) synced in full through a bulk operation and through pages: times, requests and ratio.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

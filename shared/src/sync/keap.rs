@@ -161,12 +161,15 @@ pub(crate) fn parse_page(
     if !(200..300).contains(&status) {
         return Err(classify_error(status, headers, body));
     }
-    let value: Value =
+    let mut value: Value =
         serde_json::from_str(body).map_err(|e| PageError::Malformed(format!("not JSON: {e}")))?;
-    let items = value
-        .get(resource.name())
-        .and_then(Value::as_array)
-        .ok_or_else(|| PageError::Malformed(format!("no `{}` list", resource.name())))?;
+    // Taken out of the document, so each record keeps its entry without a copy.
+    let Some(Value::Array(items)) = value.get_mut(resource.name()).map(Value::take) else {
+        return Err(PageError::Malformed(format!(
+            "no `{}` list",
+            resource.name()
+        )));
+    };
     // Keap ends a walk with "" (Google API style); treat "", null and a missing field alike.
     let next_page_token = value
         .get("next_page_token")
@@ -177,7 +180,7 @@ pub(crate) fn parse_page(
     Ok(Page {
         // An entry without an id cannot be stored (provider_id is the key): skip it.
         records: items
-            .iter()
+            .into_iter()
             .filter_map(|item| record(resource, item))
             .collect(),
         next_page_token,
@@ -187,7 +190,8 @@ pub(crate) fn parse_page(
 }
 
 /// One Keap entity as a [`Record`] with the typed columns of its table.
-pub(crate) fn record(resource: Resource, item: &Value) -> Option<Record> {
+pub(crate) fn record(resource: Resource, entry: Value) -> Option<Record> {
+    let item = &entry;
     if !item.is_object() {
         return None;
     }
@@ -289,11 +293,12 @@ pub(crate) fn record(resource: Resource, item: &Value) -> Option<Record> {
         }
         _ => return None,
     };
+    let source_updated_at = timestamp(updated);
     Some(Record {
         provider_id,
-        source_updated_at: timestamp(updated),
+        source_updated_at,
         columns,
-        raw: item.clone(),
+        raw: entry,
     })
 }
 
@@ -414,7 +419,7 @@ pub fn parse_keap_record(
     }
     let value: Value =
         serde_json::from_str(body).map_err(|e| PageError::Malformed(format!("not JSON: {e}")))?;
-    record(resource, &value)
+    record(resource, value)
         .map(Some)
         .ok_or_else(|| PageError::Malformed("record without an id".into()))
 }

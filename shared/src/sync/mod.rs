@@ -67,7 +67,10 @@ pub use shopify::{shopify_numeric_id, shopify_page_size, SHOPIFY_MAX_QUERY_COST}
 pub(crate) use shopify::{
     inventory_records as shopify_inventory_records, record as shopify_record,
 };
-pub use upsert::{mark_missing_deleted_sql, purge_sql, records_json, soft_delete_sql, upsert_sql};
+pub use upsert::{
+    mark_missing_deleted_sql, purge_sql, records_json, records_payload, soft_delete_sql,
+    upsert_sql, RecordsPayload,
+};
 
 /// Default look-back subtracted from a cursor before asking for changes: 5 minutes.
 pub const DEFAULT_OVERLAP_MS: i64 = 5 * 60 * 1000;

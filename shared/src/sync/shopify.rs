@@ -299,7 +299,7 @@ pub(crate) fn parse_page(
     for node in nodes {
         match resource {
             Resource::ShopifyInventoryLevels => records.extend(inventory_records(node)),
-            _ => records.extend(record(resource, node)),
+            _ => records.extend(record(resource, node.clone())),
         }
     }
     Ok(Page {
@@ -337,7 +337,8 @@ fn gid_column(value: Option<&Value>) -> Value {
 }
 
 /// A product, order or customer node as a [`Record`].
-pub(crate) fn record(resource: Resource, node: &Value) -> Option<Record> {
+pub(crate) fn record(resource: Resource, owned: Value) -> Option<Record> {
+    let node = &owned;
     let provider_id = node_id(node)?;
     let mut columns = Map::new();
     let mut put = |name: &str, value: Value| {
@@ -380,11 +381,12 @@ pub(crate) fn record(resource: Resource, node: &Value) -> Option<Record> {
         _ => return None,
     }
     put("created_at_source", time_column(at(node, &["createdAt"])));
+    let source_updated_at = timestamp(at(node, &["updatedAt"]));
     Some(Record {
         provider_id,
-        source_updated_at: timestamp(at(node, &["updatedAt"])),
+        source_updated_at,
         columns,
-        raw: node.clone(),
+        raw: owned,
     })
 }
 

@@ -407,7 +407,7 @@ impl JsonlRecords {
         }
         match self.resource {
             Resource::ShopifyInventoryLevels => inventory_records(&node),
-            resource => record(resource, &node).into_iter().collect(),
+            resource => record(resource, node).into_iter().collect(),
         }
     }
 }

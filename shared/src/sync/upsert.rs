@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 use super::{Record, Resource, SyncMode};
 
@@ -158,10 +159,12 @@ pub fn upsert_sql(resource: Resource, mode: SyncMode) -> String {
 }
 
 /// The page as the jsonb array `$2` of [`upsert_sql`]: objects `{<typed columns>,
-/// provider_id, source_updated_at (ISO or null), raw}`. Records are deduplicated by
-/// `provider_id`, keeping the newest (the later one on a tie), because `ON CONFLICT` cannot
-/// touch one row twice in a statement; the first occurrence fixes the order.
-pub fn records_json(records: &[Record]) -> Value {
+/// provider_id, source_updated_at (ISO or null), raw}`, borrowed from the records and
+/// written out once, by whoever serialises it (the Postgres client). Records are
+/// deduplicated by `provider_id`, keeping the newest (the later one on a tie), because
+/// `ON CONFLICT` cannot touch one row twice in a statement; the first occurrence fixes the
+/// order.
+pub fn records_payload(records: &[Record]) -> RecordsPayload<'_> {
     let mut kept: Vec<&Record> = Vec::with_capacity(records.len());
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(records.len());
     for record in records {
@@ -178,25 +181,55 @@ pub fn records_json(records: &[Record]) -> Value {
             }
         }
     }
-    Value::Array(
-        kept.into_iter()
-            .map(|record| {
-                let mut object: Map<String, Value> = record.columns.clone();
-                object.insert(
-                    "provider_id".to_owned(),
-                    Value::String(record.provider_id.clone()),
-                );
-                object.insert(
-                    "source_updated_at".to_owned(),
-                    record
-                        .source_updated_at
-                        .map_or(Value::Null, |t| Value::String(t.to_iso8601())),
-                );
-                object.insert("raw".to_owned(), record.raw.clone());
-                Value::Object(object)
-            })
-            .collect(),
-    )
+    RecordsPayload(kept)
+}
+
+/// [`records_payload`] as a JSON value (tests, benchmarks).
+pub fn records_json(records: &[Record]) -> Value {
+    serde_json::to_value(records_payload(records)).unwrap_or(Value::Null)
+}
+
+/// A page's upsert parameter, see [`records_payload`].
+#[derive(Debug)]
+pub struct RecordsPayload<'a>(Vec<&'a Record>);
+
+impl RecordsPayload<'_> {
+    /// Records kept (after deduplication).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No record kept.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for RecordsPayload<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|record| RecordObject(record)))
+    }
+}
+
+/// One record of the parameter: its typed columns, then `provider_id`,
+/// `source_updated_at` and `raw`.
+struct RecordObject<'a>(&'a Record);
+
+impl Serialize for RecordObject<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let record = self.0;
+        let mut object = serializer.serialize_map(Some(record.columns.len() + 3))?;
+        for (name, value) in &record.columns {
+            object.serialize_entry(name, value)?;
+        }
+        object.serialize_entry("provider_id", &record.provider_id)?;
+        object.serialize_entry(
+            "source_updated_at",
+            &record.source_updated_at.map(|t| t.to_iso8601()),
+        )?;
+        object.serialize_entry("raw", &record.raw)?;
+        object.end()
+    }
 }
 
 /// Postgres: after a successful full run, soft-delete the connection's rows that run did
@@ -241,7 +274,7 @@ pub fn purge_sql(resource: Resource) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     use super::*;
     use crate::Timestamp;

@@ -199,12 +199,21 @@ pub fn run_ids(start_body: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Polls `/sync/status` until every run in `run_ids` is no longer running; returns the
-/// status entries of those runs (resource objects with `connection_id` added).
+/// Polls `/sync/status` until every run in `run_ids` is no longer running (at most 150 s);
+/// returns the status entries of those runs (resource objects with `connection_id` added).
 pub async fn wait_runs(stack: &Stack, run_ids: &[String]) -> Vec<Value> {
+    wait_runs_within(stack, run_ids, std::time::Duration::from_secs(150)).await
+}
+
+/// [`wait_runs`] for runs that may take up to `limit` (benchmarks of large data sets).
+pub async fn wait_runs_within(
+    stack: &Stack,
+    run_ids: &[String],
+    limit: std::time::Duration,
+) -> Vec<Value> {
     let url = format!("{}/sync/status", stack.sync_worker);
     let mut last = Value::Null;
-    for _ in 0..600 {
+    for _ in 0..limit.as_millis().div_ceil(250) {
         let response = stack.admin_get(&url).await;
         let status = response.status();
         let text = response.text().await.expect("status body");

@@ -2,12 +2,12 @@
 //! and the soft-deletes of a completed full resync. SQL text comes from `edge-sync-shared`.
 
 use edge_sync_shared::sync::{
-    cursor_to_persist, mark_missing_deleted_sql, records_json, upsert_sql, Record, Resource,
+    cursor_to_persist, mark_missing_deleted_sql, records_payload, upsert_sql, Record, Resource,
     RunRecord, SyncMode,
 };
 use edge_sync_worker_kit::postgres;
 use serde_json::Value;
-use tokio_postgres::Client;
+use tokio_postgres::{types::Json, Client};
 use worker::Env;
 
 /// A run's counters as `sync_runs` records them.
@@ -76,7 +76,8 @@ impl Writer {
         if records.is_empty() {
             return Ok(0);
         }
-        let payload = records_json(records);
+        // Serialised straight from the records into the statement's parameter.
+        let payload = Json(records_payload(records));
         self.client
             .execute(
                 upsert_sql(resource, mode).as_str(),

@@ -327,7 +327,7 @@ fn inventory_item_node(payload: &Value, item_id: &str, location_id: &str) -> Val
 /// The record change a topic asks for.
 fn record_change(topic: &str, payload: &Value) -> Result<Option<RecordChange>, ParseError> {
     let upsert = |resource: Resource, node: Value| {
-        let records = shopify_record(resource, &node).into_iter().collect();
+        let records = shopify_record(resource, node).into_iter().collect();
         RecordChange::Upsert { resource, records }
     };
     let change = match topic_kind(topic) {

@@ -870,15 +870,16 @@ impl ShopData {
             .collect()
     }
 
-    /// Levels of an item, by location.
+    /// Levels of an item, by location: one key-range read, since the levels of item `k` are
+    /// ids `INVENTORY_LEVEL_ID_BASE + 4k + l` (a scan of every level made a bulk query of a
+    /// large shop quadratic).
     pub fn item_levels(&self, item_id: u64) -> Vec<&InventoryLevel> {
-        let mut levels: Vec<&InventoryLevel> = self
-            .levels
-            .values()
+        let first = INVENTORY_LEVEL_ID_BASE + 4 * item_id.saturating_sub(INVENTORY_ITEM_ID_BASE);
+        self.levels
+            .range(first..first + 4)
+            .map(|(_, level)| level)
             .filter(|l| l.item_id == item_id)
-            .collect();
-        levels.sort_by_key(|l| l.location_id);
-        levels
+            .collect()
     }
 
     /// Sum of `available` over the item's levels (a variant's `inventoryQuantity`).

@@ -14,7 +14,7 @@ use edge_sync_shared::{
         CoordinatorError, EventAccepted, EventEnvelope, EventList, EventSummary, LiveMessage,
         Replayed,
     },
-    sync::{records_json, soft_delete_sql, upsert_sql, Resource, SyncMode},
+    sync::{records_payload, soft_delete_sql, upsert_sql, Resource, SyncMode},
     token_lifecycle::ConnectionStatus,
     webhook::{
         admit, event_accepted_after_uninstall, rate_limit_key, Admission, RecordChange,
@@ -714,7 +714,7 @@ async fn apply_change(
             client
                 .execute(
                     sql.as_str(),
-                    &[&connection_id, &records_json(records), &"webhook"],
+                    &[&connection_id, &tokio_postgres::types::Json(records_payload(records)), &"webhook"],
                 )
                 .await
                 .map_err(text)?;
