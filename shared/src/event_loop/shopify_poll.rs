@@ -550,14 +550,15 @@ impl ShopifyPollState {
                             .and_then(Value::as_str)
                             .and_then(|s| s.parse::<u64>().ok())
                     };
+                    let raw = record.raw.to_value();
                     let data = json!({
                         "inventory_item_id": number("inventory_item_id"),
                         "location_id": number("location_id"),
                         "available": level,
                         "low_stock_threshold": threshold,
                         "updated_at": record.source_updated_at.map(Timestamp::to_iso8601),
-                        "admin_graphql_api_id": record.raw.get("id"),
-                        "sku": at(&record.raw, &["inventoryItem", "sku"]),
+                        "admin_graphql_api_id": raw.get("id"),
+                        "sku": at(&raw, &["inventoryItem", "sku"]),
                         "polled": true,
                     });
                     events.push(envelope(

@@ -4,12 +4,15 @@
 //! headers, Keap's "API Token Quota and Usage Measurements"
 //! (<https://developer.infusionsoft.com/api-token-quota-and-usage-measurements>).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value};
+use serde_json::{value::RawValue, Map, Value};
 
 use super::values::{at, boolean, first, id_text, money, numeric, text, time_column, timestamp};
-use super::{header, retry_after_ms, shorten, Page, PageError, Record, Resource, SyncMode};
+use super::{
+    header, retry_after_ms, shorten, Page, PageError, RawDocument, Record, Resource, SyncMode,
+};
 use super::{SourceConfig, KEAP_MAX_PAGE_SIZE};
 use crate::oauth::HttpRequestSpec;
 use crate::{Secret, Timestamp};
@@ -161,27 +164,38 @@ pub(crate) fn parse_page(
     if !(200..300).contains(&status) {
         return Err(classify_error(status, headers, body));
     }
-    let mut value: Value =
-        serde_json::from_str(body).map_err(|e| PageError::Malformed(format!("not JSON: {e}")))?;
-    // Taken out of the document, so each record keeps its entry without a copy.
-    let Some(Value::Array(items)) = value.get_mut(resource.name()).map(Value::take) else {
-        return Err(PageError::Malformed(format!(
-            "no `{}` list",
-            resource.name()
-        )));
-    };
+    // The entries are kept as the text Keap sent (the stored `raw`); each is read into a
+    // tree only for its typed columns, and that tree is dropped at once.
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_str(body).map_err(|e| match serde_json::from_str::<&RawValue>(body) {
+            Ok(_) => PageError::Malformed(format!("no `{}` list", resource.name())),
+            Err(_) => PageError::Malformed(format!("not JSON: {e}")),
+        })?;
+    let items: Vec<Box<RawValue>> = fields
+        .get(resource.name())
+        .and_then(|list| serde_json::from_str(list.get()).ok())
+        .ok_or_else(|| PageError::Malformed(format!("no `{}` list", resource.name())))?;
     // Keap ends a walk with "" (Google API style); treat "", null and a missing field alike.
-    let next_page_token = value
+    let next_page_token = fields
         .get("next_page_token")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned);
+        .and_then(|token| serde_json::from_str::<Option<String>>(token.get()).ok())
+        .flatten()
+        .map(|token| token.trim().to_owned())
+        .filter(|token| !token.is_empty());
     Ok(Page {
         // An entry without an id cannot be stored (provider_id is the key): skip it.
         records: items
             .into_iter()
-            .filter_map(|item| record(resource, item))
+            .filter_map(|text| {
+                let (provider_id, source_updated_at, columns) =
+                    typed(resource, &columns_source(resource, &text)?)?;
+                Some(Record {
+                    provider_id,
+                    source_updated_at,
+                    columns,
+                    raw: RawDocument::Text(text),
+                })
+            })
             .collect(),
         next_page_token,
         reached_cursor: false,
@@ -190,8 +204,100 @@ pub(crate) fn parse_page(
 }
 
 /// One Keap entity as a [`Record`] with the typed columns of its table.
-pub(crate) fn record(resource: Resource, entry: Value) -> Option<Record> {
-    let item = &entry;
+pub(crate) fn record(resource: Resource, item: Value) -> Option<Record> {
+    let (provider_id, source_updated_at, columns) = typed(resource, &item)?;
+    Some(Record {
+        provider_id,
+        source_updated_at,
+        columns,
+        raw: item.into(),
+    })
+}
+
+/// The top-level fields [`typed`] reads for `resource`.
+fn typed_fields(resource: Resource) -> &'static [&'static str] {
+    match resource {
+        Resource::KeapContacts => &[
+            "id",
+            "given_name",
+            "family_name",
+            "email_addresses",
+            "company",
+            "company_name",
+            "create_time",
+            "date_created",
+            "update_time",
+            "last_updated",
+        ],
+        Resource::KeapOpportunities => &[
+            "id",
+            "opportunity_title",
+            "title",
+            "contact",
+            "contact_id",
+            "stage",
+            "stage_name",
+            "projected_revenue_high",
+            "projected_revenue_low",
+            "created_time",
+            "create_time",
+            "date_created",
+            "last_updated_time",
+            "update_time",
+            "last_updated",
+        ],
+        Resource::KeapOrders => &[
+            "id",
+            "contact",
+            "contact_id",
+            "title",
+            "status",
+            "total",
+            "creation_time",
+            "create_time",
+            "modification_time",
+            "update_time",
+            "last_updated",
+        ],
+        Resource::KeapTasks => &[
+            "id",
+            "title",
+            "contact_id",
+            "contact",
+            "completed",
+            "due_time",
+            "due_date",
+            "create_time",
+            "creation_time",
+            "modification_time",
+            "update_time",
+            "last_updated",
+        ],
+        _ => &[],
+    }
+}
+
+/// What [`typed`] needs of a page entry: an object of only the fields it reads, each read
+/// into a tree, the rest of the entry skipped over (a contact's custom fields, addresses
+/// and phone numbers are most of it). An entry whose keys need unescaping is read whole.
+fn columns_source(resource: Resource, text: &RawValue) -> Option<Value> {
+    let Ok(fields) = serde_json::from_str::<HashMap<&str, &RawValue>>(text.get()) else {
+        return serde_json::from_str(text.get()).ok();
+    };
+    let mut slim = Map::new();
+    for name in typed_fields(resource) {
+        if let Some(value) = fields.get(name) {
+            slim.insert((*name).to_owned(), serde_json::from_str(value.get()).ok()?);
+        }
+    }
+    Some(Value::Object(slim))
+}
+
+/// A Keap entity's id, update time and the typed columns of its table.
+fn typed(
+    resource: Resource,
+    item: &Value,
+) -> Option<(String, Option<Timestamp>, Map<String, Value>)> {
     if !item.is_object() {
         return None;
     }
@@ -293,13 +399,7 @@ pub(crate) fn record(resource: Resource, entry: Value) -> Option<Record> {
         }
         _ => return None,
     };
-    let source_updated_at = timestamp(updated);
-    Some(Record {
-        provider_id,
-        source_updated_at,
-        columns,
-        raw: entry,
-    })
+    Some((provider_id, timestamp(updated), columns))
 }
 
 /// The first non-empty `email_addresses[].email` (entries may also be plain strings).
@@ -427,6 +527,63 @@ pub fn parse_keap_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page entry's columns come from the fields [`typed_fields`] names: reading only
+    /// those gives what reading the whole entry gives, for every recorded Keap page.
+    #[test]
+    fn the_fields_read_for_columns_are_all_the_columns_need() {
+        for (resource, page) in [
+            (
+                Resource::KeapContacts,
+                include_str!("../../tests/fixtures/keap_contacts_page.json"),
+            ),
+            (
+                Resource::KeapOpportunities,
+                include_str!("../../tests/fixtures/keap_opportunities_page1.json"),
+            ),
+            (
+                Resource::KeapOpportunities,
+                include_str!("../../tests/fixtures/keap_opportunities_page2.json"),
+            ),
+            (
+                Resource::KeapOrders,
+                include_str!("../../tests/fixtures/keap_orders_page.json"),
+            ),
+            (
+                Resource::KeapTasks,
+                include_str!("../../tests/fixtures/keap_tasks_page.json"),
+            ),
+        ] {
+            let page: HashMap<String, Vec<Box<RawValue>>> = serde_json::from_str(page)
+                .map(|mut fields: HashMap<String, Value>| {
+                    let list = fields.remove(resource.name()).expect("the list");
+                    HashMap::from([(
+                        resource.name().to_owned(),
+                        serde_json::from_value::<Vec<Value>>(list)
+                            .expect("entries")
+                            .iter()
+                            .map(|entry| serde_json::value::to_raw_value(entry).expect("raw"))
+                            .collect(),
+                    )])
+                })
+                .expect("fixture");
+            let entries = &page[resource.name()];
+            assert!(!entries.is_empty());
+            let mut with_columns = 0;
+            for text in entries {
+                let whole: Value = serde_json::from_str(text.get()).expect("entry");
+                let slim = columns_source(resource, text).expect("entry");
+                assert_eq!(
+                    typed(resource, &slim),
+                    typed(resource, &whole),
+                    "{resource:?}: {whole}"
+                );
+                with_columns += usize::from(typed(resource, &whole).is_some());
+            }
+            // (An entry without an id has none, on purpose.)
+            assert!(with_columns + 1 >= entries.len(), "{resource:?}");
+        }
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -24,6 +24,7 @@
 mod hook_sync;
 mod keap;
 mod plan;
+mod raw_document;
 mod resource;
 mod retry;
 pub mod run_machine;
@@ -49,6 +50,7 @@ pub use keap::{keap_get_request, keap_wait_ms, parse_keap_record};
 pub use plan::{
     advance, cursor_to_persist, page_request, parse_page, try_page_request, RunCheckpoint,
 };
+pub use raw_document::RawDocument;
 pub use resource::{Resource, SyncMode};
 pub use retry::RetryPolicy;
 pub use run_machine::{
@@ -135,7 +137,7 @@ pub struct Record {
     /// The typed columns of the resource's table, named as in the migration.
     pub columns: Map<String, Value>,
     /// The record as received.
-    pub raw: Value,
+    pub raw: RawDocument,
 }
 
 /// Shopify's `extensions.cost` (<https://shopify.dev/docs/api/usage/rate-limits>).

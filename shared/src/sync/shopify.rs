@@ -386,7 +386,7 @@ pub(crate) fn record(resource: Resource, owned: Value) -> Option<Record> {
         provider_id,
         source_updated_at,
         columns,
-        raw: owned,
+        raw: owned.into(),
     })
 }
 
@@ -435,7 +435,7 @@ pub(crate) fn inventory_records(item: &Value) -> Vec<Record> {
                 source_updated_at: timestamp(at(level, &["updatedAt"]))
                     .or_else(|| timestamp(at(item, &["updatedAt"]))),
                 columns,
-                raw,
+                raw: raw.into(),
             })
         })
         .collect()

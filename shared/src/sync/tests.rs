@@ -305,7 +305,7 @@ fn parses_keap_contacts() {
             "created_at_source": "2025-03-02T17:04:11.120Z"
         })
     );
-    assert_eq!(olivia.raw["custom_fields"][1]["content"], 4);
+    assert_eq!(olivia.raw.to_value()["custom_fields"][1]["content"], 4);
     let noah = &page.records[1].columns;
     assert_eq!(noah["email"], Value::Null);
     assert_eq!(noah["company_name"], Value::Null);
@@ -406,7 +406,7 @@ fn parses_shopify_products_with_exact_big_ids() {
         })
     );
     assert_eq!(
-        page.records[0].raw["variants"]["nodes"][0]["id"],
+        page.records[0].raw.to_value()["variants"]["nodes"][0]["id"],
         "gid://shopify/ProductVariant/49000000000000001"
     );
     assert!(page.next_page_token.is_some());
@@ -500,7 +500,10 @@ fn parses_shopify_inventory_levels_one_record_per_location() {
         Some(ts("2025-11-20T09:00:00Z"))
     );
     assert_eq!(page.records[1].columns["available"], -3);
-    assert_eq!(page.records[0].raw["inventoryItem"]["sku"], "LAN-S");
+    assert_eq!(
+        page.records[0].raw.to_value()["inventoryItem"]["sku"],
+        "LAN-S"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -733,7 +736,7 @@ fn page_of(records: &[(i64, &str)], next: Option<&str>) -> Page {
                 provider_id: (*id).to_owned(),
                 source_updated_at: Some(Timestamp::from_millis(*at)),
                 columns: serde_json::Map::new(),
-                raw: json!({"id": id}),
+                raw: json!({"id": id}).into(),
             })
             .collect(),
         next_page_token: next.map(str::to_owned),

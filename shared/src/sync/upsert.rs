@@ -203,6 +203,7 @@ impl RecordsPayload<'_> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
 }
 
 impl Serialize for RecordsPayload<'_> {
@@ -380,7 +381,7 @@ mod tests {
             provider_id: id.to_owned(),
             source_updated_at: at.map(Timestamp::from_millis),
             columns,
-            raw: json!({"id": id, "version": version}),
+            raw: json!({"id": id, "version": version}).into(),
         }
     }
 

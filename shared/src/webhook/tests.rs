@@ -122,7 +122,7 @@ fn shopify_product_create_keeps_big_ids_exact_and_matches_the_sync_record() {
         })
     );
     assert_eq!(
-        record.raw["variants"]["nodes"][0]["id"],
+        record.raw.to_value()["variants"]["nodes"][0]["id"],
         "gid://shopify/ProductVariant/49000000000000001"
     );
     // The same product read by a sync run: identical, `raw` included, so a later sync of

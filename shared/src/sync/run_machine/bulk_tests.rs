@@ -132,7 +132,7 @@ impl Shop {
                 provider_id: (i + 1).to_string(),
                 source_updated_at: Some(Timestamp::from_millis(T0 - 1_000_000 + i as i64)),
                 columns: Map::new(),
-                raw: serde_json::Value::Null,
+                raw: serde_json::Value::Null.into(),
             })
             .collect();
         FetchOutcome::Page(Ok(Page {

@@ -110,7 +110,7 @@ impl World {
                     provider_id: i.to_string(),
                     source_updated_at: Some(Timestamp::from_millis(T0 - 1_000_000 + i as i64)),
                     columns: Map::new(),
-                    raw: json!({ "page": index }),
+                    raw: json!({ "page": index }).into(),
                 })
                 .collect(),
             next_page_token: (index + 1 < self.pages()).then(|| format!("p{}", index + 1)),
@@ -146,7 +146,7 @@ impl World {
         let index = page
             .records
             .first()
-            .map_or(0, |r| r.raw["page"].as_u64().unwrap());
+            .map_or(0, |r| r.raw.to_value()["page"].as_u64().unwrap());
         // A page is written again only while the stored checkpoint still points at it.
         assert_eq!(
             u64::from(self.stored.record.checkpoint.pages),

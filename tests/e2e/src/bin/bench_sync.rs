@@ -16,7 +16,6 @@
 //!    the sandbox's default cost limits (Standard plan, 100 points/s).
 
 use futures::SinkExt;
-use tokio_postgres::types::Json;
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -24,9 +23,10 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tokio_postgres::types::Json;
 
 use edge_sync_e2e::{
-    bench_util::rss_kib,
+    bench_util::{cpu_secs, rss_kib},
     flows::{
         connect_keap, connect_shopify, request_token, run_ids, start_sync, wait_runs,
         wait_runs_within,
@@ -35,8 +35,8 @@ use edge_sync_e2e::{
 };
 use edge_sync_shared::{
     sync::{
-        advance, page_request, parse_page, records_json, records_payload, upsert_sql, Page, Resource, RunCheckpoint,
-        SourceConfig, SyncMode,
+        advance, page_request, parse_page, records_json, records_payload, upsert_sql, Page,
+        Resource, RunCheckpoint, SourceConfig, SyncMode,
     },
     Secret, Timestamp,
 };
@@ -83,11 +83,13 @@ async fn main() {
         })
     };
 
+    let cpu_before = cpu_secs(&groups);
     let started = Instant::now();
     let (status, body) = start_sync(&stack, "/sync/contacts?mode=full").await;
     assert_eq!(status, 202, "{body}");
     let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
     let system_secs = started.elapsed().as_secs_f64();
+    let worker_cpu_secs = cpu_secs(&groups) - cpu_before;
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.await;
     assert_eq!(run["state"], "completed", "{run}");
@@ -154,6 +156,10 @@ async fn main() {
         "through the Workers : {system_secs:>8.2} s  {:>10.0} records/s  ({} pages)",
         rate(system_secs),
         run["pages"]
+    );
+    println!(
+        "  the Workers' CPU  : {worker_cpu_secs:>8.2} s  ({:.0} ms a page: fetch, parse, upsert parameter, Postgres protocol, coordinator calls)",
+        worker_cpu_secs * 1000.0 / run["pages"].as_f64().unwrap_or(1.0).max(1.0)
     );
     println!(
         "sandbox page serving: {serving_secs:>7.2} s  {:>10.0} records/s  (fetch only, one page at a time)",

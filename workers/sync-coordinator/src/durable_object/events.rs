@@ -714,7 +714,11 @@ async fn apply_change(
             client
                 .execute(
                     sql.as_str(),
-                    &[&connection_id, &tokio_postgres::types::Json(records_payload(records)), &"webhook"],
+                    &[
+                        &connection_id,
+                        &tokio_postgres::types::Json(records_payload(records)),
+                        &"webhook",
+                    ],
                 )
                 .await
                 .map_err(text)?;
