@@ -203,7 +203,6 @@ impl RecordsPayload<'_> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
 }
 
 impl Serialize for RecordsPayload<'_> {

@@ -16,7 +16,7 @@ use edge_sync_e2e::{
 };
 use edge_sync_shared::{
     webhook::{classify_shopify, sign_shopify},
-    Secret,
+    Secret, Timestamp,
 };
 use serde_json::json;
 
@@ -91,17 +91,35 @@ async fn load(
     }
 }
 
-/// A genuinely signed Shopify `products/update` delivery with a unique webhook id.
-fn shopify_delivery(url: String, body: String, hmac: String) -> Arc<Delivery> {
+/// A `products/update` body of its own for client `worker`'s `n`th request of run `run`:
+/// a product id and update time no other request shares, so every delivery is a new event
+/// (the coordinator merges deliveries of the same change, which a repeated body would be).
+fn product_update(run: u64, worker: usize, n: u64) -> String {
+    let unique = run * 1_000_000_000 + worker as u64 * 1_000_000 + n;
+    let updated =
+        Timestamp::from_millis(1_790_000_000_000 + i64::try_from(unique).unwrap_or(0) * 1000);
+    json!({ "id": 9_007_199_254_740_993_u64 + unique, "title": "Bench product", "handle": "bench", "status": "active",
+        "vendor": "Acme", "product_type": "thing", "created_at": "2026-01-01T00:00:00Z", "updated_at": updated.to_iso8601(),
+        "variants": [] })
+    .to_string()
+}
+
+/// A genuinely signed Shopify `products/update` delivery with a unique webhook id and body.
+fn shopify_delivery(url: String, run: u64) -> Arc<Delivery> {
+    let secret = Secret::new(WEBHOOK_SECRETS.shopify);
     Arc::new(move |http: &reqwest::Client, worker: usize, n: u64| {
-        let id = format!("bench-{worker}-{n}");
+        let id = format!("bench-{run}-{worker}-{n}");
+        let body = product_update(run, worker, n);
         http.post(&url)
             .header("X-Shopify-Topic", "products/update")
             .header("X-Shopify-Shop-Domain", "bench.myshopify.com")
             .header("X-Shopify-Webhook-Id", &id)
             .header("X-Shopify-Event-Id", &id)
-            .header("X-Shopify-Hmac-Sha256", &hmac)
-            .body(body.clone())
+            .header(
+                "X-Shopify-Hmac-Sha256",
+                sign_shopify(body.as_bytes(), &secret),
+            )
+            .body(body)
     })
 }
 
@@ -150,11 +168,6 @@ async fn main() {
         )
         .await;
 
-    let body = json!({ "id": 9_007_199_254_740_993_u64, "title": "Bench product", "handle": "bench", "status": "active",
-        "vendor": "Acme", "product_type": "thing", "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-11-20T10:00:00Z",
-        "variants": [] })
-    .to_string();
-    let hmac = sign_shopify(body.as_bytes(), &Secret::new(WEBHOOK_SECRETS.shopify));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .build()
@@ -164,11 +177,7 @@ async fn main() {
     let noop_groups: Vec<u32> = stack.process_group("noop-worker").into_iter().collect();
     let baseline = load(
         &http,
-        shopify_delivery(
-            format!("{noop}/webhooks/shopify"),
-            body.clone(),
-            hmac.clone(),
-        ),
+        shopify_delivery(format!("{noop}/webhooks/shopify"), 1),
         "",
         concurrency,
         duration,
@@ -179,11 +188,7 @@ async fn main() {
     let rss_before = rss_kib(&worker_groups);
     let real = load(
         &http,
-        shopify_delivery(
-            format!("{}/webhooks/shopify", stack.webhook_handler),
-            body.clone(),
-            hmac.clone(),
-        ),
+        shopify_delivery(format!("{}/webhooks/shopify", stack.webhook_handler), 2),
         "\"stored\"",
         concurrency,
         duration,
@@ -194,7 +199,7 @@ async fn main() {
     // calls over the service binding), same payload, internal token.
     let direct = load(
         &http,
-        coordinator_delivery(&stack, &connection_id, &body),
+        coordinator_delivery(&stack, &connection_id, 3),
         "\"stored\"",
         concurrency,
         duration,
@@ -248,20 +253,16 @@ async fn main() {
         .unwrap_or(1);
     let mut crowded = None;
     if connections > 1 {
-        let added = Instant::now();
-        add_connections(&stack, connections - 1).await;
+        let started = Instant::now();
+        let added = add_connections(&stack, connections - 1).await;
         println!(
-            "added {} connections in {:.1} s",
-            connections - 1,
-            added.elapsed().as_secs_f64()
+            "added {added} connections in {:.1} s",
+            started.elapsed().as_secs_f64()
         );
+        let connections = added + 1;
         let run = load(
             &http,
-            shopify_delivery(
-                format!("{}/webhooks/shopify", stack.webhook_handler),
-                body.clone(),
-                hmac.clone(),
-            ),
+            shopify_delivery(format!("{}/webhooks/shopify", stack.webhook_handler), 4),
             "\"stored\"",
             concurrency,
             duration,
@@ -319,13 +320,13 @@ async fn main() {
 /// The envelope webhook-handler sends for the Shopify delivery (same classifier, so the
 /// same record change), posted straight to the coordinator's `/coordinator/events` with the
 /// internal token.
-fn coordinator_delivery(stack: &Stack, connection_id: &str, body: &str) -> Arc<Delivery> {
+fn coordinator_delivery(stack: &Stack, connection_id: &str, run: u64) -> Arc<Delivery> {
     let url = format!("{}/coordinator/events", stack.coordinator);
     let token = stack.webhook_handler_token.clone();
     let connection_id = connection_id.to_owned();
-    let body = body.to_owned();
     Arc::new(move |http: &reqwest::Client, worker: usize, n: u64| {
         let id = format!("direct-{worker}-{n}");
+        let body = product_update(run, worker, n);
         let event = classify_shopify(
             "products/update",
             Some(&id),
@@ -339,6 +340,7 @@ fn coordinator_delivery(stack: &Stack, connection_id: &str, body: &str) -> Arc<D
             "source": event.source,
             "event_type": event.event_type,
             "dedup_key": event.dedup_key,
+            "content_key": event.content_key,
             "event_data": event.event_data,
             "occurred_at": event.occurred_at,
             "record_change": event.record_change,
@@ -359,16 +361,25 @@ fn connection_read(stack: &Stack, connection_id: &str) -> Arc<Delivery> {
     Arc::new(move |http: &reqwest::Client, _: usize, _: u64| http.get(&url).bearer_auth(&token))
 }
 
-/// Connects `count` more shops through the real OAuth flow, four at a time; prints how
-/// many callbacks failed (the figure is about deliveries, so a failed install is counted,
-/// not fatal).
-async fn add_connections(stack: &Stack, count: usize) {
+/// Connects `count` more shops through the real OAuth flow, four at a time; returns how
+/// many were connected and prints how many callbacks failed (the figure is about
+/// deliveries, so a failed install is counted, not fatal). After 200 failures in a row the
+/// rest are not tried: the local runtime has reached what it can hold.
+async fn add_connections(stack: &Stack, count: usize) -> usize {
     use futures::StreamExt;
-    let failed = std::sync::atomic::AtomicUsize::new(0);
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let (connected, failed, failing) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
     futures::stream::iter(0..count)
         .for_each_concurrent(4, |n| {
-            let failed = &failed;
+            let (connected, failed, failing) = (&connected, &failed, &failing);
             async move {
+                if failing.load(Relaxed) >= 200 {
+                    return;
+                }
                 let install = stack
                     .http
                     .get(format!(
@@ -386,14 +397,24 @@ async fn add_connections(stack: &Stack, count: usize) {
                     }
                     _ => false,
                 };
-                if !ok {
-                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if ok {
+                    connected.fetch_add(1, Relaxed);
+                    failing.store(0, Relaxed);
+                } else {
+                    failed.fetch_add(1, Relaxed);
+                    failing.fetch_add(1, Relaxed);
                 }
             }
         })
         .await;
-    let failed = failed.into_inner();
-    if failed > 0 {
+    let (connected, failed) = (connected.into_inner(), failed.into_inner());
+    if connected + failed < count {
+        println!(
+            "  ({failed} installs failed; stopped after 200 failures in a row, {} not tried)",
+            count - connected - failed
+        );
+    } else if failed > 0 {
         println!("  ({failed} of {count} installs failed and were skipped)");
     }
+    connected
 }
