@@ -547,6 +547,9 @@ impl Stack {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        if let Ok(mut groups) = LIVE_GROUPS.lock() {
+            groups.push(child.id());
+        }
         self.processes.push((name.to_owned(), child));
     }
 
@@ -847,7 +850,8 @@ impl Drop for Stack {
 static PANIC_MESSAGES: std::sync::Mutex<Vec<(std::thread::ThreadId, String)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Installs (once) a panic hook that records the message and then runs the default hook.
+/// Installs (once) a panic hook that records the message and then runs the default hook
+/// (and, where a panic aborts, stops the stacks' processes).
 fn capture_panic_messages() {
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
@@ -869,6 +873,16 @@ fn capture_panic_messages() {
                 messages.push((id, format!("{payload}{location}")));
             }
             default_hook(info);
+            // Built to abort on panic (the benchmarks, in the release profile), no `Drop`
+            // runs: stop every stack's processes here, or they outlive the program.
+            if cfg!(panic = "abort") {
+                for group in LIVE_GROUPS.lock().map(|g| g.clone()).unwrap_or_default() {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{group}")])
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
         }));
     });
 }
@@ -880,9 +894,15 @@ fn take_panic_message() -> Option<String> {
     Some(messages.swap_remove(index).1)
 }
 
+/// Process groups of every running stack's processes (see [`capture_panic_messages`]).
+static LIVE_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
 /// Stops processes and their process groups (the launcher's workerd child): TERM, then KILL
 /// whatever is left after 10 s.
 fn stop_all(mut processes: Vec<(String, Child)>) {
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        groups.retain(|group| !processes.iter().any(|(_, child)| child.id() == *group));
+    }
     for (_, child) in &mut processes {
         let group = format!("-{}", child.id());
         let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
