@@ -193,18 +193,6 @@ pub fn records_json(records: &[Record]) -> Value {
 #[derive(Debug)]
 pub struct RecordsPayload<'a>(Vec<&'a Record>);
 
-impl RecordsPayload<'_> {
-    /// Records kept (after deduplication).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// No record kept.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 impl Serialize for RecordsPayload<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.iter().map(|record| RecordObject(record)))

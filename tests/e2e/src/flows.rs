@@ -138,6 +138,36 @@ pub async fn eventually_db_text(stack: &Stack, query: &str, expected: &str) {
     panic!("{query} never returned {expected:?}; last {last:?}");
 }
 
+/// The coordinator's dead letters (`GET /coordinator/events?state=dead`).
+pub async fn dead_letters(stack: &Stack) -> Vec<Value> {
+    let body: Value = stack
+        .admin_get(&format!(
+            "{}/coordinator/events?state=dead",
+            stack.coordinator
+        ))
+        .await
+        .json()
+        .await
+        .expect("events JSON");
+    body["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("no events list: {body}"))
+}
+
+/// Polls the dead letters (at most 30 s) until there are `n`; returns the last answer.
+pub async fn wait_dead_letters(stack: &Stack, n: usize) -> Vec<Value> {
+    let mut dead = Vec::new();
+    for _ in 0..120 {
+        dead = dead_letters(stack).await;
+        if dead.len() == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    dead
+}
+
 /// Completes a whole Shopify install flow for `user_id` and `shop`; returns the connection.
 pub async fn connect_shopify(stack: &Stack, user_id: &str, shop: &str) -> Value {
     install_shopify(stack, user_id, shop).await;

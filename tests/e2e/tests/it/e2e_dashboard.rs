@@ -2,10 +2,11 @@
 //! (`tests/browser/dashboard.mjs`) against a whole local stack. Screenshots of each page go
 //! to `target/dashboard-screenshots/`.
 
-use std::time::Duration;
-
 use edge_sync_e2e::{
-    flows::{connect_keap, deliver_shopify, install_shopify, list_connections, product_body},
+    flows::{
+        connect_keap, deliver_shopify, install_shopify, list_connections, product_body,
+        wait_dead_letters,
+    },
     stack::repo_root,
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
@@ -56,24 +57,8 @@ async fn the_dashboard_works_in_a_real_browser() {
     )
     .await;
     assert_eq!(status, 200);
-    let mut dead = 0;
-    for _ in 0..100 {
-        let body: Value = stack
-            .admin_get(&format!(
-                "{}/coordinator/events?state=dead",
-                stack.coordinator
-            ))
-            .await
-            .json()
-            .await
-            .unwrap_or(Value::Null);
-        dead = body["events"].as_array().map_or(0, Vec::len);
-        if dead == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(dead, 1, "the delivery is dead-lettered");
+    let dead = wait_dead_letters(&stack, 1).await;
+    assert_eq!(dead.len(), 1, "the delivery is dead-lettered: {dead:?}");
     stack.set_postgres_down(false);
 
     // Over plain HTTP, what the browser relies on: the page's policy, the cookie's flags, no

@@ -4,8 +4,8 @@
 
 use edge_sync_e2e::{
     flows::{
-        connect_keap, db_count, run_ids, sandbox_control, sandbox_counters, sandbox_get,
-        start_sync, trigger_cron, wait_runs,
+        connect_keap, db_count, dead_letters, run_ids, sandbox_control, sandbox_counters,
+        sandbox_get, start_sync, trigger_cron, wait_runs,
     },
     Stack, StackOptions,
 };
@@ -963,16 +963,8 @@ async fn a_keap_hook_of_1000_ids_is_applied_by_one_incremental_run() {
         .await,
         1
     );
-    let dead: Value = stack
-        .admin_get(&format!(
-            "{}/coordinator/events?state=dead",
-            stack.coordinator
-        ))
-        .await
-        .json()
-        .await
-        .expect("events JSON");
-    assert_eq!(dead["events"].as_array().map(Vec::len), Some(0), "{dead}");
+    let dead = dead_letters(&stack).await;
+    assert!(dead.is_empty(), "{dead:?}");
     assert_eq!(
         db_count(
             &stack,

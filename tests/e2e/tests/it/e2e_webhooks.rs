@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        connect_keap, connect_shopify, db_count, list_connections, product_body, shopify_delivery,
-        start_sync, trigger_cron,
+        connect_keap, connect_shopify, db_count, dead_letters, list_connections, product_body,
+        shopify_delivery, start_sync, trigger_cron, wait_dead_letters,
     },
     Stack, StackOptions, WEBHOOK_SECRETS,
 };
@@ -883,21 +883,7 @@ async fn dead_letters_are_visible_and_replayable() {
         .await;
         assert_eq!(status, 200);
     }
-    let dead_url = format!("{}/coordinator/events?state=dead", stack.coordinator);
-    let mut dead = Vec::new();
-    for _ in 0..120 {
-        let body: Value = stack
-            .admin_get(&dead_url)
-            .await
-            .json()
-            .await
-            .expect("events JSON");
-        dead = body["events"].as_array().cloned().unwrap_or_default();
-        if dead.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let dead = wait_dead_letters(&stack, 2).await;
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert!(dead
         .iter()
@@ -960,13 +946,8 @@ async fn dead_letters_are_visible_and_replayable() {
         Duration::from_secs(30),
     )
     .await;
-    let body: Value = stack
-        .admin_get(&dead_url)
-        .await
-        .json()
-        .await
-        .expect("events JSON");
-    assert_eq!(body["events"].as_array().map(Vec::len), Some(0));
+    let dead = dead_letters(&stack).await;
+    assert!(dead.is_empty(), "{dead:?}");
 }
 
 /// Proves: the cron repairs webhooks the provider lost. A Keap hook deleted at Keap is
