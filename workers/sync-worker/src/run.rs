@@ -7,7 +7,10 @@
 
 use std::time::Duration;
 
-use edge_sync_shared::{bindings::workers::SYNC_WORKER as WORKER, log::Level};
+use edge_sync_shared::{
+    bindings::workers::SYNC_WORKER as WORKER,
+    log::{Level, LogLine},
+};
 use edge_sync_shared::{
     connection::Provider,
     sync::{
@@ -190,6 +193,7 @@ pub async fn continue_run(
             } => {
                 reconnect_if_closed(env, &mut writer).await;
                 let checkpoint = &run.record().checkpoint;
+                let started = clock::now();
                 // The rows first; the checkpoint (and the cursor) only once they are committed.
                 let commit = async {
                     writer
@@ -202,21 +206,47 @@ pub async fn continue_run(
                         )
                         .await
                         .map_err(|e| format!("postgres: {e}"))?;
-                    put(*then).await.map_err(|e| e.to_string())
+                    let committed = clock::now();
+                    let stored = put(*then).await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((stored, committed, clock::now()))
+                };
+                let access = token.as_ref();
+                let fetch_next = |at: Box<RunCheckpoint>| async move {
+                    let fetched = fetch(&at, access).await;
+                    (fetched, clock::now())
                 };
                 let (commit, prefetched) = match prefetch {
                     Some(at) => {
-                        let (commit, fetched) = futures::join!(commit, fetch(&at, token.as_ref()));
+                        let (commit, fetched) = futures::join!(commit, fetch_next(at));
                         (commit, Some(fetched))
                     }
                     None => (commit.await, None),
                 };
+                if let Ok((_, committed, stored)) = &commit {
+                    if !page.records.is_empty() {
+                        log_page(
+                            connection_id,
+                            resource_name,
+                            PageTimes {
+                                run_id,
+                                records: page.records.len(),
+                                started,
+                                committed: *committed,
+                                stored: *stored,
+                                next_fetched: prefetched.as_ref().map(|(_, at)| *at),
+                            },
+                        );
+                    }
+                }
                 let commit = match commit {
-                    Ok(true) => Commit::Committed,
-                    Ok(false) => Commit::LeaseLost,
+                    Ok((true, ..)) => Commit::Committed,
+                    Ok((false, ..)) => Commit::LeaseLost,
                     Err(reason) => Commit::Failed(reason),
                 };
-                RunEvent::Written { commit, prefetched }
+                RunEvent::Written {
+                    commit,
+                    prefetched: prefetched.map(|(fetched, _)| fetched),
+                }
             }
             RunAction::Penalize { until, wait_ms } => {
                 let _ =
@@ -302,6 +332,44 @@ async fn reconnect_if_closed(env: &Env, writer: &mut Writer) {
             *writer = fresh;
         }
     }
+}
+
+/// When the steps of one written page ended.
+struct PageTimes<'a> {
+    run_id: &'a str,
+    records: usize,
+    started: Timestamp,
+    committed: Timestamp,
+    stored: Timestamp,
+    /// When the next page, fetched meanwhile, was parsed.
+    next_fetched: Option<Timestamp>,
+}
+
+/// Logs `sync_page_committed`: a page's rows are in Postgres and the run's checkpoint is
+/// past it, with where its time went (`write_ms`: serialising the rows and the upsert until
+/// Postgres committed; `checkpoint_ms`: storing the checkpoint with the coordinator;
+/// `next_page_ms`: budget, fetch and parse of the next page, done meanwhile).
+fn log_page(connection_id: &str, resource_name: &str, times: PageTimes<'_>) {
+    let finished = times
+        .next_fetched
+        .map_or(times.stored, |at| at.max(times.stored));
+    let mut line = LogLine::event(
+        WORKER,
+        "sync_page_committed",
+        Level::Info,
+        times.started,
+        finished,
+    )
+    .with_connection_id(connection_id)
+    .with("resource", resource_name)
+    .with("run_id", times.run_id)
+    .with("records", times.records)
+    .with("write_ms", times.committed.millis_since(times.started))
+    .with("checkpoint_ms", times.stored.millis_since(times.committed));
+    if let Some(at) = times.next_fetched {
+        line = line.with("next_page_ms", at.millis_since(times.started));
+    }
+    line.emit();
 }
 
 /// Logs an in-line wait the machine asked for.

@@ -85,11 +85,17 @@ async fn main() {
 
     let cpu_before = cpu_secs(&groups);
     let launcher_before = cpu_secs_of(&groups, "node");
-    let started = Instant::now();
+    let started_full = now();
     let (status, body) = start_sync(&stack, "/sync/contacts?mode=full").await;
     assert_eq!(status, 202, "{body}");
     let run = wait_runs(&stack, &run_ids(&body)).await.remove(0);
-    let system_secs = started.elapsed().as_secs_f64();
+    // From the request to the run's own end (its record's `finished_at`), not to when the
+    // status poll (every 250 ms) noticed it.
+    let finished = run["finished_at"]
+        .as_str()
+        .and_then(Timestamp::parse_iso8601)
+        .expect("a completed run has finished_at");
+    let system_secs = secs_between(started_full, finished);
     let worker_cpu_secs = cpu_secs(&groups) - cpu_before;
     let launcher_cpu_secs = cpu_secs_of(&groups, "node") - launcher_before;
     sampling.store(false, Ordering::Relaxed);
@@ -107,11 +113,16 @@ async fn main() {
         .get(0);
     assert_eq!(rows, i64::from(contacts), "zero loss");
 
-    let started = Instant::now();
+    let page_times = PageTimes::of(&stack, run["run_id"].as_str().expect("run_id"));
+
+    let started = now();
     let (status, body) = start_sync(&stack, "/sync/contacts?mode=incremental").await;
     assert_eq!(status, 202, "{body}");
     let incremental = wait_runs(&stack, &run_ids(&body)).await.remove(0);
-    let incremental_secs = started.elapsed().as_secs_f64();
+    let incremental_secs = incremental["finished_at"]
+        .as_str()
+        .and_then(Timestamp::parse_iso8601)
+        .map_or(f64::NAN, |finished| secs_between(started, finished));
 
     // The native paths: same pages, same parser, same SQL, no Workers in between.
     let (_, token) = request_token(&stack, &connection_id).await;
@@ -164,6 +175,7 @@ async fn main() {
         worker_cpu_secs * 1000.0 / run["pages"].as_f64().unwrap_or(1.0).max(1.0),
         launcher_cpu_secs * 1000.0 / run["pages"].as_f64().unwrap_or(1.0).max(1.0)
     );
+    page_times.print(started_full, finished);
     println!(
         "sandbox page serving: {serving_secs:>7.2} s  {:>10.0} records/s  (fetch only, one page at a time)",
         rate(serving_secs)
@@ -429,4 +441,108 @@ async fn count_rows(db: &tokio_postgres::Client, connection_id: &str) -> i64 {
     .await
     .expect("count")
     .get(0)
+}
+
+/// Now, as the Workers' clock reads it.
+fn now() -> Timestamp {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    Timestamp::from_millis(i64::try_from(millis).expect("millis fit"))
+}
+
+fn secs_between(start: Timestamp, end: Timestamp) -> f64 {
+    end.millis_since(start) as f64 / 1000.0
+}
+
+/// Pages before the steady state is reported separately: the Workers' code is still being
+/// optimised by V8 while they are written.
+const FIRST_PAGES: usize = 10;
+
+/// Where one run's pages spent their time, from the sync-worker's `sync_page_committed`
+/// log lines (one per page: when it started, `write_ms`, `checkpoint_ms`, `next_page_ms`).
+struct PageTimes {
+    /// (start, end) of each page, in log order.
+    spans: Vec<(Timestamp, Timestamp)>,
+    write_ms: Vec<f64>,
+    checkpoint_ms: Vec<f64>,
+    next_page_ms: Vec<f64>,
+}
+
+impl PageTimes {
+    fn of(stack: &Stack, run_id: &str) -> Self {
+        let mut times = PageTimes {
+            spans: Vec::new(),
+            write_ms: Vec::new(),
+            checkpoint_ms: Vec::new(),
+            next_page_ms: Vec::new(),
+        };
+        let lines = stack.json_log_lines("sync-worker");
+        for line in lines.iter().filter(|l| {
+            l["event"] == "sync_page_committed" && l["run_id"].as_str() == Some(run_id)
+        }) {
+            let end = line["ts"]
+                .as_str()
+                .and_then(Timestamp::parse_iso8601)
+                .expect("log line ts");
+            let duration = line["duration_ms"].as_i64().expect("duration_ms");
+            times.spans.push((end.plus_millis(-duration), end));
+            times.write_ms.push(line["write_ms"].as_f64().expect("write_ms"));
+            times
+                .checkpoint_ms
+                .push(line["checkpoint_ms"].as_f64().expect("checkpoint_ms"));
+            if let Some(ms) = line["next_page_ms"].as_f64() {
+                times.next_page_ms.push(ms);
+            }
+        }
+        times
+    }
+
+    /// Prints the run's time from `started` (the request) to `finished` (the run's end),
+    /// cut into: up to the first page's write, the pages (the first few and the rest, each
+    /// as what a page took from its write to the next page's), and after the last page.
+    fn print(&self, started: Timestamp, finished: Timestamp) {
+        let (Some(first), Some(last)) = (self.spans.first(), self.spans.last()) else {
+            println!("  where it went      : no sync_page_committed lines in the sync-worker's log");
+            return;
+        };
+        let cycles: Vec<f64> = self
+            .spans
+            .windows(2)
+            .map(|w| w[1].0.millis_since(w[0].0) as f64)
+            .collect();
+        let (cold, warm) = cycles.split_at(FIRST_PAGES.min(cycles.len()));
+        let warm_pages = FIRST_PAGES.min(self.write_ms.len())..;
+        println!(
+            "  where it went      : {:.2} s to the first page's write (start, token, first fetch); \
+             pages 1-{}: {:.0} ms a page; the other {}: {:.0} ms a page (median {:.0}); \
+             {:.2} s after the last page (soft-delete of rows the run did not see, the run's end)",
+            secs_between(started, first.0),
+            cold.len(),
+            mean(cold),
+            warm.len(),
+            mean(warm),
+            median(warm),
+            secs_between(last.1, finished),
+        );
+        println!(
+            "  a page (pages {}+, median): rows committed {:.0} ms (serialise + upsert), then checkpoint {:.0} ms; \
+             the next page's budget + fetch + parse {:.0} ms meanwhile",
+            FIRST_PAGES + 1,
+            median(&self.write_ms[warm_pages.clone()]),
+            median(&self.checkpoint_ms[warm_pages.clone()]),
+            median(&self.next_page_ms[FIRST_PAGES.min(self.next_page_ms.len())..]),
+        );
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
