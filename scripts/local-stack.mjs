@@ -160,6 +160,7 @@ const miniflare = new Miniflare({
   port: options.triggerPort,
   defaultPersistRoot: options.persist,
   unsafeTriggerHandlers: true,
+  inspectorPort: Number(process.env.EDGE_SYNC_INSPECTOR_PORT) || undefined,
   log: new Log(LogLevel.WARN),
   handleRuntimeStdio(stdout, stderr) {
     route(stdout);

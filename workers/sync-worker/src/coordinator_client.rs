@@ -73,8 +73,7 @@ async fn call_once(
         .await
         .map_err(|e| CoordinatorError::Unreachable(e.to_string()))?;
     let status = response.status_code();
-    let text = response
-        .text()
+    let text = edge_sync_worker_kit::http::body_text(&mut response)
         .await
         .map_err(|e| CoordinatorError::Unreachable(e.to_string()))?;
     Ok((

@@ -51,6 +51,6 @@ pub async fn send<B: serde::Serialize>(
 
 /// Reads a coordinator answer as `T`, exactly (serde, not the runtime's JSON.parse).
 pub async fn read<T: serde::de::DeserializeOwned>(response: &mut Response) -> worker::Result<T> {
-    let text = response.text().await?;
+    let text = crate::http::body_text(response).await?;
     serde_json::from_str(&text).map_err(|e| worker::Error::RustError(format!("answer: {e}")))
 }

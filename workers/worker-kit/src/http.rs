@@ -93,3 +93,13 @@ impl From<worker::Error> for HttpError {
 pub fn json_response(status: u16, body: &impl Serialize) -> worker::Result<Response> {
     Ok(Response::from_json(body)?.with_status(status))
 }
+
+/// Reads a fetched response's whole body as text, in one call to the runtime
+/// (`Response.arrayBuffer()`). `worker::Response::text` reads a streamed body chunk by
+/// chunk, a promise and a copy per chunk: about 100 of each for a 1 MB provider page.
+pub async fn body_text(response: &mut Response) -> worker::Result<String> {
+    let raw = worker::web_sys::Response::from(&*response);
+    let buffer = worker::wasm_bindgen_futures::JsFuture::from(raw.array_buffer()?).await?;
+    let bytes = worker::js_sys::Uint8Array::new(&buffer).to_vec();
+    String::from_utf8(bytes).map_err(|e| worker::Error::RustError(format!("body: {e}")))
+}

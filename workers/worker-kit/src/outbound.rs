@@ -50,7 +50,7 @@ pub async fn send(spec: &HttpRequestSpec, limit: Duration) -> Result<Answer, NoA
             .entries()
             .map(|(name, value)| (name.to_ascii_lowercase(), value))
             .collect();
-        let body = response.text().await?;
+        let body = crate::http::body_text(&mut response).await?;
         Ok::<_, worker::Error>(Answer {
             status,
             body,

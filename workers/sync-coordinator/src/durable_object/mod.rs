@@ -497,7 +497,7 @@ pub async fn send<B: serde::Serialize>(
 /// Reads a Durable Object's answer as `T` (it is the coordinator's own contract: a body
 /// that does not decode is an internal error).
 pub async fn read<T: DeserializeOwned>(response: &mut Response) -> worker::Result<T> {
-    let text = response.text().await?;
+    let text = edge_sync_worker_kit::http::body_text(response).await?;
     serde_json::from_str(&text).map_err(|e| worker::Error::RustError(format!("answer: {e}")))
 }
 

@@ -647,7 +647,9 @@ impl SyncCoordinator {
             }
             Ok(mut response) => {
                 let status = response.status_code();
-                let body = response.text().await.unwrap_or_default();
+                let body = edge_sync_worker_kit::http::body_text(&mut response)
+                    .await
+                    .unwrap_or_default();
                 PlatformCallReport::failed(
                     format!("target instance answered {status}: {body}"),
                     status != 400,

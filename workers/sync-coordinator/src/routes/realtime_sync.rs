@@ -255,7 +255,9 @@ async fn test_delivery(env: &Env, source: &ConnectionView) -> Result<Value, Stri
         .await
         .map_err(|e| format!("webhook-handler unreachable: {e}"))?;
     let status = answer.status_code();
-    let text = answer.text().await.unwrap_or_default();
+    let text = edge_sync_worker_kit::http::body_text(&mut answer)
+        .await
+        .unwrap_or_default();
     if (200..300).contains(&status) {
         Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
     } else {
