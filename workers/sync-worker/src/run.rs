@@ -12,7 +12,7 @@ use edge_sync_shared::{
     log::{Level, LogLine},
 };
 use edge_sync_shared::{
-    connection::Provider,
+    connection::{ConnectionView, Provider},
     sync::{
         Commit, InvocationState, PageRun, Put, Resource, RunAction, RunCheckpoint, RunEvent,
         RunRecord, TokenRefusal, WaitReason,
@@ -77,41 +77,27 @@ pub async fn continue_run(
         pages,
         records,
     };
-    let Some(connection) = coordinator::connection(env, connection_id, request_id)
-        .await
-        .map_err(infra)?
+    // The Postgres session opens while the coordinator says whether the run is ours (a
+    // session opened for a run that is not is simply closed).
+    let (claimed, writer) = futures::join!(
+        claim(
+            env,
+            config,
+            connection_id,
+            resource_name,
+            run_id,
+            request_id
+        ),
+        Writer::connect(env)
+    );
+    let Some(Claimed {
+        connection,
+        resource,
+        record,
+    }) = claimed?
     else {
-        return Err(RunError::NotFound("unknown connection".into()));
-    };
-    let resource = Resource::parse(connection.provider, resource_name).ok_or_else(|| {
-        RunError::NotFound(format!(
-            "{} has no resource {resource_name}",
-            connection.provider
-        ))
-    })?;
-    let state = coordinator::resource_state(env, connection_id, resource_name, request_id)
-        .await
-        .map_err(infra)?;
-    let Some(Ok(record)) = state.last_run.map(serde_json::from_value::<RunRecord>) else {
         return Ok(not_running(0, 0));
     };
-    if !record.is_running(run_id) {
-        return Ok(not_running(0, 0));
-    }
-    match coordinator::acquire_lease(
-        env,
-        connection_id,
-        resource_name,
-        run_id,
-        config.lease_ttl_ms,
-        request_id,
-    )
-    .await
-    .map_err(infra)?
-    {
-        LeaseOutcome::Held { .. } => return Ok(not_running(0, 0)),
-        LeaseOutcome::Acquired => {}
-    }
     let mut run = PageRun::begin(record, config.run_limits(), clock::now());
     let put = |put: Put| async move {
         let result = serde_json::to_value(&put.record).unwrap_or(Value::Null);
@@ -135,7 +121,7 @@ pub async fn continue_run(
         return Ok(not_running(0, 0));
     }
 
-    let mut writer = Writer::connect(env).await.map_err(infra)?;
+    let mut writer = writer.map_err(infra)?;
     let shop = (connection.provider == Provider::Shopify).then(|| connection.account.clone());
     let fetcher = Fetch {
         env,
@@ -322,6 +308,65 @@ pub async fn continue_run(
         pages: run.pages(),
         records: run.records(),
     })
+}
+
+/// A run this invocation holds the lease of.
+struct Claimed {
+    connection: ConnectionView,
+    resource: Resource,
+    record: RunRecord,
+}
+
+/// Loads run `run_id` and takes its lease; `None` when the run is not running or another
+/// invocation holds it.
+async fn claim(
+    env: &Env,
+    config: &SyncConfig,
+    connection_id: &str,
+    resource_name: &str,
+    run_id: &str,
+    request_id: &str,
+) -> Result<Option<Claimed>, RunError> {
+    let Some(connection) = coordinator::connection(env, connection_id, request_id)
+        .await
+        .map_err(infra)?
+    else {
+        return Err(RunError::NotFound("unknown connection".into()));
+    };
+    let resource = Resource::parse(connection.provider, resource_name).ok_or_else(|| {
+        RunError::NotFound(format!(
+            "{} has no resource {resource_name}",
+            connection.provider
+        ))
+    })?;
+    let state = coordinator::resource_state(env, connection_id, resource_name, request_id)
+        .await
+        .map_err(infra)?;
+    let Some(Ok(record)) = state.last_run.map(serde_json::from_value::<RunRecord>) else {
+        return Ok(None);
+    };
+    if !record.is_running(run_id) {
+        return Ok(None);
+    }
+    match coordinator::acquire_lease(
+        env,
+        connection_id,
+        resource_name,
+        run_id,
+        config.lease_ttl_ms,
+        request_id,
+    )
+    .await
+    .map_err(infra)?
+    {
+        LeaseOutcome::Held { .. } => return Ok(None),
+        LeaseOutcome::Acquired => {}
+    }
+    Ok(Some(Claimed {
+        connection,
+        resource,
+        record,
+    }))
 }
 
 /// A dropped Postgres session never recovers: open a fresh one (a failed reconnect shows up

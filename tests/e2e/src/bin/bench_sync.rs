@@ -461,13 +461,14 @@ fn secs_between(start: Timestamp, end: Timestamp) -> f64 {
 const FIRST_PAGES: usize = 10;
 
 /// Where one run's pages spent their time, from the sync-worker's `sync_page_committed`
-/// log lines (one per page: when it started, `write_ms`, `checkpoint_ms`, `next_page_ms`).
+/// log lines (one per page: when it started, `write_ms`, `checkpoint_ms`, and
+/// `next_page_ms` unless it was the last page of its invocation).
 struct PageTimes {
     /// (start, end) of each page, in log order.
     spans: Vec<(Timestamp, Timestamp)>,
     write_ms: Vec<f64>,
     checkpoint_ms: Vec<f64>,
-    next_page_ms: Vec<f64>,
+    next_page_ms: Vec<Option<f64>>,
 }
 
 impl PageTimes {
@@ -479,60 +480,83 @@ impl PageTimes {
             next_page_ms: Vec::new(),
         };
         let lines = stack.json_log_lines("sync-worker");
-        for line in lines.iter().filter(|l| {
-            l["event"] == "sync_page_committed" && l["run_id"].as_str() == Some(run_id)
-        }) {
+        for line in lines
+            .iter()
+            .filter(|l| l["event"] == "sync_page_committed" && l["run_id"].as_str() == Some(run_id))
+        {
             let end = line["ts"]
                 .as_str()
                 .and_then(Timestamp::parse_iso8601)
                 .expect("log line ts");
             let duration = line["duration_ms"].as_i64().expect("duration_ms");
             times.spans.push((end.plus_millis(-duration), end));
-            times.write_ms.push(line["write_ms"].as_f64().expect("write_ms"));
+            times
+                .write_ms
+                .push(line["write_ms"].as_f64().expect("write_ms"));
             times
                 .checkpoint_ms
                 .push(line["checkpoint_ms"].as_f64().expect("checkpoint_ms"));
-            if let Some(ms) = line["next_page_ms"].as_f64() {
-                times.next_page_ms.push(ms);
-            }
+            times.next_page_ms.push(line["next_page_ms"].as_f64());
         }
         times
     }
 
     /// Prints the run's time from `started` (the request) to `finished` (the run's end),
-    /// cut into: up to the first page's write, the pages (the first few and the rest, each
-    /// as what a page took from its write to the next page's), and after the last page.
+    /// cut into: up to the first page's write; the pages, each as the time from its write
+    /// to the next page's (the first few apart, and the last page of each invocation apart:
+    /// the next is written by a fresh invocation); after the last page.
     fn print(&self, started: Timestamp, finished: Timestamp) {
         let (Some(first), Some(last)) = (self.spans.first(), self.spans.last()) else {
-            println!("  where it went      : no sync_page_committed lines in the sync-worker's log");
+            println!(
+                "  where it went      : no sync_page_committed lines in the sync-worker's log"
+            );
             return;
         };
-        let cycles: Vec<f64> = self
+        let cycles: Vec<(usize, f64)> = self
             .spans
             .windows(2)
             .map(|w| w[1].0.millis_since(w[0].0) as f64)
+            .enumerate()
             .collect();
-        let (cold, warm) = cycles.split_at(FIRST_PAGES.min(cycles.len()));
-        let warm_pages = FIRST_PAGES.min(self.write_ms.len())..;
+        let pick = |keep: &dyn Fn(usize) -> bool| -> Vec<f64> {
+            cycles
+                .iter()
+                .filter(|(page, _)| keep(*page))
+                .map(|(_, ms)| *ms)
+                .collect()
+        };
+        let hand_over = |page: usize| self.next_page_ms[page].is_none();
+        let cold = pick(&|page| page < FIRST_PAGES);
+        let steady = pick(&|page| page >= FIRST_PAGES && !hand_over(page));
+        let handed_over = pick(&|page| page >= FIRST_PAGES && hand_over(page));
         println!(
             "  where it went      : {:.2} s to the first page's write (start, token, first fetch); \
-             pages 1-{}: {:.0} ms a page; the other {}: {:.0} ms a page (median {:.0}); \
+             pages 1-{}: {:.0} ms a page; {} pages: {:.0} ms a page (median {:.0}); \
+             {} hand-overs to a fresh invocation: {:.0} ms a page; \
              {:.2} s after the last page (soft-delete of rows the run did not see, the run's end)",
             secs_between(started, first.0),
             cold.len(),
-            mean(cold),
-            warm.len(),
-            mean(warm),
-            median(warm),
+            mean(&cold),
+            steady.len(),
+            mean(&steady),
+            median(&steady),
+            handed_over.len(),
+            mean(&handed_over),
             secs_between(last.1, finished),
         );
+        let warm = FIRST_PAGES.min(self.write_ms.len())..;
+        let next_page: Vec<f64> = self.next_page_ms[warm.clone()]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
         println!(
             "  a page (pages {}+, median): rows committed {:.0} ms (serialise + upsert), then checkpoint {:.0} ms; \
              the next page's budget + fetch + parse {:.0} ms meanwhile",
             FIRST_PAGES + 1,
-            median(&self.write_ms[warm_pages.clone()]),
-            median(&self.checkpoint_ms[warm_pages.clone()]),
-            median(&self.next_page_ms[FIRST_PAGES.min(self.next_page_ms.len())..]),
+            median(&self.write_ms[warm.clone()]),
+            median(&self.checkpoint_ms[warm]),
+            median(&next_page),
         );
     }
 }
