@@ -160,6 +160,8 @@ const miniflare = new Miniflare({
   port: options.triggerPort,
   defaultPersistRoot: options.persist,
   unsafeTriggerHandlers: true,
+  // EDGE_SYNC_INSPECTOR_PORT: V8's inspector for every Worker (DevTools, CPU profiles); off
+  // unless set.
   inspectorPort: Number(process.env.EDGE_SYNC_INSPECTOR_PORT) || undefined,
   log: new Log(LogLevel.WARN),
   handleRuntimeStdio(stdout, stderr) {
