@@ -208,7 +208,7 @@ pub async fn continue_run(
                     }
                     None => (commit.await, None),
                 };
-                if let Ok((_, committed, stored)) = &commit {
+                if let Ok((true, committed, stored)) = &commit {
                     if !page.records.is_empty() {
                         log_page(
                             connection_id,
