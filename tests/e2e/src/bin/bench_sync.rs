@@ -529,10 +529,18 @@ impl PageTimes {
         let cold = pick(&|page| page < FIRST_PAGES);
         let steady = pick(&|page| page >= FIRST_PAGES && !hand_over(page));
         let handed_over = pick(&|page| page >= FIRST_PAGES && hand_over(page));
+        let hand_overs = if handed_over.is_empty() {
+            "no hand-over to a fresh invocation".to_owned()
+        } else {
+            format!(
+                "{} hand-overs to a fresh invocation: {:.0} ms a page",
+                handed_over.len(),
+                mean(&handed_over)
+            )
+        };
         println!(
             "  where it went      : {:.2} s to the first page's write (start, token, first fetch); \
-             pages 1-{}: {:.0} ms a page; {} pages: {:.0} ms a page (median {:.0}); \
-             {} hand-overs to a fresh invocation: {:.0} ms a page; \
+             pages 1-{}: {:.0} ms a page; {} pages: {:.0} ms a page (median {:.0}); {hand_overs}; \
              {:.2} s after the last page (soft-delete of rows the run did not see, the run's end)",
             secs_between(started, first.0),
             cold.len(),
@@ -540,8 +548,6 @@ impl PageTimes {
             steady.len(),
             mean(&steady),
             median(&steady),
-            handed_over.len(),
-            mean(&handed_over),
             secs_between(last.1, finished),
         );
         let warm = FIRST_PAGES.min(self.write_ms.len())..;
