@@ -96,7 +96,7 @@ pub fn json_response(status: u16, body: &impl Serialize) -> worker::Result<Respo
 
 /// Reads a fetched response's whole body as text, in one call to the runtime
 /// (`Response.arrayBuffer()`). `worker::Response::text` reads a streamed body chunk by
-/// chunk, a promise and a copy per chunk: about 100 of each for a 1 MB provider page.
+/// chunk, with a promise, a reader lock and a copy for every chunk of a 1 MB provider page.
 pub async fn body_text(response: &mut Response) -> worker::Result<String> {
     let raw = worker::web_sys::Response::from(&*response);
     let buffer = worker::wasm_bindgen_futures::JsFuture::from(raw.array_buffer()?).await?;
