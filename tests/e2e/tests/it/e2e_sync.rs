@@ -48,9 +48,11 @@ async fn sync_contacts(stack: &Stack, mode: &str) -> Value {
     wait_runs(stack, &ids).await.remove(0)
 }
 
-/// Proves: a full sync stores exactly the N seeded contacts with the sandbox's field values;
-/// an incremental run with nothing changed costs one request and changes no row; after K
-/// contacts change, the incremental run fetches one page and changes exactly those K rows.
+/// Proves: a full sync stores exactly the N seeded contacts with the sandbox's field values,
+/// and logs each committed page (`sync_page_committed`, what `wrangler tail` shows of a
+/// run's progress); an incremental run with nothing changed costs one request and changes
+/// no row; after K contacts change, the incremental run fetches one page and changes exactly
+/// those K rows.
 #[tokio::test]
 async fn full_then_incremental_contacts() {
     let stack = Stack::start_with(options(2500, &[])).await;
@@ -99,6 +101,33 @@ async fn full_then_incremental_contacts() {
     )
     .await;
     assert_eq!(runs, 1);
+    let page_lines: Vec<Value> = stack
+        .json_log_lines("sync-worker")
+        .into_iter()
+        .filter(|l| l["event"] == "sync_page_committed" && l["run_id"] == run["run_id"])
+        .collect();
+    assert_eq!(
+        page_lines.len() as u64,
+        run["pages"].as_u64().expect("pages"),
+        "one line per page: {page_lines:?}"
+    );
+    assert_eq!(
+        page_lines
+            .iter()
+            .map(|l| l["records"].as_u64().expect("records"))
+            .sum::<u64>(),
+        2500
+    );
+    for line in &page_lines {
+        assert_eq!(line["connection_id"], id.as_str(), "{line}");
+        assert_eq!(line["resource"], "contacts", "{line}");
+        for part in ["write_ms", "checkpoint_ms", "duration_ms"] {
+            assert!(
+                line[part].as_i64().is_some_and(|ms| ms >= 0),
+                "{part}: {line}"
+            );
+        }
+    }
 
     // Nothing changed: one request, no row written.
     let before = list_requests(&stack).await;
