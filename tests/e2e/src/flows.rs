@@ -138,11 +138,12 @@ pub async fn eventually_db_text(stack: &Stack, query: &str, expected: &str) {
     panic!("{query} never returned {expected:?}; last {last:?}");
 }
 
-/// The coordinator's dead letters (`GET /coordinator/events?state=dead`).
-pub async fn dead_letters(stack: &Stack) -> Vec<Value> {
+/// The coordinator's stored events in `state` (`GET /coordinator/events?state=...`:
+/// `pending`, `dead`).
+pub async fn coordinator_events(stack: &Stack, state: &str) -> Vec<Value> {
     let body: Value = stack
         .admin_get(&format!(
-            "{}/coordinator/events?state=dead",
+            "{}/coordinator/events?state={state}",
             stack.coordinator
         ))
         .await
@@ -153,6 +154,11 @@ pub async fn dead_letters(stack: &Stack) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_else(|| panic!("no events list: {body}"))
+}
+
+/// The coordinator's dead letters.
+pub async fn dead_letters(stack: &Stack) -> Vec<Value> {
+    coordinator_events(stack, "dead").await
 }
 
 /// Polls the dead letters (at most 30 s) until there are `n`; returns the last answer.

@@ -26,7 +26,7 @@ use std::{
 use tokio_postgres::types::Json;
 
 use edge_sync_e2e::{
-    bench_util::{cpu_secs, cpu_secs_of, rss_kib},
+    bench_util::{cpu_secs, cpu_secs_of, percentile, rss_kib},
     flows::{
         connect_keap, connect_shopify, request_token, run_ids, start_sync, wait_runs,
         wait_runs_within,
@@ -574,5 +574,5 @@ fn mean(values: &[f64]) -> f64 {
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+    percentile(&sorted, 50.0)
 }

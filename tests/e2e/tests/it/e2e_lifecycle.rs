@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use edge_sync_e2e::{
     flows::{
-        approve_at_provider, connect_keap, connect_shopify, db_count, keap_authorize_url,
-        list_connections, request_token, run_ids, sandbox_control, sandbox_counters, sandbox_get,
-        start_sync, wait_held, wait_runs,
+        approve_at_provider, connect_keap, connect_shopify, coordinator_events, db_count,
+        keap_authorize_url, list_connections, request_token, run_ids, sandbox_control,
+        sandbox_counters, sandbox_get, start_sync, wait_held, wait_runs,
     },
     Stack, StackOptions,
 };
@@ -214,20 +214,8 @@ async fn deleting_a_connection_delivers_its_pending_events_and_purge_removes_its
     let kept_rows = db_count(&stack, &rows(kept_id)).await;
     assert!(kept_rows > 0);
     assert!(db_count(&stack, &rows(purged_id)).await > 0);
-    let pending: Value = stack
-        .admin_get(&format!(
-            "{}/coordinator/events?state=pending",
-            stack.coordinator
-        ))
-        .await
-        .json()
-        .await
-        .expect("events JSON");
-    assert_eq!(
-        pending["events"].as_array().map(Vec::len),
-        Some(2),
-        "{pending}"
-    );
+    let pending = coordinator_events(&stack, "pending").await;
+    assert_eq!(pending.len(), 2, "{pending:?}");
     assert_eq!(
         db_count(&stack, &events(kept_id)).await,
         0,
